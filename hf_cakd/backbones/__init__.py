@@ -1,0 +1,21 @@
+"""The staged view of vision classifiers (method.md section 1): one adapter file per family."""
+
+from .base import FAMILIES, NUM_STAGES, StagedBackbone, StagedOutput, StageInfo, to_map, to_tokens
+from .registry import UnsupportedArchitectureError, register_adapter, staged_view, supported_architectures
+
+# Importing an adapter module registers it.
+from . import resnet  # noqa: E402,F401  isort: skip
+
+__all__ = [
+    "FAMILIES",
+    "NUM_STAGES",
+    "StageInfo",
+    "StagedBackbone",
+    "StagedOutput",
+    "UnsupportedArchitectureError",
+    "register_adapter",
+    "staged_view",
+    "supported_architectures",
+    "to_map",
+    "to_tokens",
+]

@@ -1,0 +1,148 @@
+"""The staged view: any vision classifier seen as ``stem -> stage1..stage4 -> head``.
+
+Every module in a :class:`StagedBackbone` is the wrapped model's own module (shared, never
+copied), so a stage can be called on an activation that did not come from its own model: the
+assistant (fusion) model runs the attention/MLP model's stage 4 on the output of a bridge.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from torch import nn
+
+Family = Literal["cnn", "attention", "mlp"]
+Layout = Literal["map", "tokens"]
+FAMILIES: tuple[Family, ...] = ("cnn", "attention", "mlp")
+NUM_STAGES = 4
+
+
+@dataclass(frozen=True)
+class StageInfo:
+    """What one stage outputs.
+
+    ``layout`` is ``"map"`` for ``(B, C, H, W)`` tensors and ``"tokens"`` for ``(B, N, D)``
+    sequences whose first ``num_prefix_tokens`` entries are class/distillation tokens and whose
+    remaining ``H * W`` entries are the spatial grid in row-major order.
+    """
+
+    layout: Layout
+    channels: int
+    grid: tuple[int, int]
+    num_prefix_tokens: int = 0
+
+    def __post_init__(self):
+        if self.layout not in ("map", "tokens"):
+            raise ValueError(f"layout must be 'map' or 'tokens', got {self.layout!r}")
+        if self.layout == "map" and self.num_prefix_tokens:
+            raise ValueError("a 'map' layout cannot carry prefix tokens")
+
+
+@dataclass
+class StagedOutput:
+    logits: torch.Tensor
+    features: tuple[torch.Tensor, ...]
+
+
+def to_map(feature: torch.Tensor, info: StageInfo) -> torch.Tensor:
+    """Any stage output as a ``(B, C, H, W)`` map; prefix tokens are dropped."""
+    if info.layout == "map":
+        return feature
+    tokens = feature[:, info.num_prefix_tokens :]
+    height, width = info.grid
+    return tokens.transpose(1, 2).reshape(tokens.shape[0], tokens.shape[2], height, width)
+
+
+def to_tokens(feature: torch.Tensor, info: StageInfo) -> torch.Tensor:
+    """Any stage output as ``(B, H*W, C)`` spatial tokens; prefix tokens are dropped."""
+    if info.layout == "tokens":
+        return feature[:, info.num_prefix_tokens :]
+    return feature.flatten(2).transpose(1, 2)
+
+
+class StagedBackbone(nn.Module):
+    """A classifier split into a stem, four stages and a head, plus what each stage outputs.
+
+    Args:
+        model: the full classifier (kept so the view can be traced back to what it wraps).
+        family: ``"cnn"``, ``"attention"`` or ``"mlp"``: the module function of the stages.
+        stem, stages, head: the model's own modules; ``head(stages[3](...(stem(x))))`` equals
+            the model's logits.
+        stage_infos: one :class:`StageInfo` per stage at ``image_size``.
+        image_size: the input resolution ``(H, W)`` the stage infos describe.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        family: Family,
+        stem: nn.Module,
+        stages: list[nn.Module],
+        head: nn.Module,
+        stage_infos: list[StageInfo],
+        image_size: tuple[int, int],
+    ):
+        super().__init__()
+        if family not in FAMILIES:
+            raise ValueError(f"family must be one of {FAMILIES}, got {family!r}")
+        if len(stages) != NUM_STAGES or len(stage_infos) != NUM_STAGES:
+            raise ValueError(f"a staged view has exactly {NUM_STAGES} stages, got {len(stages)}")
+        self.family = family
+        self.stem = stem
+        self.stages = nn.ModuleList(stages)
+        self.head = head
+        self.stage_infos = tuple(stage_infos)
+        self.image_size = tuple(image_size)
+        # Not registered as a submodule: the stages above already hold its parameters.
+        self.__dict__["model"] = model
+
+    def forward(self, pixel_values: torch.Tensor) -> StagedOutput:
+        hidden = self.stem(pixel_values)
+        features = []
+        for stage in self.stages:
+            hidden = stage(hidden)
+            features.append(hidden)
+        return StagedOutput(logits=self.head(hidden), features=tuple(features))
+
+    def forward_from(self, stage_index: int, hidden: torch.Tensor) -> StagedOutput:
+        """Run stages ``stage_index..4`` (0-based index) and the head on a given stage input."""
+        features = []
+        for stage in self.stages[stage_index:]:
+            hidden = stage(hidden)
+            features.append(hidden)
+        return StagedOutput(logits=self.head(hidden), features=tuple(features))
+
+    def extra_repr(self) -> str:
+        stages = ", ".join(
+            f"{info.layout}{'+' + str(info.num_prefix_tokens) if info.num_prefix_tokens else ''}"
+            f"[{info.channels}@{info.grid[0]}x{info.grid[1]}]"
+            for info in self.stage_infos
+        )
+        return f"family={self.family}, image_size={self.image_size}, stages=({stages})"
+
+
+def split_evenly(blocks: list[nn.Module], num_groups: int = NUM_STAGES) -> list[nn.Sequential]:
+    """Split an isotropic stack of L blocks into equal groups; the last group takes the rest.
+
+    12 blocks -> 3/3/3/3; 10 blocks -> 2/2/2/4. Needs at least ``num_groups`` blocks.
+    """
+    if len(blocks) < num_groups:
+        raise ValueError(
+            f"an isotropic model needs at least {num_groups} blocks to be split into {num_groups} "
+            f"stages, this one has {len(blocks)}"
+        )
+    size = len(blocks) // num_groups
+    bounds = [i * size for i in range(num_groups)] + [len(blocks)]
+    return [nn.Sequential(*blocks[bounds[i] : bounds[i + 1]]) for i in range(num_groups)]
+
+
+def as_pair(size) -> tuple[int, int]:
+    if isinstance(size, int):
+        return (size, size)
+    return (int(size[0]), int(size[1]))
+
+
+def grid_at(image_size: tuple[int, int], reduction: int) -> tuple[int, int]:
+    return (image_size[0] // reduction, image_size[1] // reduction)

@@ -1,0 +1,78 @@
+import pytest
+import torch
+from torch import nn
+
+from hf_cakd.backbones import (
+    StagedBackbone,
+    UnsupportedArchitectureError,
+    register_adapter,
+    staged_view,
+    supported_architectures,
+)
+from tiny_models import IMAGE_SIZE, NUM_LABELS, TINY_MODELS, build
+
+
+def model_logits(model, pixel_values):
+    out = model(pixel_values)
+    return out if isinstance(out, torch.Tensor) else out.logits
+
+
+@pytest.mark.parametrize("name", sorted(TINY_MODELS))
+def test_staged_forward_matches_model_forward(name):
+    family, _ = TINY_MODELS[name]
+    model = build(name)
+    view = staged_view(model, image_size=IMAGE_SIZE)
+    assert view.family == family
+    pixel_values = torch.randn(2, 3, IMAGE_SIZE, IMAGE_SIZE)
+    with torch.no_grad():
+        expected = model_logits(model, pixel_values)
+        hidden = view.stem(pixel_values)
+        for stage, info in zip(view.stages, view.stage_infos):
+            hidden = stage(hidden)
+            if info.layout == "map":
+                assert hidden.shape == (2, info.channels, *info.grid), (name, info)
+            else:
+                tokens = info.num_prefix_tokens + info.grid[0] * info.grid[1]
+                assert hidden.shape == (2, tokens, info.channels), (name, info)
+        logits = view.head(hidden)
+    assert logits.shape == (2, NUM_LABELS)
+    assert (logits - expected).abs().max() < 1e-5
+
+
+@pytest.mark.parametrize("name", sorted(TINY_MODELS))
+def test_stages_are_the_models_own_modules(name):
+    model = build(name)
+    view = staged_view(model, image_size=IMAGE_SIZE)
+    model_params = {id(p) for p in model.parameters()}
+    view_params = [id(p) for p in view.parameters()]
+    assert view_params and set(view_params) <= model_params
+    assert len(set(view_params)) == len(model_params), "every parameter sits in the stem, a stage or the head"
+
+
+def test_unsupported_model_error_names_supported_and_how_to_register():
+    class Mystery(nn.Module):
+        pass
+
+    with pytest.raises(UnsupportedArchitectureError) as err:
+        staged_view(Mystery())
+    message = str(err.value)
+    assert "Mystery" in message and "register_adapter" in message
+    assert "transformers:ResNetForImageClassification" in message
+
+
+def test_register_adapter_extends_the_registry():
+    class TinyNet(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.body = nn.ModuleList(nn.Identity() for _ in range(4))
+
+    @register_adapter(TinyNet)
+    def staged_tinynet(model, image_size=None):
+        from hf_cakd.backbones import StageInfo
+
+        infos = [StageInfo("map", 3, (4, 4))] * 4
+        return StagedBackbone(model, "cnn", nn.Identity(), list(model.body), nn.Flatten(), infos, (4, 4))
+
+    assert "test_backbones:TinyNet" in supported_architectures()
+    view = staged_view(TinyNet())
+    assert view.forward(torch.ones(1, 3, 4, 4)).logits.shape == (1, 48)
