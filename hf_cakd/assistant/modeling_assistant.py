@@ -1,0 +1,184 @@
+"""The FBT assistant (fusion) model F (method.md section 2).
+
+Heterogeneous pair (a CNN ``C`` and an attention/MLP model ``A``, either may teach)::
+
+    F = head_A . stage4_A . Bridge . stage3_C . stage2_C . stage1_C . stem_C
+
+Any other pair: the student's stem and stages 1-3, the bridge, the teacher's stage 4 and head.
+
+The stages are the teacher's and the student's own modules, held by reference: the bridge is
+F's only registered parameters, so ``save_pretrained`` writes just the bridge and
+``AutoModel.from_pretrained(path, teacher=..., student=...)`` rebuilds F around the same two
+models. :meth:`AssistantModel.save_standalone` writes an F that owns copies of every module.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import asdict, dataclass
+from typing import Optional
+
+import torch
+from torch import nn
+from transformers import AutoModelForImageClassification, PreTrainedModel
+from transformers.modeling_outputs import ModelOutput
+from transformers.models.auto.configuration_auto import CONFIG_MAPPING
+
+from ..backbones import StageInfo, staged_view
+from .bridge import FusionBridge
+from .configuration_assistant import AssistantConfig
+
+
+@dataclass
+class AssistantOutput(ModelOutput):
+    """``logits`` of F; ``last_hidden_state`` is F's final-stage feature (suffix stage 4)."""
+
+    loss: Optional[torch.Tensor] = None
+    logits: Optional[torch.Tensor] = None
+    last_hidden_state: Optional[torch.Tensor] = None
+
+
+def fusion_roles(teacher_family: str, student_family: str) -> str:
+    """The role (``"teacher"``/``"student"``) whose stem and stages 1-3 start F."""
+    if (teacher_family == "cnn") != (student_family == "cnn"):
+        return "teacher" if teacher_family == "cnn" else "student"
+    return "student"
+
+
+def _model_from_config_dict(config_dict: dict) -> PreTrainedModel:
+    config_dict = dict(config_dict)
+    config = CONFIG_MAPPING[config_dict.pop("model_type")].from_dict(config_dict)
+    return AutoModelForImageClassification.from_config(config)
+
+
+def _stage_dict(info: StageInfo) -> dict:
+    return {**asdict(info), "grid": list(info.grid)}
+
+
+class AssistantPreTrainedModel(PreTrainedModel):
+    config_class = AssistantConfig
+    base_model_prefix = "assistant"
+    main_input_name = "pixel_values"
+
+    def _init_weights(self, module):
+        if isinstance(module, FusionBridge):
+            module.reset_embeddings()
+        else:
+            super()._init_weights(module)
+
+
+class AssistantModel(AssistantPreTrainedModel):
+    """F around a given teacher and student (shared modules), or standalone (own copies).
+
+    Build one with :meth:`from_teacher_student`; rebuild a saved one with
+    ``AssistantModel.from_pretrained(path, teacher=teacher, student=student)`` or, for a
+    standalone save, ``AssistantModel.from_pretrained(path)``.
+    """
+
+    def __init__(self, config: AssistantConfig, teacher: nn.Module | None = None, student: nn.Module | None = None):
+        super().__init__(config)
+        if (teacher is None) != (student is None):
+            raise ValueError("Pass both the teacher and the student the assistant was built from, or neither.")
+        if teacher is None:
+            if not (config.prefix_model_config and config.suffix_model_config):
+                raise ValueError(
+                    "This assistant shares its stages with a teacher and a student: load it with "
+                    "AssistantModel.from_pretrained(path, teacher=teacher, student=student)."
+                )
+            # Standalone: registered submodules, so they are saved, moved and trained with F.
+            self.prefix_model = _model_from_config_dict(config.prefix_model_config)
+            self.suffix_model = _model_from_config_dict(config.suffix_model_config)
+            prefix_model, suffix_model = self.prefix_model, self.suffix_model
+        else:
+            roles = {"teacher": teacher, "student": student}
+            prefix_model, suffix_model = roles[config.prefix_role], roles[config.suffix_role]
+        # Held by reference, not registered: their parameters belong to the teacher/student.
+        self.__dict__["prefix"] = staged_view(prefix_model, config.prefix_image_size)
+        self.__dict__["suffix"] = staged_view(suffix_model, config.suffix_image_size)
+        source, target = self.prefix.stage_infos[2], self.suffix.stage_infos[2]
+        expected = (config.source_stage, config.target_stage)
+        if expected != (None, None) and expected != (_stage_dict(source), _stage_dict(target)):
+            raise ValueError(
+                f"This assistant's bridge maps {config.source_stage} -> {config.target_stage}, but the given "
+                f"models give {_stage_dict(source)} -> {_stage_dict(target)}: pass the same teacher and student "
+                "(architectures and image sizes) it was built with."
+            )
+        config.source_stage, config.target_stage = _stage_dict(source), _stage_dict(target)
+        self.bridge = FusionBridge(
+            source, target, config.bridge_type, config.bridge_num_heads, config.bridge_mlp_ratio
+        )
+        self.post_init()
+
+    @classmethod
+    def from_teacher_student(
+        cls,
+        teacher: nn.Module,
+        student: nn.Module,
+        teacher_image_size: int | tuple[int, int] | None = None,
+        student_image_size: int | tuple[int, int] | None = None,
+        bridge_type: str = "auto",
+        **config_kwargs,
+    ) -> "AssistantModel":
+        """Choose the prefix by module function (method.md section 2) and build F.
+
+        ``bridge_type="auto"`` uses the attention bridge when prefix and suffix come from
+        different families and the linear one when they share a family.
+        """
+        views = {
+            "teacher": staged_view(teacher, teacher_image_size),
+            "student": staged_view(student, student_image_size),
+        }
+        prefix_role = fusion_roles(views["teacher"].family, views["student"].family)
+        suffix_role = "student" if prefix_role == "teacher" else "teacher"
+        prefix, suffix = views[prefix_role], views[suffix_role]
+        if bridge_type == "auto":
+            bridge_type = "linear" if prefix.family == suffix.family else "attention"
+        suffix_config = suffix.model.config
+        config = AssistantConfig(
+            prefix_role=prefix_role,
+            prefix_image_size=list(prefix.image_size),
+            suffix_image_size=list(suffix.image_size),
+            bridge_type=bridge_type,
+            id2label=dict(suffix_config.id2label),
+            label2id=dict(suffix_config.label2id or {}),
+            **config_kwargs,
+        )
+        return cls(config, teacher=teacher, student=student)
+
+    def forward(
+        self,
+        pixel_values: torch.Tensor | None = None,
+        prefix_stage3: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+    ) -> AssistantOutput:
+        """Run F on the prefix model's input, or on its already computed stage-3 activation.
+
+        Passing ``prefix_stage3`` (from the forward pass the prefix model made anyway) means the
+        shared stem and stages 1-3 are not run a second time.
+        """
+        if prefix_stage3 is None:
+            if pixel_values is None:
+                raise ValueError("Pass pixel_values or prefix_stage3.")
+            hidden = self.prefix.stem(pixel_values)
+            for stage in self.prefix.stages[:3]:
+                hidden = stage(hidden)
+            prefix_stage3 = hidden
+        bridged = self.bridge(prefix_stage3)
+        output = self.suffix.forward_from(3, bridged)
+        loss = None if labels is None else nn.functional.cross_entropy(output.logits.float(), labels)
+        return AssistantOutput(loss=loss, logits=output.logits, last_hidden_state=output.features[-1])
+
+    def save_standalone(self, save_directory: str, **kwargs) -> None:
+        """Save a fused classifier that owns copies of every module it uses.
+
+        It loads with ``AutoModel.from_pretrained(save_directory)`` (hf_cakd imported), no
+        teacher or student needed.
+        """
+        config = copy.deepcopy(self.config)
+        config.prefix_model_config = self.prefix.model.config.to_dict()
+        config.suffix_model_config = self.suffix.model.config.to_dict()
+        standalone = AssistantModel(config)
+        standalone.prefix_model.load_state_dict(self.prefix.model.state_dict())
+        standalone.suffix_model.load_state_dict(self.suffix.model.state_dict())
+        standalone.bridge.load_state_dict(self.bridge.state_dict())
+        standalone.save_pretrained(save_directory, **kwargs)

@@ -1,0 +1,67 @@
+import json
+
+import pytest
+import torch
+from transformers import ResNetConfig, TimmWrapperForImageClassification
+
+from hf_cakd.models import LabelMismatchError, load_classifier, load_image_processor
+from tiny_models import build
+
+CIFAR_LABELS = dict(enumerate(["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]))
+
+
+@pytest.fixture
+def saved_resnet(tmp_path):
+    model = build("hf-resnet", num_labels=10)
+    model.save_pretrained(tmp_path / "resnet")
+    return str(tmp_path / "resnet"), model
+
+
+def test_local_directory_round_trip_adopts_dataset_names_for_generic_labels(saved_resnet):
+    path, original = saved_resnet
+    model = load_classifier(path, CIFAR_LABELS).eval()
+    assert model.config.id2label[3] == "cat" and model.config.label2id["truck"] == 9
+    x = torch.randn(2, 3, 32, 32)
+    torch.testing.assert_close(model(x).logits, original(x).logits)
+
+
+def test_label_mismatch_stops_with_the_choices(saved_resnet):
+    path, _ = saved_resnet
+    five = {i: f"class{i}" for i in range(5)}
+    with pytest.raises(LabelMismatchError) as err:
+        load_classifier(path, five)
+    message = str(err.value)
+    assert "10 labels" in message and "5 labels" in message
+    assert "train_teacher.py" in message and "--ignore_mismatched_sizes" in message
+
+
+def test_replace_head_gives_the_dataset_label_space(saved_resnet):
+    path, original = saved_resnet
+    five = {i: f"class{i}" for i in range(5)}
+    model = load_classifier(path, five, replace_head=True)
+    assert model.config.num_labels == 5 and model.classifier[-1].out_features == 5
+    # The backbone keeps its trained weights; only the head is new.
+    torch.testing.assert_close(
+        model.resnet.embedder.embedder.convolution.weight, original.resnet.embedder.embedder.convolution.weight
+    )
+
+
+def test_timm_spec_builds_a_transformers_wrapped_timm_model():
+    model = load_classifier("timm:resnet18", CIFAR_LABELS, model_args={"layers": [1, 1, 1, 1]})
+    assert isinstance(model, TimmWrapperForImageClassification)
+    assert model.config.id2label[0] == "airplane"
+    assert model.timm_model.num_classes == 10 and len(model.timm_model.layer1) == 1
+
+
+def test_config_json_spec_builds_from_scratch(tmp_path):
+    path = tmp_path / "student.json"
+    config = ResNetConfig(embedding_size=8, hidden_sizes=[8, 8, 8, 8], depths=[1, 1, 1, 1], layer_type="basic")
+    path.write_text(json.dumps(config.to_dict()))
+    model = load_classifier(str(path), CIFAR_LABELS)
+    assert model.config.num_labels == 10 and model.config.hidden_sizes == [8, 8, 8, 8]
+    assert load_image_processor(str(path)) is None
+
+
+def test_model_args_are_refused_for_non_timm_specs(saved_resnet):
+    with pytest.raises(ValueError, match="timm:<architecture>"):
+        load_classifier(saved_resnet[0], CIFAR_LABELS, model_args={"depth": 2})
