@@ -1,3 +1,26 @@
 """hf_cakd: cross-architecture knowledge distillation (FBT, Fuse Before Transfer) for vision models."""
 
+from .assistant import AssistantConfig, AssistantModel
+from .backbones import StagedBackbone, StageInfo, register_adapter, staged_view
+from .methods import register_method
+from .modeling_distillation import DistillationModel
+from .models import LabelMismatchError, load_classifier, load_image_processor
+from .trainer import DistillationTrainer, DistillationTrainingArguments
+
 __version__ = "0.1.0"
+
+__all__ = [
+    "AssistantConfig",
+    "AssistantModel",
+    "DistillationModel",
+    "DistillationTrainer",
+    "DistillationTrainingArguments",
+    "LabelMismatchError",
+    "StageInfo",
+    "StagedBackbone",
+    "load_classifier",
+    "load_image_processor",
+    "register_adapter",
+    "register_method",
+    "staged_view",
+]

@@ -76,3 +76,22 @@ def test_register_adapter_extends_the_registry():
     assert "test_backbones:TinyNet" in supported_architectures()
     view = staged_view(TinyNet())
     assert view.forward(torch.ones(1, 3, 4, 4)).logits.shape == (1, 48)
+
+
+@pytest.mark.parametrize("name", ["hf-vit", "timm-deit-distilled", "timm-swin", "timm-mixer"])
+def test_fixed_grid_model_rejects_another_image_size(name):
+    with pytest.raises(ValueError, match=rf"configured image size {IMAGE_SIZE}x{IMAGE_SIZE}.*64x64 was requested"):
+        staged_view(build(name), image_size=64)
+
+
+def test_hf_swin_stage_infos_follow_the_requested_image_size():
+    # transformers' Swin pads to its windows, so it runs at sizes other than its config's.
+    model = build("hf-swin")
+    view = staged_view(model, image_size=48)
+    pixel_values = torch.randn(1, 3, 48, 48)
+    with torch.no_grad():
+        out = view(pixel_values)
+        expected = model_logits(model, pixel_values)
+    assert [info.grid for info in view.stage_infos] == [(24, 24), (12, 12), (6, 6), (3, 3)]
+    assert [feature.shape[1] for feature in out.features] == [24 * 24, 12 * 12, 6 * 6, 3 * 3]
+    assert (out.logits - expected).abs().max() < 1e-5

@@ -9,7 +9,10 @@ builder to the table of its kind below.
 from __future__ import annotations
 
 import torch
+from timm.models.mlp_mixer import Affine, MlpMixer, ResBlock
 from transformers import ResNetConfig, ResNetForImageClassification, TimmWrapperConfig, TimmWrapperForImageClassification
+from transformers import DeiTConfig, DeiTForImageClassification, DeiTForImageClassificationWithTeacher
+from transformers import SwinConfig, SwinForImageClassification, ViTConfig, ViTForImageClassification
 
 IMAGE_SIZE = 32
 NUM_LABELS = 10
@@ -33,8 +36,75 @@ CNN_MODELS = {
     "hf-resnet": ("cnn", hf_resnet),
 }
 
+# ViT/DeiT: 4x4 patches give an 8x8 grid; 5 blocks (ViT) split unevenly 1/1/1/2, 4 (DeiT) evenly.
+TINY_VIT = dict(image_size=IMAGE_SIZE, patch_size=4, hidden_size=32, num_attention_heads=2, intermediate_size=64)
+TIMM_TINY_VIT = dict(img_size=IMAGE_SIZE, patch_size=4, embed_dim=32, depth=5, num_heads=2)
+# Swin: 2x2 patches give grids 16/8/4/2, all divisible by the 2x2 window; depth 2 adds shifted windows.
+TINY_SWIN = dict(patch_size=2, embed_dim=16, depths=(2, 2, 2, 1), num_heads=(1, 2, 2, 4), window_size=2)
+
+
+def hf_vit(num_labels: int = NUM_LABELS):
+    return ViTForImageClassification(ViTConfig(**TINY_VIT, num_hidden_layers=5, num_labels=num_labels))
+
+
+def hf_deit(num_labels: int = NUM_LABELS):
+    return DeiTForImageClassification(DeiTConfig(**TINY_VIT, num_hidden_layers=4, num_labels=num_labels))
+
+
+def hf_deit_distilled(num_labels: int = NUM_LABELS):
+    config = DeiTConfig(**TINY_VIT, num_hidden_layers=4, num_labels=num_labels)
+    return DeiTForImageClassificationWithTeacher(config)
+
+
+def hf_swin(num_labels: int = NUM_LABELS):
+    return SwinForImageClassification(SwinConfig(image_size=IMAGE_SIZE, **TINY_SWIN, num_labels=num_labels))
+
+
+def timm_vit(num_labels: int = NUM_LABELS):
+    return timm_classifier("vit_tiny_patch16_224", num_labels, **TIMM_TINY_VIT)
+
+
+def timm_vit_reg_avg(num_labels: int = NUM_LABELS):
+    """Register tokens and no class token: prefix handling and average pooling stay timm's."""
+    args = dict(TIMM_TINY_VIT, class_token=False, reg_tokens=2, global_pool="avg")
+    return timm_classifier("vit_tiny_patch16_224", num_labels, **args)
+
+
+def timm_deit_distilled(num_labels: int = NUM_LABELS):
+    return timm_classifier("deit_tiny_distilled_patch16_224", num_labels, **dict(TIMM_TINY_VIT, depth=4))
+
+
+def timm_swin(num_labels: int = NUM_LABELS):
+    return timm_classifier("swin_tiny_patch4_window7_224", num_labels, img_size=IMAGE_SIZE, **TINY_SWIN)
+
+
+# timm's Mixer/ResMLP entry points fix patch size, width and depth (passing them again is an
+# error), so these two are bare timm models, which also covers adapters given an unwrapped model.
+TINY_MIXER = dict(img_size=IMAGE_SIZE, patch_size=4, embed_dim=32)
+
+
+def timm_mixer(num_labels: int = NUM_LABELS):
+    return MlpMixer(num_classes=num_labels, num_blocks=5, **TINY_MIXER)
+
+
+def timm_resmlp(num_labels: int = NUM_LABELS):
+    resmlp = dict(block_layer=ResBlock, norm_layer=Affine, mlp_ratio=4)  # as timm's resmlp_* entry points
+    return MlpMixer(num_classes=num_labels, num_blocks=4, **resmlp, **TINY_MIXER)
+
+
 # Attention and MLP families (ViT, DeiT, Swin; MLP-Mixer, ResMLP; transformers and timm).
-TOKEN_MODELS = {}
+TOKEN_MODELS = {
+    "hf-vit": ("attention", hf_vit),
+    "hf-deit": ("attention", hf_deit),
+    "hf-deit-distilled": ("attention", hf_deit_distilled),
+    "hf-swin": ("attention", hf_swin),
+    "timm-vit": ("attention", timm_vit),
+    "timm-vit-reg-avg": ("attention", timm_vit_reg_avg),
+    "timm-deit-distilled": ("attention", timm_deit_distilled),
+    "timm-swin": ("attention", timm_swin),
+    "timm-mixer": ("mlp", timm_mixer),
+    "timm-resmlp": ("mlp", timm_resmlp),
+}
 
 TINY_MODELS = {**CNN_MODELS, **TOKEN_MODELS}
 

@@ -1,0 +1,137 @@
+"""The spatial-agnostic InfoNCE of FBT (method.md section 3): smooth, project, contrast.
+
+Pixel-wise losses fail across architectures because a CNN map and a ViT token grid keep the same
+knowledge at different places. Averaging over space first removes the layout; contrasting
+images of the batch then matches what each model knows about an image without asking where.
+The trainer composes the pieces: ``info_nce(proj_x(spatial_smooth(f_x)), proj_y(...), tau())``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal, Union
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import nn
+
+from ..backbones.base import StageInfo, to_map
+
+Pooling = Union[Literal["avg"], int]
+
+
+def spatial_smooth(
+    feature: torch.Tensor, info: StageInfo, pooling: Pooling = "avg", use_cls: bool = False
+) -> torch.Tensor:
+    """A stage output without its spatial layout: ``(B, C)``, or ``(B, C * k * k)``.
+
+    Args:
+        feature: a map ``(B, C, H, W)`` or tokens ``(B, N, D)`` as described by ``info``.
+        pooling: ``"avg"`` for global average pooling (prefix tokens dropped), or an int ``k``
+            for adaptive average pooling to ``k x k``, flattened channel-major: keeps a coarse
+            layout for when full smoothing loses too much.
+        use_cls: take the first prefix token (the class token) instead of pooling.
+    """
+    if use_cls:
+        if info.num_prefix_tokens < 1:
+            raise ValueError(f"use_cls needs a token layout with a class token, got {info}")
+        return feature[:, 0]
+    feature_map = to_map(feature, info)
+    if pooling == "avg":
+        return feature_map.mean(dim=(2, 3))
+    if isinstance(pooling, int) and not isinstance(pooling, bool) and pooling >= 1:
+        return F.adaptive_avg_pool2d(feature_map, pooling).flatten(1)
+    raise ValueError(f"pooling must be 'avg' or a positive int k, got {pooling!r}")
+
+
+def smoothed_dim(info: StageInfo, pooling: Pooling = "avg", use_cls: bool = False) -> int:
+    """The width of :func:`spatial_smooth`'s output, to size a :class:`FeatureProjector`."""
+    if use_cls or pooling == "avg":
+        return info.channels
+    return info.channels * pooling * pooling
+
+
+class FeatureProjector(nn.Module):
+    """``Linear -> GELU -> Linear`` from a model's smoothed feature to the shared space.
+
+    Each model gets its own projector, so features of different widths and statistics meet in
+    one space of width ``out_dim`` (256 by default: our assumption, not the paper's). The hidden
+    width defaults to ``2 * out_dim`` rather than ``in_dim`` so that k x k pooled inputs (width
+    ``C * k * k``) do not make the projector quadratic in that width. No normalisation layer:
+    :func:`info_nce` L2-normalises the output, and a BatchNorm would break on a batch of one.
+    """
+
+    def __init__(self, in_dim: int, out_dim: int = 256, hidden_dim: int | None = None):
+        super().__init__()
+        hidden_dim = hidden_dim or 2 * out_dim
+        self.net = nn.Sequential(nn.Linear(in_dim, hidden_dim), nn.GELU(), nn.Linear(hidden_dim, out_dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+class LearnableTemperature(nn.Module):
+    """The InfoNCE temperature ``tau``, learned as ``log tau`` and clamped in ``forward``.
+
+    The log keeps ``tau`` positive and makes its steps relative. The clamp keeps it from
+    collapsing (a tiny ``tau`` makes the softmax one-hot and the gradients explode) or growing
+    until all similarities look alike; inside the range the gradient flows, past a bound it
+    is zero, so the bound holds. Keep ``log_tau`` out of weight decay.
+    """
+
+    def __init__(self, init: float = 0.07, min: float = 0.01, max: float = 1.0):
+        super().__init__()
+        if not 0 < min <= init <= max:
+            raise ValueError(f"need 0 < min <= init <= max, got min={min}, init={init}, max={max}")
+        self.min, self.max = min, max
+        self.log_tau = nn.Parameter(torch.tensor(math.log(init)))
+
+    def forward(self) -> torch.Tensor:
+        return self.log_tau.exp().clamp(self.min, self.max)
+
+    def extra_repr(self) -> str:
+        return f"min={self.min}, max={self.max}"
+
+
+def info_nce(
+    z_x: torch.Tensor,
+    z_y: torch.Tensor,
+    temperature: torch.Tensor | float,
+    gather_across_processes: bool = True,
+) -> torch.Tensor:
+    """Symmetric InfoNCE between two views ``(B, d)`` of the same batch, in float32.
+
+    Both are L2-normalised; ``logits = z_x @ z_y.T / tau``; image ``i`` of one model is the
+    positive of image ``i`` of the other, every other image is a negative; the loss is the mean
+    of the x->y and y->x cross-entropies. A batch of one has no negatives and gives exactly 0.
+
+    Under ``torch.distributed`` with several processes and ``gather_across_processes``, the
+    other processes' embeddings join as negatives through a gradient-preserving all-gather, so
+    the effective batch is the global one. Each process returns the loss of its own rows; with
+    DDP averaging the gradients, that is the gradient of the global-batch loss. Every process must
+    pass the same local batch size (Accelerate's ``even_batches``, the default, ensures it).
+
+    Autocast is switched off inside: a float16 ``z_x @ z_y.T / tau`` at ``tau = 0.01`` overflows.
+    """
+    with torch.autocast(device_type=z_x.device.type, enabled=False):
+        z_x = F.normalize(z_x.float(), dim=-1)
+        z_y = F.normalize(z_y.float(), dim=-1)
+        if torch.is_tensor(temperature):
+            temperature = temperature.float()
+        all_x, all_y, offset = _gather(z_x, z_y) if gather_across_processes else (z_x, z_y, 0)
+        targets = torch.arange(z_x.shape[0], device=z_x.device) + offset
+        loss_xy = F.cross_entropy(z_x @ all_y.T / temperature, targets)
+        loss_yx = F.cross_entropy(z_y @ all_x.T / temperature, targets)
+        return (loss_xy + loss_yx) / 2
+
+
+def _gather(z_x: torch.Tensor, z_y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """All processes' ``z_x`` and ``z_y`` (with gradients back to each owner) and this rank's offset."""
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return z_x, z_y, 0
+    from torch.distributed.nn.functional import all_gather
+
+    # One collective for both views: stack them, gather, then split along the stacked axis.
+    gathered = torch.cat(all_gather(torch.stack((z_x, z_y))), dim=1)
+    return gathered[0], gathered[1], dist.get_rank() * z_x.shape[0]

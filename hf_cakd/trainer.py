@@ -1,0 +1,244 @@
+"""DistillationTrainer and DistillationTrainingArguments: transformers' Trainer, plus a teacher.
+
+The student passed as ``model`` is wrapped into a :class:`DistillationModel` together with the
+method's trainable parts, so DDP, mixed precision, checkpoints and resume cover all of them. The
+teacher is frozen and placed by Accelerate. Saving writes the student as a plain transformers
+model at the top of the output directory, loadable without hf_cakd.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+
+import safetensors.torch
+import torch
+from torch import nn
+from transformers import PreTrainedModel, Trainer, TrainingArguments
+from transformers.utils import SAFE_WEIGHTS_NAME
+
+from .backbones import staged_view
+from .methods import METHODS
+from .metrics import accuracy_metrics
+from .modeling_distillation import DistillationModel
+
+logger = logging.getLogger(__name__)
+
+ASSISTANT_DIR = "assistant"
+METHOD_STATE_NAME = "distillation_method.safetensors"
+
+
+def _parse_pooling(value: str | int) -> str | int:
+    if isinstance(value, int) or value == "avg":
+        return value
+    if str(value).isdigit() and int(value) > 0:
+        return int(value)
+    raise ValueError(f"infonce_pooling must be 'avg' or a positive integer k (k x k pooling), got {value!r}")
+
+
+@dataclass
+class DistillationTrainingArguments(TrainingArguments):
+    """``TrainingArguments`` plus what distillation needs. Defaults follow method.md."""
+
+    method: str = field(default="fbt", metadata={"help": f"One of {', '.join(sorted(METHODS))}."})
+    ce_weight: float = field(default=1.0, metadata={"help": "Weight of the supervised cross-entropy terms."})
+    logit_weight: float = field(default=1.0, metadata={"help": "Weight of each logit distillation term."})
+    feature_weight: float = field(default=1.0, metadata={"help": "Weight of each feature term (InfoNCE, FitNet)."})
+    kd_temperature: float = field(default=4.0, metadata={"help": "Temperature of Hinton KD."})
+    ofa_gamma: float = field(default=1.0, metadata={"help": "OFA exponent gamma >= 1 (1: soft-target CE)."})
+    ofa_temperature: float = field(default=1.0, metadata={"help": "Temperature of the OFA loss."})
+    fbt_logit_loss: str = field(default="ofa", metadata={"help": "FBT's logit loss: 'ofa' or 'kd'."})
+    infonce_pooling: str = field(
+        default="avg", metadata={"help": "Spatial smoothing: 'avg' (global average) or k for k x k pooling."}
+    )
+    infonce_use_cls: bool = field(default=False, metadata={"help": "Use the class token instead of pooling."})
+    projector_dim: int = field(default=256, metadata={"help": "Shared dimension of the InfoNCE projectors."})
+    infonce_temperature: float = field(default=0.07, metadata={"help": "Initial learnable InfoNCE temperature."})
+    gather_negatives: bool = field(
+        default=True, metadata={"help": "Gather InfoNCE negatives across processes (gradient-preserving)."}
+    )
+    detach_assistant: bool = field(
+        default=True, metadata={"help": "Detach the assistant when it teaches the student."}
+    )
+    bridge_type: str = field(
+        default="auto", metadata={"help": "'auto', 'attention' or 'linear' bridge in the assistant."}
+    )
+    fitnet_stage: int = field(default=3, metadata={"help": "Stage (1..4) the FitNet hint is taken from."})
+    student_image_size: int | None = field(
+        default=None, metadata={"help": "Student input resolution (default: read from the training data)."}
+    )
+    teacher_image_size: int | None = field(
+        default=None, metadata={"help": "Teacher input resolution (default: read from the training data)."}
+    )
+    # Image columns must reach the collator; only the student's labels are labels.
+    remove_unused_columns: bool = field(default=False, metadata={"help": "Keep image columns (needed)."})
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.method not in METHODS:
+            raise ValueError(f"Unknown method {self.method!r}; choose one of {', '.join(sorted(METHODS))}.")
+        self.infonce_pooling = _parse_pooling(self.infonce_pooling)
+        if self.label_names is None:
+            self.label_names = ["labels"]
+
+
+def _first_example_size(dataset, key: str) -> int | None:
+    """The resolution of ``dataset[0][key]``, when the dataset yields image tensors."""
+    if dataset is None:
+        return None
+    try:
+        example = dataset[0]
+    except (TypeError, IndexError, KeyError, NotImplementedError):
+        return None
+    value = example.get(key) if isinstance(example, dict) else None
+    return tuple(value.shape[-2:]) if isinstance(value, torch.Tensor) else None
+
+
+class DistillationTrainer(Trainer):
+    """A ``Trainer`` that distils ``teacher_model`` into ``model`` (the student).
+
+    Args:
+        model: the student, a transformers image classifier (timm models through
+            ``TimmWrapperForImageClassification``).
+        teacher_model: the frozen teacher; may be omitted for ``method="none"``.
+        args: :class:`DistillationTrainingArguments`.
+        Everything else as for ``transformers.Trainer``. Batches carry ``pixel_values``
+        (student), ``teacher_pixel_values`` (teacher; falls back to ``pixel_values``) and ``labels``.
+    """
+
+    # compute_loss returns per-batch means; the Trainer divides them for gradient accumulation.
+    loss_is_scaled_for_ga = False
+
+    def __init__(self, model: PreTrainedModel, teacher_model: PreTrainedModel | None = None, args=None, **kwargs):
+        if args is None or not isinstance(args, DistillationTrainingArguments):
+            raise TypeError("DistillationTrainer needs args=DistillationTrainingArguments(...).")
+        if isinstance(model, DistillationModel):
+            distillation_model = model
+        else:
+            train_dataset = kwargs.get("train_dataset")
+            student_size = args.student_image_size or _first_example_size(train_dataset, "pixel_values")
+            teacher_size = (
+                args.teacher_image_size
+                or _first_example_size(train_dataset, "teacher_pixel_values")
+                or student_size
+            )
+            if teacher_model is not None:
+                teacher_model.requires_grad_(False).eval()
+            distillation_model = DistillationModel.build(model, teacher_model, args, student_size, teacher_size)
+        if teacher_model is not None and not distillation_model.method.requires_teacher:
+            logger.info("method=%r trains the student alone; the teacher is only evaluated.", args.method)
+        kwargs.setdefault("compute_metrics", accuracy_metrics)
+        super().__init__(model=distillation_model, args=args, **kwargs)
+        self.teacher_model = teacher_model
+        self.teacher_view = None
+        if teacher_model is not None:
+            self.teacher_model = self.accelerator.prepare_model(teacher_model, evaluation_mode=True)
+            self.teacher_view = distillation_model.method.teacher_view or staged_view(teacher_model)
+        self._loss_term_sums: dict[str, torch.Tensor] = {}
+        self._loss_term_count = 0
+
+    @property
+    def student(self) -> PreTrainedModel:
+        return self.accelerator.unwrap_model(self.model).student
+
+    def _teacher_outputs(self, batch: dict):
+        """The frozen teacher's staged outputs on its own pixels (the student's when absent)."""
+        pixel_values = batch.get("teacher_pixel_values", batch["pixel_values"])
+        with torch.no_grad(), self.accelerator.autocast():
+            return self.teacher_view(pixel_values)
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        teacher_outputs = None
+        if model.training and self.accelerator.unwrap_model(model).method.requires_teacher:
+            teacher_outputs = self._teacher_outputs(inputs)
+        outputs = model(pixel_values=inputs["pixel_values"], labels=inputs.get("labels"), teacher_outputs=teacher_outputs)
+        if "losses" in outputs:
+            self._record_loss_terms(outputs["losses"])
+        loss = outputs["loss"]
+        return (loss, {"loss": loss, "logits": outputs["logits"]}) if return_outputs else loss
+
+    def _record_loss_terms(self, losses: dict[str, torch.Tensor]) -> None:
+        for name, value in losses.items():
+            value = value.detach().float()
+            if not torch.isfinite(value):
+                raise FloatingPointError(
+                    f"The loss term {name!r} is {value.item()} at step {self.state.global_step}. Lower the learning "
+                    "rate, use bf16 instead of fp16, or check the inputs; the last saved checkpoint is untouched."
+                )
+            self._loss_term_sums[name] = self._loss_term_sums.get(name, 0.0) + value
+        self._loss_term_count += 1
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        if "loss" in logs and self._loss_term_count:
+            names = sorted(self._loss_term_sums)
+            means = torch.stack([self._loss_term_sums[n] for n in names]) / self._loss_term_count
+            means = self.accelerator.reduce(means, reduction="mean")
+            logs.update({f"loss_{n}": round(v, 4) for n, v in zip(names, means.tolist())})
+            logs.update(self.accelerator.unwrap_model(self.model).method.learned_temperatures())
+            self._loss_term_sums, self._loss_term_count = {}, 0
+        super().log(logs, start_time)
+
+    def get_decay_parameter_names(self, model: nn.Module) -> list[str]:
+        # Weight decay would pull the learnable temperatures towards tau = 1.
+        return [name for name in super().get_decay_parameter_names(model) if "log_tau" not in name]
+
+    # ---- saving and loading: the student as a plain model, the method's parts beside it ----
+
+    def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
+        output_dir = output_dir or self.args.output_dir
+        if not self.args.should_save:
+            return
+        os.makedirs(output_dir, exist_ok=True)
+        distillation_model = self.accelerator.unwrap_model(self.model)
+        distillation_model.student.save_pretrained(output_dir)
+        method_state = distillation_model.method.state_dict()
+        if method_state:
+            safetensors.torch.save_file(
+                {k: v.contiguous() for k, v in method_state.items()},
+                os.path.join(output_dir, METHOD_STATE_NAME),
+                metadata={"format": "pt"},
+            )
+        assistant = getattr(distillation_model.method, "assistant", None)
+        if assistant is not None:
+            assistant.save_pretrained(os.path.join(output_dir, ASSISTANT_DIR))
+        if self.processing_class is not None:
+            self.processing_class.save_pretrained(output_dir)
+        torch.save(self.args, os.path.join(output_dir, "training_args.bin"))
+
+    def _load_distillation_state(self, checkpoint_dir: str) -> None:
+        distillation_model = self.accelerator.unwrap_model(self.model)
+        student_file = os.path.join(checkpoint_dir, SAFE_WEIGHTS_NAME)
+        if not os.path.isfile(student_file):
+            raise FileNotFoundError(
+                f"{checkpoint_dir} has no {SAFE_WEIGHTS_NAME}: it is not a complete DistillationTrainer checkpoint. "
+                "Resume from another checkpoint-* directory or start afresh."
+            )
+        distillation_model.student.load_state_dict(safetensors.torch.load_file(student_file), strict=True)
+        method_file = os.path.join(checkpoint_dir, METHOD_STATE_NAME)
+        if os.path.isfile(method_file):
+            distillation_model.method.load_state_dict(safetensors.torch.load_file(method_file), strict=True)
+        elif distillation_model.method.state_dict():
+            raise FileNotFoundError(f"{checkpoint_dir} lacks {METHOD_STATE_NAME} for method {self.args.method!r}.")
+
+    def _load_from_checkpoint(self, resume_from_checkpoint: str, model: nn.Module | None = None) -> None:
+        self._load_distillation_state(resume_from_checkpoint)
+
+    def _load_best_model(self) -> None:
+        logger.info("Loading the best model from %s", self.state.best_model_checkpoint)
+        self._load_distillation_state(self.state.best_model_checkpoint)
+
+    # ---- the teacher alone ----
+
+    def evaluate_teacher(self, eval_dataset=None, metric_key_prefix: str = "teacher") -> dict[str, float]:
+        """Accuracy of the teacher on the eval split (on ``teacher_pixel_values``), to catch a wrong teacher."""
+        if self.teacher_model is None:
+            raise ValueError("No teacher_model to evaluate.")
+        all_logits, all_labels = [], []
+        for batch in self.get_eval_dataloader(eval_dataset):
+            logits = self._teacher_outputs(batch).logits
+            logits, labels = self.accelerator.gather_for_metrics((logits.float(), batch["labels"]))
+            all_logits.append(logits.cpu())
+            all_labels.append(labels.cpu())
+        metrics = accuracy_metrics((torch.cat(all_logits).numpy(), torch.cat(all_labels).numpy()))
+        return {f"{metric_key_prefix}_{name}": value for name, value in metrics.items()}
