@@ -7,7 +7,9 @@ A spec is one of:
   ``AutoModelForImageClassification.from_pretrained``;
 - ``timm:<architecture>`` (``timm:resnet18``): a freshly initialised timm model, wrapped as
   transformers' ``TimmWrapperForImageClassification`` so it saves and loads the transformers way;
-- a ``config.json`` path or a ``PretrainedConfig``: a model built from scratch with that config.
+- a ``config.json`` path, a directory holding a config but no weights, or a
+  ``PretrainedConfig``: a model built from scratch with that config (a directory may also hold
+  the ``preprocessor_config.json`` its inputs should follow).
 
 Every model is returned in the transformers shape (``model.config`` with ``id2label``), so the
 distilled student loads with ``AutoModelForImageClassification`` without hf_cakd installed.
@@ -28,6 +30,7 @@ from transformers import (
     PreTrainedModel,
     TimmWrapperConfig,
 )
+from transformers.utils import CONFIG_NAME
 
 logger = logging.getLogger(__name__)
 
@@ -85,6 +88,14 @@ def _check_labels(model: PreTrainedModel, spec: str, id2label: dict[int, str], r
     )
 
 
+def _is_config_only(spec: str) -> bool:
+    if os.path.isfile(spec):
+        return spec.endswith(".json")
+    if not os.path.isfile(os.path.join(spec, CONFIG_NAME)):
+        return False
+    return not any(name.endswith((".safetensors", ".bin")) for name in os.listdir(spec))
+
+
 def load_classifier(
     spec: str | PretrainedConfig,
     id2label: dict[int, str] | None = None,
@@ -106,7 +117,8 @@ def load_classifier(
         return _from_config(TimmWrapperConfig(architecture=architecture, model_args=model_args), id2label)
     if model_args:
         raise ValueError(f"model_args only apply to 'timm:<architecture>' specs, not {spec!r}")
-    if spec.endswith(".json") and os.path.isfile(spec):
+    if _is_config_only(spec):
+        logger.info("%s holds a config but no weights: building the model from scratch.", spec)
         return _from_config(AutoConfig.from_pretrained(spec), id2label)
     model = AutoModelForImageClassification.from_pretrained(spec, **from_pretrained_kwargs)
     if id2label is None:

@@ -11,6 +11,9 @@ from __future__ import annotations
 import torch
 from timm.models.mlp_mixer import Affine, MlpMixer, ResBlock
 from transformers import ResNetConfig, ResNetForImageClassification, TimmWrapperConfig, TimmWrapperForImageClassification
+from transformers import ConvNextConfig, ConvNextForImageClassification
+from transformers import ConvNextV2Config, ConvNextV2ForImageClassification
+from transformers import MobileNetV2Config, MobileNetV2ForImageClassification
 from transformers import DeiTConfig, DeiTForImageClassification, DeiTForImageClassificationWithTeacher
 from transformers import SwinConfig, SwinForImageClassification, ViTConfig, ViTForImageClassification
 
@@ -31,9 +34,52 @@ def hf_resnet(num_labels: int = NUM_LABELS):
     return ResNetForImageClassification(config)
 
 
+# Layer scale 1 and no zero-initialised last norms, so that every block changes the features and
+# a block the staged view skipped or reordered shows in the logits.
+TINY_CONVNEXT = dict(hidden_sizes=[8, 16, 24, 32], depths=[1, 1, 2, 1], layer_scale_init_value=1.0)
+
+
+def timm_resnet(num_labels: int = NUM_LABELS):
+    return timm_classifier(
+        "resnet18", num_labels, layers=[1, 1, 1, 1], channels=(8, 16, 24, 32), stem_width=8, zero_init_last=False
+    )
+
+
+def hf_convnext(num_labels: int = NUM_LABELS):
+    return ConvNextForImageClassification(ConvNextConfig(**TINY_CONVNEXT, image_size=IMAGE_SIZE, num_labels=num_labels))
+
+
+def hf_convnextv2(num_labels: int = NUM_LABELS):
+    config = ConvNextV2Config(**TINY_CONVNEXT, image_size=IMAGE_SIZE, num_labels=num_labels)
+    return ConvNextV2ForImageClassification(config)
+
+
+def timm_convnext(num_labels: int = NUM_LABELS):
+    return timm_classifier("convnext_atto", num_labels, dims=(8, 16, 24, 32), depths=(1, 1, 2, 1), ls_init_value=1.0)
+
+
+def hf_mobilenetv2(num_labels: int = NUM_LABELS):
+    """All 16 blocks (transformers fixes the depth) at a quarter width; a 320-wide final conv."""
+    config = MobileNetV2Config(
+        depth_multiplier=0.25, finegrained_output=False, image_size=IMAGE_SIZE, num_labels=num_labels
+    )
+    return MobileNetV2ForImageClassification(config)
+
+
+def timm_mobilenetv2(num_labels: int = NUM_LABELS):
+    """One block per stack; mobilenetv2_035 is the narrowest entry point (it fixes the width)."""
+    return timm_classifier("mobilenetv2_035", num_labels, depth_multiplier=0.1)
+
+
 # CNN families (ResNet, MobileNetV2, ConvNeXt; transformers and timm).
 CNN_MODELS = {
     "hf-resnet": ("cnn", hf_resnet),
+    "timm-resnet": ("cnn", timm_resnet),
+    "hf-convnext": ("cnn", hf_convnext),
+    "hf-convnextv2": ("cnn", hf_convnextv2),
+    "timm-convnext": ("cnn", timm_convnext),
+    "hf-mobilenetv2": ("cnn", hf_mobilenetv2),
+    "timm-mobilenetv2": ("cnn", timm_mobilenetv2),
 }
 
 # ViT/DeiT: 4x4 patches give an 8x8 grid; 5 blocks (ViT) split unevenly 1/1/1/2, 4 (DeiT) evenly.

@@ -51,6 +51,14 @@ def _model_from_config_dict(config_dict: dict) -> PreTrainedModel:
     return AutoModelForImageClassification.from_config(config)
 
 
+def _label_config(model: nn.Module) -> dict:
+    """The classifier's labels: its transformers config's, or a bare timm model's class count."""
+    config = getattr(model, "config", None)
+    if config is None:
+        return {"num_labels": model.num_classes}
+    return {"id2label": dict(config.id2label), "label2id": dict(config.label2id or {})}
+
+
 def _stage_dict(info: StageInfo) -> dict:
     return {**asdict(info), "grid": list(info.grid)}
 
@@ -133,14 +141,12 @@ class AssistantModel(AssistantPreTrainedModel):
         prefix, suffix = views[prefix_role], views[suffix_role]
         if bridge_type == "auto":
             bridge_type = "linear" if prefix.family == suffix.family else "attention"
-        suffix_config = suffix.model.config
         config = AssistantConfig(
             prefix_role=prefix_role,
             prefix_image_size=list(prefix.image_size),
             suffix_image_size=list(suffix.image_size),
             bridge_type=bridge_type,
-            id2label=dict(suffix_config.id2label),
-            label2id=dict(suffix_config.label2id or {}),
+            **_label_config(suffix.model),
             **config_kwargs,
         )
         return cls(config, teacher=teacher, student=student)
@@ -174,6 +180,13 @@ class AssistantModel(AssistantPreTrainedModel):
         It loads with ``AutoModel.from_pretrained(save_directory)`` (hf_cakd imported), no
         teacher or student needed.
         """
+        for role, model in (("prefix", self.prefix.model), ("suffix", self.suffix.model)):
+            if getattr(model, "config", None) is None:
+                raise ValueError(
+                    f"save_standalone rebuilds both models from their transformers configs, but the {role} model "
+                    f"is a bare {type(model).__name__} without one. Wrap timm models in transformers' "
+                    "TimmWrapperForImageClassification (hf_cakd.models.load_classifier does) or use save_pretrained."
+                )
         config = copy.deepcopy(self.config)
         config.prefix_model_config = self.prefix.model.config.to_dict()
         config.suffix_model_config = self.suffix.model.config.to_dict()

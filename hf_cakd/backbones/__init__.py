@@ -5,6 +5,7 @@ from .registry import UnsupportedArchitectureError, register_adapter, staged_vie
 
 # Importing an adapter module registers it.
 from . import resnet  # noqa: E402,F401  isort: skip
+from . import convnext, mobilenet  # noqa: E402,F401  isort: skip
 from . import mixer, swin, vit  # noqa: E402,F401  isort: skip
 
 __all__ = [

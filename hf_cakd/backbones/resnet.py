@@ -1,32 +1,53 @@
-"""Staged view of transformers' ResNet: embedder, the four encoder stages, pool + classifier."""
+"""Staged views of ResNet (transformers and timm): stem, the four residual stages, pool + classifier."""
 
+from timm.models.resnet import ResNet
 from torch import nn
 from transformers import ResNetForImageClassification
 
-from .base import StagedBackbone, StageInfo, grid_at
-from .registry import register_adapter
-
-DEFAULT_IMAGE_SIZE = (224, 224)
+from .base import StagedBackbone
+from .cnn import default_image_size, map_stage_infos
+from .parts import ModelMethod
+from .registry import register_adapter, unwrap_timm
 
 
 @register_adapter(ResNetForImageClassification)
 def staged_hf_resnet(model: ResNetForImageClassification, image_size=None) -> StagedBackbone:
     config = model.config
-    image_size = image_size or DEFAULT_IMAGE_SIZE
+    image_size = image_size or default_image_size(model)
     # The embedder (7x7/2 conv + 3x3/2 max-pool) reduces by 4; stage 1 keeps the resolution
     # unless downsample_in_first_stage, every later stage halves it.
-    reduction = 4 * (2 if config.downsample_in_first_stage else 1)
-    infos = []
-    for channels in config.hidden_sizes:
-        infos.append(StageInfo("map", channels, grid_at(image_size, reduction)))
-        reduction *= 2
-    head = nn.Sequential(model.resnet.pooler, model.classifier)
+    first_reduction = 4 * (2 if config.downsample_in_first_stage else 1)
+    reductions = [first_reduction * 2**index for index in range(len(config.hidden_sizes))]
     return StagedBackbone(
         model,
         family="cnn",
         stem=model.resnet.embedder,
         stages=list(model.resnet.encoder.stages),
-        head=head,
-        stage_infos=infos,
+        head=nn.Sequential(model.resnet.pooler, model.classifier),
+        stage_infos=map_stage_infos(config.hidden_sizes, reductions, image_size),
+        image_size=image_size,
+    )
+
+
+@register_adapter(ResNet)
+def staged_timm_resnet(model, image_size=None) -> StagedBackbone:
+    """timm ResNet and its variants (deep stems, average-pool downsampling, SE, anti-aliasing)."""
+    resnet = unwrap_timm(model)
+    image_size = image_size or default_image_size(model)
+    # feature_info lists the stem (reduction 2) then layer1..layer4.
+    stage_features = resnet.feature_info[-4:]
+    return StagedBackbone(
+        model,
+        family="cnn",
+        # What forward_features runs before layer1; conv1 and maxpool are Sequentials in variants.
+        stem=nn.Sequential(resnet.conv1, resnet.bn1, resnet.act1, resnet.maxpool),
+        stages=[resnet.layer1, resnet.layer2, resnet.layer3, resnet.layer4],
+        # forward_head keeps timm's pooling type and its functional dropout.
+        head=ModelMethod(resnet, "forward_head", ("global_pool", "fc")),
+        stage_infos=map_stage_infos(
+            [feature["num_chs"] for feature in stage_features],
+            [feature["reduction"] for feature in stage_features],
+            image_size,
+        ),
         image_size=image_size,
     )

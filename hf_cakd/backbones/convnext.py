@@ -1,0 +1,55 @@
+"""Staged views of ConvNeXt (transformers ConvNeXt and ConvNeXt V2, timm): patchify stem, the
+four stages (each opens with its own downsampling), final norm + pooling + classifier.
+"""
+
+from timm.models.convnext import ConvNeXt
+from torch import nn
+from transformers import ConvNextForImageClassification, ConvNextV2ForImageClassification
+
+from .base import StagedBackbone
+from .cnn import default_image_size, map_stage_infos
+from .registry import register_adapter, unwrap_timm
+
+
+@register_adapter(ConvNextForImageClassification, ConvNextV2ForImageClassification)
+def staged_hf_convnext(model, image_size=None) -> StagedBackbone:
+    """V2 only adds GRN inside the blocks: both share this module layout."""
+    config, convnext = model.config, model.base_model
+    image_size = image_size or default_image_size(model)
+    # The patch_size x patch_size patchify stem reduces by patch_size; stages 2-4 halve the grid.
+    reductions = [config.patch_size * 2**index for index in range(len(config.hidden_sizes))]
+    return StagedBackbone(
+        model,
+        family="cnn",
+        stem=convnext.embeddings,
+        stages=list(convnext.encoder.stages),
+        # ConvNextModel averages over (H, W), then applies its final LayerNorm to the pooled vector.
+        head=nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(1), convnext.layernorm, model.classifier),
+        stage_infos=map_stage_infos(config.hidden_sizes, reductions, image_size, padded=False),
+        image_size=image_size,
+    )
+
+
+@register_adapter(ConvNeXt)
+def staged_timm_convnext(model, image_size=None) -> StagedBackbone:
+    convnext = unwrap_timm(model)
+    image_size = image_size or default_image_size(model)
+    features = convnext.feature_info
+    return StagedBackbone(
+        model,
+        family="cnn",
+        stem=convnext.stem,
+        stages=list(convnext.stages),
+        # norm_pre is the final norm of head_norm_first variants (Identity otherwise);
+        # forward_head is just self.head.
+        head=nn.Sequential(convnext.norm_pre, convnext.head),
+        # Grids round down: the downsampling convolutions are 2x2/2 without padding. The 3x3/2
+        # "overlap" stems of the *_ols variants round up, which shows only at sizes not divisible by 4.
+        stage_infos=map_stage_infos(
+            [feature["num_chs"] for feature in features],
+            [feature["reduction"] for feature in features],
+            image_size,
+            padded=False,
+        ),
+        image_size=image_size,
+    )

@@ -1,0 +1,82 @@
+"""Staged views of MobileNetV2 (transformers) and timm's EfficientNet class (MobileNetV2,
+EfficientNet, MnasNet, ...): stride-2 stem, inverted-residual blocks, 1x1 conv + pool + classifier.
+
+The four stages are the blocks up to the outputs at reductions 4, 8, 16 and 32; blocks at
+reduction 2 join stage 1, and the final 1x1 convolution (to 1280 channels in MobileNetV2) belongs
+to the head. The split comes from the blocks' strides, so width/depth multipliers change nothing.
+"""
+
+from timm.models.efficientnet import EfficientNet
+from torch import nn
+from transformers import MobileNetV2ForImageClassification
+
+from .base import NUM_STAGES, StagedBackbone
+from .cnn import default_image_size, map_stage_infos
+from .parts import ModelMethod
+from .registry import register_adapter, unwrap_timm
+
+
+def group_by_reduction(blocks: list[nn.Module], reductions: list[int]) -> tuple[list[nn.Sequential], list[int]]:
+    """Consecutive blocks grouped by their output reduction into the last four levels; blocks at
+    earlier levels join the first group. Returns the groups and their reductions."""
+    levels = sorted(set(reductions))[-NUM_STAGES:]
+    if len(levels) < NUM_STAGES:
+        raise ValueError(
+            f"the blocks reach only the reductions {levels}; a staged view needs {NUM_STAGES} "
+            "resolution levels (a dilated model with output_stride < 32 has fewer)"
+        )
+    groups = [[] for _ in levels]
+    for block, reduction in zip(blocks, reductions):
+        groups[levels.index(reduction) if reduction in levels else 0].append(block)
+    return [nn.Sequential(*group) for group in groups], levels
+
+
+@register_adapter(MobileNetV2ForImageClassification)
+def staged_hf_mobilenet_v2(model: MobileNetV2ForImageClassification, image_size=None) -> StagedBackbone:
+    mobilenet = model.mobilenet_v2
+    image_size = image_size or default_image_size(model)
+    # The stem (3x3/2 conv and the first, stride-1 separable block) reduces by 2; a block's
+    # stride is its depthwise convolution's.
+    reductions, reduction = [], mobilenet.conv_stem.first_conv.convolution.stride[0]
+    for block in mobilenet.layer:
+        reduction *= block.conv_3x3.convolution.stride[0]
+        reductions.append(reduction)
+    stages, levels = group_by_reduction(list(mobilenet.layer), reductions)
+    channels = [stage[-1].reduce_1x1.convolution.out_channels for stage in stages]
+    return StagedBackbone(
+        model,
+        family="cnn",
+        stem=mobilenet.conv_stem,
+        stages=stages,
+        head=nn.Sequential(mobilenet.conv_1x1, mobilenet.pooler, nn.Flatten(1), model.dropout, model.classifier),
+        stage_infos=map_stage_infos(channels, levels, image_size),
+        image_size=image_size,
+    )
+
+
+@register_adapter(EfficientNet)
+def staged_timm_efficientnet(model, image_size=None) -> StagedBackbone:
+    net = unwrap_timm(model)
+    image_size = image_size or default_image_size(model)
+    # net.blocks holds one Sequential per stack of blocks. feature_info has an entry for the last
+    # stack of every resolution level; its "stage" is the index just past that stack.
+    stage_features = net.feature_info[-NUM_STAGES:]
+    ends = [feature["stage"] for feature in stage_features]
+    starts = [0, *ends[:-1]]  # stage 1 also takes the stacks at reduction 2
+    return StagedBackbone(
+        model,
+        family="cnn",
+        stem=nn.Sequential(net.conv_stem, net.bn1),
+        stages=[nn.Sequential(*net.blocks[start:end]) for start, end in zip(starts, ends)],
+        # forward_features ends with the 1x1 conv_head + bn2; forward_head keeps timm's pooling
+        # type and its functional dropout.
+        head=nn.Sequential(
+            net.conv_head, net.bn2, ModelMethod(net, "forward_head", ("global_pool", "classifier"))
+        ),
+        stage_infos=map_stage_infos(
+            [feature["num_chs"] for feature in stage_features],
+            [feature["reduction"] for feature in stage_features],
+            image_size,
+        ),
+        image_size=image_size,
+    )

@@ -1,0 +1,127 @@
+"""Rows to batches: one decoded image, a view for the student and a view for the teacher, and the label.
+
+The image column is read undecoded (``datasets.Image(decode=False)``) and decoded here, so an
+image that cannot be decoded is reported with its row, or skipped on request, instead of
+stopping training with a bare PIL error from inside ``datasets``.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import datasets
+import numpy as np
+import torch
+from datasets import Dataset
+
+from .errors import UndecodableImageError
+from .transforms import ImageTransform, to_rgb
+
+logger = logging.getLogger(__name__)
+
+ROW_INDEX_COLUMN = "__hf_cakd_row__"
+
+
+class DistillationTransform:
+    """The on-the-fly dataset transform giving ``pixel_values``, ``teacher_pixel_values`` and ``labels``.
+
+    ``apply_to(dataset)`` attaches it with ``Dataset.with_transform``, so images are decoded and
+    augmented when a batch is read, never stored. ``teacher_pixel_values`` is left out when
+    there is no ``teacher_transform``.
+
+    The teacher's logits must describe the image the student sees, so both transforms run from
+    the same torch RNG state: random crops and flips that depend on the input image only (as in
+    :class:`~hf_cakd.data.transforms.TrainTransform`) pick the same view for both models, each at
+    its own resolution and normalisation.
+
+    With ``skip_bad_images=True`` an undecodable image is logged once per row and marked by
+    ``pixel_values=None``, which :class:`DistillationCollator` drops; ``skipped_rows`` holds the
+    row indices seen so far. DataLoader workers each count in their own copy of this object.
+    """
+
+    def __init__(
+        self,
+        student_transform: ImageTransform,
+        teacher_transform: ImageTransform | None = None,
+        *,
+        image_column: str,
+        label_column: str,
+        skip_bad_images: bool = False,
+    ):
+        self.student_transform = student_transform
+        self.teacher_transform = teacher_transform
+        self.image_column = image_column
+        self.label_column = label_column
+        self.skip_bad_images = skip_bad_images
+        self.skipped_rows: set[int] = set()
+        self._decoder = datasets.Image()
+
+    @property
+    def num_skipped(self) -> int:
+        return len(self.skipped_rows)
+
+    def apply_to(self, dataset: Dataset) -> Dataset:
+        """A view of ``dataset`` that yields model inputs; ``dataset`` itself is left unchanged."""
+        dataset = dataset.cast_column(self.image_column, datasets.Image(decode=False))
+        dataset = dataset.add_column(ROW_INDEX_COLUMN, np.arange(len(dataset)))
+        return dataset.with_transform(self, columns=[self.image_column, self.label_column, ROW_INDEX_COLUMN])
+
+    def __call__(self, batch: dict[str, list]) -> dict[str, list]:
+        student_views, teacher_views = [], []
+        for encoded, row in zip(batch[self.image_column], batch[ROW_INDEX_COLUMN]):
+            image = self._decode(encoded, row)
+            student, teacher = self._views(image) if image is not None else (None, None)
+            student_views.append(student)
+            teacher_views.append(teacher)
+        out = {"pixel_values": student_views, "labels": list(batch[self.label_column])}
+        if self.teacher_transform is not None:
+            out["teacher_pixel_values"] = teacher_views
+        return out
+
+    def _decode(self, encoded: dict, row: int):
+        try:
+            return to_rgb(self._decoder.decode_example(encoded))
+        # PIL signals broken data with many types (OSError, SyntaxError, struct.error, DecompressionBombError, ...).
+        except Exception as err:
+            if not self.skip_bad_images:
+                raise UndecodableImageError(
+                    f"Row {row}: the image in column {self.image_column!r} cannot be decoded ({err}). "
+                    "Fix or remove that row, or pass skip_bad_images=True (--skip_bad_images) to drop "
+                    "undecodable images."
+                ) from err
+            if row not in self.skipped_rows:
+                self.skipped_rows.add(row)
+                logger.warning(
+                    "Skipping row %d: undecodable image (%s); %d skipped so far.", row, err, self.num_skipped
+                )
+            return None
+
+    def _views(self, image):
+        if self.teacher_transform is None:
+            return self.student_transform(image), None
+        with torch.random.fork_rng(devices=[]):
+            student = self.student_transform(image)
+        return student, self.teacher_transform(image)
+
+
+class DistillationCollator:
+    """Stack examples into ``pixel_values``, ``teacher_pixel_values`` (when present) and int64 ``labels``.
+
+    Examples whose image was skipped as undecodable (``pixel_values is None``) are dropped, so a
+    batch can be smaller than the batch size.
+    """
+
+    def __call__(self, examples: list[dict]) -> dict[str, torch.Tensor]:
+        kept = [example for example in examples if example["pixel_values"] is not None]
+        if not kept:
+            raise UndecodableImageError(
+                f"All {len(examples)} images of this batch were undecodable and skipped; "
+                "check the dataset's image column."
+            )
+        batch = {
+            "pixel_values": torch.stack([example["pixel_values"] for example in kept]),
+            "labels": torch.tensor([example["labels"] for example in kept], dtype=torch.int64),
+        }
+        if "teacher_pixel_values" in kept[0]:
+            batch["teacher_pixel_values"] = torch.stack([example["teacher_pixel_values"] for example in kept])
+        return batch

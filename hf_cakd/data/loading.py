@@ -1,0 +1,170 @@
+"""Load an image-classification dataset and find out which columns hold the images and labels.
+
+Datasets name their columns differently (``img`` in CIFAR-10, ``image`` in most Hub datasets)
+and store labels as ``ClassLabel`` or as bare integers, so the columns are resolved once here
+and carried along with the splits in :class:`ImageClassificationData`. Everything that would
+otherwise fail later, deep inside a training step (a missing split, a string label column, an
+unlabelled test split), fails here with a message that says what to pass instead.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import datasets
+import pyarrow.compute as pc
+from datasets import ClassLabel, Dataset, DatasetDict, Value
+
+from .errors import ColumnNotFoundError, DataError, EmptySplitError, LabelColumnError, SplitNotFoundError
+
+IMAGE_COLUMN_NAMES = ("img", "image", "pixel_values")
+LABEL_COLUMN_NAMES = ("label", "labels")
+EVAL_SPLIT_NAMES = ("test", "validation", "valid", "val")
+FILE_BUILDERS = {".parquet": "parquet", ".arrow": "arrow"}
+
+
+@dataclass
+class ImageClassificationData:
+    """The train and eval splits of a dataset, and the columns and class names resolved for them."""
+
+    train: Dataset
+    eval: Dataset | None
+    image_column: str
+    label_column: str
+    id2label: dict[int, str]
+
+    @property
+    def label2id(self) -> dict[str, int]:
+        return {name: i for i, name in self.id2label.items()}
+
+    @property
+    def num_labels(self) -> int:
+        return len(self.id2label)
+
+
+def load_image_dataset(
+    source: str | os.PathLike | Dataset | DatasetDict,
+    *,
+    train_split: str = "train",
+    eval_split: str | None = None,
+    image_column: str | None = None,
+    label_column: str | None = None,
+    data_files=None,
+    **load_dataset_kwargs,
+) -> ImageClassificationData:
+    """Load ``source`` and resolve its splits, image and label columns, and class names.
+
+    Args:
+        source: a Hub dataset name (``uoft-cs/cifar10``); a local directory of parquet or arrow
+            files (splits from the file names, ``train*.parquet``, ``test*.parquet``, or from a
+            ``save_to_disk`` layout) or of images in class subfolders (imagefolder, optionally
+            under ``train/`` and ``test/``); a single ``.parquet`` or ``.arrow`` file (one
+            ``train`` split); or a ``Dataset`` / ``DatasetDict`` already in memory.
+        train_split: the split to train on.
+        eval_split: the split to evaluate on; by default the first of test, validation, valid,
+            val that exists, else no evaluation.
+        image_column, label_column: found automatically when omitted: the column with a
+            ``datasets.Image`` (or ``ClassLabel``) feature, else one named img/image/pixel_values
+            (or label/labels).
+        data_files: passed to ``datasets.load_dataset`` to pick files explicitly.
+        **load_dataset_kwargs: passed to ``datasets.load_dataset`` (``name``, ``revision``,
+            ``cache_dir``, ...).
+    """
+    splits = _load_splits(source, data_files, load_dataset_kwargs)
+    train = _get_split(splits, train_split, "train_split")
+    eval_split = eval_split or next((name for name in EVAL_SPLIT_NAMES if name in splits), None)
+    evaluation = _get_split(splits, eval_split, "eval_split") if eval_split else None
+
+    used = {train_split: train} | ({eval_split: evaluation} if evaluation is not None else {})
+    image_column = image_column or _detect_column(train, "image", datasets.Image, IMAGE_COLUMN_NAMES)
+    label_column = label_column or _detect_column(train, "label", ClassLabel, LABEL_COLUMN_NAMES)
+    for name, split in used.items():
+        _require_columns(name, split, (image_column, label_column))
+    id2label = _id2label(used, label_column)
+    return ImageClassificationData(train, evaluation, image_column, label_column, id2label)
+
+
+def _load_splits(source, data_files, load_dataset_kwargs) -> DatasetDict:
+    if isinstance(source, DatasetDict):
+        return source
+    if isinstance(source, Dataset):
+        return DatasetDict({"train": source})
+    source = os.fspath(source)
+    if data_files is None and os.path.isfile(source):
+        builder = FILE_BUILDERS.get(os.path.splitext(source)[1])
+        if builder is None:
+            raise DataError(
+                f"Cannot load the file {source!r}: a single file must be {' or '.join(FILE_BUILDERS)}. "
+                "For image files, pass the directory that holds one subfolder per class."
+            )
+        return datasets.load_dataset(builder, data_files={"train": source}, **load_dataset_kwargs)
+    return datasets.load_dataset(source, data_files=data_files, **load_dataset_kwargs)
+
+
+def _get_split(splits: DatasetDict, name: str, argument: str) -> Dataset:
+    if name not in splits:
+        raise SplitNotFoundError(
+            f"The dataset has no {name!r} split; its splits are: {', '.join(splits) or 'none'}. "
+            f"Pass {argument}= naming one of them."
+        )
+    if len(splits[name]) == 0:
+        sizes = ", ".join(f"{split} ({len(rows)} rows)" for split, rows in splits.items())
+        raise EmptySplitError(f"The {name!r} split is empty. Pass {argument}= naming a split with rows: {sizes}.")
+    return splits[name]
+
+
+def _describe_columns(split: Dataset) -> str:
+    return ", ".join(f"{name} ({_feature_name(feature)})" for name, feature in split.features.items())
+
+
+def _feature_name(feature) -> str:
+    return feature.dtype if isinstance(feature, Value) else type(feature).__name__
+
+
+def _detect_column(split: Dataset, kind: str, feature_type: type, usual_names: tuple) -> str:
+    """The only column typed ``feature_type``, else the first usual name among those columns."""
+    typed = [name for name, feature in split.features.items() if isinstance(feature, feature_type)]
+    if len(typed) == 1:
+        return typed[0]
+    named = [name for name in usual_names if name in (typed or split.features)]
+    if named:
+        return named[0]
+    raise ColumnNotFoundError(
+        f"Cannot tell which column holds the {kind}s; the columns are: {_describe_columns(split)}. "
+        f"Pass {kind}_column= naming it."
+    )
+
+
+def _require_columns(split_name: str, split: Dataset, columns: tuple[str, ...]) -> None:
+    missing = [column for column in columns if column not in split.features]
+    if missing:
+        raise ColumnNotFoundError(
+            f"The {split_name!r} split has no column {', '.join(map(repr, missing))}; "
+            f"its columns are: {_describe_columns(split)}. Pass image_column= / label_column= naming existing ones."
+        )
+
+
+def _id2label(splits: dict[str, Dataset], label_column: str) -> dict[int, str]:
+    """Class names from a ``ClassLabel``, else ``LABEL_<i>`` (transformers' default) up to the largest id."""
+    feature = next(iter(splits.values())).features[label_column]
+    is_integer = isinstance(feature, Value) and feature.dtype.startswith(("int", "uint"))
+    if not isinstance(feature, ClassLabel) and not is_integer:
+        raise LabelColumnError(
+            f"The label column {label_column!r} holds {_feature_name(feature)} values, not integer class ids. "
+            f"Encode it first (dataset = dataset.class_encode_column({label_column!r}), then pass the dataset), "
+            "or pass label_column= naming an integer or ClassLabel column."
+        )
+    ranges = {name: pc.min_max(split.with_format("arrow")[label_column]).as_py() for name, split in splits.items()}
+    if isinstance(feature, ClassLabel):
+        names = feature.names
+    else:
+        names = [f"LABEL_{i}" for i in range(max(r["max"] for r in ranges.values()) + 1)]
+    for name, r in ranges.items():
+        if r["min"] < 0 or r["max"] >= len(names):
+            raise LabelColumnError(
+                f"The {name!r} split has labels from {r['min']} to {r['max']}, outside the {len(names)} classes "
+                f"0..{len(names) - 1}. Label -1 usually marks unlabelled rows (a test split without labels): "
+                "pass eval_split= naming a labelled split."
+            )
+    return dict(enumerate(names))

@@ -1,0 +1,234 @@
+"""Per-model image transforms: each model sees the resolution, resampling and normalisation it was trained with.
+
+Teacher and student rarely agree (a ViT normalises with mean/std 0.5 at 224 px, an ImageNet CNN
+with the ImageNet statistics, after resizing to 256 and cropping 224), so these numbers are read
+from each model's own image processor, or from timm's data config, and never hard-coded. When a
+model has neither, :func:`model_input_spec` falls back to ``model.config.image_size`` (else 224)
+and the ImageNet mean/std, the statistics almost every pretrained vision backbone uses.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass, replace
+from typing import Callable
+
+import PIL.Image
+import torch
+from timm.data import resolve_model_data_config
+from timm.layers import to_2tuple
+from torchvision.transforms import InterpolationMode, v2
+from transformers.image_transforms import convert_to_rgb
+from transformers.image_utils import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
+
+from ..backbones.registry import unwrap_timm
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_IMAGE_SIZE = 224
+DEFAULT_CROP_PCT = 0.875
+SMALL_IMAGE_SIDE = 64
+"""Images whose shorter side is at most this many pixels (CIFAR, Tiny ImageNet) get the small-image augmentation."""
+
+ImageTransform = Callable[[PIL.Image.Image], torch.Tensor]
+
+
+@dataclass(frozen=True)
+class ModelInputSpec:
+    """What one model expects as input.
+
+    ``size`` is the (height, width) of the tensor the model receives. For evaluation an image is
+    resized to ``resize`` (an int: the shorter side, aspect ratio kept; a pair: exactly that
+    height and width) and then centre-cropped to ``size``.
+    """
+
+    size: tuple[int, int]
+    resize: int | tuple[int, int]
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    interpolation: InterpolationMode = InterpolationMode.BILINEAR
+
+    def at_size(self, image_size: int) -> ModelInputSpec:
+        """The same recipe at a square ``image_size``, the resize scaled so the crop keeps its share of the image."""
+        scale = image_size / self.size[0]
+        if isinstance(self.resize, int):
+            resize = math.floor(self.resize * scale)
+        else:
+            resize = (math.floor(self.resize[0] * scale), math.floor(self.resize[1] * image_size / self.size[1]))
+        return replace(self, size=(image_size, image_size), resize=resize)
+
+
+def model_input_spec(model=None, processor=None, *, image_size: int | None = None) -> ModelInputSpec:
+    """Read a model's input recipe from ``processor``, else timm's data config, else the fallback.
+
+    ``image_size`` overrides the resolution (say 32 to train on CIFAR at its native size) and
+    keeps the rest of the recipe.
+    """
+    if processor is not None and hasattr(processor, "data_config"):  # TimmWrapperImageProcessor
+        spec = _spec_from_timm_config(processor.data_config)
+    elif processor is not None:
+        spec = _spec_from_processor(processor)
+    elif model is not None and hasattr(unwrap_timm(model), "pretrained_cfg"):
+        spec = _spec_from_timm_config(_timm_data_config(unwrap_timm(model)))
+    else:
+        spec = _fallback_spec(model)
+    return spec.at_size(image_size) if image_size else spec
+
+
+def image_transforms(model=None, processor=None, *, train: bool, image_size: int | None = None) -> ImageTransform:
+    """A callable turning a PIL image of any mode into the float32 (3, H, W) tensor the model expects.
+
+    ``train=True`` adds random augmentation (see :class:`TrainTransform`); ``train=False`` is the
+    deterministic resize and centre crop of ``model_input_spec``.
+    """
+    spec = model_input_spec(model, processor, image_size=image_size)
+    return TrainTransform(spec) if train else eval_transform(spec)
+
+
+def to_rgb(image: PIL.Image.Image) -> PIL.Image.Image:
+    """3-channel RGB from any PIL mode (L, P, CMYK, ...), transparency composited onto white as transformers does."""
+    if image.mode == "RGB":
+        return image
+    return PIL.Image.fromarray(convert_to_rgb(image, return_numpy=True))
+
+
+def eval_transform(spec: ModelInputSpec) -> ImageTransform:
+    """The deterministic view: resize, centre crop, normalise, as the model's own preprocessing does."""
+    return v2.Compose([v2.Lambda(to_rgb), *_resize_and_crop(spec), *_to_normalized_tensor(spec)])
+
+
+class TrainTransform:
+    """Random crop and horizontal flip, then the model's resolution and normalisation.
+
+    Photos get the usual ``RandomResizedCrop`` (8-100% of the area). Tiny images (shorter side at
+    most ``SMALL_IMAGE_SIDE``, like CIFAR's 32 px) would shrink to a few pixels under such crops,
+    so they get the CIFAR recipe instead: reflect-pad by 1/8 of each side, crop the original size
+    back at a random offset, then resize and crop as for evaluation.
+
+    Every random choice depends on the input image only, never on the output size, so a teacher's
+    and a student's transforms started from the same RNG state pick the same crop and flip.
+    """
+
+    def __init__(self, spec: ModelInputSpec):
+        self.photo = v2.Compose(
+            [
+                v2.RandomResizedCrop(spec.size, interpolation=spec.interpolation),
+                v2.RandomHorizontalFlip(),
+                *_to_normalized_tensor(spec),
+            ]
+        )
+        self.small = v2.Compose([*_resize_and_crop(spec), v2.RandomHorizontalFlip(), *_to_normalized_tensor(spec)])
+
+    def __call__(self, image: PIL.Image.Image) -> torch.Tensor:
+        image = to_rgb(image)
+        if min(image.size) > SMALL_IMAGE_SIDE:
+            return self.photo(image)
+        padding = [max(1, image.width // 8), max(1, image.height // 8)]
+        shift = v2.RandomCrop((image.height, image.width), padding=padding, padding_mode="reflect")
+        return self.small(shift(image))
+
+
+def _resize_and_crop(spec: ModelInputSpec) -> list:
+    return [v2.Resize(spec.resize, interpolation=spec.interpolation), v2.CenterCrop(spec.size)]
+
+
+def _to_normalized_tensor(spec: ModelInputSpec) -> list:
+    return [
+        v2.ToImage(),
+        v2.ToDtype(torch.float32, scale=True),
+        v2.Normalize(mean=list(spec.mean), std=list(spec.std)),
+        v2.ToPureTensor(),
+    ]
+
+
+def _size_field(size, key: str) -> int | None:
+    """A field of a processor's ``size``, which is a ``SizeDict`` or, in older configs, a dict."""
+    return size.get(key) if isinstance(size, dict) else getattr(size, key, None)
+
+
+def _spec_from_processor(processor) -> ModelInputSpec:
+    """The recipe a transformers image processor applies (ViT, ConvNeXt/ResNet, BiT/CLIP styles)."""
+    size, crop_size = processor.size, getattr(processor, "crop_size", None)
+    height, width = _size_field(size, "height"), _size_field(size, "width")
+    shortest = _size_field(size, "shortest_edge")
+    crop = (_size_field(crop_size, "height"), _size_field(crop_size, "width")) if crop_size else None
+    center_crop = bool(getattr(processor, "do_center_crop", False)) and crop is not None
+    crop_pct = getattr(processor, "crop_pct", None)
+    if height and width:  # ViT: warp to exactly this size
+        resize, out = (height, width), crop if center_crop else (height, width)
+    elif shortest and crop_pct:  # ConvNeXt/ResNet: below 384 px resize to size/crop_pct and crop, else warp
+        resize = math.floor(shortest / crop_pct) if shortest < 384 else (shortest, shortest)
+        out = (shortest, shortest)
+    elif shortest:  # BiT/CLIP: shorter side, then the crop (square when none, so batches stack)
+        resize, out = shortest, crop if center_crop else (shortest, shortest)
+    else:
+        raise ValueError(
+            f"Cannot read an input size from {type(processor).__name__}.size={size}; "
+            "pass image_size= (and a processor with height/width or shortest_edge)."
+        )
+    normalize = getattr(processor, "do_normalize", True)
+    return ModelInputSpec(
+        size=out,
+        resize=resize,
+        mean=_per_channel(processor.image_mean) if normalize else (0.0, 0.0, 0.0),
+        std=_per_channel(processor.image_std) if normalize else (1.0, 1.0, 1.0),
+        interpolation=_interpolation(getattr(processor, "resample", None)),
+    )
+
+
+def _timm_data_config(model) -> dict:
+    """timm's data config, at the size a fixed-size model (ViT, Swin) was built for.
+
+    ``pretrained_cfg`` keeps the pretrained resolution even when the model was created with
+    another ``img_size``, which its patch embedding then requires.
+    """
+    config = resolve_model_data_config(model)
+    built_for = getattr(getattr(model, "patch_embed", None), "img_size", None)
+    if built_for is not None:
+        config["input_size"] = (3, *to_2tuple(built_for))
+    return config
+
+
+def _spec_from_timm_config(config: dict) -> ModelInputSpec:
+    """timm's eval recipe: resize to size / crop_pct and centre-crop (``squash`` warps instead)."""
+    _, height, width = config["input_size"]
+    crop_pct = config.get("crop_pct") or DEFAULT_CROP_PCT
+    scaled = (math.floor(height / crop_pct), math.floor(width / crop_pct))
+    square_crop = config.get("crop_mode", "center") != "squash" and height == width
+    return ModelInputSpec(
+        size=(height, width),
+        resize=scaled[0] if square_crop else scaled,
+        mean=_per_channel(config["mean"]),
+        std=_per_channel(config["std"]),
+        interpolation=InterpolationMode(config.get("interpolation", "bilinear")),
+    )
+
+
+def _fallback_spec(model) -> ModelInputSpec:
+    image_size = getattr(getattr(model, "config", None), "image_size", None) or DEFAULT_IMAGE_SIZE
+    height, width = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
+    logger.info(
+        "No image processor or timm data config for %s: using %dx%d and the ImageNet mean/std.",
+        type(model).__name__, height, width,
+    )
+    return ModelInputSpec(
+        size=(height, width),
+        resize=height if height == width else (height, width),
+        mean=tuple(IMAGENET_DEFAULT_MEAN),
+        std=tuple(IMAGENET_DEFAULT_STD),
+    )
+
+
+def _per_channel(values) -> tuple[float, ...]:
+    values = tuple(values) if isinstance(values, (list, tuple)) else (values,)
+    return values * 3 if len(values) == 1 else values
+
+
+def _interpolation(resample) -> InterpolationMode:
+    """A torchvision mode from a processor's ``resample`` (a PIL resampling filter, or already a mode)."""
+    if resample is None:
+        return InterpolationMode.BILINEAR
+    if isinstance(resample, InterpolationMode):
+        return resample
+    return InterpolationMode[PIL.Image.Resampling(int(resample)).name]

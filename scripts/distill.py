@@ -1,0 +1,201 @@
+#!/usr/bin/env python
+"""Distil a teacher into a student on an image-classification dataset.
+
+    accelerate launch scripts/distill.py --teacher google/vit-base-patch16-224 \\
+        --student microsoft/resnet-18 --dataset uoft-cs/cifar10 --method fbt --output_dir out/vit-to-resnet18
+
+Every ``TrainingArguments`` flag works (``--num_train_epochs``, ``--bf16``, ``--push_to_hub``,
+``--resume_from_checkpoint``, ...), plus the distillation flags of
+``DistillationTrainingArguments``. ``--method none`` trains the student alone: that is also how
+to prepare a teacher offline (``--method none --student <model> --output_dir my-teacher``).
+
+Reports the teacher's accuracy on the eval split before training (a wrong teacher is caught
+early) and the student's after, and writes ``results.json`` beside the saved student.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+
+import transformers
+from transformers import HfArgumentParser, set_seed
+
+from hf_cakd import DistillationTrainer, DistillationTrainingArguments, load_classifier, load_image_processor
+from hf_cakd.backbones import staged_view
+from hf_cakd.data import DistillationCollator, DistillationTransform, image_transforms, load_image_dataset
+from hf_cakd.hub import push_student, student_model_card
+
+logger = logging.getLogger("hf_cakd.distill")
+
+
+@dataclass
+class ModelArguments:
+    student: str = field(metadata={"help": "Hub id, local directory, timm:<name>, or a config.json (from scratch)."})
+    teacher: str | None = field(default=None, metadata={"help": "Same forms as --student; not needed for --method none."})
+    student_model_args: str | None = field(
+        default=None, metadata={"help": 'JSON kwargs for timm.create_model with timm: specs, e.g. \'{"img_size": 32}\'.'}
+    )
+    teacher_model_args: str | None = field(default=None, metadata={"help": "As --student_model_args, for the teacher."})
+    ignore_mismatched_sizes: bool = field(
+        default=False,
+        metadata={"help": "Replace the student's classification head when its labels differ from the dataset's."},
+    )
+
+
+@dataclass
+class DataArguments:
+    dataset: str = field(metadata={"help": "Hub dataset name, or a local parquet / arrow / imagefolder directory."})
+    dataset_config: str | None = field(default=None, metadata={"help": "Hub dataset configuration name."})
+    train_split: str = field(default="train")
+    eval_split: str | None = field(default=None, metadata={"help": "Default: test, validation, valid or val."})
+    image_column: str | None = field(default=None, metadata={"help": "Default: detected."})
+    label_column: str | None = field(default=None, metadata={"help": "Default: detected."})
+    max_train_samples: int | None = field(default=None, metadata={"help": "Train on the first N rows only."})
+    max_eval_samples: int | None = field(default=None, metadata={"help": "Evaluate on the first N rows only."})
+    skip_bad_images: bool = field(default=False, metadata={"help": "Skip undecodable images instead of stopping."})
+    overwrite_output_dir: bool = field(
+        default=False, metadata={"help": "Allow writing into a non-empty --output_dir (without resuming)."}
+    )
+
+
+def _json_arg(value: str | None, flag: str) -> dict | None:
+    if not value:
+        return None
+    try:
+        return json.loads(value)
+    except json.JSONDecodeError as err:
+        raise SystemExit(f"{flag} must be a JSON object, e.g. '{{\"img_size\": 32}}': {err}") from err
+
+
+def _check_output_dir(training_args, data_args) -> None:
+    output_dir = training_args.output_dir
+    if training_args.resume_from_checkpoint or data_args.overwrite_output_dir:
+        return
+    if os.path.isdir(output_dir) and os.listdir(output_dir):
+        raise SystemExit(
+            f"--output_dir {output_dir} exists and is not empty. Pass --resume_from_checkpoint to continue that run, "
+            "--overwrite_output_dir to write into it anyway, or choose another directory."
+        )
+
+
+def _select(split, limit):
+    return split if split is None or limit is None else split.select(range(min(limit, len(split))))
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = HfArgumentParser((ModelArguments, DataArguments, DistillationTrainingArguments))
+    model_args, data_args, training_args = parser.parse_args_into_dataclasses(args=argv)
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
+    transformers.utils.logging.set_verbosity_warning()
+    if training_args.method != "none" and not model_args.teacher:
+        raise SystemExit(f"--method {training_args.method} distils from a teacher: pass --teacher.")
+    _check_output_dir(training_args, data_args)
+    set_seed(training_args.seed)
+    # The Trainer's own push would upload before our model card exists; we push at the end instead.
+    push_to_hub, training_args.push_to_hub = training_args.push_to_hub, False
+
+    data = load_image_dataset(
+        data_args.dataset,
+        train_split=data_args.train_split,
+        eval_split=data_args.eval_split,
+        image_column=data_args.image_column,
+        label_column=data_args.label_column,
+        **({"name": data_args.dataset_config} if data_args.dataset_config else {}),
+    )
+    student = load_classifier(
+        model_args.student,
+        data.id2label,
+        replace_head=model_args.ignore_mismatched_sizes,
+        model_args=_json_arg(model_args.student_model_args, "--student_model_args"),
+    )
+    student_processor = load_image_processor(model_args.student)
+    teacher = teacher_processor = None
+    if model_args.teacher:
+        teacher = load_classifier(
+            model_args.teacher, data.id2label, model_args=_json_arg(model_args.teacher_model_args, "--teacher_model_args")
+        )
+        teacher_processor = load_image_processor(model_args.teacher)
+
+    def transform(train: bool) -> DistillationTransform:
+        student_tf = image_transforms(
+            student, student_processor, train=train, image_size=training_args.student_image_size
+        )
+        teacher_tf = None
+        if teacher is not None:
+            teacher_tf = image_transforms(
+                teacher, teacher_processor, train=train, image_size=training_args.teacher_image_size
+            )
+        return DistillationTransform(
+            student_tf,
+            teacher_tf,
+            image_column=data.image_column,
+            label_column=data.label_column,
+            skip_bad_images=data_args.skip_bad_images,
+        )
+
+    train_dataset = transform(train=True).apply_to(_select(data.train, data_args.max_train_samples))
+    eval_split = _select(data.eval, data_args.max_eval_samples)
+    eval_dataset = None if eval_split is None else transform(train=False).apply_to(eval_split)
+
+    trainer = DistillationTrainer(
+        model=student,
+        teacher_model=teacher,
+        args=training_args,
+        train_dataset=train_dataset,
+        eval_dataset=eval_dataset,
+        data_collator=DistillationCollator(),
+        processing_class=student_processor,
+    )
+    families = {"student": trainer.model.method.student_view.family}
+    results: dict = {"method": training_args.method, "teacher": model_args.teacher, "student": model_args.student}
+    metrics: dict[str, dict[str, float]] = {}
+    if teacher is not None and eval_dataset is not None:
+        families["teacher"] = trainer.teacher_view.family
+        teacher_metrics = trainer.evaluate_teacher()
+        metrics["teacher"] = {k.removeprefix("teacher_"): v for k, v in teacher_metrics.items()}
+        logger.info("Teacher on %d eval images: top-1 %.2f%%", len(eval_dataset), 100 * metrics["teacher"]["top1"])
+
+    start = time.perf_counter()
+    train_result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+    results["train_seconds"] = round(time.perf_counter() - start, 1)
+    results["train_loss"] = train_result.training_loss
+    trainer.save_model()
+    if eval_dataset is not None:
+        student_metrics = trainer.evaluate()
+        metrics["student"] = {"top1": student_metrics["eval_top1"], "top5": student_metrics["eval_top5"]}
+        logger.info("Student on %d eval images: top-1 %.2f%%", len(eval_dataset), 100 * metrics["student"]["top1"])
+    results.update(metrics=metrics, families=families, distillation_args=_distillation_args(training_args))
+
+    if trainer.is_world_process_zero():
+        with open(os.path.join(training_args.output_dir, "results.json"), "w") as f:
+            json.dump(results, f, indent=2)
+        if "student" in metrics:
+            card = student_model_card(
+                args=training_args,
+                teacher=model_args.teacher,
+                student=model_args.student,
+                dataset=data_args.dataset,
+                eval_split=data_args.eval_split or "eval",
+                metrics=metrics,
+                families=families,
+                repo_id=training_args.hub_model_id,
+            )
+            card.save(os.path.join(training_args.output_dir, "README.md"))
+            if push_to_hub:
+                repo_id = training_args.hub_model_id or os.path.basename(os.path.abspath(training_args.output_dir))
+                push_student(training_args.output_dir, repo_id, card, token=training_args.hub_token)
+    return results
+
+
+def _distillation_args(training_args) -> dict:
+    base = {f.name for f in transformers.TrainingArguments.__dataclass_fields__.values()}
+    return {k: v for k, v in asdict(training_args).items() if k not in base}
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
