@@ -78,7 +78,8 @@ def _check_labels(model: PreTrainedModel, spec: str, id2label: dict[int, str], r
     if not replace_head:
         raise LabelMismatchError(
             f"The checkpoint {spec!r} predicts {_describe(have)} but the dataset has {_describe(want)}. "
-            "Either fine-tune that model on this dataset first (scripts/train_teacher.py) and pass the result, "
+            "Either fine-tune that model on this dataset first (python scripts/distill.py --method none "
+            f"--student {spec} --ignore_mismatched_sizes --dataset <data> --output_dir <dir>) and pass the result, "
             "or pass --ignore_mismatched_sizes (replace_head=True) to replace its classification head with a new, "
             "randomly initialised one for the dataset's labels."
         )
