@@ -9,10 +9,11 @@ test images. Takes a few minutes on a 2-core CPU. Extra arguments are passed to 
 
 from __future__ import annotations
 
-import importlib.util
 import sys
 import time
 from pathlib import Path
+
+import distill  # scripts/distill.py, beside this file
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO_ARGS = [
@@ -38,16 +39,9 @@ DEMO_ARGS = [
 ]
 
 
-def _load_distill():
-    spec = importlib.util.spec_from_file_location("distill", ROOT / "scripts/distill.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def main(extra: list[str]) -> None:
     start = time.perf_counter()
-    results = _load_distill().main(DEMO_ARGS + extra)
+    results = distill.main(DEMO_ARGS + extra)
     minutes = (time.perf_counter() - start) / 60
     metrics = results["metrics"]
     print()
