@@ -101,11 +101,15 @@ def student_model_card(
     return ModelCard.from_template(card_data, template_path=str(template_path), **template_kwargs)
 
 
-def push_student(output_dir: str, repo_id: str, card: ModelCard, token: str | None = None, private: bool | None = None):
-    """Upload the saved student, then its card.
+def push_student(
+    output_dir: str, repo_id: str, card: ModelCard | None, token: str | None = None, private: bool | None = None
+):
+    """Upload the saved student, then its card (when there is one).
 
     The card goes last, on purpose: a model's own push writes a generic README.md, which the
-    card must replace.
+    card must replace. Both uploads go through the same ``HfApi`` client (``ModelCard.push_to_hub``
+    would use huggingface_hub's module-level client and post the card to a validation endpoint
+    first); the card's metadata is written by ``ModelCardData``, so it is valid YAML by construction.
     """
     api = HfApi(token=token)
     api.create_repo(repo_id, private=private, exist_ok=True)
@@ -115,4 +119,10 @@ def push_student(output_dir: str, repo_id: str, card: ModelCard, token: str | No
         ignore_patterns=["checkpoint-*", "README.md", "training_args.bin", "runs/*"],
         commit_message="Upload distilled student (hf_cakd)",
     )
-    card.push_to_hub(repo_id, token=token, commit_message="Add model card")
+    if card is not None:
+        api.upload_file(
+            path_or_fileobj=str(card).encode("utf-8"),
+            path_in_repo="README.md",
+            repo_id=repo_id,
+            commit_message="Add model card",
+        )

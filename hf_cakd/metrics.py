@@ -28,8 +28,13 @@ def _evaluate_accuracy():
 
 
 def top_k_accuracy(logits: np.ndarray, labels: np.ndarray, k: int) -> float:
+    """Share of rows whose label is among the ``k`` largest logits (all of them when fewer than ``k``).
+
+    Ties are broken towards the lower class index, as ``argmax`` does, so ``k=1`` is top-1 and
+    the result does not depend on how the sort happens to order equal logits.
+    """
     k = min(k, logits.shape[-1])
-    top_k = np.argpartition(-logits, kth=k - 1, axis=-1)[:, :k]
+    top_k = np.argsort(-logits, axis=-1, kind="stable")[:, :k]
     return float((top_k == labels[:, None]).any(axis=-1).mean())
 
 

@@ -22,12 +22,19 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field
 
+import PIL.Image
 import transformers
-from transformers import HfArgumentParser, set_seed
+from transformers import BitImageProcessor, HfArgumentParser, set_seed
 
 from hf_cakd import DistillationTrainer, DistillationTrainingArguments, load_classifier, load_image_processor
 from hf_cakd.backbones import staged_view
-from hf_cakd.data import DistillationCollator, DistillationTransform, image_transforms, load_image_dataset
+from hf_cakd.data import (
+    DistillationCollator,
+    DistillationTransform,
+    image_transforms,
+    load_image_dataset,
+    model_input_spec,
+)
 from hf_cakd.hub import push_student, student_model_card
 
 logger = logging.getLogger("hf_cakd.distill")
@@ -81,6 +88,24 @@ def _check_output_dir(training_args, data_args) -> None:
             f"--output_dir {output_dir} exists and is not empty. Pass --resume_from_checkpoint to continue that run, "
             "--overwrite_output_dir to write into it anyway, or choose another directory."
         )
+
+
+def _processor_for(model, image_size: int | None) -> BitImageProcessor:
+    """An image processor doing ``model``'s eval transform (resize, centre crop, normalise).
+
+    Saved beside a student that came without a processor (``timm:`` names, bare configs) so that
+    ``pipeline("image-classification", model=output_dir)`` can load it.
+    """
+    spec = model_input_spec(model, image_size=image_size)
+    resize = spec.resize
+    return BitImageProcessor(
+        size={"shortest_edge": resize} if isinstance(resize, int) else {"height": resize[0], "width": resize[1]},
+        do_center_crop=True,
+        crop_size={"height": spec.size[0], "width": spec.size[1]},
+        image_mean=list(spec.mean),
+        image_std=list(spec.std),
+        resample=PIL.Image.Resampling[spec.interpolation.name],
+    )
 
 
 def _select(split, limit):
@@ -142,6 +167,9 @@ def main(argv: list[str] | None = None) -> dict:
     eval_split = _select(data.eval, data_args.max_eval_samples)
     eval_dataset = None if eval_split is None else transform(train=False).apply_to(eval_split)
 
+    saved_processor = student_processor  # pipeline() needs one, even for a student that came without
+    if saved_processor is None:
+        saved_processor = _processor_for(student, training_args.student_image_size)
     trainer = DistillationTrainer(
         model=student,
         teacher_model=teacher,
@@ -149,7 +177,7 @@ def main(argv: list[str] | None = None) -> dict:
         train_dataset=train_dataset,
         eval_dataset=eval_dataset,
         data_collator=DistillationCollator(),
-        processing_class=student_processor,
+        processing_class=saved_processor,
     )
     families = {"student": trainer.model.method.student_view.family}
     results: dict = {"method": training_args.method, "teacher": model_args.teacher, "student": model_args.student}
@@ -174,21 +202,32 @@ def main(argv: list[str] | None = None) -> dict:
     if trainer.is_world_process_zero():
         with open(os.path.join(training_args.output_dir, "results.json"), "w") as f:
             json.dump(results, f, indent=2)
+        repo_id = None
+        if push_to_hub:
+            repo_id = training_args.hub_model_id or os.path.basename(os.path.abspath(training_args.output_dir))
+        card = None
         if "student" in metrics:
             card = student_model_card(
                 args=training_args,
                 teacher=model_args.teacher,
                 student=model_args.student,
                 dataset=data_args.dataset,
-                eval_split=data_args.eval_split or "eval",
+                eval_split=data.eval_split,
                 metrics=metrics,
                 families=families,
-                repo_id=training_args.hub_model_id,
+                repo_id=repo_id,
             )
             card.save(os.path.join(training_args.output_dir, "README.md"))
-            if push_to_hub:
-                repo_id = training_args.hub_model_id or os.path.basename(os.path.abspath(training_args.output_dir))
-                push_student(training_args.output_dir, repo_id, card, token=training_args.hub_token)
+        else:
+            logger.warning("No eval split: no accuracy to report, so no model card is written.")
+        if push_to_hub:
+            push_student(
+                training_args.output_dir,
+                repo_id,
+                card,
+                token=training_args.hub_token,
+                private=training_args.hub_private_repo,
+            )
     return results
 
 

@@ -26,13 +26,18 @@ FILE_BUILDERS = {".parquet": "parquet", ".arrow": "arrow"}
 
 @dataclass
 class ImageClassificationData:
-    """The train and eval splits of a dataset, and the columns and class names resolved for them."""
+    """The train and eval splits of a dataset, and the columns and class names resolved for them.
+
+    ``eval_split`` is the name of the split ``eval`` holds (the one picked when none was asked
+    for), so reports and model cards can say what the accuracy was measured on.
+    """
 
     train: Dataset
     eval: Dataset | None
     image_column: str
     label_column: str
     id2label: dict[int, str]
+    eval_split: str | None = None
 
     @property
     def label2id(self) -> dict[str, int]:
@@ -82,7 +87,7 @@ def load_image_dataset(
     for name, split in used.items():
         _require_columns(name, split, (image_column, label_column))
     id2label = _id2label(used, label_column)
-    return ImageClassificationData(train, evaluation, image_column, label_column, id2label)
+    return ImageClassificationData(train, evaluation, image_column, label_column, id2label, eval_split)
 
 
 def _load_splits(source, data_files, load_dataset_kwargs) -> DatasetDict:

@@ -1,0 +1,339 @@
+"""scripts/distill.py end to end: every method on a CNN teacher -> ViT student, on real CIFAR-10 rows.
+
+The distilled student must load with plain transformers (``AutoModelForImageClassification``,
+``pipeline``) in a process where hf_cakd cannot be imported, carry a model card whose metadata
+the Hub can read, and be pushed to the Hub model files first, card last, checkpoints never.
+Everything runs offline on tiny models, two training steps each.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import pyarrow.parquet as pq
+import pytest
+from huggingface_hub import HfApi, ModelCard, metadata_load
+from huggingface_hub.hf_api import DEFAULT_IGNORE_PATTERNS
+from huggingface_hub.utils import filter_repo_objects
+from transformers import AutoImageProcessor, AutoModelForImageClassification, ViTConfig, ViTImageProcessor
+
+from hf_cakd.data import model_input_spec
+from hf_cakd.hub import student_model_card
+from tiny_models import build
+
+ROOT = Path(__file__).resolve().parents[1]
+CIFAR_NAMES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+METHODS = ["none", "kd", "fitnet", "ofa", "fbt"]
+TIMM_VIT_ARGS = {"img_size": 32, "patch_size": 4, "embed_dim": 32, "depth": 4, "num_heads": 2}
+TRAIN_ROWS, TEST_ROWS = 48, 16
+
+
+def load_distill_script():
+    spec = importlib.util.spec_from_file_location("hf_cakd_distill_script", ROOT / "scripts" / "distill.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses resolve their annotations through sys.modules
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def distill():
+    return load_distill_script()
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory):
+    """A 48/16-row slice of the demo CIFAR-10 parquet, a saved ResNet teacher, a ViT student config."""
+    root = tmp_path_factory.mktemp("distill")
+    data = root / "cifar10-tiny"
+    data.mkdir()
+    for split, rows in (("train", TRAIN_ROWS), ("test", TEST_ROWS)):
+        table = pq.read_table(ROOT / "demo_data" / "cifar10" / f"{split}.parquet")
+        pq.write_table(table.slice(0, rows), data / f"{split}.parquet")  # schema metadata (ClassLabel) kept
+
+    teacher = build("hf-resnet")
+    labels = dict(enumerate(CIFAR_NAMES))
+    teacher.config.update({"id2label": labels, "label2id": {name: i for i, name in labels.items()}})
+    teacher.save_pretrained(root / "teacher")
+    imagenet = {"image_mean": [0.485, 0.456, 0.406], "image_std": [0.229, 0.224, 0.225]}
+    ViTImageProcessor(size={"height": 32, "width": 32}, **imagenet).save_pretrained(root / "teacher")
+
+    student = root / "vit-student"  # a config and a processor, no weights: built from scratch
+    vit = dict(image_size=32, patch_size=4, hidden_size=32, num_attention_heads=2, intermediate_size=64)
+    ViTConfig(**vit, num_hidden_layers=4).save_pretrained(student)
+    ViTImageProcessor(size={"height": 32, "width": 32}, image_mean=[0.5] * 3, image_std=[0.5] * 3).save_pretrained(
+        student
+    )
+    return {"root": root, "data": data, "teacher": root / "teacher", "student": student}
+
+
+def distill_args(workspace, method, output_dir, *extra, student=None):
+    return [
+        "--student", str(student or workspace["student"]),
+        "--teacher", str(workspace["teacher"]),
+        "--dataset", str(workspace["data"]),
+        "--method", method,
+        "--output_dir", str(output_dir),
+        "--max_steps", "2",
+        "--per_device_train_batch_size", "8",
+        "--per_device_eval_batch_size", "16",
+        "--projector_dim", "16",
+        "--eval_strategy", "no",
+        "--save_strategy", "no",
+        "--logging_steps", "1",
+        "--seed", "0",
+        "--use_cpu",
+        "--report_to", "none",
+        *extra,
+    ]  # fmt: skip
+
+
+RUNS = {name: (name, None, ()) for name in METHODS}
+RUNS["fbt-timm-student"] = ("fbt", "timm:vit_tiny_patch16_224", ("--student_model_args", json.dumps(TIMM_VIT_ARGS)))
+
+
+@pytest.fixture(scope="module")
+def distilled(distill, workspace):
+    """``distilled(run)`` -> the output directory of that run of distill.py, run once per module."""
+    outputs = {}
+
+    def run(name):
+        if name not in outputs:
+            method, student, extra = RUNS[name]
+            output_dir = workspace["root"] / "out" / name
+            results = distill.main(distill_args(workspace, method, output_dir, *extra, student=student))
+            outputs[name] = (output_dir, results)
+        return outputs[name]
+
+    return run
+
+
+@pytest.mark.parametrize("run", list(RUNS))
+def test_distill_writes_student_results_and_card(distilled, workspace, run):
+    output_dir, returned = distilled(run)
+    method = RUNS[run][0]
+    results = json.loads((output_dir / "results.json").read_text())
+    assert results == json.loads(json.dumps(returned))
+    assert results["method"] == method and results["families"] == {"teacher": "cnn", "student": "attention"}
+    assert set(results["metrics"]) == {"teacher", "student"}
+    for role in ("teacher", "student"):
+        assert set(results["metrics"][role]) == {"top1", "top5"}
+        for value in results["metrics"][role].values():
+            assert isinstance(value, float) and 0.0 <= value <= 1.0
+            assert (value * TEST_ROWS).is_integer()  # measured on the 16 test rows
+    assert results["distillation_args"]["method"] == method
+
+    files = set(os.listdir(output_dir))
+    assert {"config.json", "model.safetensors", "preprocessor_config.json", "README.md", "results.json"} <= files
+    assert ("assistant" in files) == (method == "fbt")
+    if method == "fbt":
+        assistant_config = json.loads((output_dir / "assistant" / "config.json").read_text())
+        assert assistant_config["model_type"] == "hf_cakd_assistant"
+
+    readme = output_dir / "README.md"
+    metadata = metadata_load(readme)
+    card = ModelCard.load(readme)
+    assert card.data.to_dict() == metadata
+    assert "base_model" not in metadata  # built from scratch (a config directory, a timm: name)
+    assert metadata["datasets"] == [workspace["data"].name]
+    assert metadata["library_name"] == "transformers" and metadata["pipeline_tag"] == "image-classification"
+    assert f"distillation-{method}" in metadata["tags"] and "knowledge-distillation" in metadata["tags"]
+    (model_index,) = metadata["model-index"]
+    (result,) = model_index["results"]
+    assert result["dataset"]["split"] == "test"  # the split the accuracy was measured on
+    top1 = {m["name"]: m["value"] for m in result["metrics"]}["top-1 accuracy"]
+    assert top1 == round(results["metrics"]["student"]["top1"], 4)
+    assert f"`{method}`" in card.text and "| teacher |" in card.text and "| student |" in card.text
+
+
+def test_timm_student_gets_a_processor_that_matches_its_eval_transform(distilled):
+    """A timm: student has no processor of its own; the one saved for pipeline() must be its eval recipe."""
+    output_dir, _ = distilled("fbt-timm-student")
+    processor = AutoImageProcessor.from_pretrained(output_dir)
+    student = AutoModelForImageClassification.from_pretrained(output_dir)
+    assert model_input_spec(processor=processor) == model_input_spec(student)
+    assert model_input_spec(processor=processor).size == (32, 32)
+
+
+# Run with hf_cakd unimportable, outside the repository, without PYTHONPATH: a user's machine.
+LOAD_WITHOUT_HF_CAKD = r"""
+import importlib.abc, json, sys
+
+class BlockHfCakd(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name == "hf_cakd" or name.startswith("hf_cakd."):
+            raise ModuleNotFoundError(f"No module named {name!r} (blocked by the test)")
+
+sys.meta_path.insert(0, BlockHfCakd())
+try:
+    import hf_cakd
+except ModuleNotFoundError:
+    pass
+else:
+    raise SystemExit("hf_cakd is importable: the test would prove nothing")
+
+import io, PIL.Image, pyarrow.parquet as pq
+from transformers import AutoModelForImageClassification, pipeline
+
+test_rows = pq.read_table(sys.argv[1]).to_pylist()
+images = [PIL.Image.open(io.BytesIO(row["img"]["bytes"])) for row in test_rows]
+report = {}
+for output_dir in sys.argv[2:]:
+    model = AutoModelForImageClassification.from_pretrained(output_dir)
+    classify = pipeline("image-classification", model=output_dir)
+    predictions = classify(images, top_k=3)
+    report[output_dir] = {
+        "model_class": f"{type(model).__module__}.{type(model).__name__}",
+        "labels": [[p["label"] for p in image_predictions] for image_predictions in predictions],
+        "top1": sum(p[0]["label"] == model.config.id2label[row["label"]] for p, row in zip(predictions, test_rows))
+        / len(test_rows),
+        "hf_cakd_loaded": any(name.startswith("hf_cakd") for name in sys.modules if sys.modules[name] is not None),
+    }
+print("REPORT" + json.dumps(report))
+"""
+
+
+def test_students_load_and_predict_without_hf_cakd(distilled, workspace, tmp_path):
+    runs = {name: distilled(name) for name in RUNS}
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env.update(HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
+    command = [sys.executable, "-c", LOAD_WITHOUT_HF_CAKD, str(workspace["data"] / "test.parquet")]
+    command += [str(output_dir) for output_dir, _ in runs.values()]
+    completed = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    report = json.loads(completed.stdout.split("REPORT", 1)[1])
+    for name, (output_dir, results) in runs.items():
+        student = report[str(output_dir)]
+        assert not student["hf_cakd_loaded"]
+        assert student["model_class"].startswith("transformers.models.")
+        assert len(student["labels"]) == TEST_ROWS
+        assert all(len(labels) == 3 and set(labels) <= set(CIFAR_NAMES) for labels in student["labels"])
+        if RUNS[name][1] is None:
+            # ViTImageProcessor at 32 px and the eval transform agree on 32 px images: the pipeline
+            # scores exactly what distill.py reported.
+            assert student["top1"] == results["metrics"]["student"]["top1"], name
+
+
+# ---- refusals ----
+
+
+def test_non_empty_output_dir_is_refused_and_left_untouched(distill, workspace, tmp_path):
+    output_dir = tmp_path / "previous-run"
+    output_dir.mkdir()
+    (output_dir / "model.safetensors").write_bytes(b"weights of another run")
+    with pytest.raises(SystemExit) as err:
+        distill.main(distill_args(workspace, "kd", output_dir))
+    assert "--overwrite_output_dir" in str(err.value) and str(output_dir) in str(err.value)
+    assert os.listdir(output_dir) == ["model.safetensors"]
+    assert (output_dir / "model.safetensors").read_bytes() == b"weights of another run"
+
+
+@pytest.mark.parametrize("method", ["kd", "fbt"])
+def test_distilling_without_a_teacher_is_refused(distill, workspace, tmp_path, method):
+    args = distill_args(workspace, method, tmp_path / "out")
+    teacher_at = args.index("--teacher")
+    del args[teacher_at : teacher_at + 2]
+    with pytest.raises(SystemExit) as err:
+        distill.main(args)
+    assert "--teacher" in str(err.value) and f"--method {method}" in str(err.value)
+    assert not (tmp_path / "out").exists()
+
+
+# ---- the Hub push, at the HfApi boundary ----
+
+
+@pytest.fixture
+def fake_hub(monkeypatch):
+    """HfApi's network methods replaced by recorders; any other Hub call fails (HF_HUB_OFFLINE)."""
+    calls = []
+
+    def create_repo(self, repo_id, **kwargs):
+        calls.append(("create_repo", {"repo_id": repo_id, **kwargs}))
+
+    def upload_folder(self, *, repo_id, folder_path, allow_patterns=None, ignore_patterns=None, **kwargs):
+        # The files HfApi.upload_folder would send, chosen the way it chooses them.
+        root = Path(folder_path)
+        local = sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file())
+        ignore = list(ignore_patterns or []) + DEFAULT_IGNORE_PATTERNS
+        files = list(filter_repo_objects(local, allow_patterns=allow_patterns, ignore_patterns=ignore))
+        calls.append(("upload_folder", {"repo_id": repo_id, "files": files, **kwargs}))
+
+    def upload_file(self, *, path_or_fileobj, path_in_repo, repo_id, **kwargs):
+        if isinstance(path_or_fileobj, (str, Path)):
+            content = Path(path_or_fileobj).read_bytes()
+        elif isinstance(path_or_fileobj, bytes):
+            content = path_or_fileobj
+        else:
+            content = path_or_fileobj.read()
+        calls.append(("upload_file", {"repo_id": repo_id, "path_in_repo": path_in_repo, "content": content, **kwargs}))
+
+    def create_commit(self, *args, **kwargs):
+        raise AssertionError("unexpected HfApi.create_commit: uploads go through upload_folder / upload_file")
+
+    for name, fake in dict(
+        create_repo=create_repo, upload_folder=upload_folder, upload_file=upload_file, create_commit=create_commit
+    ).items():
+        monkeypatch.setattr(HfApi, name, fake)
+    return calls
+
+
+def test_push_to_hub_uploads_the_student_then_its_card_never_checkpoints(distill, workspace, tmp_path, fake_hub):
+    output_dir = tmp_path / "pushed"
+    distill.main(
+        distill_args(
+            workspace, "kd", output_dir,
+            "--save_strategy", "steps", "--save_steps", "1",
+            "--push_to_hub", "--hub_model_id", "user/repo", "--hub_private_repo", "true",
+        )
+    )  # fmt: skip
+    assert (output_dir / "checkpoint-1").is_dir() and (output_dir / "checkpoint-2").is_dir()
+
+    assert [name for name, _ in fake_hub] == ["create_repo", "upload_folder", "upload_file"]
+    (_, repo), (_, folder), (_, card) = fake_hub
+    assert repo["repo_id"] == "user/repo" and repo["private"] is True and repo["exist_ok"] is True
+
+    assert folder["repo_id"] == "user/repo"
+    uploaded = set(folder["files"])
+    assert {"config.json", "model.safetensors", "preprocessor_config.json", "results.json"} <= uploaded
+    assert not any(path.startswith("checkpoint-") for path in uploaded)
+    assert "README.md" not in uploaded and "training_args.bin" not in uploaded
+
+    assert card["repo_id"] == "user/repo" and card["path_in_repo"] == "README.md"
+    readme = (output_dir / "README.md").read_text(encoding="utf-8")
+    assert card["content"].decode("utf-8") == readme
+    assert 'pipeline("image-classification", model="user/repo")' in readme
+
+
+
+def test_push_without_an_eval_split_still_uploads_the_student(distill, workspace, tmp_path, fake_hub):
+    data = tmp_path / "train-only"
+    data.mkdir()
+    (data / "train.parquet").write_bytes((workspace["data"] / "train.parquet").read_bytes())
+    args = distill_args(workspace, "kd", tmp_path / "pushed", "--push_to_hub", "--hub_model_id", "user/repo")
+    args[args.index("--dataset") + 1] = str(data)
+    results = distill.main(args)
+    assert results["metrics"] == {}  # nothing to measure on, so no card either
+    assert not (tmp_path / "pushed" / "README.md").exists()
+    assert [name for name, _ in fake_hub] == ["create_repo", "upload_folder"]
+    assert "model.safetensors" in fake_hub[1][1]["files"]
+
+def test_card_names_a_hub_student_as_base_model(workspace):
+    args = SimpleNamespace(
+        method="kd", output_dir="out/run", num_train_epochs=1.0, learning_rate=1e-3, per_device_train_batch_size=8,
+        kd_temperature=4.0, logit_weight=1.0,
+    )
+    metrics = {"teacher": {"top1": 0.9, "top5": 1.0}, "student": {"top1": 0.61234, "top5": 0.9}}
+    card = student_model_card(
+        args=args, teacher="google/vit-base-patch16-224", student="microsoft/resnet-18", dataset="uoft-cs/cifar10",
+        eval_split="test", metrics=metrics, families={"teacher": "attention", "student": "cnn"},
+    )  # fmt: skip
+    metadata = card.data.to_dict()
+    assert metadata["base_model"] == "microsoft/resnet-18" and metadata["datasets"] == ["uoft-cs/cifar10"]
+    assert card.data.eval_results[0].metric_value == 0.6123
+    assert "kd_temperature: `4.0`" in card.text
