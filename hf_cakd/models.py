@@ -32,6 +32,8 @@ from transformers import (
 )
 from transformers.utils import CONFIG_NAME
 
+from .label_mapping import map_labels, restrict_classifier
+
 logger = logging.getLogger(__name__)
 
 TIMM_PREFIX = "timm:"
@@ -65,8 +67,10 @@ def _describe(id2label: dict) -> str:
     return f"{len(names)} labels ({shown})"
 
 
-def _check_labels(model: PreTrainedModel, spec: str, id2label: dict[int, str], replace_head: bool, **kwargs):
-    """Return a model whose labels are ``id2label``: adopt, replace the head when asked, or stop."""
+def _check_labels(
+    model: PreTrainedModel, spec: str, id2label: dict[int, str], replace_head: bool, label_mapping, **kwargs
+):
+    """Return a model whose labels are ``id2label``: adopt, map, replace the head when asked, or stop."""
     have = {int(i): str(n) for i, n in model.config.id2label.items()}
     want = {int(i): str(n) for i, n in id2label.items()}
     if have == want:
@@ -75,13 +79,17 @@ def _check_labels(model: PreTrainedModel, spec: str, id2label: dict[int, str], r
         # A head trained on this dataset but saved without names: same classes, name them.
         model.config.update(_label_config(want))
         return model
+    if label_mapping is not None:
+        explicit = None if label_mapping == "by_name" else label_mapping
+        return restrict_classifier(model, map_labels(have, want, explicit), want)
     if not replace_head:
         raise LabelMismatchError(
-            f"The checkpoint {spec!r} predicts {_describe(have)} but the dataset has {_describe(want)}. "
-            "Either fine-tune that model on this dataset first (python scripts/distill.py --method none "
-            f"--student {spec} --ignore_mismatched_sizes --dataset <data> --output_dir <dir>) and pass the result, "
-            "or pass --ignore_mismatched_sizes (replace_head=True) to replace its classification head with a new, "
-            "randomly initialised one for the dataset's labels."
+            f"The checkpoint {spec!r} predicts {_describe(have)} but the dataset has {_describe(want)}. Either "
+            "map each dataset label to one of the checkpoint's (--teacher_label_mapping by_name, or a JSON object "
+            "{dataset label: checkpoint label}; label_mapping=... in Python), or fine-tune that model on this "
+            f"dataset first (python scripts/distill.py --method none --student {spec} --ignore_mismatched_sizes "
+            "--dataset <data> --output_dir <dir>) and pass the result, or pass --ignore_mismatched_sizes "
+            "(replace_head=True) to replace its classification head with a new, randomly initialised one."
         )
     logger.warning("Replacing the classification head of %s: %s -> %s", spec, _describe(have), _describe(want))
     return AutoModelForImageClassification.from_pretrained(
@@ -102,6 +110,7 @@ def load_classifier(
     id2label: dict[int, str] | None = None,
     *,
     replace_head: bool = False,
+    label_mapping: str | dict[str, str] | None = None,
     model_args: dict[str, Any] | None = None,
     **from_pretrained_kwargs,
 ) -> PreTrainedModel:
@@ -109,7 +118,9 @@ def load_classifier(
 
     ``model_args`` are passed to ``timm.create_model`` for ``timm:`` specs (for example
     ``{"img_size": 32, "patch_size": 4}``). A pretrained checkpoint whose labels differ from
-    ``id2label`` raises :class:`LabelMismatchError` unless ``replace_head`` is set.
+    ``id2label`` raises :class:`LabelMismatchError` unless ``label_mapping`` (``"by_name"``, or
+    ``{dataset label: checkpoint label}`` for names that differ) keeps the matching classifier
+    rows, or ``replace_head`` puts a new head on.
     """
     if isinstance(spec, PretrainedConfig):
         return _from_config(spec, id2label)
@@ -124,7 +135,7 @@ def load_classifier(
     model = AutoModelForImageClassification.from_pretrained(spec, **from_pretrained_kwargs)
     if id2label is None:
         return model
-    return _check_labels(model, spec, id2label, replace_head, **from_pretrained_kwargs)
+    return _check_labels(model, spec, id2label, replace_head, label_mapping, **from_pretrained_kwargs)
 
 
 def load_image_processor(spec: str | PretrainedConfig):

@@ -48,6 +48,13 @@ class ModelArguments:
         default=None, metadata={"help": 'JSON kwargs for timm.create_model with timm: specs, e.g. \'{"img_size": 32}\'.'}
     )
     teacher_model_args: str | None = field(default=None, metadata={"help": "As --student_model_args, for the teacher."})
+    teacher_label_mapping: str | None = field(
+        default=None,
+        metadata={
+            "help": "When the teacher's labels differ from the dataset's: 'by_name' keeps the teacher's classes whose "
+            'names match, or a JSON object {"dataset label": "teacher label"} for names that differ.'
+        },
+    )
     ignore_mismatched_sizes: bool = field(
         default=False,
         metadata={"help": "Replace the student's classification head when its labels differ from the dataset's."},
@@ -77,6 +84,10 @@ def _json_arg(value: str | None, flag: str) -> dict | None:
         return json.loads(value)
     except json.JSONDecodeError as err:
         raise SystemExit(f"{flag} must be a JSON object, e.g. '{{\"img_size\": 32}}': {err}") from err
+
+
+def _label_mapping_arg(value: str | None):
+    return value if value in (None, "by_name") else _json_arg(value, "--teacher_label_mapping")
 
 
 def _check_output_dir(training_args, data_args) -> None:
@@ -142,7 +153,10 @@ def main(argv: list[str] | None = None) -> dict:
     teacher = teacher_processor = None
     if model_args.teacher:
         teacher = load_classifier(
-            model_args.teacher, data.id2label, model_args=_json_arg(model_args.teacher_model_args, "--teacher_model_args")
+            model_args.teacher,
+            data.id2label,
+            label_mapping=_label_mapping_arg(model_args.teacher_label_mapping),
+            model_args=_json_arg(model_args.teacher_model_args, "--teacher_model_args"),
         )
         teacher_processor = load_image_processor(model_args.teacher)
 

@@ -65,3 +65,36 @@ def test_config_json_spec_builds_from_scratch(tmp_path):
 def test_model_args_are_refused_for_non_timm_specs(saved_resnet):
     with pytest.raises(ValueError, match="timm:<architecture>"):
         load_classifier(saved_resnet[0], CIFAR_LABELS, model_args={"depth": 2})
+
+
+def test_label_mapping_by_name_keeps_the_matching_classifier_rows(tmp_path):
+    # A "bigger" checkpoint: 12 classes, the dataset's 10 among them in another order, with synonyms.
+    big_labels = ["truck", "ship, boat", "Horse", "frog", "dog", "deer", "cat", "bird", "automobile", "airplane", "x", "y"]
+    model = build("hf-resnet", num_labels=12)
+    model.config.id2label = dict(enumerate(big_labels))
+    model.config.label2id = {n: i for i, n in enumerate(big_labels)}
+    model.save_pretrained(tmp_path / "big")
+    original = model.eval()
+    x = torch.randn(2, 3, 32, 32)
+    with pytest.raises(LabelMismatchError, match="--teacher_label_mapping"):
+        load_classifier(str(tmp_path / "big"), CIFAR_LABELS)
+    mapped = load_classifier(str(tmp_path / "big"), CIFAR_LABELS, label_mapping="by_name").eval()
+    assert mapped.config.num_labels == 10 and mapped.config.id2label[3] == "cat"
+    # Dataset class i gets exactly the logit of the checkpoint class of the same name.
+    expected = original(x).logits[:, [9, 8, 7, 6, 5, 4, 3, 2, 1, 0]]
+    torch.testing.assert_close(mapped(x).logits, expected)
+
+
+def test_explicit_label_mapping_and_missing_label_error(tmp_path):
+    labels = ["plane", "car", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+    model = build("hf-resnet", num_labels=10)
+    model.config.id2label = dict(enumerate(labels))
+    model.config.label2id = {n: i for i, n in enumerate(labels)}
+    model.save_pretrained(tmp_path / "m")
+    with pytest.raises(ValueError, match="airplane") as err:
+        load_classifier(str(tmp_path / "m"), CIFAR_LABELS, label_mapping="by_name")
+    assert "--teacher_label_mapping" in str(err.value)
+    mapped = load_classifier(
+        str(tmp_path / "m"), CIFAR_LABELS, label_mapping={"airplane": "plane", "automobile": "car"}
+    )
+    assert mapped.config.id2label[0] == "airplane" and mapped.classifier[-1].out_features == 10
