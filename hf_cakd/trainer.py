@@ -95,6 +95,20 @@ def _first_example_size(dataset, key: str) -> int | None:
     return tuple(value.shape[-2:]) if isinstance(value, torch.Tensor) else None
 
 
+def _saved_student_state(student: PreTrainedModel, checkpoint_dir: str) -> dict[str, torch.Tensor]:
+    """The state dict of the student saved in ``checkpoint_dir``, under the live model's parameter names.
+
+    ``save_pretrained`` writes weights in the checkpoint layout transformers publishes, which for
+    some models (ViT in transformers 5) differs from the modules' own names, so the file cannot go
+    to ``load_state_dict`` as it is. ``from_pretrained`` applies the model's conversion mapping.
+    """
+    saved, info = type(student).from_pretrained(checkpoint_dir, output_loading_info=True)
+    problems = {key: sorted(map(str, info[key])) for key in ("missing_keys", "unexpected_keys", "mismatched_keys")}
+    if any(problems.values()):
+        raise RuntimeError(f"The student saved in {checkpoint_dir} does not match the model being trained: {problems}")
+    return saved.state_dict()
+
+
 class DistillationTrainer(Trainer):
     """A ``Trainer`` that distils ``teacher_model`` into ``model`` (the student).
 
@@ -105,14 +119,24 @@ class DistillationTrainer(Trainer):
         args: :class:`DistillationTrainingArguments`.
         Everything else as for ``transformers.Trainer``. Batches carry ``pixel_values``
         (student), ``teacher_pixel_values`` (teacher; falls back to ``pixel_values``) and ``labels``.
+
+    Gradient accumulation: ``compute_loss`` returns the mean loss of its micro-batch and the
+    Trainer divides it by the number of accumulation steps (``loss_is_scaled_for_ga = False``), so
+    an optimizer step follows the mean of the micro-batch losses. For per-image losses (CE, KD,
+    OFA, FitNet) that is the loss of the whole accumulated batch. InfoNCE is not per-image: each
+    image is contrasted with the other images of its own micro-batch, so ``k`` micro-batches of
+    ``B`` give ``B - 1`` negatives each, not the ``k * B - 1`` of one big batch, and a higher loss.
+    Negatives come from the micro-batch (and, with ``gather_negatives``, from the other
+    processes' micro-batches), never from earlier accumulation steps.
     """
 
-    # compute_loss returns per-batch means; the Trainer divides them for gradient accumulation.
     loss_is_scaled_for_ga = False
 
     def __init__(self, model: PreTrainedModel, teacher_model: PreTrainedModel | None = None, args=None, **kwargs):
         if args is None or not isinstance(args, DistillationTrainingArguments):
             raise TypeError("DistillationTrainer needs args=DistillationTrainingArguments(...).")
+        if teacher_model is not None:  # also when given a ready DistillationModel: BatchNorm must not update
+            teacher_model.requires_grad_(False).eval()
         if isinstance(model, DistillationModel):
             distillation_model = model
         else:
@@ -123,8 +147,6 @@ class DistillationTrainer(Trainer):
                 or _first_example_size(train_dataset, "teacher_pixel_values")
                 or student_size
             )
-            if teacher_model is not None:
-                teacher_model.requires_grad_(False).eval()
             distillation_model = DistillationModel.build(model, teacher_model, args, student_size, teacher_size)
         if teacher_model is not None and not distillation_model.method.requires_teacher:
             logger.info("method=%r trains the student alone; the teacher is only evaluated.", args.method)
@@ -157,6 +179,12 @@ class DistillationTrainer(Trainer):
             self._record_loss_terms(outputs["losses"])
         loss = outputs["loss"]
         return (loss, {"loss": loss, "logits": outputs["logits"]}) if return_outputs else loss
+
+    def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
+        # Evaluation and prediction run the student alone. Without labels the Trainer calls
+        # model(**inputs), which must not receive the teacher's pixels.
+        inputs = {key: value for key, value in inputs.items() if key != "teacher_pixel_values"}
+        return super().prediction_step(model, inputs, prediction_loss_only, ignore_keys=ignore_keys)
 
     def _record_loss_terms(self, losses: dict[str, torch.Tensor]) -> None:
         for name, value in losses.items():
@@ -214,7 +242,7 @@ class DistillationTrainer(Trainer):
                 f"{checkpoint_dir} has no {SAFE_WEIGHTS_NAME}: it is not a complete DistillationTrainer checkpoint. "
                 "Resume from another checkpoint-* directory or start afresh."
             )
-        distillation_model.student.load_state_dict(safetensors.torch.load_file(student_file), strict=True)
+        distillation_model.student.load_state_dict(_saved_student_state(distillation_model.student, checkpoint_dir))
         method_file = os.path.join(checkpoint_dir, METHOD_STATE_NAME)
         if os.path.isfile(method_file):
             distillation_model.method.load_state_dict(safetensors.torch.load_file(method_file), strict=True)

@@ -1,0 +1,445 @@
+"""DistillationTrainer semantics: logging, a frozen teacher, evaluation, resume, accumulation, DDP.
+
+A CNN teacher (frozen, eval mode) and a ViT student keep BatchNorm batch statistics out of every
+comparison. Batches are in-memory tensors; each run is a handful of steps of tiny models.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+import safetensors.torch
+import torch
+import torch.nn.functional as F
+from torch.utils.data import Dataset
+from transformers import AutoModelForImageClassification, TrainerCallback, ViTConfig, ViTImageProcessor
+
+from hf_cakd import DistillationModel, DistillationTrainer, DistillationTrainingArguments
+from hf_cakd.data import DistillationCollator
+from hf_cakd.trainer import ASSISTANT_DIR, METHOD_STATE_NAME
+from tiny_models import IMAGE_SIZE, NUM_LABELS, build
+
+ROOT = Path(__file__).resolve().parents[1]
+
+PAIRS = ("teacher_student", "teacher_assistant", "assistant_student")
+# The named loss terms each method logs (as loss_<term>), and the temperatures fbt logs beside them.
+LOSS_TERMS = {
+    "none": {"ce"},
+    "kd": {"ce", "kd"},
+    "fitnet": {"ce", "fitnet"},
+    "ofa": {"ce", "ofa_stage1", "ofa_stage2", "ofa_stage3", "ofa_stage4"},
+    "fbt": {"ce", "ce_assistant", *(f"infonce_{p}" for p in PAIRS), *(f"ofa_{p}" for p in PAIRS)},
+}
+TEMPERATURES = {"fbt": {f"tau_{p}" for p in PAIRS}}
+
+
+class ImageBatches(Dataset):
+    """Random student and teacher pixels (different, as two processors would give) and labels."""
+
+    def __init__(self, size: int, seed: int = 0, with_labels: bool = True):
+        generator = torch.Generator().manual_seed(seed)
+        self.pixel_values = torch.randn(size, 3, IMAGE_SIZE, IMAGE_SIZE, generator=generator)
+        self.teacher_pixel_values = torch.randn(size, 3, IMAGE_SIZE, IMAGE_SIZE, generator=generator)
+        self.labels = torch.randint(0, NUM_LABELS, (size,), generator=generator)
+        self.with_labels = with_labels
+
+    def __len__(self):
+        return len(self.labels)
+
+    def __getitem__(self, i):
+        example = {"pixel_values": self.pixel_values[i], "teacher_pixel_values": self.teacher_pixel_values[i]}
+        if self.with_labels:
+            example["labels"] = int(self.labels[i])
+        return example
+
+    def batch(self, indices) -> dict[str, torch.Tensor]:
+        return DistillationCollator()([self[i] for i in indices])
+
+
+def distillation_args(output_dir, method="fbt", **overrides) -> DistillationTrainingArguments:
+    args = dict(
+        output_dir=str(output_dir),
+        method=method,
+        max_steps=3,
+        per_device_train_batch_size=4,
+        per_device_eval_batch_size=8,
+        learning_rate=1e-3,
+        logging_steps=1,
+        eval_strategy="no",
+        save_strategy="no",
+        projector_dim=16,
+        seed=0,
+        use_cpu=True,
+        report_to="none",
+        disable_tqdm=True,
+        dataloader_num_workers=0,
+    )
+    return DistillationTrainingArguments(**{**args, **overrides})
+
+
+def make_trainer(output_dir, method="fbt", train_size=16, student_seed=2, callbacks=None, **overrides):
+    """A trainer on fixed teacher weights; ``student_seed`` also seeds the method's own parts."""
+    teacher = build("hf-resnet", seed=1)
+    student = build("hf-vit", seed=student_seed)  # also leaves the RNG that initialises the method's parts
+    return DistillationTrainer(
+        model=student,
+        teacher_model=teacher,
+        args=distillation_args(output_dir, method, **overrides),
+        train_dataset=ImageBatches(train_size),
+        data_collator=DistillationCollator(),
+        callbacks=callbacks,
+    )
+
+
+def state_of(module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {name: tensor.detach().clone() for name, tensor in module.state_dict().items()}
+
+
+def assert_states_close(actual: dict, expected: dict, atol=1e-6, rtol=1e-5):
+    assert actual.keys() == expected.keys()
+    for name in expected:
+        torch.testing.assert_close(actual[name], expected[name], atol=atol, rtol=rtol, msg=lambda m: f"{name}: {m}")
+
+
+def training_logs(trainer) -> list[dict]:
+    return [entry for entry in trainer.state.log_history if "loss" in entry]
+
+
+# ---- 1. every loss term is logged, and the terms add up to the logged loss ----
+
+
+@pytest.mark.parametrize("method", sorted(LOSS_TERMS))
+def test_every_loss_term_is_logged_and_they_sum_to_the_loss(tmp_path, method):
+    trainer = make_trainer(tmp_path, method)
+    trainer.train()
+    logs = training_logs(trainer)
+    assert [entry["step"] for entry in logs] == [1, 2, 3]
+    for entry in logs:
+        terms = {key.removeprefix("loss_") for key in entry if key.startswith("loss_")}
+        assert terms == LOSS_TERMS[method]
+        temperatures = {key for key in entry if key.startswith("tau_")}
+        assert temperatures == TEMPERATURES.get(method, set())
+        assert all(0.01 <= entry[key] <= 1.0 for key in temperatures)
+        # The terms are logged rounded to 4 decimals.
+        total = sum(entry[f"loss_{term}"] for term in terms)
+        assert total == pytest.approx(entry["loss"], abs=1e-4 * len(terms))
+
+
+# ---- 2. the teacher is frozen; everything else trains; evaluation is the student alone ----
+
+
+@pytest.mark.parametrize("given", ["student", "distillation_model"])
+def test_teacher_stays_frozen_while_student_and_method_parts_train(tmp_path, given):
+    teacher = build("hf-resnet", seed=1).train()  # handed over in training mode: the trainer must freeze it
+    teacher_before = state_of(teacher)  # buffers too: BatchNorm statistics must not move
+    args = distillation_args(tmp_path, "fbt", weight_decay=0.1)
+    model = build("hf-vit", seed=2)
+    if given == "distillation_model":
+        model = DistillationModel.build(model, teacher, args, IMAGE_SIZE, IMAGE_SIZE)
+    trainer = DistillationTrainer(
+        model=model, teacher_model=teacher, args=args, train_dataset=ImageBatches(16), data_collator=DistillationCollator()
+    )
+    model = trainer.model
+    trainable_before = {name: p.detach().clone() for name, p in model.named_parameters() if p.requires_grad}
+    trainer.train()
+
+    assert_states_close(state_of(trainer.teacher_model), teacher_before, atol=0, rtol=0)
+    assert all(not p.requires_grad and p.grad is None for p in trainer.teacher_model.parameters())
+    assert not trainer.teacher_model.training
+    assert not any(name.startswith("teacher") for name, _ in model.named_parameters())
+
+    unchanged = [name for name, p in model.named_parameters() if torch.equal(p, trainable_before[name])]
+    assert unchanged == []
+    parts = ("student.", "method.assistant.bridge.", "method.projectors.", "method.temperatures.")
+    assert all(any(name.startswith(part) for name in trainable_before) for part in parts)
+    assert set(trainable_before) == {name for name, _ in model.named_parameters()}
+
+    # The optimizer holds exactly the wrapper's parameters; weight decay spares the temperatures.
+    groups = trainer.optimizer.param_groups
+    assert {id(p) for g in groups for p in g["params"]} == {id(p) for p in model.parameters()}
+    decayed = {id(p) for g in groups if g["weight_decay"] > 0 for p in g["params"]}
+    temperatures = [p for name, p in model.named_parameters() if name.endswith("log_tau")]
+    assert len(temperatures) == 3 and not decayed & {id(p) for p in temperatures}
+
+
+def test_evaluate_and_predict_return_the_students_own_logits(tmp_path):
+    trainer = make_trainer(tmp_path, "fbt", max_steps=1)
+    trainer.train()
+    eval_data = ImageBatches(10, seed=5)
+    teacher_calls = []
+    trainer.teacher_model.register_forward_hook(lambda *_: teacher_calls.append(1))
+
+    metrics = trainer.evaluate(eval_data)
+    prediction = trainer.predict(eval_data)
+
+    student = trainer.student.eval()
+    with torch.no_grad():
+        expected = student(eval_data.pixel_values).logits
+    torch.testing.assert_close(torch.as_tensor(prediction.predictions), expected, atol=1e-5, rtol=1e-5)
+    expected_loss = F.cross_entropy(expected, eval_data.labels).item()
+    assert metrics["eval_loss"] == pytest.approx(expected_loss, abs=1e-4)
+    assert prediction.metrics["test_loss"] == pytest.approx(expected_loss, abs=1e-4)
+    top1 = (expected.argmax(-1) == eval_data.labels).float().mean().item()
+    assert metrics["eval_top1"] == pytest.approx(top1)
+    assert teacher_calls == []  # the method's losses, and so the teacher, are training-only
+
+    # Inference on images without labels (DistillationCollator wants labels: stack the tensors).
+    trainer.data_collator = torch.utils.data.default_collate
+    unlabelled = trainer.predict(ImageBatches(10, seed=5, with_labels=False))
+    assert unlabelled.label_ids is None
+    torch.testing.assert_close(torch.as_tensor(unlabelled.predictions), expected, atol=1e-5, rtol=1e-5)
+
+
+# ---- 3. an interrupted run resumed from its checkpoint ends where an uninterrupted one does ----
+
+
+class Interrupt(Exception):
+    pass
+
+
+class InterruptAtStep(TrainerCallback):
+    def __init__(self, step: int):
+        self.step = step
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step == self.step:
+            raise Interrupt(f"interrupted at step {self.step}")
+
+
+def test_resume_from_checkpoint_matches_an_uninterrupted_run(tmp_path):
+    # 16 examples in batches of 4: six steps cross an epoch boundary, so the resumed data order
+    # (shuffled per epoch) is part of what must match.
+    run = dict(max_steps=6, save_strategy="steps", save_steps=3)
+    full = make_trainer(tmp_path / "full", **run)
+    full.train()
+    expected = state_of(full.model)
+
+    interrupted = make_trainer(tmp_path / "resumed", callbacks=[InterruptAtStep(4)], **run)
+    with pytest.raises(Interrupt):
+        interrupted.train()
+    checkpoint = tmp_path / "resumed" / "checkpoint-3"
+    assert sorted(p.name for p in (tmp_path / "resumed").iterdir()) == ["checkpoint-3"]
+
+    # The student is a plain transformers model; the method's parts sit beside it.
+    files = {p.name for p in checkpoint.iterdir()}
+    assert {"config.json", "model.safetensors", METHOD_STATE_NAME, ASSISTANT_DIR} <= files
+    assert {"optimizer.pt", "scheduler.pt", "trainer_state.json", "rng_state.pth"} <= files
+    assert {p.name for p in (checkpoint / ASSISTANT_DIR).iterdir()} >= {"config.json", "model.safetensors"}
+    student = AutoModelForImageClassification.from_pretrained(checkpoint)
+    assert type(student).__name__ == "ViTForImageClassification"
+    method_state = safetensors.torch.load_file(checkpoint / METHOD_STATE_NAME)
+    assert method_state.keys() == interrupted.model.method.state_dict().keys()
+
+    # Another initialisation, so that only what the checkpoint restores can make the runs agree.
+    resumed = make_trainer(tmp_path / "resumed", student_seed=7, **run)
+    assert not torch.equal(resumed.model.student.classifier.weight, full.model.student.classifier.weight)
+    resumed.train(resume_from_checkpoint=str(checkpoint))
+    assert resumed.state.global_step == 6
+    assert_states_close(state_of(resumed.model), expected)
+    # The logged history after the checkpoint matches too.
+    assert [e["loss"] for e in training_logs(resumed)][-3:] == pytest.approx(
+        [e["loss"] for e in training_logs(full)][-3:], abs=1e-5
+    )
+
+
+@pytest.mark.parametrize(
+    "student_name, teacher_name", [("hf-resnet", "hf-vit"), ("timm-vit", "hf-resnet"), ("hf-swin", "hf-resnet")]
+)
+def test_checkpoint_restores_the_student_of_every_family(tmp_path, student_name, teacher_name):
+    """Students (BatchNorm buffers, timm wrappers, checkpoint key layouts unlike the module names)
+    come back exactly from a checkpoint; resuming at the last step trains nothing more."""
+
+    def trainer_for(student_seed):
+        return DistillationTrainer(
+            model=build(student_name, seed=student_seed),
+            teacher_model=build(teacher_name, seed=1),
+            args=distillation_args(tmp_path, "fbt", max_steps=2, save_strategy="steps", save_steps=2),
+            train_dataset=ImageBatches(8),
+            data_collator=DistillationCollator(),
+        )
+
+    trained = trainer_for(2)
+    trained.train()
+    restored = trainer_for(5)
+    restored.train(resume_from_checkpoint=str(tmp_path / "checkpoint-2"))
+    assert_states_close(state_of(restored.model), state_of(trained.model), atol=0, rtol=0)
+
+
+# ---- 4. gradient accumulation ----
+
+SGD_STEP = dict(
+    max_steps=1,
+    optim="sgd",
+    learning_rate=0.5,
+    weight_decay=0.0,
+    max_grad_norm=0.0,
+    lr_scheduler_type="constant",
+    train_sampling_strategy="sequential",
+)
+
+
+def one_sgd_step(output_dir, method, batch_size, accumulation, **overrides):
+    trainer = make_trainer(
+        output_dir,
+        method,
+        train_size=8,
+        per_device_train_batch_size=batch_size,
+        gradient_accumulation_steps=accumulation,
+        **SGD_STEP,
+        **overrides,
+    )
+    initial = copy.deepcopy(trainer.model)
+    trainer.train()
+    return trainer, initial
+
+
+@pytest.mark.parametrize(
+    "method, overrides",
+    [("kd", {}), ("ofa", {}), ("fbt", {"feature_weight": 0.0})],
+    ids=["kd", "ofa", "fbt-without-infonce"],
+)
+def test_accumulating_two_half_batches_equals_one_full_batch(tmp_path, method, overrides):
+    accumulated, initial = one_sgd_step(tmp_path / "ga", method, 4, 2, **overrides)
+    full, initial_full = one_sgd_step(tmp_path / "full", method, 8, 1, **overrides)
+    assert_states_close(state_of(initial), state_of(initial_full), atol=0, rtol=0)
+    assert not torch.equal(full.model.student.classifier.weight, initial.student.classifier.weight)
+    assert_states_close(state_of(accumulated.model), state_of(full.model), atol=2e-6, rtol=1e-5)
+    assert training_logs(accumulated)[0]["loss"] == pytest.approx(training_logs(full)[0]["loss"], abs=1e-5)
+
+
+def test_accumulated_infonce_is_the_mean_of_the_micro_batch_losses(tmp_path):
+    """InfoNCE contrasts the images of one batch: a micro-batch of B has B - 1 negatives, a batch
+    of 2B has 2B - 1, so accumulation is not the doubled batch. What holds is the scaling: the
+    step follows the mean of the micro-batch losses, each divided once by the accumulation steps."""
+    trainer, initial = one_sgd_step(tmp_path, "fbt", 4, 2)
+    data = trainer.train_dataset
+    micro_batches = [data.batch(range(0, 4)), data.batch(range(4, 8))]
+
+    def loss(model, batch):
+        teacher_outputs = trainer._teacher_outputs(batch)
+        return model(pixel_values=batch["pixel_values"], labels=batch["labels"], teacher_outputs=teacher_outputs)
+
+    initial.train()
+    micro_losses = [loss(initial, batch) for batch in micro_batches]
+    mean_loss = sum(out["loss"] for out in micro_losses) / 2
+    mean_loss.backward()
+
+    log = training_logs(trainer)[0]
+    assert log["loss"] == pytest.approx(mean_loss.item(), abs=1e-5)
+    for term in LOSS_TERMS["fbt"]:
+        term_mean = sum(out["losses"][term].item() for out in micro_losses) / 2
+        assert log[f"loss_{term}"] == pytest.approx(term_mean, abs=1e-4)
+    # One SGD step down the gradient of that mean.
+    lr = SGD_STEP["learning_rate"]
+    for name, p in trainer.model.named_parameters():
+        q = dict(initial.named_parameters())[name]
+        torch.testing.assert_close(p.detach(), q.detach() - lr * q.grad, atol=2e-6, rtol=1e-5, msg=name)
+
+    # ...which is not the loss of the doubled batch: its InfoNCE terms have more negatives.
+    with torch.no_grad():
+        full_batch = loss(initial, data.batch(range(8)))["losses"]
+    for pair in PAIRS:
+        half = sum(out["losses"][f"infonce_{pair}"].item() for out in micro_losses) / 2
+        assert full_batch[f"infonce_{pair}"].item() > half + 0.1  # about log(2B) - log(B) more
+
+
+# ---- 5. several processes: scripts/distill.py under accelerate launch, in sync ----
+
+DDP_WORKER = """
+import hashlib, runpy, sys, torch
+from hf_cakd import DistillationTrainer
+
+out_dir, argv = sys.argv[1], sys.argv[2:]
+trainers, batches = [], []
+init, compute_loss = DistillationTrainer.__init__, DistillationTrainer.compute_loss
+
+def record_init(self, *args, **kwargs):
+    init(self, *args, **kwargs)
+    trainers.append(self)
+
+def record_batches(self, model, inputs, *args, **kwargs):
+    if model.training:
+        batches.append(hashlib.sha1(inputs["pixel_values"].numpy().tobytes()).hexdigest())
+    return compute_loss(self, model, inputs, *args, **kwargs)
+
+DistillationTrainer.__init__, DistillationTrainer.compute_loss = record_init, record_batches
+sys.argv = ["distill.py", *argv]
+runpy.run_path("scripts/distill.py", run_name="__main__")
+trainer = trainers[-1]
+model = trainer.accelerator.unwrap_model(trainer.model)
+torch.save(
+    {
+        "world_size": trainer.accelerator.num_processes,
+        "batches": batches,
+        "logs": [entry for entry in trainer.state.log_history if "loss" in entry],
+        "state": model.state_dict(),
+    },
+    f"{out_dir}/rank{trainer.accelerator.process_index}.pt",
+)
+"""
+
+
+def test_distill_script_under_accelerate_launch_keeps_processes_in_sync(tmp_path):
+    data = tmp_path / "cifar10-tiny"
+    data.mkdir()
+    for split, rows in (("train", 16), ("test", 8)):
+        table = pq.read_table(ROOT / "demo_data" / "cifar10" / f"{split}.parquet")
+        pq.write_table(table.slice(0, rows), data / f"{split}.parquet")
+    teacher = build("hf-resnet")
+    teacher.save_pretrained(tmp_path / "teacher")
+    imagenet = {"image_mean": [0.485, 0.456, 0.406], "image_std": [0.229, 0.224, 0.225]}
+    ViTImageProcessor(size={"height": 32, "width": 32}, **imagenet).save_pretrained(tmp_path / "teacher")
+    student = tmp_path / "student"
+    vit = dict(image_size=32, patch_size=4, hidden_size=32, num_attention_heads=2, intermediate_size=64)
+    ViTConfig(**vit, num_hidden_layers=4).save_pretrained(student)
+    ViTImageProcessor(size={"height": 32, "width": 32}, image_mean=[0.5] * 3, image_std=[0.5] * 3).save_pretrained(
+        student
+    )
+    worker = tmp_path / "ddp_worker.py"
+    worker.write_text(DDP_WORKER)
+    output_dir = tmp_path / "out"
+
+    # `accelerate launch --cpu` starts ONE process unless given an MPI hostfile; `--multi_gpu` starts
+    # torchrun's processes, and `--use_cpu` (TrainingArguments) puts each on the CPU with gloo.
+    # A config file of our own keeps a developer's default accelerate config out of the test.
+    config = tmp_path / "accelerate.yaml"
+    config.write_text("compute_environment: LOCAL_MACHINE\ndistributed_type: MULTI_GPU\ngpu_ids: all\n")
+    launch = [
+        str(Path(sys.executable).parent / "accelerate"), "launch", "--config_file", str(config),
+        "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+        "--mixed_precision", "no", "--dynamo_backend", "no",
+        str(worker), str(tmp_path),
+        "--teacher", str(tmp_path / "teacher"), "--student", str(student), "--dataset", str(data),
+        "--method", "fbt", "--output_dir", str(output_dir), "--max_steps", "2",
+        "--per_device_train_batch_size", "4", "--per_device_eval_batch_size", "4", "--projector_dim", "16",
+        "--eval_strategy", "no", "--save_strategy", "no", "--logging_steps", "1", "--seed", "0",
+        "--use_cpu", "--report_to", "none", "--disable_tqdm", "true",
+    ]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    result = subprocess.run(launch, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
+
+    ranks = [torch.load(tmp_path / f"rank{k}.pt", weights_only=True) for k in range(2)]
+    assert [r["world_size"] for r in ranks] == [2, 2]
+    assert all(len(r["batches"]) == 2 for r in ranks)
+    assert not set(ranks[0]["batches"]) & set(ranks[1]["batches"])  # each process trained on its own shard
+    assert_states_close(ranks[1]["state"], ranks[0]["state"], atol=0, rtol=0)
+    assert any(key.startswith("method.projectors.") for key in ranks[0]["state"])
+    # The loss terms are averaged over processes as the loss is, so they still add up to it.
+    for entry in ranks[0]["logs"]:
+        terms = [value for key, value in entry.items() if key.startswith("loss_")]
+        assert len(terms) == len(LOSS_TERMS["fbt"]) and sum(terms) == pytest.approx(entry["loss"], abs=1e-3)
+    assert [entry["loss"] for entry in ranks[1]["logs"]] == [entry["loss"] for entry in ranks[0]["logs"]]
+
+    results = json.loads((output_dir / "results.json").read_text())
+    assert results["method"] == "fbt" and math.isfinite(results["train_loss"])
+    assert (output_dir / "model.safetensors").is_file() and (output_dir / METHOD_STATE_NAME).is_file()
