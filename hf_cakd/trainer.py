@@ -26,6 +26,9 @@ from .modeling_distillation import DistillationModel
 logger = logging.getLogger(__name__)
 
 ASSISTANT_DIR = "assistant"
+# Written last into a checkpoint: a checkpoint without it was interrupted while being written.
+CHECKPOINT_COMPLETE_NAME = "checkpoint_complete"
+CHECKPOINT_PREFIX = "checkpoint-"
 METHOD_STATE_NAME = "distillation_method.safetensors"
 
 
@@ -81,6 +84,20 @@ class DistillationTrainingArguments(TrainingArguments):
         self.infonce_pooling = _parse_pooling(self.infonce_pooling)
         if self.label_names is None:
             self.label_names = ["labels"]
+
+
+def last_complete_checkpoint(output_dir: str) -> str | None:
+    """The newest ``checkpoint-N`` in ``output_dir`` whose write finished, or None."""
+    if not os.path.isdir(output_dir):
+        return None
+    steps = [
+        int(name[len(CHECKPOINT_PREFIX) :])
+        for name in os.listdir(output_dir)
+        if name.startswith(CHECKPOINT_PREFIX)
+        and name[len(CHECKPOINT_PREFIX) :].isdigit()
+        and os.path.isfile(os.path.join(output_dir, name, CHECKPOINT_COMPLETE_NAME))
+    ]
+    return os.path.join(output_dir, f"{CHECKPOINT_PREFIX}{max(steps)}") if steps else None
 
 
 def _first_example_size(dataset, key: str) -> int | None:
@@ -248,6 +265,33 @@ class DistillationTrainer(Trainer):
             distillation_model.method.load_state_dict(safetensors.torch.load_file(method_file), strict=True)
         elif distillation_model.method.state_dict():
             raise FileNotFoundError(f"{checkpoint_dir} lacks {METHOD_STATE_NAME} for method {self.args.method!r}.")
+
+    def _save_checkpoint(self, model, trial) -> None:
+        super()._save_checkpoint(model, trial)
+        if self.args.should_save:
+            checkpoint_dir = os.path.join(self._get_output_dir(trial), f"{CHECKPOINT_PREFIX}{self.state.global_step}")
+            with open(os.path.join(checkpoint_dir, CHECKPOINT_COMPLETE_NAME), "w") as marker:
+                marker.write(f"step {self.state.global_step}\n")
+
+    def train(self, resume_from_checkpoint: str | bool | None = None, **kwargs):
+        """``Trainer.train``, resuming only from checkpoints whose write completed.
+
+        ``resume_from_checkpoint=True`` takes the newest complete checkpoint, passing over one a
+        killed process left half-written; an explicit incomplete checkpoint is refused.
+        """
+        if resume_from_checkpoint is True:
+            resume_from_checkpoint = last_complete_checkpoint(self.args.output_dir)
+            if resume_from_checkpoint is None:
+                raise ValueError(f"No complete checkpoint in {self.args.output_dir} to resume from.")
+        elif resume_from_checkpoint and not os.path.isfile(
+            os.path.join(resume_from_checkpoint, CHECKPOINT_COMPLETE_NAME)
+        ):
+            newest = last_complete_checkpoint(os.path.dirname(os.path.abspath(resume_from_checkpoint)))
+            raise ValueError(
+                f"{resume_from_checkpoint} is not a complete checkpoint (missing, or its write was interrupted). "
+                + (f"The newest complete one is {newest}." if newest else "No complete checkpoint is beside it.")
+            )
+        return super().train(resume_from_checkpoint=resume_from_checkpoint, **kwargs)
 
     def _load_from_checkpoint(self, resume_from_checkpoint: str, model: nn.Module | None = None) -> None:
         self._load_distillation_state(resume_from_checkpoint)

@@ -96,7 +96,7 @@ def _check_output_dir(training_args, data_args) -> None:
         return
     if os.path.isdir(output_dir) and os.listdir(output_dir):
         raise SystemExit(
-            f"--output_dir {output_dir} exists and is not empty. Pass --resume_from_checkpoint to continue that run, "
+            f"--output_dir {output_dir} exists and is not empty. Pass --resume_from_checkpoint last to continue that run, "
             "--overwrite_output_dir to write into it anyway, or choose another directory."
         )
 
@@ -203,7 +203,10 @@ def main(argv: list[str] | None = None) -> dict:
         logger.info("Teacher on %d eval images: top-1 %.2f%%", len(eval_dataset), 100 * metrics["teacher"]["top1"])
 
     start = time.perf_counter()
-    train_result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+    resume = training_args.resume_from_checkpoint
+    # "last" (or "true") resumes from the newest complete checkpoint in --output_dir.
+    resume = True if resume and resume.lower() in ("last", "true") else resume
+    train_result = trainer.train(resume_from_checkpoint=resume)
     results["train_seconds"] = round(time.perf_counter() - start, 1)
     results["train_loss"] = train_result.training_loss
     trainer.save_model()

@@ -24,7 +24,7 @@ from transformers import AutoModelForImageClassification, TrainerCallback, ViTCo
 
 from hf_cakd import DistillationModel, DistillationTrainer, DistillationTrainingArguments
 from hf_cakd.data import DistillationCollator
-from hf_cakd.trainer import ASSISTANT_DIR, METHOD_STATE_NAME
+from hf_cakd.trainer import ASSISTANT_DIR, CHECKPOINT_COMPLETE_NAME, METHOD_STATE_NAME
 from tiny_models import IMAGE_SIZE, NUM_LABELS, build
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -238,10 +238,18 @@ def test_resume_from_checkpoint_matches_an_uninterrupted_run(tmp_path):
     method_state = safetensors.torch.load_file(checkpoint / METHOD_STATE_NAME)
     assert method_state.keys() == interrupted.model.method.state_dict().keys()
 
+    # A process killed while writing checkpoint-4 leaves it half-written (no completion marker).
+    half_written = tmp_path / "resumed" / "checkpoint-4"
+    half_written.mkdir()
+    (half_written / "model.safetensors").write_bytes((checkpoint / "model.safetensors").read_bytes()[:100])
+    assert (checkpoint / CHECKPOINT_COMPLETE_NAME).is_file()
+
     # Another initialisation, so that only what the checkpoint restores can make the runs agree.
     resumed = make_trainer(tmp_path / "resumed", student_seed=7, **run)
     assert not torch.equal(resumed.model.student.classifier.weight, full.model.student.classifier.weight)
-    resumed.train(resume_from_checkpoint=str(checkpoint))
+    with pytest.raises(ValueError, match="not a complete checkpoint.*checkpoint-3"):
+        resumed.train(resume_from_checkpoint=str(half_written))
+    resumed.train(resume_from_checkpoint=True)  # the newest *complete* checkpoint: checkpoint-3
     assert resumed.state.global_step == 6
     assert_states_close(state_of(resumed.model), expected)
     # The logged history after the checkpoint matches too.
