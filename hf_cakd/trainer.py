@@ -9,6 +9,7 @@ model at the top of the output directory, loadable without hf_cakd.
 from __future__ import annotations
 
 import logging
+import math
 import os
 from dataclasses import dataclass, field
 
@@ -100,7 +101,7 @@ def last_complete_checkpoint(output_dir: str) -> str | None:
     return os.path.join(output_dir, f"{CHECKPOINT_PREFIX}{max(steps)}") if steps else None
 
 
-def _first_example_size(dataset, key: str) -> int | None:
+def _first_example_size(dataset, key: str) -> tuple[int, int] | None:
     """The resolution of ``dataset[0][key]``, when the dataset yields image tensors."""
     if dataset is None:
         return None
@@ -204,13 +205,14 @@ class DistillationTrainer(Trainer):
         return super().prediction_step(model, inputs, prediction_loss_only, ignore_keys=ignore_keys)
 
     def _record_loss_terms(self, losses: dict[str, torch.Tensor]) -> None:
-        for name, value in losses.items():
-            value = value.detach().float()
-            if not torch.isfinite(value):
-                raise FloatingPointError(
-                    f"The loss term {name!r} is {value.item()} at step {self.state.global_step}. Lower the learning "
-                    "rate, use bf16 instead of fp16, or check the inputs; the last saved checkpoint is untouched."
-                )
+        values = torch.stack([value.detach().float() for value in losses.values()])
+        if not torch.isfinite(values).all():  # one device sync per step, not one per term
+            name, value = next((n, v) for n, v in zip(losses, values.tolist()) if not math.isfinite(v))
+            raise FloatingPointError(
+                f"The loss term {name!r} is {value} at step {self.state.global_step}. Lower the learning rate, "
+                "use bf16 instead of fp16, or check the inputs; the last saved checkpoint is untouched."
+            )
+        for name, value in zip(losses, values):
             self._loss_term_sums[name] = self._loss_term_sums.get(name, 0.0) + value
         self._loss_term_count += 1
 
