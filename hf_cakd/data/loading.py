@@ -21,6 +21,7 @@ from .errors import ColumnNotFoundError, DataError, EmptySplitError, LabelColumn
 IMAGE_COLUMN_NAMES = ("img", "image", "pixel_values")
 LABEL_COLUMN_NAMES = ("label", "labels")
 EVAL_SPLIT_NAMES = ("test", "validation", "valid", "val")
+IMAGE_VALUE_DTYPES = ("string", "large_string", "binary", "large_binary")
 FILE_BUILDERS = {".parquet": "parquet", ".arrow": "arrow"}
 
 
@@ -86,6 +87,7 @@ def load_image_dataset(
     label_column = label_column or _detect_column(train, "label", ClassLabel, LABEL_COLUMN_NAMES)
     for name, split in used.items():
         _require_columns(name, split, (image_column, label_column))
+        _check_image_column(split, image_column)
     id2label = _id2label(used, label_column)
     return ImageClassificationData(train, evaluation, image_column, label_column, id2label, eval_split)
 
@@ -147,6 +149,21 @@ def _require_columns(split_name: str, split: Dataset, columns: tuple[str, ...]) 
         raise ColumnNotFoundError(
             f"The {split_name!r} split has no column {', '.join(map(repr, missing))}; "
             f"its columns are: {_describe_columns(split)}. Pass image_column= / label_column= naming existing ones."
+        )
+
+
+def _check_image_column(split: Dataset, image_column: str) -> None:
+    """Refuse numbers or class ids as images, which would fail later with a bare Arrow cast error.
+
+    Strings (file paths), bytes, ``Image`` features and arrays can all be decoded as images.
+    """
+    feature = split.features[image_column]
+    is_number = isinstance(feature, Value) and feature.dtype not in IMAGE_VALUE_DTYPES
+    if is_number or isinstance(feature, ClassLabel):
+        raise DataError(
+            f"The image column {image_column!r} holds {_feature_name(feature)} values, not images "
+            "(an Image feature, file paths or encoded bytes); the columns are: "
+            f"{_describe_columns(split)}. Pass image_column= naming the images."
         )
 
 
