@@ -464,13 +464,14 @@ def markdown_table(results: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def update_readme(readme: Path, table: str) -> None:
-    """Put ``table`` between the speed markers, adding them under ``## Benchmarks`` when absent."""
+def update_readme(readme: Path, table: str, start: str = README_START, end_marker: str = README_END) -> None:
+    """Put ``table`` between the ``start``/``end_marker`` comments (the speed ones by default),
+    adding them at the end of ``## Benchmarks`` when absent; the rest of the README is kept."""
     text = readme.read_text()
-    block = f"{README_START}\n{table}{README_END}"
-    if README_START in text and README_END in text:
-        head, rest = text.split(README_START, 1)
-        text = head + block + rest.split(README_END, 1)[1]
+    block = f"{start}\n{table}{end_marker}"
+    if start in text and end_marker in text:
+        head, rest = text.split(start, 1)
+        text = head + block + rest.split(end_marker, 1)[1]
     else:
         if README_SECTION not in text:
             text = text.rstrip("\n") + f"\n\n{README_SECTION}\n"

@@ -1,0 +1,692 @@
+#!/usr/bin/env python
+"""Does FBT beat KD, OFA and no distillation? Top-1 on real CIFAR-10, three heterogeneous pairs.
+
+    .venv/bin/python scripts/benchmark_accuracy.py --profile quick     # CPU, about an hour, 1 seed
+    .venv/bin/python scripts/benchmark_accuracy.py --profile full --data /data/cifar10   # GPU, 3 seeds
+    .venv/bin/python scripts/benchmark_accuracy.py --profile smoke --output_dir /tmp/bench-smoke
+    .venv/bin/python scripts/benchmark_accuracy.py --profile quick --report_only   # chart/table/README again
+
+What is run
+-----------
+**Data.** ``--data``: a CIFAR-10 parquet directory (``train.parquet``, ``test.parquet``; columns
+``img``/``label``; default ``../shared/datasets/cifar10``). Models train on the first rows of the train
+split (stored shuffled): students on ``train_samples``, teachers on ``teacher_train_samples``; every
+model is evaluated on the *whole* test split (10,000 images), except in ``smoke``.
+
+**Models.** All from scratch, sized for 32 px images, written as config-only directories
+(``config.json`` + ``preprocessor_config.json`` with their resolution and mean/std) under
+``<output_dir>/models/``; ``hf_cakd.load_classifier`` builds them from there, the way a user's own
+config would be. Roles (``quick`` sizes; ``full`` in brackets):
+
+- ``cnn_teacher``: transformers ResNet, basic blocks 2-2-2-2, widths 32-256 (2.80M parameters)
+  [64-512, ResNet-18: 11.2M], 32 px;
+- ``vit_teacher``: transformers ViT, patch 4, width 128, 6 layers, MLP x2 (0.81M) [ViT-S: 384,
+  12 layers, MLP x4: 21M], 32 px;
+- ``vit_student``: transformers ViT, patch 4, width 96, 6 layers, MLP x2 (0.46M) [ViT-Ti: 192,
+  12 layers, MLP x4: 5.4M], 32 px;
+- ``cnn_student``: transformers MobileNetV2, width x0.5 (0.70M) [x1.0: 2.2M], 32 px;
+- ``mlp_student``: timm ``mixer_s16_224`` (8 blocks of width 512) through ``TimmWrapperConfig``,
+  MLP ratios (0.25, 0.5) (2.55M) [(0.5, 2.0): 9.1M], 64 px [128 px].
+
+timm's Mixer/ResMLP entry points fix patch size, width and depth (passing ``patch_size`` or
+``embed_dim`` again is a ``TypeError``), but ``img_size`` and ``mlp_ratio`` may be set. At 32 px the
+16 px patches would leave 2x2 tokens, so the MLP student sees the images upsampled (its
+``preprocessor_config.json`` says 64 px: 4x4 tokens; 128 px in ``full``: 8x8 tokens, as many as a
+patch-4 model at 32 px), and its MLP ratios are cut so that it fits the CPU budget. It is a plain
+``TimmWrapperForImageClassification``: it saves and loads as a transformers model.
+
+**Pairs.** ``cnn_to_vit`` (cnn_teacher -> vit_student), ``vit_to_cnn`` (vit_teacher ->
+cnn_student), ``cnn_to_mlp`` (cnn_teacher -> mlp_student).
+
+**Runs.** Each teacher is trained once by ``scripts/distill.py --method none`` (``teacher_epochs``)
+into ``<output_dir>/teachers/<role>/`` and reused while its ``results.json`` exists. Then every
+pair x method (``none, kd, ofa, fbt``; ``fitnet`` too with ``--with_fitnet``) x seed is one
+``distill.main`` call into ``<output_dir>/runs/<pair>/<method>/seed<k>/``, all with the same schedule
+(AdamW, cosine decay, 5% warm-up, weight decay 0.05, ``epochs``) and every method at the library's
+default flags; ``none`` gets no teacher. A run whose ``results.json`` exists is reused, so an
+interrupted benchmark resumes where it stopped (delete a directory to redo it).
+
+**Outputs** (``--output_dir``, default ``benchmarks/accuracy/<profile>/``): ``results.json`` (per pair
+the teacher's top-1/top-5, per method top-1/top-5 per seed, mean, std, train seconds), ``accuracy.png``
+(grouped bars per pair, a dashed line at the teacher's top-1, error bars over seeds) and
+``table.md``, which is also put into ``README.md`` between ``<!-- benchmark-accuracy:start -->`` and
+``<!-- benchmark-accuracy:end -->`` (``quick``/``full`` only, unless ``--readme`` is given).
+
+Profiles and the quick profile's budget
+---------------------------------------
+- ``smoke``: the quick models, 256 train / 128 test images, 2 steps per run: tests this script in
+  under a minute. It then *times* the quick profile on this machine (two training steps of every
+  run at its batch size, the input pipeline, evaluation forward passes) and prints the projected
+  wall time of ``--profile quick``: ``results.json["quick_estimate"]``.
+- ``quick`` (2-core CPU, at most 90 minutes): students 5 epochs on the first 10,000 training
+  images, teachers 8 epochs on the first 20,000 (a teacher should know more than its student, as
+  the paper's pretrained teachers do), batch 128, 1 seed, evaluation on all 10,000 test images.
+- ``full`` (one GPU): the larger models, all 50,000 training images, teachers 100 epochs,
+  students 50 epochs, batch 256, 3 seeds, 8 data-loading workers, bf16 on CUDA.
+
+The quick budget, as the smoke profile measured it on this machine (2-core Xeon, idle, 2 torch
+threads, batch 128, data decoded in the training process, so a step's time and its batch's
+decoding add up). A run costs ``steps x s/step + images seen / pipeline rate + 10,000 x (1/student
+forward + 1/teacher forward + 1/pipeline rate) + 5 s set-up``; for example ``cnn_to_mlp fbt``:
+395 steps x 0.887 s = 350 s, + 50,560 images / 950 images/s = 53 s, + 31 s evaluation + 5 s
+= 7.3 min. Per run:
+
+    pair          minutes: none   kd    ofa   fbt    s/step: none   kd     ofa    fbt
+    cnn_to_vit             2.3    2.4   2.7   3.3            0.19   0.20   0.25   0.34
+    vit_to_cnn             1.8    2.4   2.5   3.4            0.12   0.20   0.20   0.35
+    cnn_to_mlp             5.4    5.5   5.7   7.3            0.59   0.61   0.64   0.89
+
+each 395 steps (10,000 images x 5 epochs); the teachers 1,256 steps (20,000 x 8): ResNet
+3.8 min (0.057 s/step), ViT 8.2 min (0.260 s/step).
+
+In all 57 to 60 minutes over three measurements (``--with_fitnet`` adds about 10), which leaves a
+third of the 90 minutes for a busy machine. The arithmetic holds: a real one-epoch run on 2,560 images took 7.0 s (cnn_to_vit
+kd; projected 6.3), 15.0 s (cnn_to_mlp kd; 14.9) and 4.0 s (MobileNetV2 alone; 4.6); one or two
+data-loading workers made those runs 5-15% slower on two cores, so ``quick`` uses none. The MLP
+student dominates: a 512-wide Mixer is the slowest model per image on a CPU, hence its cut MLP
+ratios and 64 px.
+
+Timings depend on what else runs on the machine; the estimate is for an idle one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import math
+import os
+import statistics
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from transformers import (
+    MobileNetV2Config,
+    PretrainedConfig,
+    ResNetConfig,
+    TimmWrapperConfig,
+    ViTConfig,
+    ViTImageProcessor,
+)
+from transformers.image_utils import (
+    IMAGENET_DEFAULT_MEAN,
+    IMAGENET_DEFAULT_STD,
+    IMAGENET_STANDARD_MEAN,
+    IMAGENET_STANDARD_STD,
+)
+
+from hf_cakd import load_classifier, staged_view
+from hf_cakd.data import load_image_dataset
+
+import benchmark_speed  # scripts/benchmark_speed.py and scripts/distill.py, beside this file
+import distill
+
+REPO = Path(__file__).resolve().parents[1]
+METHODS = ("none", "kd", "fitnet", "ofa", "fbt")  # fitnet only with --with_fitnet
+PAIRS = {  # pair -> (teacher role, student role)
+    "cnn_to_vit": ("cnn_teacher", "vit_student"),
+    "vit_to_cnn": ("vit_teacher", "cnn_student"),
+    "cnn_to_mlp": ("cnn_teacher", "mlp_student"),
+}
+README_START, README_END = "<!-- benchmark-accuracy:start -->", "<!-- benchmark-accuracy:end -->"
+# CNNs get the ImageNet statistics, ViT and Mixer the 0.5 ones, as their transformers/timm configs do.
+CNN_NORM = (tuple(IMAGENET_DEFAULT_MEAN), tuple(IMAGENET_DEFAULT_STD))
+TOKEN_NORM = (tuple(IMAGENET_STANDARD_MEAN), tuple(IMAGENET_STANDARD_STD))
+COMMAND = ".venv/bin/python scripts/benchmark_accuracy.py --profile quick"
+
+
+# ---- models and profiles ----
+
+
+@dataclass(frozen=True)
+class ModelRecipe:
+    """A classifier built from scratch: its config, and the resolution and normalisation of its inputs."""
+
+    name: str
+    config: PretrainedConfig
+    image_size: int
+    mean: tuple[float, ...] = CNN_NORM[0]
+    std: tuple[float, ...] = CNN_NORM[1]
+
+    def save(self, directory: Path) -> Path:
+        """A config-only directory: ``load_classifier`` builds the model, the processor gives its inputs."""
+        self.config.save_pretrained(directory)
+        size = {"height": self.image_size, "width": self.image_size}
+        ViTImageProcessor(size=size, image_mean=list(self.mean), image_std=list(self.std)).save_pretrained(directory)
+        return directory
+
+
+def _resnet(widths: list[int], name: str) -> ModelRecipe:
+    config = ResNetConfig(embedding_size=widths[0], hidden_sizes=widths, depths=[2, 2, 2, 2], layer_type="basic")
+    return ModelRecipe(name, config, 32)
+
+
+def _vit(width: int, layers: int, heads: int, mlp_ratio: int, name: str) -> ModelRecipe:
+    config = ViTConfig(
+        image_size=32,
+        patch_size=4,
+        hidden_size=width,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        intermediate_size=mlp_ratio * width,
+    )
+    return ModelRecipe(name, config, 32, *TOKEN_NORM)
+
+
+def _mixer(image_size: int, mlp_ratio: tuple[float, float], name: str) -> ModelRecipe:
+    config = TimmWrapperConfig(
+        architecture="mixer_s16_224", model_args={"img_size": image_size, "mlp_ratio": list(mlp_ratio)}
+    )
+    return ModelRecipe(name, config, image_size, *TOKEN_NORM)
+
+
+def _mobilenet_v2(width: float, name: str) -> ModelRecipe:
+    return ModelRecipe(name, MobileNetV2Config(depth_multiplier=width, image_size=32), 32)
+
+
+QUICK_MODELS = {
+    "cnn_teacher": _resnet([32, 64, 128, 256], "ResNet 2-2-2-2, widths 32-256"),
+    "vit_teacher": _vit(128, 6, 4, 2, "ViT patch 4, width 128, 6 layers"),
+    "vit_student": _vit(96, 6, 3, 2, "ViT patch 4, width 96, 6 layers"),
+    "cnn_student": _mobilenet_v2(0.5, "MobileNetV2 x0.5"),
+    "mlp_student": _mixer(64, (0.25, 0.5), "MLP-Mixer S/16, MLP ratios (0.25, 0.5)"),
+}
+FULL_MODELS = {
+    "cnn_teacher": _resnet([64, 128, 256, 512], "ResNet-18 (2-2-2-2, widths 64-512)"),
+    "vit_teacher": _vit(384, 12, 6, 4, "ViT-S patch 4 (width 384, 12 layers)"),
+    "vit_student": _vit(192, 12, 3, 4, "ViT-Ti patch 4 (width 192, 12 layers)"),
+    "cnn_student": _mobilenet_v2(1.0, "MobileNetV2 x1.0"),
+    "mlp_student": _mixer(128, (0.5, 2.0), "MLP-Mixer S/16, MLP ratios (0.5, 2.0)"),
+}
+
+
+@dataclass(frozen=True)
+class Profile:
+    """One schedule for all runs of a benchmark."""
+
+    models: dict[str, ModelRecipe]
+    train_samples: int | None  # students train on the first N rows of the train split; None: all
+    teacher_train_samples: int | None  # teachers likewise
+    eval_samples: int | None  # None: the whole test split
+    epochs: float
+    teacher_epochs: float
+    seeds: tuple[int, ...]
+    batch_size: int
+    learning_rate: float = 1e-3
+    max_steps: int = -1  # > 0: stop every run after this many steps (smoke)
+    dataloader_workers: int = 0
+    bf16: bool = False  # on CUDA only
+
+
+PROFILES = {
+    "smoke": Profile(QUICK_MODELS, 256, 256, 128, epochs=1, teacher_epochs=1, seeds=(0,), batch_size=32, max_steps=2),
+    "quick": Profile(QUICK_MODELS, 10_000, 20_000, None, epochs=5, teacher_epochs=8, seeds=(0,), batch_size=128),
+    "full": Profile(
+        FULL_MODELS,
+        None,
+        None,
+        None,
+        epochs=50,
+        teacher_epochs=100,
+        seeds=(0, 1, 2),
+        batch_size=256,
+        dataloader_workers=8,
+        bf16=True,
+    ),
+}
+ESTIMATED_PROFILE = "quick"  # what the smoke profile times
+RUN_OVERHEAD_S = 5  # per distill.main call: data, model and trainer set-up, saving (1-2 s in the smoke runs)
+
+
+def write_model_dirs(profile: Profile, root: Path) -> dict[str, dict]:
+    """Save each role's config-only directory; describe it (parameters, family, input size)."""
+    described = {}
+    for role, recipe in profile.models.items():
+        directory = recipe.save(root / role)
+        model = load_classifier(str(directory), {i: str(i) for i in range(10)})
+        described[role] = {
+            "name": recipe.name,
+            "spec": str(directory),
+            "params": sum(p.numel() for p in model.parameters()),
+            "family": staged_view(model, recipe.image_size).family,
+            "image_size": recipe.image_size,
+        }
+    return described
+
+
+# ---- the runs ----
+
+
+def _methods_to_run(options: argparse.Namespace) -> list[str]:
+    return [method for method in METHODS if method != "fitnet" or options.with_fitnet]
+
+
+def distill_args(profile: Profile, data: str, seed: int, train_samples: int | None) -> list[str]:
+    """The flags every run shares: data, schedule, logging."""
+    args = [
+        "--dataset", data,
+        "--per_device_train_batch_size", str(profile.batch_size),
+        "--per_device_eval_batch_size", str(2 * profile.batch_size),
+        "--learning_rate", str(profile.learning_rate),
+        "--weight_decay", "0.05",
+        "--warmup_steps", "0.05",
+        "--lr_scheduler_type", "cosine",
+        "--max_steps", str(profile.max_steps),
+        "--dataloader_num_workers", str(profile.dataloader_workers),
+        "--eval_strategy", "no",
+        "--save_strategy", "no",
+        "--logging_steps", "25",
+        "--disable_tqdm", "true",
+        "--report_to", "none",
+        "--overwrite_output_dir",
+        "--seed", str(seed),
+    ]  # fmt: skip
+    if train_samples:
+        args += ["--max_train_samples", str(train_samples)]
+    if profile.eval_samples:
+        args += ["--max_eval_samples", str(profile.eval_samples)]
+    if not torch.cuda.is_available():
+        args.append("--use_cpu")
+    elif profile.bf16:
+        args.append("--bf16")
+    return args
+
+
+def _shown(path: str | Path) -> str:
+    """A path as results.json keeps it: relative to the repository when near it, so no machine is named."""
+    path = Path(path).resolve()
+    return os.path.relpath(path, REPO) if path.is_relative_to(REPO.parent) else str(path)
+
+
+def run_once(output_dir: Path, args: list[str], label: str) -> dict:
+    """``distill.main(args)`` into ``output_dir``, or its results.json when an earlier run finished."""
+    results_file = output_dir / "results.json"
+    if results_file.exists():
+        print(f"[benchmark] {label}: reusing {results_file}", file=sys.stderr, flush=True)
+        return json.loads(results_file.read_text())
+    print(f"[benchmark] {label} ...", file=sys.stderr, flush=True)
+    start = time.perf_counter()
+    results = distill.main(args + ["--output_dir", str(output_dir)])
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    top1 = results["metrics"].get("student", {}).get("top1", float("nan"))
+    print(f"[benchmark] {label}: top-1 {100 * top1:.2f}% ({time.perf_counter() - start:.0f} s)", file=sys.stderr)
+    return results
+
+
+def _run_summary(results: dict, **where) -> dict:
+    """What the benchmark keeps of one run's results.json: the student's accuracy and training time."""
+    return where | results["metrics"]["student"] | {"train_seconds": results["train_seconds"]}
+
+
+def _summary(values: list[float]) -> dict:
+    return {
+        "mean": statistics.fmean(values),
+        "std": statistics.stdev(values) if len(values) > 1 else 0.0,
+    }
+
+
+def run_benchmark(profile_name: str, profile: Profile, options: argparse.Namespace) -> dict:
+    output_dir: Path = options.output_dir
+    models = write_model_dirs(profile, output_dir / "models")
+    methods = _methods_to_run(options)
+    start = time.perf_counter()
+
+    teachers, teacher_dirs = {}, {}
+    for role in sorted({teacher for teacher, _ in PAIRS.values()}):
+        args = distill_args(profile, options.data, 0, profile.teacher_train_samples)
+        args += ["--method", "none", "--student", models[role]["spec"]]
+        args += ["--num_train_epochs", str(profile.teacher_epochs)]
+        teacher_dirs[role] = output_dir / "teachers" / role
+        results = run_once(teacher_dirs[role], args, f"teacher {role}")
+        teachers[role] = _run_summary(results, dir=_shown(teacher_dirs[role]))
+
+    pairs = {}
+    for pair, (teacher_role, student_role) in PAIRS.items():
+        rows = {}
+        for method in methods:
+            runs = []
+            for seed in profile.seeds:
+                args = distill_args(profile, options.data, seed, profile.train_samples)
+                args += ["--method", method, "--student", models[student_role]["spec"]]
+                args += ["--num_train_epochs", str(profile.epochs)]
+                if method != "none":
+                    args += ["--teacher", str(teacher_dirs[teacher_role])]
+                run_dir = output_dir / "runs" / pair / method / f"seed{seed}"
+                results = run_once(run_dir, args, f"{pair} {method} seed {seed}")
+                runs.append(_run_summary(results, seed=seed, dir=_shown(run_dir)))
+            rows[method] = {
+                "runs": runs,
+                "top1": _summary([run["top1"] for run in runs]),
+                "top5": _summary([run["top5"] for run in runs]),
+                "train_seconds": _summary([run["train_seconds"] for run in runs]),
+            }
+        pairs[pair] = {
+            "teacher": teacher_role,
+            "student": student_role,
+            "teacher_top1": teachers[teacher_role]["top1"],
+            "teacher_top5": teachers[teacher_role]["top5"],
+            "methods": rows,
+        }
+
+    return {
+        "profile": profile_name,
+        "data": _shown(options.data),
+        "schedule": schedule(profile),
+        "machine": machine_info(),
+        "models": {role: model | {"spec": _shown(model["spec"])} for role, model in models.items()},
+        "teachers": teachers,
+        "pairs": pairs,
+        "wall_seconds": round(time.perf_counter() - start, 1),
+    }
+
+
+def schedule(profile: Profile) -> dict:
+    return {
+        "train_samples": profile.train_samples,
+        "teacher_train_samples": profile.teacher_train_samples,
+        "eval_samples": profile.eval_samples,
+        "epochs": profile.epochs,
+        "teacher_epochs": profile.teacher_epochs,
+        "seeds": list(profile.seeds),
+        "batch_size": profile.batch_size,
+        "learning_rate": profile.learning_rate,
+        "max_steps": profile.max_steps,
+        "weight_decay": 0.05,
+        "warmup": 0.05,
+        "lr_scheduler": "cosine",
+        "bf16": profile.bf16 and torch.cuda.is_available(),
+    }
+
+
+def machine_info() -> dict:
+    return benchmark_speed.machine_info(torch.device("cuda" if torch.cuda.is_available() else "cpu"))
+
+
+# ---- the budget of a profile, projected from timed steps ----
+
+
+def _forward_images_per_s(spec: str, image_size: int, batch_size: int, id2label: dict) -> float:
+    model = load_classifier(spec, id2label).eval()
+    images = torch.randn(batch_size, 3, image_size, image_size)
+    with torch.inference_mode():
+        model(pixel_values=images)
+        start = time.perf_counter()
+        model(pixel_values=images)
+    return batch_size / (time.perf_counter() - start)
+
+
+def estimate_profile(profile: Profile, options: argparse.Namespace) -> dict:
+    """Project ``profile``'s wall time on this machine's CPU, run by run (see the module docstring).
+
+    A run costs ``steps x step time`` (the median of two timed ``DistillationTrainer`` steps at the
+    profile's batch size, after one warm-up) ``+ images seen / pipeline rate`` (decoding and both
+    views in the training process, as ``dataloader_num_workers=0`` does) ``+ eval images x (1 / student
+    forward + 1 / teacher forward + 1 / pipeline rate) + RUN_OVERHEAD_S``. Both views are decoded
+    even for runs without a teacher, so the pipeline terms are upper bounds.
+    """
+    data = load_image_dataset(options.data)
+    models = write_model_dirs(profile, options.output_dir / "estimate" / "models")
+    forward = {
+        role: _forward_images_per_s(model["spec"], model["image_size"], 2 * profile.batch_size, data.id2label)
+        for role, model in models.items()
+    }
+    num_eval = min(profile.eval_samples or len(data.eval), len(data.eval))
+
+    def project(label: str, teacher: str, student: str, method: str, train_samples: int | None, epochs: float):
+        print(f"[estimate] {label} ...", file=sys.stderr, flush=True)
+        pair = {"teacher": models[teacher]["spec"], "student": models[student]["spec"]}
+        settings = {
+            "device": "cpu",
+            "threads": torch.get_num_threads(),
+            "seed": 0,
+            "kd_temperature": 4.0,
+            "batch_size": profile.batch_size,
+            "warmup": 1,
+            "steps": 2,
+            "id2label": data.id2label,
+            "image_size": models[student]["image_size"],
+            "teacher_image_size": models[teacher]["image_size"],
+            "pair": pair,
+            "dataset": options.data,
+            "pipeline_batches": 3,
+        }
+        row = {"name": label, "runner": "ours", "method": method, "pair": pair}
+        step_s = benchmark_speed.measure_row(row, settings)["median_step_s"]
+        pipeline = benchmark_speed.measure_pipeline(settings, num_workers=0)["images_per_s"]
+        num_train = min(train_samples or len(data.train), len(data.train))
+        steps = math.ceil(num_train / profile.batch_size) * math.ceil(epochs)
+        forwards = 1 / forward[student] + (1 / forward[teacher] if method != "none" else 0)
+        run = {
+            "run": label,
+            "step_s": step_s,
+            "steps": steps,
+            "pipeline_s": steps * profile.batch_size / pipeline,
+            "eval_and_setup_s": num_eval * (forwards + 1 / pipeline) + RUN_OVERHEAD_S,
+        }
+        return run | {"total_s": steps * step_s + run["pipeline_s"] + run["eval_and_setup_s"]}
+
+    teachers = [
+        project(f"teacher {role}", role, role, "none", profile.teacher_train_samples, profile.teacher_epochs)
+        for role in sorted({teacher for teacher, _ in PAIRS.values()})
+    ]
+    methods = _methods_to_run(options)
+    students = [
+        project(f"{pair} {method}", teacher, student, method, profile.train_samples, profile.epochs)
+        for pair, (teacher, student) in PAIRS.items()
+        for method in methods
+    ]
+    return {
+        "schedule": schedule(profile),
+        "models": {role: model | {"spec": _shown(model["spec"])} for role, model in models.items()},
+        "runs": teachers + students,
+        # Teachers are trained once, the students once per seed.
+        "total_s": sum(run["total_s"] for run in teachers)
+        + len(profile.seeds) * sum(run["total_s"] for run in students),
+    }
+
+
+def estimate_table(estimate: dict) -> str:
+    lines = [
+        "| run | s/step | steps | input pipeline (s) | eval + set-up (s) | total (min) |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for row in estimate["runs"]:
+        lines.append(
+            f"| {row['run']} | {row['step_s']:.3f} | {row['steps']} | {row['pipeline_s']:.0f} "
+            f"| {row['eval_and_setup_s']:.0f} | {row['total_s'] / 60:.1f} |"
+        )
+    lines.append(f"| **all** | | | | | **{estimate['total_s'] / 60:.1f}** |")
+    return "\n".join(lines) + "\n"
+
+
+# ---- the report ----
+
+
+def _methods(results: dict) -> list[str]:
+    first = next(iter(results["pairs"].values()))
+    return list(first["methods"])
+
+
+def _cell(summary: dict, seeds: int, bold: bool = False) -> str:
+    text = f"{100 * summary['mean']:.2f}" + (f" ± {100 * summary['std']:.2f}" if seeds > 1 else "")
+    return f"**{text}**" if bold else text
+
+
+def _length(sched: dict, samples: int | None, epochs: float) -> str:
+    """How long a model trained: epochs over how many images (or the step cap of the smoke profile)."""
+    images = f"{samples:,}" if samples else "all 50,000"
+    if sched["max_steps"] > 0:
+        return f"{sched['max_steps']} steps on {images} images"
+    return f"{epochs:g} epoch{'s' if epochs != 1 else ''} on {images} images"
+
+
+def _training_minutes(results: dict) -> float:
+    """Training time of the teachers and of every run (resumed benchmarks count the reused runs too)."""
+    seconds = sum(teacher["train_seconds"] for teacher in results["teachers"].values())
+    for pair in results["pairs"].values():
+        seconds += sum(run["train_seconds"] for row in pair["methods"].values() for run in row["runs"])
+    return seconds / 60
+
+
+def _params(count: int) -> str:
+    return f"{count / 1e6:.2f}M"
+
+
+def _link(path: Path, start: Path) -> str | None:
+    """``path`` relative to ``start`` when both lie in the repository (a README link), else None."""
+    path, start = path.resolve(), start.resolve()
+    return os.path.relpath(path, start) if path.is_relative_to(REPO) and start.is_relative_to(REPO) else None
+
+
+def markdown_table(results: dict, chart: str | None = None) -> str:
+    """The README region: settings, one row per pair, one column per method."""
+    methods = _methods(results)
+    sched, machine, models = results["schedule"], results["machine"], results["models"]
+    seeds = len(sched["seeds"])
+    hardware = machine["gpu"] or f"{machine['cpu']}, {machine['cpu_count']} cores"
+    evaluation = f"{sched['eval_samples']:,}" if sched["eval_samples"] else "all 10,000"
+    baselines = [m for m in methods if m != "fbt"]
+    lines = [
+        f"Top-1 accuracy (%) on CIFAR-10 ({evaluation} test images), models from scratch, profile "
+        f"`{results['profile']}`: students {_length(sched, sched['train_samples'], sched['epochs'])}, teachers "
+        f"{_length(sched, sched['teacher_train_samples'], sched['teacher_epochs'])}; batch {sched['batch_size']}, "
+        f"AdamW lr {sched['learning_rate']:g}, cosine; "
+        f"{seeds} seed{'s' if seeds > 1 else ''}{' (mean ± std)' if seeds > 1 else ''}; every method at hf_cakd's "
+        f"default flags, `none` is the student trained alone. {machine['device']} ({hardware}), "
+        f"{_training_minutes(results):.0f} min of training in all. Reproduce: `{COMMAND}` "
+        "(`--profile full` on a GPU; see the script's docstring).",
+        "",
+        "| pair | teacher -> student | teacher | " + " | ".join(methods) + " | fbt - best other |",
+        "| --- | --- | ---: |" + " ---: |" * len(methods) + " ---: |",
+    ]
+    for name, pair in results["pairs"].items():
+        teacher, student = models[pair["teacher"]], models[pair["student"]]
+        means = {m: pair["methods"][m]["top1"]["mean"] for m in methods}
+        best = max(means.values())
+        cells = [_cell(pair["methods"][m]["top1"], seeds, bold=means[m] == best) for m in methods]
+        gain = "-"
+        if "fbt" in means and baselines:
+            gain = f"{100 * (means['fbt'] - max(means[m] for m in baselines)):+.2f}"
+        lines.append(
+            f"| {name} | {teacher['name']} ({_params(teacher['params'])}, {teacher['image_size']} px) -> "
+            f"{student['name']} ({_params(student['params'])}, {student['image_size']} px) "
+            f"| {100 * pair['teacher_top1']:.2f} | " + " | ".join(cells) + f" | {gain} |"
+        )
+    lines += [
+        "",
+        "Training time per run (minutes, mean over seeds):",
+        "",
+        "| pair | " + " | ".join(methods) + " |",
+        "| --- |" + " ---: |" * len(methods),
+    ]
+    for name, pair in results["pairs"].items():
+        minutes = [f"{pair['methods'][m]['train_seconds']['mean'] / 60:.1f}" for m in methods]
+        lines.append(f"| {name} | " + " | ".join(minutes) + " |")
+    if chart:
+        lines += ["", f"![Top-1 per pair and method]({chart})"]
+    return "\n".join(lines) + "\n"
+
+
+def plot(results: dict, path: Path) -> None:
+    """Grouped bars: one group per pair, one bar per method, a dashed line at the teacher's top-1."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    methods = _methods(results)
+    pairs = list(results["pairs"].items())
+    seeds = len(results["schedule"]["seeds"])
+    width = 0.8 / len(methods)
+    fig, ax = plt.subplots(figsize=(2.2 + 2.4 * len(pairs), 4.2))
+    for i, method in enumerate(methods):
+        offsets = [p + (i - (len(methods) - 1) / 2) * width for p in range(len(pairs))]
+        means = [100 * pair["methods"][method]["top1"]["mean"] for _, pair in pairs]
+        errors = [100 * pair["methods"][method]["top1"]["std"] for _, pair in pairs] if seeds > 1 else None
+        bars = ax.bar(offsets, means, width, yerr=errors, capsize=3, label=method)
+        ax.bar_label(bars, fmt="%.1f", fontsize=7, padding=2)
+    for p, (_, pair) in enumerate(pairs):
+        teacher = 100 * pair["teacher_top1"]
+        ax.hlines(teacher, p - 0.45, p + 0.45, colors="black", linestyles="--", label="teacher" if p == 0 else None)
+        ax.annotate(f"{teacher:.1f}", (p + 0.45, teacher), xytext=(2, 0), textcoords="offset points", fontsize=7)
+    ax.set_xticks(range(len(pairs)), [name.replace("_", " ") for name, _ in pairs])
+    ax.set_ylabel("top-1 (%)")
+    ax.set_title(f"CIFAR-10, profile {results['profile']}" + (f", mean ± std of {seeds} seeds" if seeds > 1 else ""))
+    ax.legend(ncols=len(methods) + 1, fontsize=8, loc="lower center", bbox_to_anchor=(0.5, -0.28))
+    ax.margins(y=0.12)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def write_report(results: dict, output_dir: Path, readme: Path | None) -> str:
+    chart = output_dir / "accuracy.png"
+    plot(results, chart)
+    table = markdown_table(results, chart=chart.name)
+    (output_dir / "table.md").write_text(table)
+    if readme is not None:
+        table_for_readme = markdown_table(results, chart=_link(chart, readme.parent))
+        benchmark_speed.update_readme(readme, table_for_readme, README_START, README_END)
+    return table
+
+
+# ---- the command line ----
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter
+    )
+    parser.add_argument(
+        "--profile",
+        choices=sorted(PROFILES),
+        default="quick",
+        help="quick: 2-core CPU, <= 90 min; full: one GPU, 3 seeds; smoke: tests the script, times quick.",
+    )
+    parser.add_argument(
+        "--data", default=str(REPO.parent / "shared" / "datasets" / "cifar10"), help="CIFAR-10 parquet directory."
+    )
+    parser.add_argument("--output_dir", type=Path, help="Default: benchmarks/accuracy/<profile>.")
+    parser.add_argument("--with_fitnet", action="store_true", help="Add the FitNet baseline.")
+    parser.add_argument("--report_only", action="store_true", help="Chart, table and README from results.json.")
+    parser.add_argument("--readme", type=Path, help="Where the table goes (default: README.md, not for smoke).")
+    parser.add_argument("--no_readme", action="store_true", help="Leave README.md alone.")
+    options = parser.parse_args(argv)
+    options.output_dir = options.output_dir or REPO / "benchmarks" / "accuracy" / options.profile
+    if options.readme is None and not options.no_readme and options.profile != "smoke":
+        options.readme = REPO / "README.md"
+    if options.no_readme:
+        options.readme = None
+    if not options.report_only and not Path(options.data, "train.parquet").is_file():
+        parser.error(f"--data {options.data} holds no train.parquet: pass the CIFAR-10 parquet directory.")
+    return options
+
+
+def main(argv: list[str] | None = None) -> dict:
+    options = parse_args(argv)
+    results_file = options.output_dir / "results.json"
+    if options.report_only:
+        results = json.loads(results_file.read_text())
+    else:
+        profile = PROFILES[options.profile]
+        options.output_dir.mkdir(parents=True, exist_ok=True)
+        results = run_benchmark(options.profile, profile, options)
+        if options.profile == "smoke":
+            estimate = estimate_profile(PROFILES[ESTIMATED_PROFILE], options)
+            results[f"{ESTIMATED_PROFILE}_estimate"] = estimate
+        results_file.write_text(json.dumps(results, indent=2) + "\n")
+    print(write_report(results, options.output_dir, options.readme))
+    estimate = results.get(f"{ESTIMATED_PROFILE}_estimate")
+    if estimate:
+        print(f"Projected wall time of --profile {ESTIMATED_PROFILE} on this machine:\n")
+        print(estimate_table(estimate))
+    return results
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
