@@ -14,7 +14,7 @@ from torch import nn
 from transformers import PreTrainedModel
 
 from .backbones import StagedOutput, staged_view
-from .methods import DistillationMethod
+from .methods import DistillationMethod, method_class
 
 
 class DistillationModel(nn.Module):
@@ -34,8 +34,6 @@ class DistillationModel(nn.Module):
         student_image_size=None,
         teacher_image_size=None,
     ) -> "DistillationModel":
-        from .methods import method_class
-
         method = method_class(args.method)
         student_view = staged_view(student, student_image_size)
         teacher_view = None if teacher is None else staged_view(teacher, teacher_image_size)

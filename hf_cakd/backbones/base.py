@@ -142,7 +142,3 @@ def as_pair(size) -> tuple[int, int]:
     if isinstance(size, int):
         return (size, size)
     return (int(size[0]), int(size[1]))
-
-
-def grid_at(image_size: tuple[int, int], reduction: int) -> tuple[int, int]:
-    return (image_size[0] // reduction, image_size[1] // reduction)
