@@ -17,6 +17,7 @@ import safetensors.torch
 import torch
 from torch import nn
 from transformers import PreTrainedModel, Trainer, TrainingArguments
+from transformers.trainer_utils import rotate_checkpoints
 from transformers.utils import SAFE_WEIGHTS_NAME
 
 from .backbones import staged_view
@@ -269,11 +270,24 @@ class DistillationTrainer(Trainer):
             raise FileNotFoundError(f"{checkpoint_dir} lacks {METHOD_STATE_NAME} for method {self.args.method!r}.")
 
     def _save_checkpoint(self, model, trial) -> None:
-        super()._save_checkpoint(model, trial)
+        # Trainer deletes old checkpoints (save_total_limit) at the end of its save; a process killed
+        # between that and our marker would leave no complete checkpoint, so rotate after marking.
+        save_total_limit, self.args.save_total_limit = self.args.save_total_limit, None
+        try:
+            super()._save_checkpoint(model, trial)
+        finally:
+            self.args.save_total_limit = save_total_limit
         if self.args.should_save:
-            checkpoint_dir = os.path.join(self._get_output_dir(trial), f"{CHECKPOINT_PREFIX}{self.state.global_step}")
+            run_dir = self._get_output_dir(trial)
+            checkpoint_dir = os.path.join(run_dir, f"{CHECKPOINT_PREFIX}{self.state.global_step}")
             with open(os.path.join(checkpoint_dir, CHECKPOINT_COMPLETE_NAME), "w") as marker:
                 marker.write(f"step {self.state.global_step}\n")
+            rotate_checkpoints(
+                output_dir=run_dir,
+                save_total_limit=save_total_limit,
+                best_model_checkpoint=self.state.best_model_checkpoint,
+                use_mtime=True,
+            )
 
     def train(self, resume_from_checkpoint: str | bool | None = None, **kwargs):
         """``Trainer.train``, resuming only from checkpoints whose write completed.

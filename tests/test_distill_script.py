@@ -11,13 +11,17 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from types import SimpleNamespace
 
 import pyarrow.parquet as pq
 import pytest
+import safetensors.torch
+import torch
 from huggingface_hub import HfApi, ModelCard, metadata_load
 from huggingface_hub.hf_api import DEFAULT_IGNORE_PATTERNS
 from huggingface_hub.utils import filter_repo_objects
@@ -25,6 +29,7 @@ from transformers import AutoImageProcessor, AutoModelForImageClassification, Vi
 
 from hf_cakd.data import model_input_spec
 from hf_cakd.hub import student_model_card
+from hf_cakd.trainer import CHECKPOINT_COMPLETE_NAME, DistillationTrainer, last_complete_checkpoint
 from tiny_models import build
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -243,6 +248,98 @@ def test_distilling_without_a_teacher_is_refused(distill, workspace, tmp_path, m
         distill.main(args)
     assert "--teacher" in str(err.value) and f"--method {method}" in str(err.value)
     assert not (tmp_path / "out").exists()
+
+
+# ---- a process killed while it writes a checkpoint ----
+
+# Runs scripts/distill.py and stops dead inside one step of a checkpoint write, where the parent
+# SIGKILLs it, as an OOM kill or a pre-empted node would.
+KILLED_WHILE_SAVING = r"""
+import os, runpy, shutil, sys, time
+import torch
+
+script, hanging_file, killed_while, *argv = sys.argv[1:]
+
+
+def wait_for_the_kill():
+    open(hanging_file, "w").close()
+    time.sleep(600)
+
+
+if killed_while == "optimizer":  # checkpoint-4's optimizer.pt is half on disk
+    real_save = torch.save
+
+    def save(obj, f, *args, **kwargs):
+        real_save(obj, f, *args, **kwargs)
+        if str(f).endswith(os.path.join("checkpoint-4", "optimizer.pt")):
+            os.truncate(f, os.path.getsize(f) // 2)
+            wait_for_the_kill()
+
+    torch.save = save
+else:  # "rotation": save_total_limit=1 has just deleted checkpoint-2 for checkpoint-4
+    real_rmtree = shutil.rmtree
+
+    def rmtree(path, *args, **kwargs):
+        real_rmtree(path, *args, **kwargs)
+        if os.path.basename(str(path)).startswith("checkpoint-"):
+            wait_for_the_kill()
+
+    shutil.rmtree = rmtree
+sys.argv = [script, *argv]
+runpy.run_path(script, run_name="__main__")
+"""
+
+
+@pytest.mark.parametrize(
+    "killed_while, save_total_limit, complete_step", [("optimizer", None, 2), ("rotation", 1, 4)]
+)
+def test_sigkill_while_saving_resumes_from_the_last_complete_checkpoint(
+    distill, workspace, tmp_path, monkeypatch, killed_while, save_total_limit, complete_step
+):
+    schedule = ["--max_steps", "6", "--save_strategy", "steps", "--save_steps", "2"]
+    if save_total_limit:
+        schedule += ["--save_total_limit", str(save_total_limit)]
+    killed_dir, hanging_file = tmp_path / "killed", tmp_path / "hanging"
+    command = [sys.executable, "-c", KILLED_WHILE_SAVING, str(ROOT / "scripts" / "distill.py"), str(hanging_file)]
+    command += [killed_while, *distill_args(workspace, "fbt", killed_dir, *schedule)]
+    with open(tmp_path / "child.log", "w") as log:
+        child = subprocess.Popen(command, cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            deadline = time.monotonic() + 300
+            while not hanging_file.exists() and child.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert hanging_file.exists(), (tmp_path / "child.log").read_text()[-3000:]
+        finally:
+            child.kill()  # SIGKILL: no handler, no cleanup, no flush
+            child.wait()
+    assert child.returncode == -signal.SIGKILL
+
+    checkpoints = sorted(p.name for p in killed_dir.glob("checkpoint-*"))
+    if killed_while == "optimizer":
+        assert checkpoints == ["checkpoint-2", "checkpoint-4"]
+        assert not (killed_dir / "checkpoint-4" / CHECKPOINT_COMPLETE_NAME).exists()
+    else:
+        assert checkpoints == ["checkpoint-4"]  # marked complete before checkpoint-2 went
+    assert last_complete_checkpoint(str(killed_dir)) == str(killed_dir / f"checkpoint-{complete_step}")
+
+    resumed_from = []
+    load = DistillationTrainer._load_distillation_state
+    monkeypatch.setattr(
+        DistillationTrainer, "_load_distillation_state", lambda self, d: resumed_from.append(d) or load(self, d)
+    )
+    distill.main(distill_args(workspace, "fbt", killed_dir, *schedule, "--resume_from_checkpoint", "last"))
+    assert resumed_from == [str(killed_dir / f"checkpoint-{complete_step}")]
+    assert last_complete_checkpoint(str(killed_dir)) == str(killed_dir / "checkpoint-6")
+
+    # The resumed student ends near an uninterrupted run's, not equal to it: accelerate's DataLoader
+    # fetches one batch ahead, so the RNG state saved in a checkpoint has already drawn the random
+    # crops of the next batch, and after a resume later batches get other crops.
+    distill.main(distill_args(workspace, "fbt", tmp_path / "uninterrupted", *schedule))
+    expected = safetensors.torch.load_file(tmp_path / "uninterrupted" / "model.safetensors")
+    final = safetensors.torch.load_file(killed_dir / "model.safetensors")
+    assert final.keys() == expected.keys()
+    for name, tensor in expected.items():
+        torch.testing.assert_close(final[name], tensor, atol=1e-3, rtol=0, msg=name)
 
 
 # ---- the Hub push, at the HfApi boundary ----
