@@ -295,7 +295,7 @@ def distill_args(profile: Profile, data: str, seed: int, train_samples: int | No
     return args
 
 
-def _shown(path: str | Path) -> str:
+def shown_path(path: str | Path) -> str:
     """A path as results.json keeps it: relative to the repository when near it, so no machine is named."""
     path = Path(path).resolve()
     return os.path.relpath(path, REPO) if path.is_relative_to(REPO.parent) else str(path)
@@ -343,7 +343,7 @@ def run_benchmark(profile_name: str, profile: Profile, options: argparse.Namespa
         args += ["--num_train_epochs", str(profile.teacher_epochs)]
         teacher_dirs[role] = output_dir / "teachers" / role
         results = run_once(teacher_dirs[role], args, f"teacher {role}")
-        teachers[role] = _run_summary(results, dir=_shown(teacher_dirs[role]))
+        teachers[role] = _run_summary(results, dir=shown_path(teacher_dirs[role]))
 
     pairs = {}
     for pair, (teacher_role, student_role) in PAIRS.items():
@@ -358,7 +358,7 @@ def run_benchmark(profile_name: str, profile: Profile, options: argparse.Namespa
                     args += ["--teacher", str(teacher_dirs[teacher_role])]
                 run_dir = output_dir / "runs" / pair / method / f"seed{seed}"
                 results = run_once(run_dir, args, f"{pair} {method} seed {seed}")
-                runs.append(_run_summary(results, seed=seed, dir=_shown(run_dir)))
+                runs.append(_run_summary(results, seed=seed, dir=shown_path(run_dir)))
             rows[method] = {
                 "runs": runs,
                 "top1": _summary([run["top1"] for run in runs]),
@@ -375,10 +375,10 @@ def run_benchmark(profile_name: str, profile: Profile, options: argparse.Namespa
 
     return {
         "profile": profile_name,
-        "data": _shown(options.data),
+        "data": shown_path(options.data),
         "schedule": schedule(profile),
         "machine": machine_info(),
-        "models": {role: model | {"spec": _shown(model["spec"])} for role, model in models.items()},
+        "models": {role: model | {"spec": shown_path(model["spec"])} for role, model in models.items()},
         "teachers": teachers,
         "pairs": pairs,
         "wall_seconds": round(time.perf_counter() - start, 1),
@@ -482,7 +482,7 @@ def estimate_profile(profile: Profile, options: argparse.Namespace) -> dict:
     ]
     return {
         "schedule": schedule(profile),
-        "models": {role: model | {"spec": _shown(model["spec"])} for role, model in models.items()},
+        "models": {role: model | {"spec": shown_path(model["spec"])} for role, model in models.items()},
         "runs": teachers + students,
         # Teachers are trained once, the students once per seed.
         "total_s": sum(run["total_s"] for run in teachers)

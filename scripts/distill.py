@@ -123,7 +123,8 @@ def _select(split, limit):
     return split if split is None or limit is None else split.select(range(min(limit, len(split))))
 
 
-def main(argv: list[str] | None = None) -> dict:
+def main(argv: list[str] | None = None, callbacks: list | None = None) -> dict:
+    """Run one distillation from command-line ``argv``; ``callbacks`` go to the ``DistillationTrainer``."""
     parser = HfArgumentParser((ModelArguments, DataArguments, DistillationTrainingArguments))
     model_args, data_args, training_args = parser.parse_args_into_dataclasses(args=argv)
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
@@ -192,6 +193,7 @@ def main(argv: list[str] | None = None) -> dict:
         eval_dataset=eval_dataset,
         data_collator=DistillationCollator(),
         processing_class=saved_processor,
+        callbacks=callbacks,
     )
     families = {"student": trainer.model.method.student_view.family}
     results: dict = {"method": training_args.method, "teacher": model_args.teacher, "student": model_args.student}
