@@ -22,18 +22,17 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field
 
-import PIL.Image
 import transformers
-from transformers import BitImageProcessor, HfArgumentParser, set_seed
+from transformers import HfArgumentParser, set_seed
 
 from hf_cakd import DistillationTrainer, DistillationTrainingArguments, load_classifier, load_image_processor
 from hf_cakd.backbones import staged_view
 from hf_cakd.data import (
     DistillationCollator,
     DistillationTransform,
+    image_processor_for,
     image_transforms,
     load_image_dataset,
-    model_input_spec,
 )
 from hf_cakd.hub import push_student, student_model_card
 
@@ -101,24 +100,6 @@ def _check_output_dir(training_args, data_args) -> None:
         )
 
 
-def _processor_for(model, image_size: int | None) -> BitImageProcessor:
-    """An image processor doing ``model``'s eval transform (resize, centre crop, normalise).
-
-    Saved beside a student that came without a processor (``timm:`` names, bare configs) so that
-    ``pipeline("image-classification", model=output_dir)`` can load it.
-    """
-    spec = model_input_spec(model, image_size=image_size)
-    resize = spec.resize
-    return BitImageProcessor(
-        size={"shortest_edge": resize} if isinstance(resize, int) else {"height": resize[0], "width": resize[1]},
-        do_center_crop=True,
-        crop_size={"height": spec.size[0], "width": spec.size[1]},
-        image_mean=list(spec.mean),
-        image_std=list(spec.std),
-        resample=PIL.Image.Resampling[spec.interpolation.name],
-    )
-
-
 def _select(split, limit):
     return split if split is None or limit is None else split.select(range(min(limit, len(split))))
 
@@ -184,7 +165,7 @@ def main(argv: list[str] | None = None, callbacks: list | None = None) -> dict:
 
     saved_processor = student_processor  # pipeline() needs one, even for a student that came without
     if saved_processor is None:
-        saved_processor = _processor_for(student, training_args.student_image_size)
+        saved_processor = image_processor_for(student, image_size=training_args.student_image_size)
     trainer = DistillationTrainer(
         model=student,
         teacher_model=teacher,

@@ -14,7 +14,15 @@ from .errors import (
     UndecodableImageError,
 )
 from .loading import ImageClassificationData, load_image_dataset
-from .transforms import ModelInputSpec, TrainTransform, eval_transform, image_transforms, model_input_spec, to_rgb
+from .transforms import (
+    ModelInputSpec,
+    TrainTransform,
+    eval_transform,
+    image_processor_for,
+    image_transforms,
+    model_input_spec,
+    to_rgb,
+)
 
 __all__ = [
     "ColumnNotFoundError",
@@ -29,6 +37,7 @@ __all__ = [
     "TrainTransform",
     "UndecodableImageError",
     "eval_transform",
+    "image_processor_for",
     "image_transforms",
     "load_image_dataset",
     "model_input_spec",

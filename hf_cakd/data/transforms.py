@@ -19,6 +19,7 @@ import torch
 from timm.data import resolve_model_data_config
 from timm.layers import to_2tuple
 from torchvision.transforms import InterpolationMode, v2
+from transformers import BitImageProcessor
 from transformers.image_transforms import convert_to_rgb
 from transformers.image_utils import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 
@@ -74,6 +75,24 @@ def model_input_spec(model=None, processor=None, *, image_size: int | None = Non
     else:
         spec = _fallback_spec(model)
     return spec.at_size(image_size) if image_size else spec
+
+
+def image_processor_for(model, *, image_size: int | None = None) -> BitImageProcessor:
+    """An image processor doing ``model``'s eval transform (resize, centre crop, normalise).
+
+    For a model that came without a processor (``timm:`` names, bare configs): saved beside it,
+    it lets ``pipeline("image-classification", model=output_dir)`` load the model.
+    """
+    spec = model_input_spec(model, image_size=image_size)
+    resize = spec.resize
+    return BitImageProcessor(
+        size={"shortest_edge": resize} if isinstance(resize, int) else {"height": resize[0], "width": resize[1]},
+        do_center_crop=True,
+        crop_size={"height": spec.size[0], "width": spec.size[1]},
+        image_mean=list(spec.mean),
+        image_std=list(spec.std),
+        resample=PIL.Image.Resampling[spec.interpolation.name],
+    )
 
 
 def image_transforms(model=None, processor=None, *, train: bool, image_size: int | None = None) -> ImageTransform:
