@@ -25,6 +25,11 @@ activations; not the CUDA context). On CPU, where the torch allocator is invisib
 the end, minus its value once the libraries are imported (so the same things plus the allocator's
 slack).
 
+**FLOPs.** One more step per row, untimed, under ``torch.utils.flop_counter.FlopCounterMode``:
+the floating-point operations of its matmuls and convolutions, forward and backward. Unlike the
+time, this does not depend on the machine or its load, so it separates what a method computes from
+how fast this machine computes it.
+
 **Data pipeline.** Images/s of the real input pipeline: the training split of ``--dataset``
 (default ``demo_data/cifar10``) through :class:`~hf_cakd.data.DistillationTransform` with the
 student's and teacher's training transforms (decode, random crop and flip, resize, normalise, two
@@ -72,6 +77,7 @@ import time
 from pathlib import Path
 
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 
 REPO = Path(__file__).resolve().parents[1]
 METHODS = ("none", "kd", "fitnet", "ofa", "fbt")
@@ -220,6 +226,10 @@ def measure_row(row: dict, settings: dict) -> dict:
             step()
             _synchronize(device)
             times.append(time.perf_counter() - start)
+        # Once more, untimed, counting floating-point operations (matmuls and convolutions, forward
+        # and backward): a machine-independent cost of the same step.
+        with FlopCounterMode(display=False) as flop_counter:
+            step()
     median = statistics.median(times)
     return {
         "name": row["name"],
@@ -227,6 +237,7 @@ def measure_row(row: dict, settings: dict) -> dict:
         "median_step_s": median,
         "images_per_s": settings["batch_size"] / median,
         "peak_memory_mb": _peak_memory_mb(device, rss_baseline_kib),
+        "gflops_per_step": flop_counter.get_total_flops() / 1e9,
         "step_times_s": times,
         "torch_threads": torch.get_num_threads(),
         "optimizer": f"{type(optimizer).__name__}(fused={optimizer.defaults.get('fused')})",
@@ -313,6 +324,7 @@ def _add_ratios(rows: list[dict], reference: str) -> None:
     for row in rows:
         row["step_ratio_to_kd"] = row["median_step_s"] / ref["median_step_s"] if ref else None
         row["memory_ratio_to_kd"] = row["peak_memory_mb"] / ref["peak_memory_mb"] if ref else None
+        row["flops_ratio_to_kd"] = row["gflops_per_step"] / ref["gflops_per_step"] if ref else None
 
 
 def _peer_rows(methods: list[str], timm_pair: dict) -> list[dict]:
@@ -420,14 +432,15 @@ def markdown_table(results: dict) -> str:
         f"Teacher {_label(pair['teacher'], pair['teacher_model_args'])} -> "
         f"student {_label(pair['student'], pair['student_model_args'])}:",
         "",
-        "| method | step (ms) | images/s | peak memory (MB) | step / kd | memory / kd |",
-        "| --- | ---: | ---: | ---: | ---: | ---: |",
+        "| method | step (ms) | images/s | peak memory (MB) | GFLOP / step | step / kd | memory / kd | FLOPs / kd |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for row in results["methods"]:
         lines.append(
             f"| {row['name']} | {_fmt(row['median_step_s'] * 1e3, 1)} | {_fmt(row['images_per_s'], 0)} "
-            f"| {_fmt(row['peak_memory_mb'], 0)} | {_fmt(row['step_ratio_to_kd'], 2, 'x')} "
-            f"| {_fmt(row['memory_ratio_to_kd'], 2, 'x')} |"
+            f"| {_fmt(row['peak_memory_mb'], 0)} | {_fmt(row.get('gflops_per_step'), 1)} "
+            f"| {_fmt(row['step_ratio_to_kd'], 2, 'x')} | {_fmt(row['memory_ratio_to_kd'], 2, 'x')} "
+            f"| {_fmt(row.get('flops_ratio_to_kd'), 2, 'x')} |"
         )
     if results.get("pipeline"):
         shown = [name for name in ("kd", "fbt") if name in results["pipeline"][0]["ratio_to_step"]]
