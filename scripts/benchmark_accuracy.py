@@ -9,7 +9,8 @@
 What is run
 -----------
 **Data.** ``--data``: a CIFAR-10 parquet directory (``train.parquet``, ``test.parquet``; columns
-``img``/``label``; default ``../shared/datasets/cifar10``). Models train on the first rows of the train
+``img``/``label``; default ``../shared/datasets/cifar10`` beside the repository when it exists, else
+the Hub's ``uoft-cs/cifar10``, same schema) or any Hub id ``load_dataset`` takes. Models train on the first rows of the train
 split (stored shuffled): students on ``train_samples``, teachers on ``teacher_train_samples``; every
 model is evaluated on the *whole* test split (10,000 images), except in ``smoke``.
 
@@ -125,6 +126,8 @@ import benchmark_speed  # scripts/benchmark_speed.py and scripts/distill.py, bes
 import distill
 
 REPO = Path(__file__).resolve().parents[1]
+LOCAL_CIFAR10 = REPO.parent / "shared" / "datasets" / "cifar10"
+HUB_CIFAR10 = "uoft-cs/cifar10"
 METHODS = ("none", "kd", "fitnet", "ofa", "fbt")  # fitnet only with --with_fitnet
 PAIRS = {  # pair -> (teacher role, student role)
     "cnn_to_vit": ("cnn_teacher", "vit_student"),
@@ -649,7 +652,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="quick: 2-core CPU, <= 90 min; full: one GPU, 3 seeds; smoke: tests the script, times quick.",
     )
     parser.add_argument(
-        "--data", default=str(REPO.parent / "shared" / "datasets" / "cifar10"), help="CIFAR-10 parquet directory."
+        "--data",
+        default=str(LOCAL_CIFAR10) if LOCAL_CIFAR10.is_dir() else HUB_CIFAR10,
+        help=f"CIFAR-10 parquet directory, or a Hub dataset id (default: {LOCAL_CIFAR10} when it exists, else "
+        f"{HUB_CIFAR10}).",
     )
     parser.add_argument("--output_dir", type=Path, help="Default: benchmarks/accuracy/<profile>.")
     parser.add_argument("--with_fitnet", action="store_true", help="Add the FitNet baseline.")
@@ -662,7 +668,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         options.readme = REPO / "README.md"
     if options.no_readme:
         options.readme = None
-    if not options.report_only and not Path(options.data, "train.parquet").is_file():
+    if not options.report_only and Path(options.data).is_dir() and not Path(options.data, "train.parquet").is_file():
         parser.error(f"--data {options.data} holds no train.parquet: pass the CIFAR-10 parquet directory.")
     return options
 
