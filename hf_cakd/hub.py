@@ -26,7 +26,7 @@ METHOD_ARGS = {
     "fbt": [
         "fbt_logit_loss",
         "ofa_gamma",
-        "feature_weight",
+        "infonce_weight",
         "logit_weight",
         "infonce_pooling",
         "projector_dim",

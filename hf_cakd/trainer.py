@@ -49,7 +49,14 @@ class DistillationTrainingArguments(TrainingArguments):
     method: str = field(default="fbt", metadata={"help": f"One of {', '.join(sorted(METHODS))}."})
     ce_weight: float = field(default=1.0, metadata={"help": "Weight of the supervised cross-entropy terms."})
     logit_weight: float = field(default=1.0, metadata={"help": "Weight of each logit distillation term."})
-    feature_weight: float = field(default=1.0, metadata={"help": "Weight of each feature term (InfoNCE, FitNet)."})
+    feature_weight: float = field(default=1.0, metadata={"help": "Weight of FitNet's feature hint."})
+    infonce_weight: float = field(
+        default=0.3,
+        metadata={
+            "help": "Weight of each of FBT's three InfoNCE terms (0.3: on the quick benchmark 1.0 left a CNN student "
+            "7.6 points lower; see benchmarks/accuracy/experiments.md)."
+        },
+    )
     kd_temperature: float = field(default=4.0, metadata={"help": "Temperature of Hinton KD."})
     ofa_gamma: float = field(default=1.0, metadata={"help": "OFA exponent gamma >= 1 (1: soft-target CE)."})
     ofa_temperature: float = field(default=1.0, metadata={"help": "Temperature of the OFA loss."})

@@ -311,7 +311,7 @@ def one_sgd_step(output_dir, method, batch_size, accumulation, **overrides):
 
 @pytest.mark.parametrize(
     "method, overrides",
-    [("kd", {}), ("ofa", {}), ("fbt", {"feature_weight": 0.0})],
+    [("kd", {}), ("ofa", {}), ("fbt", {"infonce_weight": 0.0})],
     ids=["kd", "ofa", "fbt-without-infonce"],
 )
 def test_accumulating_two_half_batches_equals_one_full_batch(tmp_path, method, overrides):

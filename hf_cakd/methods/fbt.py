@@ -7,6 +7,9 @@ loss (OFA's by default), plus cross-entropy for S and F::
 
     L = CE(S) + CE(F) + sum_pairs w_feat * InfoNCE(X, Y) + w_logit * L_logit(X -> Y)
 
+w_feat is ``infonce_weight``, 0.3 by default rather than method.md's "about 1": at 1.0 the quick
+benchmark's CNN student scored 7.6 points lower (benchmarks/accuracy/experiments.md).
+
 F reuses the stage-3 activation its CNN prefix computed in the teacher's or student's own
 forward pass, so F costs one bridge plus one stage.
 """
@@ -49,7 +52,7 @@ class FuseBeforeTransfer(DistillationMethod):
         )
         self.gather_negatives = args.gather_negatives
         self.detach_assistant = args.detach_assistant
-        self.feature_weight, self.logit_weight = args.feature_weight, args.logit_weight
+        self.infonce_weight, self.logit_weight = args.infonce_weight, args.logit_weight
         self.logit_loss = args.fbt_logit_loss
         self.kd_temperature = args.kd_temperature
         self.ofa_gamma, self.ofa_temperature = args.ofa_gamma, args.ofa_temperature
@@ -80,7 +83,7 @@ class FuseBeforeTransfer(DistillationMethod):
             pair = f"{source}_{learner}"
             tau = self.temperatures[pair]()
             nce = info_nce(source_embedding, embeddings[learner], tau, self.gather_negatives)
-            losses[f"infonce_{pair}"] = self.feature_weight * nce
+            losses[f"infonce_{pair}"] = self.infonce_weight * nce
             losses[f"{self.logit_loss}_{pair}"] = self.logit_weight * self._logit_loss(
                 logits[learner], source_logits, labels
             )
