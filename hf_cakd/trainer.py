@@ -44,7 +44,10 @@ def _parse_pooling(value: str | int) -> str | int:
 
 @dataclass
 class DistillationTrainingArguments(TrainingArguments):
-    """``TrainingArguments`` plus what distillation needs. Defaults follow method.md."""
+    """``TrainingArguments`` plus what distillation needs.
+
+    Defaults follow method.md, except ``infonce_weight``, set by measurement.
+    """
 
     method: str = field(default="fbt", metadata={"help": f"One of {', '.join(sorted(METHODS))}."})
     ce_weight: float = field(default=1.0, metadata={"help": "Weight of the supervised cross-entropy terms."})
