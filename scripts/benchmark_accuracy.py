@@ -134,7 +134,7 @@ PAIRS = {  # pair -> (teacher role, student role)
     "vit_to_cnn": ("vit_teacher", "cnn_student"),
     "cnn_to_mlp": ("cnn_teacher", "mlp_student"),
 }
-README_START, README_END = "<!-- benchmark-accuracy:start -->", "<!-- benchmark-accuracy:end -->"
+README_REGION = "benchmark-accuracy"
 # CNNs get the ImageNet statistics, ViT and Mixer the 0.5 ones, as their transformers/timm configs do.
 CNN_NORM = (tuple(IMAGENET_DEFAULT_MEAN), tuple(IMAGENET_DEFAULT_STD))
 TOKEN_NORM = (tuple(IMAGENET_STANDARD_MEAN), tuple(IMAGENET_STANDARD_STD))
@@ -634,7 +634,7 @@ def write_report(results: dict, output_dir: Path, readme: Path | None) -> str:
     (output_dir / "table.md").write_text(table)
     if readme is not None:
         table_for_readme = markdown_table(results, chart=_link(chart, readme.parent))
-        benchmark_speed.update_readme(readme, table_for_readme, README_START, README_END)
+        benchmark_speed.update_readme(readme, table_for_readme, README_REGION)
     return table
 
 
@@ -677,7 +677,7 @@ def main(argv: list[str] | None = None) -> dict:
     options = parse_args(argv)
     results_file = options.output_dir / "results.json"
     if options.report_only:
-        results = json.loads(results_file.read_text())
+        results = benchmark_speed.read_results(options.output_dir)
     else:
         profile = PROFILES[options.profile]
         options.output_dir.mkdir(parents=True, exist_ok=True)

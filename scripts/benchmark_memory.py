@@ -38,7 +38,7 @@ import distill  # noqa: E402
 from benchmark_accuracy import shown_path  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-README_START, README_END = "<!-- benchmark-memory:start -->", "<!-- benchmark-memory:end -->"
+README_REGION = "benchmark-memory"
 
 
 class RSSRecorder(TrainerCallback):
@@ -169,7 +169,7 @@ def write_report(results: dict, output_dir: Path, readme: Path | None) -> str:
     (output_dir / "table.md").write_text(table)
     plot(results, output_dir / "rss.png")
     if readme is not None:
-        benchmark_speed.update_readme(readme, table, README_START, README_END)
+        benchmark_speed.update_readme(readme, table, README_REGION)
     return table
 
 
@@ -197,12 +197,13 @@ def main(argv: list[str] | None = None) -> dict:
     output_dir = Path(options.output_dir)
     readme = None if options.no_readme else Path(options.readme)
     if options.report_only:
-        results = json.loads((output_dir / "results.json").read_text())
+        results = benchmark_speed.read_results(output_dir)
     else:
         recorder = RSSRecorder(options.sample_every)
         with tempfile.TemporaryDirectory(prefix="hf_cakd-memory-") as run_dir:  # checkpoints are not kept
             distilled = distill.main(distill_args(options, run_dir), callbacks=[recorder])
-        settings = {k: v for k, v in vars(options).items() if k not in ("output_dir", "readme", "no_readme", "report_only")}
+        command_line_only = ("output_dir", "readme", "no_readme", "report_only")
+        settings = {k: v for k, v in vars(options).items() if k not in command_line_only}
         settings.update({key: shown_path(settings[key]) for key in ("teacher", "student", "dataset")})
         results = {
             "settings": settings,

@@ -82,7 +82,7 @@ from torch.utils.flop_counter import FlopCounterMode
 REPO = Path(__file__).resolve().parents[1]
 METHODS = ("none", "kd", "fitnet", "ofa", "fbt")
 TIMM_TASKS = ("ClassificationTask", "LogitDistillationTask", "FeatureDistillationTask")
-README_START, README_END = "<!-- benchmark-speed:start -->", "<!-- benchmark-speed:end -->"
+README_REGION = "benchmark-speed"
 README_SECTION = "## Benchmarks"
 
 # The demo pair, as timm models of the same depths and widths (for the timm.task comparison).
@@ -477,9 +477,10 @@ def markdown_table(results: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def update_readme(readme: Path, table: str, start: str = README_START, end_marker: str = README_END) -> None:
-    """Put ``table`` between the ``start``/``end_marker`` comments (the speed ones by default),
+def update_readme(readme: Path, table: str, region: str) -> None:
+    """Put ``table`` between the ``<!-- {region}:start -->`` and ``<!-- {region}:end -->`` comments,
     adding them at the end of ``## Benchmarks`` when absent; the rest of the README is kept."""
+    start, end_marker = f"<!-- {region}:start -->", f"<!-- {region}:end -->"
     text = readme.read_text()
     block = f"{start}\n{table}{end_marker}"
     if start in text and end_marker in text:
@@ -496,12 +497,23 @@ def update_readme(readme: Path, table: str, start: str = README_START, end_marke
     readme.write_text(text)
 
 
-def write_report(results: dict, output_dir: Path, readme: Path | None) -> str:
+def write_report(results: dict, output_dir: Path, readme: Path | None, region: str = README_REGION) -> str:
     table = markdown_table(results)
     (output_dir / "table.md").write_text(table)
     if readme is not None:
-        update_readme(readme, table)
+        update_readme(readme, table, region)
     return table
+
+
+def read_results(output_dir: Path) -> dict:
+    """The results.json an earlier run wrote into ``output_dir`` (for ``--report_only``)."""
+    results_file = output_dir / "results.json"
+    if not results_file.is_file():
+        raise SystemExit(
+            f"--report_only: {results_file} does not exist. Run the benchmark without --report_only first, "
+            "or pass the --output_dir it wrote to."
+        )
+    return json.loads(results_file.read_text())
 
 
 # ---- the command line ----
@@ -543,6 +555,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--pipeline_batches", type=int, default=30, help="Timed batches per num_workers.")
     parser.add_argument("--output_dir", type=Path, default=Path("benchmarks/speed"))
     parser.add_argument("--readme", type=Path, default=REPO / "README.md", help="Where the table is inserted.")
+    parser.add_argument(
+        "--readme_region",
+        default=README_REGION,
+        help="The table goes between <!-- REGION:start --> and <!-- REGION:end --> in --readme.",
+    )
     parser.add_argument("--no_readme", action="store_true", help="Write results.json and table.md only.")
     parser.add_argument("--report_only", action="store_true", help="Regenerate the tables from results.json.")
     options = parser.parse_args(argv)
@@ -555,14 +572,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     options = parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
-    results_file = options.output_dir / "results.json"
     if options.report_only:
-        results = json.loads(results_file.read_text())
+        results = read_results(options.output_dir)
     else:
         results = run(options)
         options.output_dir.mkdir(parents=True, exist_ok=True)
-        results_file.write_text(json.dumps(results, indent=2) + "\n")
-    print(write_report(results, options.output_dir, None if options.no_readme else options.readme))
+        (options.output_dir / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    readme = None if options.no_readme else options.readme
+    print(write_report(results, options.output_dir, readme, options.readme_region))
 
 
 if __name__ == "__main__":
