@@ -1,13 +1,13 @@
 """hf_cakd: cross-architecture knowledge distillation (FBT, Fuse Before Transfer) for vision models."""
 
+__version__ = "0.1.0"  # first: modules below record it in what they write
+
 from .assistant import AssistantConfig, AssistantModel
 from .backbones import StagedBackbone, StageInfo, register_adapter, staged_view
 from .methods import register_method
 from .modeling_distillation import DistillationModel
 from .models import LabelMismatchError, load_classifier, load_image_processor
 from .trainer import DistillationTrainer, DistillationTrainingArguments
-
-__version__ = "0.1.0"
 
 __all__ = [
     "AssistantConfig",

@@ -88,7 +88,7 @@ def student_model_card(
         student_family=families.get("student", "-"),
         method=args.method,
         method_title=METHOD_TITLES.get(args.method, args.method),
-        method_args={name: getattr(args, name) for name in METHOD_ARGS.get(args.method, [])},
+        method_args={name: args.method_config[name] for name in METHOD_ARGS.get(args.method, [])},
         dataset=dataset_id,
         eval_split=eval_split,
         results=[{"name": name, **values} for name, values in metrics.items()],

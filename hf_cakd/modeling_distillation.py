@@ -1,9 +1,10 @@
-"""DistillationModel: the one module the Trainer trains.
+"""DistillationModel: the one module the Trainer trains, and the owner of the staged views.
 
 Student + the method's trainable parts (assistant bridge, projectors, branches, learnable
 temperatures). Keeping them in one ``nn.Module`` is what makes DDP synchronise all of them and
-checkpoints hold all of them (design.md). The teacher is not in here: it is frozen and owned by
-the trainer.
+checkpoints hold all of them (docs/architecture.md). The teacher is not in here: it is frozen
+and owned by the trainer; its staged view is built here, once, with the student's, and handed
+to the method.
 """
 
 from __future__ import annotations
@@ -13,8 +14,31 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import PreTrainedModel
 
-from .backbones import StagedOutput, staged_view
-from .methods import DistillationMethod, method_class
+from . import __version__
+from .backbones import StagedBackbone, StagedOutput, staged_view
+from .backbones.registry import unwrap_timm
+from .methods import DistillationMethod, MethodConfig, method_class, method_config
+
+# Written beside the student in every checkpoint and output folder: the run describes itself.
+DISTILLATION_CONFIG_NAME = "distillation_config.json"
+
+
+def describe_view(view: StagedBackbone) -> dict:
+    """What a resume must find again: the model's spec, architecture, family and input resolution."""
+    model = view.model
+    config = getattr(model, "config", None)
+    architecture = type(model).__name__
+    timm_architecture = getattr(config, "architecture", None) or getattr(unwrap_timm(model), "default_cfg", {}).get(
+        "architecture"
+    )
+    if timm_architecture:
+        architecture += f"({timm_architecture})"
+    return {
+        "name_or_path": getattr(config, "_name_or_path", "") or "",
+        "architecture": architecture,
+        "family": view.family,
+        "image_size": list(view.image_size),
+    }
 
 
 class DistillationModel(nn.Module):
@@ -22,26 +46,38 @@ class DistillationModel(nn.Module):
         super().__init__()
         self.student = student
         self.method = method
-        # The student's own modules seen as stages; not registered again (owned by self.student).
+        # The views hold the student's and teacher's own modules; not registered again.
         self.__dict__["student_view"] = method.student_view
+        self.__dict__["teacher_view"] = method.teacher_view
 
     @classmethod
     def build(
         cls,
         student: PreTrainedModel,
         teacher: PreTrainedModel | None,
-        args,
+        method: str,
+        config: MethodConfig | dict | None = None,
         student_image_size=None,
         teacher_image_size=None,
     ) -> "DistillationModel":
-        method = method_class(args.method)
+        """Build both staged views once and the method ``method`` (options ``config``) on them."""
         student_view = staged_view(student, student_image_size)
         teacher_view = None if teacher is None else staged_view(teacher, teacher_image_size)
-        return cls(student, method(student_view, teacher_view, args))
+        return cls(student, method_class(method)(student_view, teacher_view, method_config(method, config)))
 
     @property
     def config(self):
         return self.student.config
+
+    def description(self) -> dict:
+        """The run in JSON terms: method, its options, the student's and teacher's specs."""
+        return {
+            "hf_cakd_version": __version__,
+            "method": self.method.name,
+            "method_config": self.method.config.to_dict(),
+            "student": describe_view(self.student_view),
+            "teacher": None if self.teacher_view is None else describe_view(self.teacher_view),
+        }
 
     def forward(
         self,

@@ -8,12 +8,12 @@ model at the top of the output directory, loadable without hf_cakd.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
 from dataclasses import dataclass, field
 
-import safetensors.torch
 import torch
 from torch import nn
 from transformers import PreTrainedModel, Trainer, TrainingArguments
@@ -21,65 +21,32 @@ from transformers.trainer_utils import rotate_checkpoints
 from transformers.utils import SAFE_WEIGHTS_NAME
 
 from .backbones import staged_view
-from .methods import METHODS
+from .methods import METHODS, MethodConfig, method_config
 from .metrics import accuracy_metrics
-from .modeling_distillation import DistillationModel
+from .modeling_distillation import DISTILLATION_CONFIG_NAME, DistillationModel
 
 logger = logging.getLogger(__name__)
 
-ASSISTANT_DIR = "assistant"
 # Written last into a checkpoint: a checkpoint without it was interrupted while being written.
 CHECKPOINT_COMPLETE_NAME = "checkpoint_complete"
 CHECKPOINT_PREFIX = "checkpoint-"
-METHOD_STATE_NAME = "distillation_method.safetensors"
-
-
-def _parse_pooling(value: str | int) -> str | int:
-    if isinstance(value, int) or value == "avg":
-        return value
-    if str(value).isdigit() and int(value) > 0:
-        return int(value)
-    raise ValueError(f"infonce_pooling must be 'avg' or a positive integer k (k x k pooling), got {value!r}")
 
 
 @dataclass
 class DistillationTrainingArguments(TrainingArguments):
-    """``TrainingArguments`` plus what distillation needs.
+    """``TrainingArguments`` plus the method and its options.
 
-    Defaults follow method.md, except ``infonce_weight``, set by measurement.
+    ``method_config`` holds the chosen method's options as a dict (or a JSON string, or the
+    method's config dataclass); unset options take the method's defaults, and the dict is
+    completed with them, so ``args.method_config`` always lists every option. From the command
+    line each option is a flag of its own (``--kd_temperature 2``); see ``hf_cakd.methods``.
     """
 
-    method: str = field(default="fbt", metadata={"help": f"One of {', '.join(sorted(METHODS))}."})
-    ce_weight: float = field(default=1.0, metadata={"help": "Weight of the supervised cross-entropy terms."})
-    logit_weight: float = field(default=1.0, metadata={"help": "Weight of each logit distillation term."})
-    feature_weight: float = field(default=1.0, metadata={"help": "Weight of FitNet's feature hint."})
-    infonce_weight: float = field(
-        default=0.3,
-        metadata={
-            "help": "Weight of each of FBT's three InfoNCE terms (0.3: on the quick benchmark 1.0 left a CNN student "
-            "7.6 points lower; see benchmarks/accuracy/experiments.md)."
-        },
+    method: str = field(default="fbt", metadata={"help": "The distillation method.", "choices": sorted(METHODS)})
+    method_config: dict | str | None = field(
+        default=None,
+        metadata={"help": "The method's options as JSON (on the command line, pass them as flags instead)."},
     )
-    kd_temperature: float = field(default=4.0, metadata={"help": "Temperature of Hinton KD."})
-    ofa_gamma: float = field(default=1.0, metadata={"help": "OFA exponent gamma >= 1 (1: soft-target CE)."})
-    ofa_temperature: float = field(default=1.0, metadata={"help": "Temperature of the OFA loss."})
-    fbt_logit_loss: str = field(default="ofa", metadata={"help": "FBT's logit loss: 'ofa' or 'kd'."})
-    infonce_pooling: str = field(
-        default="avg", metadata={"help": "Spatial smoothing: 'avg' (global average) or k for k x k pooling."}
-    )
-    infonce_use_cls: bool = field(default=False, metadata={"help": "Use the class token instead of pooling."})
-    projector_dim: int = field(default=256, metadata={"help": "Shared dimension of the InfoNCE projectors."})
-    infonce_temperature: float = field(default=0.07, metadata={"help": "Initial learnable InfoNCE temperature."})
-    gather_negatives: bool = field(
-        default=True, metadata={"help": "Gather InfoNCE negatives across processes (gradient-preserving)."}
-    )
-    detach_assistant: bool = field(
-        default=True, metadata={"help": "Detach the assistant when it teaches the student."}
-    )
-    bridge_type: str = field(
-        default="auto", metadata={"help": "'auto', 'attention' or 'linear' bridge in the assistant."}
-    )
-    fitnet_stage: int = field(default=3, metadata={"help": "Stage (1..4) the FitNet hint is taken from."})
     student_image_size: int | None = field(
         default=None, metadata={"help": "Student input resolution (default: read from the training data)."}
     )
@@ -91,11 +58,17 @@ class DistillationTrainingArguments(TrainingArguments):
 
     def __post_init__(self):
         super().__post_init__()
-        if self.method not in METHODS:
-            raise ValueError(f"Unknown method {self.method!r}; choose one of {', '.join(sorted(METHODS))}.")
-        self.infonce_pooling = _parse_pooling(self.infonce_pooling)
+        options = self.method_config
+        if isinstance(options, str):
+            options = json.loads(options)
+        self.method_config = method_config(self.method, options).to_dict()
         if self.label_names is None:
             self.label_names = ["labels"]
+
+    @property
+    def method_options(self) -> MethodConfig:
+        """The typed config of ``method`` (its dataclass, from ``method_config``)."""
+        return method_config(self.method, self.method_config)
 
 
 def last_complete_checkpoint(output_dir: str) -> str | None:
@@ -176,7 +149,9 @@ class DistillationTrainer(Trainer):
                 or _first_example_size(train_dataset, "teacher_pixel_values")
                 or student_size
             )
-            distillation_model = DistillationModel.build(model, teacher_model, args, student_size, teacher_size)
+            distillation_model = DistillationModel.build(
+                model, teacher_model, args.method, args.method_config, student_size, teacher_size
+            )
         if teacher_model is not None and not distillation_model.method.requires_teacher:
             logger.info("method=%r trains the student alone; the teacher is only evaluated.", args.method)
         kwargs.setdefault("compute_metrics", accuracy_metrics)
@@ -185,7 +160,7 @@ class DistillationTrainer(Trainer):
         self.teacher_view = None
         if teacher_model is not None:
             self.teacher_model = self.accelerator.prepare_model(teacher_model, evaluation_mode=True)
-            self.teacher_view = distillation_model.method.teacher_view or staged_view(teacher_model)
+            self.teacher_view = distillation_model.teacher_view or staged_view(teacher_model)
         self._loss_term_sums: dict[str, torch.Tensor] = {}
         self._loss_term_count = 0
 
@@ -233,13 +208,14 @@ class DistillationTrainer(Trainer):
             means = torch.stack([self._loss_term_sums[n] for n in names]) / self._loss_term_count
             means = self.accelerator.reduce(means, reduction="mean")
             logs.update({f"loss_{n}": round(v, 4) for n, v in zip(names, means.tolist())})
-            logs.update(self.accelerator.unwrap_model(self.model).method.learned_temperatures())
+            logs.update(self.accelerator.unwrap_model(self.model).method.log_values())
             self._loss_term_sums, self._loss_term_count = {}, 0
         super().log(logs, start_time)
 
     def get_decay_parameter_names(self, model: nn.Module) -> list[str]:
-        # Weight decay would pull the learnable temperatures towards tau = 1.
-        return [name for name in super().get_decay_parameter_names(model) if "log_tau" not in name]
+        method = self.accelerator.unwrap_model(model).method
+        excluded = {f"method.{name}" for name in method.no_weight_decay_names()}
+        return [name for name in super().get_decay_parameter_names(model) if name not in excluded]
 
     # ---- saving and loading: the student as a plain model, the method's parts beside it ----
 
@@ -250,16 +226,9 @@ class DistillationTrainer(Trainer):
         os.makedirs(output_dir, exist_ok=True)
         distillation_model = self.accelerator.unwrap_model(self.model)
         distillation_model.student.save_pretrained(output_dir)
-        method_state = distillation_model.method.state_dict()
-        if method_state:
-            safetensors.torch.save_file(
-                {k: v.contiguous() for k, v in method_state.items()},
-                os.path.join(output_dir, METHOD_STATE_NAME),
-                metadata={"format": "pt"},
-            )
-        assistant = getattr(distillation_model.method, "assistant", None)
-        if assistant is not None:
-            assistant.save_pretrained(os.path.join(output_dir, ASSISTANT_DIR))
+        distillation_model.method.save_parts(output_dir)
+        with open(os.path.join(output_dir, DISTILLATION_CONFIG_NAME), "w") as f:
+            json.dump(distillation_model.description(), f, indent=2)
         if self.processing_class is not None:
             self.processing_class.save_pretrained(output_dir)
         torch.save(self.args, os.path.join(output_dir, "training_args.bin"))
@@ -273,11 +242,7 @@ class DistillationTrainer(Trainer):
                 "Resume from another checkpoint-* directory or start afresh."
             )
         distillation_model.student.load_state_dict(_saved_student_state(distillation_model.student, checkpoint_dir))
-        method_file = os.path.join(checkpoint_dir, METHOD_STATE_NAME)
-        if os.path.isfile(method_file):
-            distillation_model.method.load_state_dict(safetensors.torch.load_file(method_file), strict=True)
-        elif distillation_model.method.state_dict():
-            raise FileNotFoundError(f"{checkpoint_dir} lacks {METHOD_STATE_NAME} for method {self.args.method!r}.")
+        distillation_model.method.load_parts(checkpoint_dir)
 
     def _save_checkpoint(self, model, trial) -> None:
         # Trainer deletes old checkpoints (save_total_limit) at the end of its save; a process killed
@@ -326,17 +291,46 @@ class DistillationTrainer(Trainer):
         logger.info("Loading the best model from %s", self.state.best_model_checkpoint)
         self._load_distillation_state(self.state.best_model_checkpoint)
 
-    # ---- the teacher alone ----
+    # ---- the teacher and the method's own classifiers ----
 
     def evaluate_teacher(self, eval_dataset=None, metric_key_prefix: str = "teacher") -> dict[str, float]:
         """Accuracy of the teacher on the eval split (on ``teacher_pixel_values``), to catch a wrong teacher."""
         if self.teacher_model is None:
             raise ValueError("No teacher_model to evaluate.")
-        all_logits, all_labels = [], []
+        return self._evaluate_logits(lambda batch: {metric_key_prefix: self._teacher_outputs(batch).logits}, eval_dataset)
+
+    def evaluate_method_parts(self, eval_dataset=None) -> dict[str, float]:
+        """Accuracy of the method's own classifiers (FBT's assistant ``assistant_top1``, ...); {} when it has none."""
+        distillation_model = self.accelerator.unwrap_model(self.model)
+        method = distillation_model.method
+        was_training = distillation_model.training
+        distillation_model.eval()
+
+        def part_logits(batch):
+            teacher = self._teacher_outputs(batch) if method.requires_teacher else None
+            with torch.no_grad(), self.accelerator.autocast():
+                return method.evaluation_logits(distillation_model.student_view(batch["pixel_values"]), teacher)
+
+        try:
+            return self._evaluate_logits(part_logits, eval_dataset)
+        finally:
+            distillation_model.train(was_training)
+
+    def _evaluate_logits(self, logits_of, eval_dataset=None) -> dict[str, float]:
+        """Top-1/top-5 of each named classifier ``logits_of(batch)`` returns, over the eval split."""
+        all_logits: dict[str, list] = {}
+        all_labels = []
         for batch in self.get_eval_dataloader(eval_dataset):
-            logits = self._teacher_outputs(batch).logits
-            logits, labels = self.accelerator.gather_for_metrics((logits.float(), batch["labels"]))
-            all_logits.append(logits.cpu())
+            named = logits_of(batch)
+            if not named:
+                return {}
+            labels = self.accelerator.gather_for_metrics(batch["labels"])
             all_labels.append(labels.cpu())
-        metrics = accuracy_metrics((torch.cat(all_logits).numpy(), torch.cat(all_labels).numpy()))
-        return {f"{metric_key_prefix}_{name}": value for name, value in metrics.items()}
+            for name, logits in named.items():
+                all_logits.setdefault(name, []).append(self.accelerator.gather_for_metrics(logits.float()).cpu())
+        labels = torch.cat(all_labels).numpy()
+        return {
+            f"{name}_{metric}": value
+            for name, chunks in all_logits.items()
+            for metric, value in accuracy_metrics((torch.cat(chunks).numpy(), labels)).items()
+        }

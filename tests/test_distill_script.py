@@ -28,28 +28,22 @@ from huggingface_hub.utils import filter_repo_objects
 from transformers import AutoImageProcessor, AutoModelForImageClassification, ViTConfig, ViTImageProcessor
 
 from hf_cakd.data import model_input_spec
+from hf_cakd.cli import distill_main
 from hf_cakd.hub import student_model_card
+from hf_cakd.methods import METHODS, method_class
 from hf_cakd.trainer import CHECKPOINT_COMPLETE_NAME, DistillationTrainer, last_complete_checkpoint
 from tiny_models import build
 
 ROOT = Path(__file__).resolve().parents[1]
 CIFAR_NAMES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
-METHODS = ["none", "kd", "fitnet", "ofa", "fbt"]
 TIMM_VIT_ARGS = {"img_size": 32, "patch_size": 4, "embed_dim": 32, "depth": 4, "num_heads": 2}
 TRAIN_ROWS, TEST_ROWS = 48, 16
 
 
-def load_distill_script():
-    spec = importlib.util.spec_from_file_location("hf_cakd_distill_script", ROOT / "scripts" / "distill.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses resolve their annotations through sys.modules
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope="module")
 def distill():
-    return load_distill_script()
+    """What scripts/distill.py runs: ``distill.main(argv)`` parses flags and calls hf_cakd.distill."""
+    return SimpleNamespace(main=distill_main)
 
 
 @pytest.fixture(scope="module")
@@ -88,7 +82,7 @@ def distill_args(workspace, method, output_dir, *extra, student=None):
         "--max_steps", "2",
         "--per_device_train_batch_size", "8",
         "--per_device_eval_batch_size", "16",
-        "--projector_dim", "16",
+        *(["--projector_dim", "16"] if "projector_dim" in method_class(method).config_class.option_names() else []),
         "--eval_strategy", "no",
         "--save_strategy", "no",
         "--logging_steps", "1",
@@ -126,13 +120,19 @@ def test_distill_writes_student_results_and_card(distilled, workspace, run):
     results = json.loads((output_dir / "results.json").read_text())
     assert results == json.loads(json.dumps(returned))
     assert results["method"] == method and results["families"] == {"teacher": "cnn", "student": "attention"}
-    assert set(results["metrics"]) == {"teacher", "student"}
+    # FBT's assistant F is a classifier too, evaluated beside the student.
+    assert set(results["metrics"]) == {"teacher", "student"} | ({"assistant"} if method == "fbt" else set())
+    assert all(0 <= row["top1"] <= row["top5"] <= 1 for row in results["metrics"].values())
+    assert results["method_config"] == method_class(method).config_class(**results["method_config"]).to_dict()
     for role in ("teacher", "student"):
         assert set(results["metrics"][role]) == {"top1", "top5"}
         for value in results["metrics"][role].values():
             assert isinstance(value, float) and 0.0 <= value <= 1.0
             assert (value * TEST_ROWS).is_integer()  # measured on the 16 test rows
-    assert results["distillation_args"]["method"] == method
+    # The run describes itself: results.json and distillation_config.json share the description.
+    description = json.loads((output_dir / "distillation_config.json").read_text())
+    assert {key: results[key] for key in description} == description
+    assert description["student"]["family"] == "attention" and description["teacher"]["name_or_path"]
 
     files = set(os.listdir(output_dir))
     assert {"config.json", "model.safetensors", "preprocessor_config.json", "README.md", "results.json"} <= files
@@ -423,7 +423,7 @@ def test_push_without_an_eval_split_still_uploads_the_student(distill, workspace
 def test_card_names_a_hub_student_as_base_model(workspace):
     args = SimpleNamespace(
         method="kd", output_dir="out/run", num_train_epochs=1.0, learning_rate=1e-3, per_device_train_batch_size=8,
-        kd_temperature=4.0, logit_weight=1.0,
+        method_config={"kd_temperature": 4.0, "logit_weight": 1.0},
     )
     metrics = {"teacher": {"top1": 0.9, "top5": 1.0}, "student": {"top1": 0.61234, "top5": 0.9}}
     card = student_model_card(

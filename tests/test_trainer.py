@@ -24,7 +24,11 @@ from transformers import AutoModelForImageClassification, TrainerCallback, ViTCo
 
 from hf_cakd import DistillationModel, DistillationTrainer, DistillationTrainingArguments
 from hf_cakd.data import DistillationCollator
-from hf_cakd.trainer import ASSISTANT_DIR, CHECKPOINT_COMPLETE_NAME, METHOD_STATE_NAME
+from hf_cakd.methods import METHOD_STATE_NAME, method_class
+from hf_cakd.modeling_distillation import DISTILLATION_CONFIG_NAME
+from hf_cakd.trainer import CHECKPOINT_COMPLETE_NAME
+
+ASSISTANT_DIR = "assistant"  # FBT's AssistantModel, saved by its attribute name
 from tiny_models import IMAGE_SIZE, NUM_LABELS, build
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -65,6 +69,10 @@ class ImageBatches(Dataset):
 
 
 def distillation_args(output_dir, method="fbt", **overrides) -> DistillationTrainingArguments:
+    """Training arguments; overrides that are options of ``method`` go to its ``method_config``."""
+    option_names = method_class(method).config_class.option_names()
+    options = {"projector_dim": 16} if "projector_dim" in option_names else {}
+    options |= {name: overrides.pop(name) for name in list(overrides) if name in option_names}
     args = dict(
         output_dir=str(output_dir),
         method=method,
@@ -75,7 +83,7 @@ def distillation_args(output_dir, method="fbt", **overrides) -> DistillationTrai
         logging_steps=1,
         eval_strategy="no",
         save_strategy="no",
-        projector_dim=16,
+        method_config=options,
         seed=0,
         use_cpu=True,
         report_to="none",
@@ -143,7 +151,7 @@ def test_teacher_stays_frozen_while_student_and_method_parts_train(tmp_path, giv
     args = distillation_args(tmp_path, "fbt", weight_decay=0.1)
     model = build("hf-vit", seed=2)
     if given == "distillation_model":
-        model = DistillationModel.build(model, teacher, args, IMAGE_SIZE, IMAGE_SIZE)
+        model = DistillationModel.build(model, teacher, args.method, args.method_config, IMAGE_SIZE, IMAGE_SIZE)
     trainer = DistillationTrainer(
         model=model, teacher_model=teacher, args=args, train_dataset=ImageBatches(16), data_collator=DistillationCollator()
     )
@@ -235,8 +243,15 @@ def test_resume_from_checkpoint_matches_an_uninterrupted_run(tmp_path):
     assert {p.name for p in (checkpoint / ASSISTANT_DIR).iterdir()} >= {"config.json", "model.safetensors"}
     student = AutoModelForImageClassification.from_pretrained(checkpoint)
     assert type(student).__name__ == "ViTForImageClassification"
+    # Every weight once: the bridge in assistant/, the rest of the method's parts in the method file.
     method_state = safetensors.torch.load_file(checkpoint / METHOD_STATE_NAME)
-    assert method_state.keys() == interrupted.model.method.state_dict().keys()
+    bridge_state = safetensors.torch.load_file(checkpoint / ASSISTANT_DIR / "model.safetensors")
+    assert not any(key.startswith("assistant.") for key in method_state)
+    assert method_state.keys() | {f"assistant.{key}" for key in bridge_state} == interrupted.model.method.state_dict().keys()
+    description = json.loads((checkpoint / DISTILLATION_CONFIG_NAME).read_text())
+    assert description["method"] == "fbt" and description["method_config"]["projector_dim"] == 16
+    assert description["student"]["architecture"] == "ViTForImageClassification"
+    assert description["teacher"]["family"] == "cnn"
 
     # A process killed while writing checkpoint-4 leaves it half-written (no completion marker).
     half_written = tmp_path / "resumed" / "checkpoint-4"

@@ -1,4 +1,4 @@
-"""The FBT assistant (fusion) model F (method.md section 2).
+"""The FBT assistant (fusion) model F (docs/method.md).
 
 Heterogeneous pair (a CNN ``C`` and an attention/MLP model ``A``, either may teach)::
 
@@ -24,7 +24,7 @@ from transformers import AutoModelForImageClassification, PreTrainedModel
 from transformers.modeling_outputs import ModelOutput
 from transformers.models.auto.configuration_auto import CONFIG_MAPPING
 
-from ..backbones import StageInfo, staged_view
+from ..backbones import StagedBackbone, StageInfo, staged_view
 from .bridge import FusionBridge
 from .configuration_assistant import AssistantConfig
 
@@ -57,6 +57,13 @@ def _label_config(model: nn.Module) -> dict:
     if config is None:
         return {"num_labels": model.num_classes}
     return {"id2label": dict(config.id2label), "label2id": dict(config.label2id or {})}
+
+
+def _view(model: nn.Module, image_size: list[int] | None) -> StagedBackbone:
+    """A given staged view as it is (built once by its owner), or a model's view at ``image_size``."""
+    if isinstance(model, StagedBackbone):
+        return model
+    return staged_view(model, image_size)
 
 
 def _stage_dict(info: StageInfo) -> dict:
@@ -101,8 +108,8 @@ class AssistantModel(AssistantPreTrainedModel):
             roles = {"teacher": teacher, "student": student}
             prefix_model, suffix_model = roles[config.prefix_role], roles[config.suffix_role]
         # Held by reference, not registered: their parameters belong to the teacher/student.
-        self.__dict__["prefix"] = staged_view(prefix_model, config.prefix_image_size)
-        self.__dict__["suffix"] = staged_view(suffix_model, config.suffix_image_size)
+        self.__dict__["prefix"] = _view(prefix_model, config.prefix_image_size)
+        self.__dict__["suffix"] = _view(suffix_model, config.suffix_image_size)
         source, target = self.prefix.stage_infos[2], self.suffix.stage_infos[2]
         expected = (config.source_stage, config.target_stage)
         if expected != (None, None) and expected != (_stage_dict(source), _stage_dict(target)):
@@ -127,16 +134,22 @@ class AssistantModel(AssistantPreTrainedModel):
         bridge_type: str = "auto",
         **config_kwargs,
     ) -> "AssistantModel":
-        """Choose the prefix by module function (method.md section 2) and build F.
+        """Build F around two classifiers (their staged views at the given resolutions)."""
+        return cls.from_views(
+            staged_view(teacher, teacher_image_size), staged_view(student, student_image_size), bridge_type, **config_kwargs
+        )
+
+    @classmethod
+    def from_views(
+        cls, teacher: StagedBackbone, student: StagedBackbone, bridge_type: str = "auto", **config_kwargs
+    ) -> "AssistantModel":
+        """Choose the prefix by module function (docs/method.md) and build F on the given staged views.
 
         ``bridge_type="auto"`` uses the attention bridge when prefix and suffix come from
         different families and the linear one when they share a family.
         """
-        views = {
-            "teacher": staged_view(teacher, teacher_image_size),
-            "student": staged_view(student, student_image_size),
-        }
-        prefix_role = fusion_roles(views["teacher"].family, views["student"].family)
+        views = {"teacher": teacher, "student": student}
+        prefix_role = fusion_roles(teacher.family, student.family)
         suffix_role = "student" if prefix_role == "teacher" else "teacher"
         prefix, suffix = views[prefix_role], views[suffix_role]
         if bridge_type == "auto":

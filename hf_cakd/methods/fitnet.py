@@ -1,23 +1,34 @@
 """``fitnet``: Romero et al. (2015) hints, a projector and pixel-wise MSE on one stage.
 
-Kept as the baseline method.md section 3 explains: across architectures the same knowledge
-sits at different places of a CNN map and a token grid, so pixel-wise matching misleads.
+Kept as the baseline docs/method.md explains: across architectures the same knowledge sits at
+different places of a CNN map and a token grid, so pixel-wise matching misleads.
 """
 
+from dataclasses import dataclass, field
+
 from ..losses import FitNetLoss
-from .base import DistillationMethod, register_method
+from .base import DistillationMethod, MethodConfig, register_method
 
 
-@register_method("fitnet")
+@dataclass
+class FitNetConfig(MethodConfig):
+    fitnet_stage: int = field(default=3, metadata={"help": "Stage (1..4) the FitNet hint is taken from."})
+    feature_weight: float = field(default=1.0, metadata={"help": "Weight of FitNet's feature hint."})
+
+    def __post_init__(self):
+        if not 1 <= self.fitnet_stage <= 4:
+            raise ValueError(f"fitnet_stage is a stage number 1..4, got {self.fitnet_stage}")
+
+
+@register_method("fitnet", title="FitNet feature hints")
 class FitNet(DistillationMethod):
-    def __init__(self, student, teacher, args):
-        super().__init__(student, teacher, args)
-        if not 1 <= args.fitnet_stage <= 4:
-            raise ValueError(f"fitnet_stage is a stage number 1..4, got {args.fitnet_stage}")
-        self.stage_index = args.fitnet_stage - 1
-        self.feature_weight = args.feature_weight
+    config_class = FitNetConfig
+
+    def __init__(self, student, teacher, config):
+        super().__init__(student, teacher, config)
+        self.stage_index = config.fitnet_stage - 1
         self.hint = FitNetLoss(student.stage_infos[self.stage_index], teacher.stage_infos[self.stage_index])
 
     def forward(self, student, teacher, labels):
         hint = self.hint(student.features[self.stage_index], teacher.features[self.stage_index])
-        return {"ce": self.supervised_loss(student.logits, labels), "fitnet": self.feature_weight * hint}
+        return {"ce": self.supervised_loss(student.logits, labels), "fitnet": self.config.feature_weight * hint}

@@ -1,18 +1,21 @@
 """``kd``: Hinton et al. (2015), temperature-scaled KL to the teacher's logits plus cross-entropy."""
 
+from dataclasses import dataclass, field
+
 from ..losses import kd_loss
-from .base import DistillationMethod, register_method
+from .base import DistillationMethod, MethodConfig, register_method
 
 
-@register_method("kd")
+@dataclass
+class KDConfig(MethodConfig):
+    kd_temperature: float = field(default=4.0, metadata={"help": "Temperature of Hinton KD."})
+    logit_weight: float = field(default=1.0, metadata={"help": "Weight of the logit distillation term."})
+
+
+@register_method("kd", title="Hinton knowledge distillation")
 class LogitDistillation(DistillationMethod):
-    def __init__(self, student, teacher, args):
-        super().__init__(student, teacher, args)
-        self.temperature = args.kd_temperature
-        self.logit_weight = args.logit_weight
+    config_class = KDConfig
 
     def forward(self, student, teacher, labels):
-        return {
-            "ce": self.supervised_loss(student.logits, labels),
-            "kd": self.logit_weight * kd_loss(student.logits, teacher.logits, self.temperature),
-        }
+        kd = kd_loss(student.logits, teacher.logits, self.config.kd_temperature)
+        return {"ce": self.supervised_loss(student.logits, labels), "kd": self.config.logit_weight * kd}

@@ -3,7 +3,7 @@
 from .base import DistillationMethod, register_method
 
 
-@register_method("none")
+@register_method("none", title="no distillation (supervised baseline)")
 class NoDistillation(DistillationMethod):
     requires_teacher = False
 

@@ -6,11 +6,21 @@ Our branch is deliberately light (1x1 conv, global pooling, norm, linear) rather
 stack of blocks, so its cost stays comparable with the other methods'; see the benchmarks.
 """
 
+from dataclasses import dataclass, field
+
 from torch import nn
 
 from ..backbones import StageInfo, to_map
 from ..losses import ofa_loss
-from .base import DistillationMethod, register_method
+from .base import DistillationMethod, MethodConfig, register_method
+
+
+@dataclass
+class OFAConfig(MethodConfig):
+    ofa_gamma: float = field(default=1.0, metadata={"help": "OFA exponent gamma >= 1 (1: soft-target CE)."})
+    ofa_temperature: float = field(default=1.0, metadata={"help": "Temperature of the OFA loss."})
+    logit_weight: float = field(default=1.0, metadata={"help": "Weight of each stage's OFA term."})
+    projector_dim: int = field(default=256, metadata={"help": "Width of OFA's stage branches."})
 
 
 class LogitBranch(nn.Module):
@@ -32,21 +42,22 @@ class LogitBranch(nn.Module):
         return self.net(to_map(feature, self.info))
 
 
-@register_method("ofa")
+@register_method("ofa", title="OFA (One-for-All) distillation")
 class OneForAll(DistillationMethod):
-    def __init__(self, student, teacher, args):
-        super().__init__(student, teacher, args)
+    config_class = OFAConfig
+
+    def __init__(self, student, teacher, config):
+        super().__init__(student, teacher, config)
         num_labels = student.model.config.num_labels
         self.branches = nn.ModuleList(
-            LogitBranch(info, num_labels, args.projector_dim) for info in student.stage_infos[:3]
+            LogitBranch(info, num_labels, config.projector_dim) for info in student.stage_infos[:3]
         )
-        self.gamma, self.temperature = args.ofa_gamma, args.ofa_temperature
-        self.logit_weight = args.logit_weight
 
     def forward(self, student, teacher, labels):
+        config = self.config
         losses = {"ce": self.supervised_loss(student.logits, labels)}
         stage_logits = [branch(f) for branch, f in zip(self.branches, student.features)] + [student.logits]
         for stage, logits in enumerate(stage_logits, start=1):
-            term = ofa_loss(logits, teacher.logits, labels, self.gamma, self.temperature)
-            losses[f"ofa_stage{stage}"] = self.logit_weight * term
+            term = ofa_loss(logits, teacher.logits, labels, config.ofa_gamma, config.ofa_temperature)
+            losses[f"ofa_stage{stage}"] = config.logit_weight * term
         return losses

@@ -1,0 +1,239 @@
+"""The whole distillation run as one library call: ``hf_cakd.distill(model_args, data_args, training_args)``.
+
+Loads the teacher, the student and the data, builds each model's transforms, trains with
+:class:`~hf_cakd.DistillationTrainer`, evaluates the teacher, the student and the method's own
+classifiers, and writes ``results.json`` and the model card beside the saved student (pushing
+both when asked). ``scripts/distill.py`` and ``hf-cakd distill`` parse flags into these
+dataclasses and call :func:`distill`; the demo and the benchmarks call it directly.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+
+from transformers import set_seed
+
+from .data import DistillationCollator, DistillationTransform, image_processor_for, image_transforms, load_image_dataset
+from .hub import push_student, student_model_card
+from .models import load_classifier, load_image_processor
+from .trainer import DistillationTrainer, DistillationTrainingArguments
+
+logger = logging.getLogger(__name__)
+
+RESULTS_NAME = "results.json"
+
+
+@dataclass
+class ModelArguments:
+    student: str = field(metadata={"help": "Hub id, local directory, timm:<name>, or a config.json (from scratch)."})
+    teacher: str | None = field(default=None, metadata={"help": "Same forms as --student; not needed for --method none."})
+    student_model_args: dict | str | None = field(
+        default=None, metadata={"help": 'JSON kwargs for timm.create_model with timm: specs, e.g. \'{"img_size": 32}\'.'}
+    )
+    teacher_model_args: dict | str | None = field(
+        default=None, metadata={"help": "As --student_model_args, for the teacher."}
+    )
+    teacher_label_mapping: dict | str | None = field(
+        default=None,
+        metadata={
+            "help": "When the teacher's labels differ from the dataset's: 'by_name' keeps the teacher's classes whose "
+            'names match, or a JSON object {"dataset label": "teacher label"} for names that differ.'
+        },
+    )
+    ignore_mismatched_sizes: bool = field(
+        default=False,
+        metadata={"help": "Replace the student's classification head when its labels differ from the dataset's."},
+    )
+
+    def __post_init__(self):
+        self.student_model_args = _json_option(self.student_model_args, "--student_model_args")
+        self.teacher_model_args = _json_option(self.teacher_model_args, "--teacher_model_args")
+        if self.teacher_label_mapping != "by_name":
+            self.teacher_label_mapping = _json_option(self.teacher_label_mapping, "--teacher_label_mapping")
+
+
+@dataclass
+class DataArguments:
+    dataset: str = field(metadata={"help": "Hub dataset name, or a local parquet / arrow / imagefolder directory."})
+    dataset_config: str | None = field(default=None, metadata={"help": "Hub dataset configuration name."})
+    train_split: str = field(default="train", metadata={"help": "The split to train on."})
+    eval_split: str | None = field(default=None, metadata={"help": "Default: test, validation, valid or val."})
+    image_column: str | None = field(default=None, metadata={"help": "Default: detected."})
+    label_column: str | None = field(default=None, metadata={"help": "Default: detected."})
+    max_train_samples: int | None = field(default=None, metadata={"help": "Train on the first N rows only."})
+    max_eval_samples: int | None = field(default=None, metadata={"help": "Evaluate on the first N rows only."})
+    skip_bad_images: bool = field(default=False, metadata={"help": "Skip undecodable images instead of stopping."})
+    overwrite_output_dir: bool = field(
+        default=False, metadata={"help": "Allow writing into a non-empty --output_dir (without resuming)."}
+    )
+
+
+def _json_option(value, flag: str) -> dict | None:
+    if not value or isinstance(value, dict):
+        return value or None
+    try:
+        parsed = json.loads(value)
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{flag} must be a JSON object, e.g. '{{\"img_size\": 32}}': {err}") from err
+    if not isinstance(parsed, dict):
+        raise ValueError(f"{flag} must be a JSON object, got {value!r}")
+    return parsed
+
+
+def _check_output_dir(training_args, data_args) -> None:
+    output_dir = training_args.output_dir
+    if training_args.resume_from_checkpoint or data_args.overwrite_output_dir:
+        return
+    if os.path.isdir(output_dir) and os.listdir(output_dir):
+        raise ValueError(
+            f"--output_dir {output_dir} exists and is not empty. Pass --resume_from_checkpoint last to continue that run, "
+            "--overwrite_output_dir to write into it anyway, or choose another directory."
+        )
+
+
+def _select(split, limit):
+    return split if split is None or limit is None else split.select(range(min(limit, len(split))))
+
+
+def distill(
+    model_args: ModelArguments,
+    data_args: DataArguments,
+    training_args: DistillationTrainingArguments,
+    callbacks: list | None = None,
+) -> dict:
+    """Run one distillation; returns what it writes to ``results.json``. ``callbacks`` go to the trainer."""
+    log_level = training_args.get_process_log_level()
+    logging.getLogger("hf_cakd").setLevel(logging.INFO if log_level < 0 else log_level)  # -1: --log_level passive
+    if training_args.method != "none" and not model_args.teacher:
+        raise ValueError(f"--method {training_args.method} distils from a teacher: pass --teacher.")
+    _check_output_dir(training_args, data_args)
+    set_seed(training_args.seed)
+    # The Trainer's own push would upload before our model card exists; we push at the end instead.
+    push_to_hub, training_args.push_to_hub = training_args.push_to_hub, False
+
+    data = load_image_dataset(
+        data_args.dataset,
+        train_split=data_args.train_split,
+        eval_split=data_args.eval_split,
+        image_column=data_args.image_column,
+        label_column=data_args.label_column,
+        **({"name": data_args.dataset_config} if data_args.dataset_config else {}),
+    )
+    student = load_classifier(
+        model_args.student,
+        data.id2label,
+        replace_head=model_args.ignore_mismatched_sizes,
+        model_args=model_args.student_model_args,
+    )
+    student_processor = load_image_processor(model_args.student)
+    teacher = teacher_processor = None
+    if model_args.teacher:
+        teacher = load_classifier(
+            model_args.teacher,
+            data.id2label,
+            label_mapping=model_args.teacher_label_mapping,
+            model_args=model_args.teacher_model_args,
+        )
+        teacher_processor = load_image_processor(model_args.teacher)
+
+    def transform(train: bool) -> DistillationTransform:
+        student_tf = image_transforms(student, student_processor, train=train, image_size=training_args.student_image_size)
+        teacher_tf = None
+        if teacher is not None:
+            teacher_tf = image_transforms(
+                teacher, teacher_processor, train=train, image_size=training_args.teacher_image_size
+            )
+        return DistillationTransform(
+            student_tf,
+            teacher_tf,
+            image_column=data.image_column,
+            label_column=data.label_column,
+            skip_bad_images=data_args.skip_bad_images,
+        )
+
+    train_dataset = transform(train=True).apply_to(_select(data.train, data_args.max_train_samples))
+    eval_split = _select(data.eval, data_args.max_eval_samples)
+    eval_dataset = None if eval_split is None else transform(train=False).apply_to(eval_split)
+
+    saved_processor = student_processor  # pipeline() needs one, even for a student that came without
+    if saved_processor is None:
+        saved_processor = image_processor_for(student, image_size=training_args.student_image_size)
+    trainer = DistillationTrainer(
+        model=student,
+        teacher_model=teacher,
+        args=training_args,
+        train_dataset=train_dataset,
+        eval_dataset=eval_dataset,
+        data_collator=DistillationCollator(),
+        processing_class=saved_processor,
+        callbacks=callbacks,
+    )
+    distillation_model = trainer.model
+    families = {"student": distillation_model.student_view.family}
+    results: dict = {"method": training_args.method, "teacher": model_args.teacher, "student": model_args.student}
+    metrics: dict[str, dict[str, float]] = {}
+    if teacher is not None and eval_dataset is not None:
+        families["teacher"] = trainer.teacher_view.family
+        metrics["teacher"] = _rows(trainer.evaluate_teacher())["teacher"]
+        logger.info("Teacher on %d eval images: top-1 %.2f%%", len(eval_dataset), 100 * metrics["teacher"]["top1"])
+
+    start = time.perf_counter()
+    resume = training_args.resume_from_checkpoint
+    # "last" (or "true") resumes from the newest complete checkpoint in --output_dir.
+    resume = True if resume and resume.lower() in ("last", "true") else resume
+    train_result = trainer.train(resume_from_checkpoint=resume)
+    results["train_seconds"] = round(time.perf_counter() - start, 1)
+    results["train_loss"] = train_result.training_loss
+    trainer.save_model()
+    if eval_dataset is not None:
+        student_metrics = trainer.evaluate()
+        metrics["student"] = {"top1": student_metrics["eval_top1"], "top5": student_metrics["eval_top5"]}
+        logger.info("Student on %d eval images: top-1 %.2f%%", len(eval_dataset), 100 * metrics["student"]["top1"])
+        for name, values in _rows(trainer.evaluate_method_parts()).items():
+            metrics[name] = values
+            logger.info("%s on %d eval images: top-1 %.2f%%", name.capitalize(), len(eval_dataset), 100 * values["top1"])
+    results.update(metrics=metrics, families=families, **distillation_model.description())
+
+    if trainer.is_world_process_zero():
+        with open(os.path.join(training_args.output_dir, RESULTS_NAME), "w") as f:
+            json.dump(results, f, indent=2)
+        repo_id = None
+        if push_to_hub:
+            repo_id = training_args.hub_model_id or os.path.basename(os.path.abspath(training_args.output_dir))
+        card = None
+        if "student" in metrics:
+            card = student_model_card(
+                args=training_args,
+                teacher=model_args.teacher,
+                student=model_args.student,
+                dataset=data_args.dataset,
+                eval_split=data.eval_split,
+                metrics=metrics,
+                families=families,
+                repo_id=repo_id,
+            )
+            card.save(os.path.join(training_args.output_dir, "README.md"))
+        else:
+            logger.warning("No eval split: no accuracy to report, so no model card is written.")
+        if push_to_hub:
+            push_student(
+                training_args.output_dir,
+                repo_id,
+                card,
+                token=training_args.hub_token,
+                private=training_args.hub_private_repo,
+            )
+    return results
+
+
+def _rows(flat: dict[str, float]) -> dict[str, dict[str, float]]:
+    """``{"teacher_top1": .., "teacher_top5": ..}`` -> ``{"teacher": {"top1": .., "top5": ..}}``."""
+    rows: dict[str, dict[str, float]] = {}
+    for key, value in flat.items():
+        name, metric = key.rsplit("_", 1)
+        rows.setdefault(name, {})[metric] = value
+    return rows
