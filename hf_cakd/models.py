@@ -32,6 +32,7 @@ from transformers import (
 )
 from transformers.utils import CONFIG_NAME
 
+from .errors import InputError
 from .label_mapping import map_labels, restrict_classifier
 
 logger = logging.getLogger(__name__)
@@ -40,7 +41,7 @@ TIMM_PREFIX = "timm:"
 _GENERIC_LABEL = re.compile(r"^LABEL_\d+$")
 
 
-class LabelMismatchError(ValueError):
+class LabelMismatchError(InputError, ValueError):
     """The checkpoint's label space is not the dataset's."""
 
 
