@@ -146,9 +146,26 @@ def test_empty_split():
         load_image_dataset(splits)
 
 
-def test_string_labels_are_refused_with_the_encoding_fix():
-    splits = in_memory({"image": [b"x"] * 3, "label": ["cat", "dog", "cat"]})
-    with pytest.raises(LabelColumnError, match=r"'label' holds string values.*class_encode_column\('label'\)"):
+def test_class_names_are_encoded_with_one_mapping_for_all_splits(caplog):
+    # "bird" only appears in the test split: the train split alone would number cat 0, dog 1.
+    splits = in_memory({"image": [b"x"] * 6, "label": ["dog", "cat", "dog", "cat", "bird", "cat"]})
+    with caplog.at_level("INFO", logger="hf_cakd.data.loading"):
+        data = load_image_dataset(splits)
+    assert data.id2label == {0: "bird", 1: "cat", 2: "dog"}
+    assert data.train["label"] == [2, 1, 2, 1] and data.eval["label"] == [0, 1]
+    assert data.train.features["label"] == data.eval.features["label"] == ClassLabel(names=["bird", "cat", "dog"])
+    assert "Encoded the label column 'label' as 3 classes: {0: 'bird', 1: 'cat', 2: 'dog'}" in caplog.text
+
+
+def test_boolean_labels_are_class_names_too():
+    data = load_image_dataset(in_memory({"image": [b"x"] * 4, "label": [True, False, True, True]}, test_rows=1))
+    assert data.id2label == {0: "False", 1: "True"} and data.train["label"] == [1, 0, 1]
+
+
+def test_float_labels_are_refused_with_the_cast_fix():
+    splits = in_memory({"image": [b"x"] * 3, "label": [0.0, 1.0, 0.0]})
+    message = r"'label' holds float64 values, not class ids.*cast_column\('label', datasets.Value\('int64'\)\)"
+    with pytest.raises(LabelColumnError, match=message):
         load_image_dataset(splits)
 
 
