@@ -11,9 +11,10 @@ import torch
 from torch import nn
 
 from .backbones import staged_view
+from .errors import InputError
 
 
-class LabelMappingError(ValueError):
+class LabelMappingError(InputError, ValueError):
     """A dataset label has no counterpart in the checkpoint's labels."""
 
 

@@ -13,15 +13,28 @@ A spec is one of:
 
 Every model is returned in the transformers shape (``model.config`` with ``id2label``), so the
 distilled student loads with ``AutoModelForImageClassification`` without hf_cakd installed.
+
+A model that cannot be loaded (a truncated weights file, a config that does not match its
+weights, an unknown architecture, a path that does not exist) raises
+:class:`~hf_cakd.errors.InputError` naming the flag, the file and the fix.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
 import os
 import re
+from pathlib import Path
 from typing import Any
 
+import timm
+import transformers
+from huggingface_hub import try_to_load_from_cache
+from huggingface_hub.errors import HFValidationError
+from huggingface_hub.utils import validate_repo_id
+from safetensors import SafetensorError
 from transformers import (
     AutoConfig,
     AutoImageProcessor,
@@ -30,17 +43,23 @@ from transformers import (
     PreTrainedModel,
     TimmWrapperConfig,
 )
-from transformers.utils import CONFIG_NAME
+from transformers.utils import CONFIG_NAME, SAFE_WEIGHTS_INDEX_NAME, SAFE_WEIGHTS_NAME, WEIGHTS_INDEX_NAME, WEIGHTS_NAME
 
+from .errors import InputError, UsageError
 from .label_mapping import map_labels, restrict_classifier
 
 logger = logging.getLogger(__name__)
 
 TIMM_PREFIX = "timm:"
 _GENERIC_LABEL = re.compile(r"^LABEL_\d+$")
+WEIGHTS_NAMES = (SAFE_WEIGHTS_NAME, SAFE_WEIGHTS_INDEX_NAME, WEIGHTS_NAME, WEIGHTS_INDEX_NAME)
+# How transformers and timm word the failures below (the exception types alone are too broad).
+_SHAPE_MISMATCH = ("ignore_mismatched_sizes", "size mismatch")
+_UNKNOWN_MODEL_TYPE = ("does not recognize this architecture", "Unrecognized model")
+_UNKNOWN_TIMM_ARCHITECTURE = "is not supported in your version of timm"
 
 
-class LabelMismatchError(ValueError):
+class LabelMismatchError(InputError, ValueError):
     """The checkpoint's label space is not the dataset's."""
 
 
@@ -105,10 +124,101 @@ def _is_config_only(spec: str) -> bool:
     return not any(name.endswith((".safetensors", ".bin")) for name in os.listdir(spec))
 
 
+def _model_file(spec: str, names: tuple[str, ...], hub_kwargs: dict) -> str | None:
+    """The first of ``names`` that ``spec`` has: in its local folder, else in the Hub cache."""
+    for name in names:
+        if os.path.isdir(spec):
+            path = os.path.join(spec, name)
+        else:
+            try:
+                path = try_to_load_from_cache(
+                    spec, name, cache_dir=hub_kwargs.get("cache_dir"), revision=hub_kwargs.get("revision")
+                )
+            except HFValidationError:  # neither a folder nor a Hub id
+                return None
+        if isinstance(path, str) and os.path.isfile(path):
+            return path
+    return None
+
+
+def _is_hub_id(spec: str) -> bool:
+    try:
+        validate_repo_id(spec)
+    except HFValidationError:
+        return False
+    return True
+
+
+def _config_value(config_path: str, key: str):
+    return json.loads(Path(config_path).read_text()).get(key) if os.path.isfile(config_path) else None
+
+
+def _fetch_again(spec: str, hub_kwargs: dict) -> str:
+    """How to get a sound copy of ``spec`` again."""
+    if os.path.exists(spec):
+        return f"Save the model again with save_pretrained, or copy {spec} again from where it came from."
+    cached = _model_file(spec, (CONFIG_NAME, *WEIGHTS_NAMES), hub_kwargs)
+    if cached is None:
+        return "Download it again."
+    repo_folder = Path(cached).parents[2]  # <cache>/models--<org>--<name>/snapshots/<commit>/<file>
+    return f"Delete its cached copy {repo_folder} and run again to download it anew."
+
+
+def _explain_load_failure(err: Exception, spec: str, role: str | None, hub_kwargs: dict) -> str | None:
+    """What went wrong loading ``spec`` and how to fix it, or None for an error that is not about the files."""
+    who = f"--{role} {spec!r}" if role else f"The model {spec!r}"
+    reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    weights = _model_file(spec, WEIGHTS_NAMES, hub_kwargs) or "its weights file"
+    config = spec if os.path.isfile(spec) else _model_file(spec, (CONFIG_NAME,), hub_kwargs) or "its config.json"
+    if isinstance(err, SafetensorError):
+        return f"{who}: {weights} is truncated or corrupt ({reason}). {_fetch_again(spec, hub_kwargs)}"
+    if isinstance(err, RuntimeError) and any(text in str(err) for text in _SHAPE_MISMATCH):
+        return (
+            f"{who}: the weights in {weights} do not have the shapes {config} describes (the config was edited or "
+            "belongs to another model; the load report above lists the tensors). Put back the config saved with "
+            f"these weights. {_fetch_again(spec, hub_kwargs)}"
+        )
+    if isinstance(err, ValueError) and any(text in str(err) for text in _UNKNOWN_MODEL_TYPE):
+        return (
+            f"{who}: {config} has model_type {_config_value(config, 'model_type')!r}, which transformers "
+            f"{transformers.__version__} does not know. Correct model_type in that file, or upgrade transformers "
+            "(pip install -U transformers)."
+        )
+    if isinstance(err, ImportError) and _UNKNOWN_TIMM_ARCHITECTURE in str(err):
+        architecture = spec.removeprefix(TIMM_PREFIX) if spec.startswith(TIMM_PREFIX) else None
+        architecture = architecture or _config_value(config, "architecture")
+        return (
+            f"{who}: timm {timm.__version__} has no architecture {architecture!r}. Check the name with "
+            f"timm.list_models('*{architecture}*'), or upgrade timm (pip install -U timm)."
+        )
+    if isinstance(err, OSError) and not os.path.exists(spec) and not _is_hub_id(spec):
+        return f"{who}: there is no such file or folder. Pass an existing path or a Hub model id."
+    if isinstance(err, OSError):
+        return (
+            f"{who} cannot be loaded: {reason.rstrip('.')}. Pass a folder saved with save_pretrained, a Hub model id, "
+            "a config.json, or timm:<architecture>."
+        )
+    return None
+
+
+@contextlib.contextmanager
+def _explained_load_failures(spec: str | PretrainedConfig, role: str | None, hub_kwargs: dict):
+    """Turn the load failures :func:`_explain_load_failure` recognises into an :class:`InputError`."""
+    try:
+        yield
+    except (SafetensorError, RuntimeError, ValueError, ImportError, OSError) as err:
+        name = spec if isinstance(spec, str) else type(spec).__name__
+        message = _explain_load_failure(err, name, role, hub_kwargs)
+        if message is None:
+            raise
+        raise InputError(message) from err
+
+
 def load_classifier(
     spec: str | PretrainedConfig,
     id2label: dict[int, str] | None = None,
     *,
+    role: str | None = None,
     replace_head: bool = False,
     label_mapping: str | dict[str, str] | None = None,
     model_args: dict[str, Any] | None = None,
@@ -116,26 +226,31 @@ def load_classifier(
 ) -> PreTrainedModel:
     """Load or build the classifier ``spec`` describes, with the dataset's labels ``id2label``.
 
+    ``role`` (``"teacher"``, ``"student"``) is the command-line flag ``spec`` came from, so an
+    :class:`~hf_cakd.errors.InputError` about a file that cannot be loaded names ``--<role>``.
+
     ``model_args`` are passed to ``timm.create_model`` for ``timm:`` specs (for example
     ``{"img_size": 32, "patch_size": 4}``). A pretrained checkpoint whose labels differ from
     ``id2label`` raises :class:`LabelMismatchError` unless ``label_mapping`` (``"by_name"``, or
     ``{dataset label: checkpoint label}`` for names that differ) keeps the matching classifier
     rows, or ``replace_head`` puts a new head on.
     """
-    if isinstance(spec, PretrainedConfig):
-        return _from_config(spec, id2label)
-    if spec.startswith(TIMM_PREFIX):
-        architecture = spec[len(TIMM_PREFIX) :]
-        return _from_config(TimmWrapperConfig(architecture=architecture, model_args=model_args), id2label)
-    if model_args:
-        raise ValueError(f"model_args only apply to 'timm:<architecture>' specs, not {spec!r}")
-    if _is_config_only(spec):
-        logger.info("%s holds a config but no weights: building the model from scratch.", spec)
-        return _from_config(AutoConfig.from_pretrained(spec), id2label)
-    model = AutoModelForImageClassification.from_pretrained(spec, **from_pretrained_kwargs)
-    if id2label is None:
-        return model
-    return _check_labels(model, spec, id2label, replace_head, label_mapping, **from_pretrained_kwargs)
+    with _explained_load_failures(spec, role, from_pretrained_kwargs):
+        if isinstance(spec, PretrainedConfig):
+            return _from_config(spec, id2label)
+        if spec.startswith(TIMM_PREFIX):
+            architecture = spec[len(TIMM_PREFIX) :]
+            return _from_config(TimmWrapperConfig(architecture=architecture, model_args=model_args), id2label)
+        if model_args:
+            flag = f"--{role}_model_args" if role else "model_args"
+            raise UsageError(f"{flag} only apply to 'timm:<architecture>' specs, not {spec!r}.")
+        if _is_config_only(spec):
+            logger.info("%s holds a config but no weights: building the model from scratch.", spec)
+            return _from_config(AutoConfig.from_pretrained(spec), id2label)
+        model = AutoModelForImageClassification.from_pretrained(spec, **from_pretrained_kwargs)
+        if id2label is None:
+            return model
+        return _check_labels(model, spec, id2label, replace_head, label_mapping, **from_pretrained_kwargs)
 
 
 def load_image_processor(spec: str | PretrainedConfig):

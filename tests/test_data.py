@@ -9,6 +9,7 @@ import PIL.Image
 import pyarrow.parquet as pq
 import pytest
 import torch
+from torch.utils.data import DataLoader
 from datasets import ClassLabel, Dataset, DatasetDict, Features, Image, Value
 from tiny_models import hf_vit, timm_vit
 from transformers import BitImageProcessor, ConvNextImageProcessor, TimmWrapperImageProcessor, ViTImageProcessor
@@ -20,6 +21,7 @@ from hf_cakd.data import (
     DistillationTransform,
     EmptySplitError,
     LabelColumnError,
+    MissingImageError,
     SplitNotFoundError,
     UndecodableImageError,
     image_transforms,
@@ -146,9 +148,26 @@ def test_empty_split():
         load_image_dataset(splits)
 
 
-def test_string_labels_are_refused_with_the_encoding_fix():
-    splits = in_memory({"image": [b"x"] * 3, "label": ["cat", "dog", "cat"]})
-    with pytest.raises(LabelColumnError, match=r"'label' holds string values.*class_encode_column\('label'\)"):
+def test_class_names_are_encoded_with_one_mapping_for_all_splits(caplog):
+    # "bird" only appears in the test split: the train split alone would number cat 0, dog 1.
+    splits = in_memory({"image": [b"x"] * 6, "label": ["dog", "cat", "dog", "cat", "bird", "cat"]})
+    with caplog.at_level("INFO", logger="hf_cakd.data.loading"):
+        data = load_image_dataset(splits)
+    assert data.id2label == {0: "bird", 1: "cat", 2: "dog"}
+    assert data.train["label"] == [2, 1, 2, 1] and data.eval["label"] == [0, 1]
+    assert data.train.features["label"] == data.eval.features["label"] == ClassLabel(names=["bird", "cat", "dog"])
+    assert "Encoded the label column 'label' as 3 classes: {0: 'bird', 1: 'cat', 2: 'dog'}" in caplog.text
+
+
+def test_boolean_labels_are_class_names_too():
+    data = load_image_dataset(in_memory({"image": [b"x"] * 4, "label": [True, False, True, True]}, test_rows=1))
+    assert data.id2label == {0: "False", 1: "True"} and data.train["label"] == [1, 0, 1]
+
+
+def test_float_labels_are_refused_with_the_cast_fix():
+    splits = in_memory({"image": [b"x"] * 3, "label": [0.0, 1.0, 0.0]})
+    message = r"'label' holds float64 values, not class ids.*cast_column\('label', datasets.Value\('int64'\)\)"
+    with pytest.raises(LabelColumnError, match=message):
         load_image_dataset(splits)
 
 
@@ -241,7 +260,7 @@ def test_without_teacher_there_are_no_teacher_pixels(parquet_dir, cache_dir):
     student = image_transforms(None, VIT_PROCESSOR, train=False)
     transform = DistillationTransform(student, image_column="img", label_column="label")
     batch = DistillationCollator()([transform.apply_to(data.eval)[i] for i in range(2)])
-    assert set(batch) == {"pixel_values", "labels"}
+    assert set(batch) == {"pixel_values", "labels", "skipped_images"} and batch["skipped_images"].item() == 0
 
 
 def test_teacher_and_student_see_the_same_random_view():
@@ -262,11 +281,14 @@ def test_teacher_and_student_see_the_same_random_view():
             assert (shrunk - student).abs().mean() < 0.01  # independent views differ by ~0.13
 
 
-def bad_image_dataset(cifar_rows) -> Dataset:
+def bad_image_dataset(cifar_rows, missing_rows=(), split=None) -> Dataset:
+    """Six rows; row 2's bytes are not an image, ``missing_rows`` have an empty image cell."""
     rows = cifar_rows.slice(0, 6).to_pylist()
     rows[2]["img"] = {"bytes": b"not an image", "path": None}
+    for row in missing_rows:
+        rows[row]["img"] = None
     features = Features(img=Image(), label=ClassLabel(names=CIFAR_NAMES))
-    return Dataset.from_list(rows, features=features)
+    return Dataset.from_list(rows, features=features, split=split)
 
 
 def test_undecodable_image_names_the_row_and_the_fix(cifar_rows):
@@ -285,7 +307,32 @@ def test_skipped_image_is_dropped_and_counted(cifar_rows, caplog):
     for _ in range(2):  # a second epoch neither recounts nor relogs the row
         batch = DistillationCollator()([train[i] for i in range(6)])
     assert batch["pixel_values"].shape[0] == batch["teacher_pixel_values"].shape[0] == 5
+    assert batch["skipped_images"].item() == 1
     assert batch["labels"].tolist() == [label for i, label in enumerate(data.train["label"]) if i != 2]
     assert transform.skipped_rows == {2} and transform.num_skipped == 1
     warnings = [r.getMessage() for r in caplog.records if r.name == "hf_cakd.data.distillation"]
     assert len(warnings) == 1 and warnings[0].startswith("Skipping row 2: undecodable image")
+
+
+def test_missing_image_names_the_row_and_the_split(cifar_rows):
+    transform = distillation_transform(load_image_dataset(bad_image_dataset(cifar_rows)))
+    data = bad_image_dataset(cifar_rows, missing_rows=[4], split="train")
+    message = r"^Row 4 of split 'train': the image in column 'img' is missing \(the cell is empty\).*skip_bad_images"
+    with pytest.raises(MissingImageError, match=message):
+        transform.apply_to(data)[4]
+    with pytest.raises(MissingImageError, match=r"^Row 4 of split 'holdout': "):
+        transform.apply_to(data, split="holdout")[4]
+
+
+def test_missing_and_undecodable_images_are_skipped_and_counted_across_workers(cifar_rows, caplog):
+    data = load_image_dataset(bad_image_dataset(cifar_rows, missing_rows=[0, 5]))
+    transform = distillation_transform(data, skip_bad_images=True)
+    train = transform.apply_to(data.train)
+    batches = list(DataLoader(train, batch_size=2, num_workers=2, collate_fn=DistillationCollator()))
+    assert [batch["skipped_images"].item() for batch in batches] == [1, 1, 1]  # rows 0, 2 and 5
+    assert sum(len(batch["labels"]) for batch in batches) == 3
+    assert transform.num_skipped == 0  # the workers counted in their own copies
+
+    assert train[0]["pixel_values"] is None  # read in this process: counted and logged here
+    assert transform.skipped_rows == {0}
+    assert "Skipping row 0: missing image; 1 skipped so far." in caplog.text

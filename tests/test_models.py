@@ -1,9 +1,13 @@
 import json
+import os
+import re
+import shutil
 
 import pytest
 import torch
 from transformers import ResNetConfig, TimmWrapperForImageClassification
 
+from hf_cakd.errors import InputError, UsageError
 from hf_cakd.models import LabelMismatchError, load_classifier, load_image_processor
 from tiny_models import build
 
@@ -63,8 +67,8 @@ def test_config_json_spec_builds_from_scratch(tmp_path):
 
 
 def test_model_args_are_refused_for_non_timm_specs(saved_resnet):
-    with pytest.raises(ValueError, match="timm:<architecture>"):
-        load_classifier(saved_resnet[0], CIFAR_LABELS, model_args={"depth": 2})
+    with pytest.raises(UsageError, match=r"^--teacher_model_args only apply to 'timm:<architecture>' specs"):
+        load_classifier(saved_resnet[0], CIFAR_LABELS, role="teacher", model_args={"depth": 2})
 
 
 def test_label_mapping_by_name_keeps_the_matching_classifier_rows(tmp_path):
@@ -98,3 +102,83 @@ def test_explicit_label_mapping_and_missing_label_error(tmp_path):
         str(tmp_path / "m"), CIFAR_LABELS, label_mapping={"airplane": "plane", "automobile": "car"}
     )
     assert mapped.config.id2label[0] == "airplane" and mapped.classifier[-1].out_features == 10
+
+
+# Files that cannot be loaded: the flag, the file and the fix
+
+
+def truncate(path):
+    data = open(path, "rb").read()
+    with open(path, "wb") as file:
+        file.write(data[: len(data) // 2])
+
+
+def edit_config(folder, **changes):
+    path = os.path.join(folder, "config.json")
+    config = json.loads(open(path).read())
+    config.update(changes)
+    with open(path, "w") as file:
+        file.write(json.dumps(config))
+
+
+def test_truncated_weights_name_the_flag_the_file_and_the_fix(saved_resnet):
+    path, _ = saved_resnet
+    truncate(os.path.join(path, "model.safetensors"))
+    with pytest.raises(InputError) as err:
+        load_classifier(path, CIFAR_LABELS, role="teacher")
+    message = str(err.value)
+    assert message.startswith(f"--teacher {path!r}: {os.path.join(path, 'model.safetensors')} is truncated or corrupt")
+    assert "incomplete metadata, file not fully covered" in message
+    assert message.endswith(f"Save the model again with save_pretrained, or copy {path} again from where it came from.")
+
+
+def test_truncated_weights_in_the_hub_cache_say_which_folder_to_delete(saved_resnet, tmp_path):
+    path, _ = saved_resnet
+    repo = tmp_path / "hub" / "models--someone--tiny-resnet"
+    snapshot = repo / "snapshots" / ("0" * 40)
+    shutil.copytree(path, snapshot)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("0" * 40)
+    assert load_classifier("someone/tiny-resnet", CIFAR_LABELS, cache_dir=str(tmp_path / "hub")) is not None
+    truncate(snapshot / "model.safetensors")
+    with pytest.raises(InputError) as err:
+        load_classifier("someone/tiny-resnet", CIFAR_LABELS, role="student", cache_dir=str(tmp_path / "hub"))
+    message = str(err.value)
+    assert message.startswith(f"--student 'someone/tiny-resnet': {snapshot / 'model.safetensors'} is truncated")
+    assert message.endswith(f"Delete its cached copy {repo} and run again to download it anew.")
+
+
+def test_config_that_does_not_match_the_weights(saved_resnet):
+    path, _ = saved_resnet
+    edit_config(path, hidden_sizes=[8, 16, 24, 48])
+    with pytest.raises(InputError) as err:
+        load_classifier(path, CIFAR_LABELS, role="student")
+    message = str(err.value)
+    config, weights = os.path.join(path, "config.json"), os.path.join(path, "model.safetensors")
+    assert message.startswith(f"--student {path!r}: the weights in {weights} do not have the shapes {config} describes")
+    assert "Put back the config saved with these weights" in message
+
+
+def test_unknown_model_type_names_it_and_the_config(saved_resnet):
+    path, _ = saved_resnet
+    edit_config(path, model_type="resnet_from_the_future")
+    with pytest.raises(InputError) as err:
+        load_classifier(path, CIFAR_LABELS)
+    config = os.path.join(path, "config.json")
+    assert str(err.value).startswith(
+        f"The model {path!r}: {config} has model_type 'resnet_from_the_future', which transformers"
+    )
+    assert "pip install -U transformers" in str(err.value)
+    with pytest.raises(InputError, match=rf"^--student {re.escape(repr(config))}: {re.escape(config)} has model_type"):
+        load_classifier(config, CIFAR_LABELS, role="student")  # a config alone: a model built from scratch
+
+
+def test_unknown_timm_architecture_and_missing_folder(tmp_path):
+    message = r"^--student 'timm:resnet_from_the_future': timm .* has no architecture 'resnet_from_the_future'"
+    with pytest.raises(InputError, match=message):
+        load_classifier("timm:resnet_from_the_future", CIFAR_LABELS, role="student")
+    missing = str(tmp_path / "no-such-model")
+    with pytest.raises(InputError, match=rf"^--teacher '{missing}': there is no such file or folder\."):
+        load_classifier(missing, CIFAR_LABELS, role="teacher")
+    with pytest.raises(InputError, match=r"^--teacher 'someone/not-cached' cannot be loaded: .*Pass a folder saved"):
+        load_classifier("someone/not-cached", CIFAR_LABELS, role="teacher", cache_dir=str(tmp_path / "hub"))

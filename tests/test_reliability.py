@@ -116,10 +116,9 @@ def test_numeric_image_column_is_refused_naming_the_column(values):
         load_image_dataset(Dataset.from_dict({"image": values, "label": [0, 1]}))
 
 
-@pytest.mark.parametrize(("labels", "dtype"), [([0.0, 1.0], "float64"), (["cat", "dog"], "string")])
-def test_float_or_string_labels_are_refused_naming_the_column(labels, dtype):
-    with pytest.raises(LabelColumnError, match=rf"label column 'label' holds {dtype} values"):
-        load_image_dataset(Dataset.from_dict({"image": [b"x", b"y"], "label": labels}))
+def test_float_labels_are_refused_naming_the_column():  # class names are encoded: see test_data.py
+    with pytest.raises(LabelColumnError, match=r"label column 'label' holds float64 values"):
+        load_image_dataset(Dataset.from_dict({"image": [b"x", b"y"], "label": [0.0, 1.0]}))
 
 
 # ---- 3. properties over random configurations ----

@@ -4,12 +4,13 @@ loading: load a dataset and resolve its columns; transforms: per-model image tra
 distillation: rows to student/teacher batches; errors: what can be wrong with a dataset.
 """
 
-from .distillation import DistillationCollator, DistillationTransform
+from .distillation import SKIPPED_IMAGES_KEY, DistillationCollator, DistillationTransform
 from .errors import (
     ColumnNotFoundError,
     DataError,
     EmptySplitError,
     LabelColumnError,
+    MissingImageError,
     SplitNotFoundError,
     UndecodableImageError,
 )
@@ -32,7 +33,9 @@ __all__ = [
     "EmptySplitError",
     "ImageClassificationData",
     "LabelColumnError",
+    "MissingImageError",
     "ModelInputSpec",
+    "SKIPPED_IMAGES_KEY",
     "SplitNotFoundError",
     "TrainTransform",
     "UndecodableImageError",

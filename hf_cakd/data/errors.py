@@ -1,11 +1,13 @@
 """The ways a dataset can be unfit for image classification, each with its own class.
 
-All are ``ValueError`` subclasses, so callers that only care that the input was wrong can catch
-``ValueError``; each message names the problem and how to fix it.
+All are :class:`~hf_cakd.errors.InputError` (exit code 3) and, as before, ``ValueError``
+subclasses; each message names the problem and how to fix it.
 """
 
+from ..errors import InputError
 
-class DataError(ValueError):
+
+class DataError(InputError, ValueError):
     """A dataset cannot be used as given."""
 
 
@@ -27,3 +29,7 @@ class LabelColumnError(DataError):
 
 class UndecodableImageError(DataError):
     """An image's bytes or file could not be decoded."""
+
+
+class MissingImageError(UndecodableImageError):
+    """A row has no image (an empty cell); skipped on request like an undecodable one."""

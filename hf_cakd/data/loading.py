@@ -1,14 +1,16 @@
 """Load an image-classification dataset and find out which columns hold the images and labels.
 
 Datasets name their columns differently (``img`` in CIFAR-10, ``image`` in most Hub datasets)
-and store labels as ``ClassLabel`` or as bare integers, so the columns are resolved once here
-and carried along with the splits in :class:`ImageClassificationData`. Everything that would
-otherwise fail later, deep inside a training step (a missing split, a string label column, an
-unlabelled test split), fails here with a message that says what to pass instead.
+and store labels as ``ClassLabel``, bare integers or class names, so the columns are resolved
+once here and carried along with the splits in :class:`ImageClassificationData`; class names are
+encoded as a ``ClassLabel``. Everything that would otherwise fail later, deep inside a training
+step (a missing split, a float label column, an unlabelled test split), fails here with a message
+that says what to pass instead.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass
 
@@ -23,6 +25,9 @@ LABEL_COLUMN_NAMES = ("label", "labels")
 EVAL_SPLIT_NAMES = ("test", "validation", "valid", "val")
 IMAGE_VALUE_DTYPES = ("string", "large_string", "binary", "large_binary")
 FILE_BUILDERS = {".parquet": "parquet", ".arrow": "arrow"}
+CATEGORY_DTYPES = ("string", "large_string", "bool")  # label values that name a class
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -88,6 +93,9 @@ def load_image_dataset(
     for name, split in used.items():
         _require_columns(name, split, (image_column, label_column))
         _check_image_column(split, image_column)
+    if _feature_name(train.features[label_column]) in CATEGORY_DTYPES:
+        used = _encode_class_names(used, label_column)
+        train, evaluation = used[train_split], used.get(eval_split)
     id2label = _id2label(used, label_column)
     return ImageClassificationData(train, evaluation, image_column, label_column, id2label, eval_split)
 
@@ -167,15 +175,31 @@ def _check_image_column(split: Dataset, image_column: str) -> None:
         )
 
 
+def _encode_class_names(splits: dict[str, Dataset], label_column: str) -> dict[str, Dataset]:
+    """Each split with its label column cast to one ``ClassLabel`` built from the names in all splits.
+
+    ``class_encode_column`` on each split alone would number the classes of each split by
+    itself, so a class missing from one split would shift the ids of the others.
+    """
+    names = datasets.concatenate_datasets([split.select_columns(label_column) for split in splits.values()])
+    class_label = names.class_encode_column(label_column).features[label_column]
+    logger.info(
+        "Encoded the label column %r as %d classes: %s",
+        label_column, class_label.num_classes, dict(enumerate(class_label.names)),
+    )
+    return {name: split.cast_column(label_column, class_label) for name, split in splits.items()}
+
+
 def _id2label(splits: dict[str, Dataset], label_column: str) -> dict[int, str]:
     """Class names from a ``ClassLabel``, else ``LABEL_<i>`` (transformers' default) up to the largest id."""
     feature = next(iter(splits.values())).features[label_column]
     is_integer = isinstance(feature, Value) and feature.dtype.startswith(("int", "uint"))
     if not isinstance(feature, ClassLabel) and not is_integer:
         raise LabelColumnError(
-            f"The label column {label_column!r} holds {_feature_name(feature)} values, not integer class ids. "
-            f"Encode it first (dataset = dataset.class_encode_column({label_column!r}), then pass the dataset), "
-            "or pass label_column= naming an integer or ClassLabel column."
+            f"The label column {label_column!r} holds {_feature_name(feature)} values, not class ids or class "
+            "names. If they are whole class ids, cast them first (dataset = dataset.cast_column("
+            f"{label_column!r}, datasets.Value('int64')), then pass the dataset); otherwise pass label_column= "
+            "naming an integer, string or ClassLabel column."
         )
     ranges = {name: pc.min_max(split.with_format("arrow")[label_column]).as_py() for name, split in splits.items()}
     if isinstance(feature, ClassLabel):
