@@ -19,6 +19,7 @@ from typing import Any
 import transformers
 from transformers import HfArgumentParser, TrainingArguments
 
+from .errors import UsageError, run_cli
 from .methods import METHODS, method_config
 from .pipeline import DataArguments, ModelArguments, distill
 from .trainer import DistillationTrainingArguments
@@ -84,15 +85,18 @@ def parse_distill_args(argv: list[str]) -> tuple[ModelArguments, DataArguments, 
     if show_all:
         parser.print_help()
         raise SystemExit(0)
-    if len(argv) == 1 and argv[0].endswith(CONFIG_FILE_SUFFIXES):
-        parse = parser.parse_json_file if argv[0].endswith(".json") else parser.parse_yaml_file
-        model_args, data_args, options, training_args = parse(argv[0])
-    else:
-        model_args, data_args, options, training_args = parser.parse_args_into_dataclasses(args=argv)
-    given = {name: value for name, value in dataclasses.asdict(options).items() if value is not None}
-    training_args.method_config = method_config(
-        training_args.method, {**training_args.method_config, **given}
-    ).to_dict()
+    try:
+        if len(argv) == 1 and argv[0].endswith(CONFIG_FILE_SUFFIXES):
+            parse = parser.parse_json_file if argv[0].endswith(".json") else parser.parse_yaml_file
+            model_args, data_args, options, training_args = parse(argv[0])
+        else:
+            model_args, data_args, options, training_args = parser.parse_args_into_dataclasses(args=argv)
+        given = {name: value for name, value in dataclasses.asdict(options).items() if value is not None}
+        training_args.method_config = method_config(
+            training_args.method, {**training_args.method_config, **given}
+        ).to_dict()
+    except (ValueError, TypeError) as err:  # raised by the dataclasses' checks of their values
+        raise UsageError(str(err)) from err
     return model_args, data_args, training_args
 
 
@@ -102,3 +106,15 @@ def distill_main(argv: list[str] | None = None, callbacks: list | None = None) -
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
     transformers.utils.logging.set_verbosity_warning()
     return distill(model_args, data_args, training_args, callbacks=callbacks)
+
+
+COMMANDS = {"distill": distill_main}
+
+
+def main(argv: list[str] | None = None) -> None:
+    """The ``hf-cakd`` console entry point; exit codes as hf_cakd.errors documents (README: "Exit codes")."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] not in COMMANDS:
+        print(f"usage: hf-cakd {{{','.join(COMMANDS)}}} ...  (hf-cakd <command> --help)", file=sys.stderr)
+        raise SystemExit(0 if argv[:1] in (["-h"], ["--help"]) else 2)
+    run_cli(COMMANDS[argv[0]], argv[1:])

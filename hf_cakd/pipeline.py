@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 from transformers import set_seed
 
+from .errors import UsageError
 from .data import DistillationCollator, DistillationTransform, image_processor_for, image_transforms, load_image_dataset
 from .hub import push_student, student_model_card
 from .models import load_classifier, load_image_processor
@@ -78,9 +79,9 @@ def _json_option(value, flag: str) -> dict | None:
     try:
         parsed = json.loads(value)
     except json.JSONDecodeError as err:
-        raise ValueError(f"{flag} must be a JSON object, e.g. '{{\"img_size\": 32}}': {err}") from err
+        raise UsageError(f"{flag} must be a JSON object, e.g. '{{\"img_size\": 32}}': {err}") from err
     if not isinstance(parsed, dict):
-        raise ValueError(f"{flag} must be a JSON object, got {value!r}")
+        raise UsageError(f"{flag} must be a JSON object, got {value!r}")
     return parsed
 
 
@@ -89,7 +90,7 @@ def _check_output_dir(training_args, data_args) -> None:
     if training_args.resume_from_checkpoint or data_args.overwrite_output_dir:
         return
     if os.path.isdir(output_dir) and os.listdir(output_dir):
-        raise ValueError(
+        raise UsageError(
             f"--output_dir {output_dir} exists and is not empty. Pass --resume_from_checkpoint last to continue that run, "
             "--overwrite_output_dir to write into it anyway, or choose another directory."
         )
@@ -109,7 +110,7 @@ def distill(
     log_level = training_args.get_process_log_level()
     logging.getLogger("hf_cakd").setLevel(logging.INFO if log_level < 0 else log_level)  # -1: --log_level passive
     if training_args.method != "none" and not model_args.teacher:
-        raise ValueError(f"--method {training_args.method} distils from a teacher: pass --teacher.")
+        raise UsageError(f"--method {training_args.method} distils from a teacher: pass --teacher.")
     _check_output_dir(training_args, data_args)
     set_seed(training_args.seed)
     # The Trainer's own push would upload before our model card exists; we push at the end instead.
@@ -126,6 +127,7 @@ def distill(
     student = load_classifier(
         model_args.student,
         data.id2label,
+        role="student",
         replace_head=model_args.ignore_mismatched_sizes,
         model_args=model_args.student_model_args,
     )
@@ -135,6 +137,7 @@ def distill(
         teacher = load_classifier(
             model_args.teacher,
             data.id2label,
+            role="teacher",
             label_mapping=model_args.teacher_label_mapping,
             model_args=model_args.teacher_model_args,
         )

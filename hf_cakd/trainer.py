@@ -21,9 +21,12 @@ from transformers.trainer_utils import rotate_checkpoints
 from transformers.utils import SAFE_WEIGHTS_NAME
 
 from .backbones import staged_view
+from .data.distillation import SKIPPED_IMAGES_KEY
+from .errors import InputError, NumericalError, Preempted
 from .methods import METHODS, MethodConfig, method_config
 from .metrics import accuracy_metrics
 from .modeling_distillation import DISTILLATION_CONFIG_NAME, DistillationModel
+from .preemption import PreemptionCallback
 
 logger = logging.getLogger(__name__)
 
@@ -111,6 +114,19 @@ def _saved_student_state(student: PreTrainedModel, checkpoint_dir: str) -> dict[
     return saved.state_dict()
 
 
+def _identity(entry):
+    """What makes a model the same model for a resume (the spec, its architecture and resolution)."""
+    if not isinstance(entry, dict):
+        return entry
+    return {key: entry.get(key) for key in ("name_or_path", "architecture", "image_size")}
+
+
+def _brief(entry) -> str:
+    if not isinstance(entry, dict):
+        return repr(entry)
+    return f"{entry.get('name_or_path') or '(built from a config)'} [{entry.get('architecture')}, {entry.get('image_size')}]"
+
+
 class DistillationTrainer(Trainer):
     """A ``Trainer`` that distils ``teacher_model`` into ``model`` (the student).
 
@@ -163,6 +179,9 @@ class DistillationTrainer(Trainer):
             self.teacher_view = distillation_model.teacher_view or staged_view(teacher_model)
         self._loss_term_sums: dict[str, torch.Tensor] = {}
         self._loss_term_count = 0
+        self._skipped_images: dict[str, torch.Tensor | int] = {}
+        self.preemption = PreemptionCallback()
+        self.add_callback(self.preemption)
 
     @property
     def student(self) -> PreTrainedModel:
@@ -174,7 +193,29 @@ class DistillationTrainer(Trainer):
         with torch.no_grad(), self.accelerator.autocast():
             return self.teacher_view(pixel_values)
 
+    def _count_skipped_images(self, inputs: dict) -> None:
+        skipped = inputs.pop(SKIPPED_IMAGES_KEY, None)
+        if skipped is not None:
+            split = "train" if self.model.training else "eval"
+            self._skipped_images[split] = self._skipped_images.get(split, 0) + skipped.detach()
+
+    def skipped_images(self) -> dict[str, int]:
+        """Images skipped as missing or undecodable (``--skip_bad_images``), summed over workers and processes.
+
+        ``train``: over every training batch of this run (an image skipped in each of 3 epochs
+        counts 3 times); ``eval``: in the last evaluation.
+        """
+        return {
+            split: int(self.accelerator.reduce(torch.as_tensor(count, device=self.args.device), reduction="sum"))
+            for split, count in sorted(self._skipped_images.items())
+        }
+
+    def evaluate(self, *args, **kwargs):
+        self._skipped_images.pop("eval", None)
+        return super().evaluate(*args, **kwargs)
+
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        self._count_skipped_images(inputs)
         teacher_outputs = None
         if model.training and self.accelerator.unwrap_model(model).method.requires_teacher:
             teacher_outputs = self._teacher_outputs(inputs)
@@ -188,13 +229,14 @@ class DistillationTrainer(Trainer):
         # Evaluation and prediction run the student alone. Without labels the Trainer calls
         # model(**inputs), which must not receive the teacher's pixels.
         inputs = {key: value for key, value in inputs.items() if key != "teacher_pixel_values"}
+        self._count_skipped_images(inputs)
         return super().prediction_step(model, inputs, prediction_loss_only, ignore_keys=ignore_keys)
 
     def _record_loss_terms(self, losses: dict[str, torch.Tensor]) -> None:
         values = torch.stack([value.detach().float() for value in losses.values()])
         if not torch.isfinite(values).all():  # one device sync per step, not one per term
             name, value = next((n, v) for n, v in zip(losses, values.tolist()) if not math.isfinite(v))
-            raise FloatingPointError(
+            raise NumericalError(
                 f"The loss term {name!r} is {value} at step {self.state.global_step}. Lower the learning rate, "
                 "use bf16 instead of fp16, or check the inputs; the last saved checkpoint is untouched."
             )
@@ -237,7 +279,7 @@ class DistillationTrainer(Trainer):
         distillation_model = self.accelerator.unwrap_model(self.model)
         student_file = os.path.join(checkpoint_dir, SAFE_WEIGHTS_NAME)
         if not os.path.isfile(student_file):
-            raise FileNotFoundError(
+            raise InputError(
                 f"{checkpoint_dir} has no {SAFE_WEIGHTS_NAME}: it is not a complete DistillationTrainer checkpoint. "
                 "Resume from another checkpoint-* directory or start afresh."
             )
@@ -273,19 +315,56 @@ class DistillationTrainer(Trainer):
         if resume_from_checkpoint is True:
             resume_from_checkpoint = last_complete_checkpoint(self.args.output_dir)
             if resume_from_checkpoint is None:
-                raise ValueError(f"No complete checkpoint in {self.args.output_dir} to resume from.")
+                raise InputError(
+                    f"No complete checkpoint in {self.args.output_dir} to resume from: drop --resume_from_checkpoint "
+                    "to start afresh."
+                )
         elif resume_from_checkpoint and not os.path.isfile(
             os.path.join(resume_from_checkpoint, CHECKPOINT_COMPLETE_NAME)
         ):
             newest = last_complete_checkpoint(os.path.dirname(os.path.abspath(resume_from_checkpoint)))
-            raise ValueError(
+            raise InputError(
                 f"{resume_from_checkpoint} is not a complete checkpoint (missing, or its write was interrupted). "
                 + (f"The newest complete one is {newest}." if newest else "No complete checkpoint is beside it.")
             )
-        return super().train(resume_from_checkpoint=resume_from_checkpoint, **kwargs)
+        result = super().train(resume_from_checkpoint=resume_from_checkpoint, **kwargs)
+        if self.preemption.stopped_at_step is not None:
+            step = self.preemption.stopped_at_step
+            raise Preempted(
+                f"Stopped by a signal at step {step}; {os.path.join(self.args.output_dir, CHECKPOINT_PREFIX + str(step))} "
+                "is complete. Run the same command with --resume_from_checkpoint last to continue."
+            )
+        return result
 
     def _load_from_checkpoint(self, resume_from_checkpoint: str, model: nn.Module | None = None) -> None:
+        self._check_same_run(resume_from_checkpoint)
         self._load_distillation_state(resume_from_checkpoint)
+
+    def _check_same_run(self, checkpoint_dir: str) -> None:
+        """Refuse to resume a checkpoint written by another method, teacher or student, naming both sides."""
+        saved_file = os.path.join(checkpoint_dir, DISTILLATION_CONFIG_NAME)
+        if not os.path.isfile(saved_file):
+            return
+        with open(saved_file) as f:
+            saved = json.load(f)
+        current = self.accelerator.unwrap_model(self.model).description()
+        differences = [
+            f"{key}: checkpoint {_brief(saved.get(key))}, this run {_brief(current[key])}"
+            for key in ("method", "teacher", "student")
+            if _identity(saved.get(key)) != _identity(current[key])
+        ]
+        if differences:
+            raise InputError(
+                f"{checkpoint_dir} was written by another run ({'; '.join(differences)}). Resume with the same "
+                "--method, --teacher and --student, or pass another --output_dir to start a new run."
+            )
+        changed = sorted(
+            name
+            for name, value in current["method_config"].items()
+            if saved.get("method_config", {}).get(name, value) != value
+        )
+        if changed:
+            logger.warning("Resuming %s with changed method options: %s", checkpoint_dir, ", ".join(changed))
 
     def _load_best_model(self) -> None:
         logger.info("Loading the best model from %s", self.state.best_model_checkpoint)

@@ -5,11 +5,11 @@
         --student microsoft/resnet-18 --dataset uoft-cs/cifar10 --method fbt --output_dir out/vit-to-resnet18
 
 ``--help`` lists the flags; the run itself is :func:`hf_cakd.distill` (hf_cakd/pipeline.py).
+Exit codes: 0 done, 1 internal error, 2 usage, 3 input, 4 NaN/inf, 75 pre-empted (resumable).
 """
 
-import sys
-
 from hf_cakd.cli import distill_main
+from hf_cakd.errors import run_cli
 
 if __name__ == "__main__":
-    distill_main(sys.argv[1:])
+    run_cli(distill_main)

@@ -29,6 +29,7 @@ from transformers import AutoImageProcessor, AutoModelForImageClassification, Vi
 
 from hf_cakd.data import model_input_spec
 from hf_cakd.cli import distill_main
+from hf_cakd.errors import UsageError
 from hf_cakd.hub import student_model_card
 from hf_cakd.methods import METHODS, method_class
 from hf_cakd.trainer import CHECKPOINT_COMPLETE_NAME, DistillationTrainer, last_complete_checkpoint
@@ -232,7 +233,7 @@ def test_non_empty_output_dir_is_refused_and_left_untouched(distill, workspace, 
     output_dir = tmp_path / "previous-run"
     output_dir.mkdir()
     (output_dir / "model.safetensors").write_bytes(b"weights of another run")
-    with pytest.raises(SystemExit) as err:
+    with pytest.raises(UsageError) as err:
         distill.main(distill_args(workspace, "kd", output_dir))
     assert "--overwrite_output_dir" in str(err.value) and str(output_dir) in str(err.value)
     assert os.listdir(output_dir) == ["model.safetensors"]
@@ -244,7 +245,7 @@ def test_distilling_without_a_teacher_is_refused(distill, workspace, tmp_path, m
     args = distill_args(workspace, method, tmp_path / "out")
     teacher_at = args.index("--teacher")
     del args[teacher_at : teacher_at + 2]
-    with pytest.raises(SystemExit) as err:
+    with pytest.raises(UsageError) as err:
         distill.main(args)
     assert "--teacher" in str(err.value) and f"--method {method}" in str(err.value)
     assert not (tmp_path / "out").exists()

@@ -24,6 +24,7 @@ from transformers import AutoModelForImageClassification, TrainerCallback, ViTCo
 
 from hf_cakd import DistillationModel, DistillationTrainer, DistillationTrainingArguments
 from hf_cakd.data import DistillationCollator
+from hf_cakd.errors import InputError
 from hf_cakd.methods import METHOD_STATE_NAME, method_class
 from hf_cakd.modeling_distillation import DISTILLATION_CONFIG_NAME
 from hf_cakd.trainer import CHECKPOINT_COMPLETE_NAME
@@ -262,7 +263,7 @@ def test_resume_from_checkpoint_matches_an_uninterrupted_run(tmp_path):
     # Another initialisation, so that only what the checkpoint restores can make the runs agree.
     resumed = make_trainer(tmp_path / "resumed", student_seed=7, **run)
     assert not torch.equal(resumed.model.student.classifier.weight, full.model.student.classifier.weight)
-    with pytest.raises(ValueError, match="not a complete checkpoint.*checkpoint-3"):
+    with pytest.raises(InputError, match="not a complete checkpoint.*checkpoint-3"):
         resumed.train(resume_from_checkpoint=str(half_written))
     resumed.train(resume_from_checkpoint=True)  # the newest *complete* checkpoint: checkpoint-3
     assert resumed.state.global_step == 6
