@@ -211,9 +211,11 @@ def student_model_card(
 def _card_license(spec: str | None) -> str | None:
     if not spec or spec.startswith("timm:"):
         return None
-    readme = Path(spec) / "README.md"
+    local = Path(spec)
+    if local.is_dir() and not (local / "README.md").is_file():
+        return None
     try:
-        card = ModelCard.load(readme if readme.is_file() else spec)
+        card = ModelCard.load(local / "README.md" if local.is_dir() else spec)
     except Exception as err:  # offline, no such repo, no card: the next source decides
         logger.info("No license read from %s: %s", spec, err)
         return None
