@@ -1,128 +1,407 @@
-"""The distilled student's model card (rendered from ``model_cards/``) and its push to the Hub."""
+"""The distilled student on the Hub: its model card, its push, and a folder timm can load too.
+
+- :func:`student_model_card` renders the card (``model_cards/student.md.jinja``) from plain values
+  gathered in a :class:`CardInputs`; :func:`default_license` and :func:`framework_versions` give
+  two of them.
+- :func:`push_student` uploads an output folder (the student at the top), retrying transient failures.
+- :func:`make_timm_loadable` rewrites a saved ``TimmWrapper`` student so ``timm.create_model`` loads it.
+"""
 
 from __future__ import annotations
 
+import importlib.metadata
+import json
+import logging
 import os
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
+import requests
 from huggingface_hub import EvalResult, HfApi, ModelCard, ModelCardData
+from huggingface_hub.errors import HfHubHTTPError, HTTPError
+from safetensors.torch import load_file, save_file
+from transformers.modelcard import make_markdown_table, parse_log_history
 
-DEFAULT_TEMPLATE = Path(__file__).resolve().parents[1] / "model_cards" / "student.md.jinja"
+from .methods import method_class
 
-METHOD_TITLES = {
-    "none": "no distillation (supervised baseline)",
-    "kd": "Hinton knowledge distillation",
-    "fitnet": "FitNet feature hints",
-    "ofa": "OFA (One-for-All) distillation",
-    "fbt": "FBT (Fuse Before Transfer)",
+logger = logging.getLogger(__name__)
+
+TEMPLATE_NAME = "student.md.jinja"
+
+
+def default_template_path() -> Path:
+    """The student card template: inside the installed package, else at the top of a source checkout."""
+    installed = files("hf_cakd") / "model_cards" / TEMPLATE_NAME
+    if installed.is_file():
+        return Path(str(installed))
+    return Path(__file__).resolve().parents[1] / "model_cards" / TEMPLATE_NAME
+
+
+# ---- the card ----
+
+PAPERS = {
+    "ofa": {
+        "title": "One-for-All: Bridge the Gap Between Heterogeneous Architectures in Knowledge Distillation",
+        "arxiv": "2310.19444",
+        "bibtex": """@inproceedings{hao2023ofa,
+  title={One-for-All: Bridge the Gap Between Heterogeneous Architectures in Knowledge Distillation},
+  author={Hao, Zhiwei and Guo, Jianyuan and Han, Kai and Tang, Yehui and Hu, Han and Wang, Yunhe and Xu, Chang},
+  booktitle={Advances in Neural Information Processing Systems (NeurIPS)},
+  year={2023}
+}""",
+    },
+    "fbt": {
+        "title": "Fuse Before Transfer: Knowledge Fusion for Heterogeneous Distillation",
+        "arxiv": "2410.12342",
+        "bibtex": """@inproceedings{li2025fbt,
+  title={Fuse Before Transfer: Knowledge Fusion for Heterogeneous Distillation},
+  author={Li, Guopeng and Wang, Qiang and Yan, Ke and Ding, Shouhong and Gao, Yuan and Xia, Gui-Song},
+  booktitle={Proceedings of the IEEE/CVF International Conference on Computer Vision (ICCV)},
+  year={2025}
+}""",
+    },
 }
-# The arguments that define each method, shown in the card.
-METHOD_ARGS = {
-    "none": [],
-    "kd": ["kd_temperature", "logit_weight"],
-    "fitnet": ["fitnet_stage", "feature_weight"],
-    "ofa": ["ofa_gamma", "ofa_temperature", "logit_weight"],
-    "fbt": [
-        "fbt_logit_loss",
-        "ofa_gamma",
-        "infonce_weight",
-        "logit_weight",
-        "infonce_pooling",
-        "projector_dim",
-        "infonce_temperature",
-        "detach_assistant",
-        "bridge_type",
-    ],
-}
+
+FRAMEWORKS = ("transformers", "torch", "datasets", "timm", "accelerate")
 
 
-def _looks_like_hub_id(spec: str | None) -> bool:
+def framework_versions() -> dict[str, str]:
+    """The versions a student card lists: Trainer's cards' (transformers, torch, datasets), timm, accelerate, hf_cakd."""
+    from hf_cakd import __version__
+
+    return {**{name: importlib.metadata.version(name) for name in FRAMEWORKS}, "hf_cakd": __version__}
+
+
+def is_hub_id(spec: str | None) -> bool:
+    """Whether ``spec`` names a Hub repository (``owner/name``), not a local path or a ``timm:`` name."""
     return bool(spec) and not spec.startswith("timm:") and not os.path.exists(spec) and spec.count("/") == 1
 
 
-def student_model_card(
-    *,
-    args,
-    teacher: str | None,
-    student: str,
-    dataset: str,
-    eval_split: str,
-    metrics: dict[str, dict[str, float]],
-    families: dict[str, str],
-    repo_id: str | None = None,
-    template_path: str | os.PathLike = DEFAULT_TEMPLATE,
-) -> ModelCard:
-    """Render the student's card: Hub metadata, the teacher, the method and the results table.
+def public_name(spec: str | None) -> str | None:
+    """How a card names a model or data set: a Hub id or ``timm:`` name as is, a local path by its base name."""
+    if not spec or is_hub_id(spec) or spec.startswith("timm:"):
+        return spec
+    return Path(spec).resolve().name
 
-    ``metrics`` maps a row name (``"student"``, ``"teacher"``) to ``{"top1": .., "top5": ..}``.
+
+@dataclass
+class CardInputs:
+    """Everything a student card states, as plain values the training pipeline already has.
+
+    Specs (``teacher``, ``student``, ``dataset``) are given as on the command line; the card shows
+    Hub ids as they are and local paths by their base name only.
     """
-    student_metrics = metrics["student"]
-    dataset_id = dataset if _looks_like_hub_id(dataset) else Path(dataset).name
+
+    model_name: str
+    """The card's title: the output folder's name."""
+    student: str
+    teacher: str | None
+    """None for the supervised baseline (method ``none``)."""
+    student_family: str
+    teacher_family: str | None
+    method: str
+    method_title: str
+    method_options: dict[str, Any]
+    """The method's own options, name -> value, shown in the card."""
+    dataset: str
+    eval_split: str | None
+    """None: the run had no eval split, and the card has no results."""
+    metrics: dict[str, dict[str, float]]
+    """Row (``"student"``, ``"teacher"``) -> ``{"top1": .., "top5": ..}``, fractions; may be empty."""
+    global_steps: int
+    epochs_seen: float
+    """Epochs the optimiser actually went through: steps x effective batch / training images."""
+    per_device_batch_size: int
+    num_processes: int
+    gradient_accumulation_steps: int
+    learning_rate: float
+    seed: int
+    license: str
+    """A Hub license id; see :func:`default_license`. ``"other"`` adds a line asking to set it."""
+    log_history: list[dict[str, Any]] = field(default_factory=list)
+    """``trainer.state.log_history``; its table is rendered as Trainer's own cards render it."""
+    input_resolutions: dict[str, tuple[int, int]] = field(default_factory=dict)
+    """Role (``"student"``, ``"teacher"``) -> (height, width) of the images it was fed."""
+    skipped_images: int = 0
+    """Training images that could not be decoded and were skipped."""
+    versions: dict[str, str] = field(default_factory=framework_versions)
+
+    @property
+    def effective_batch_size(self) -> int:
+        return self.per_device_batch_size * self.num_processes * self.gradient_accumulation_steps
+
+
+def _eval_results(inputs: CardInputs, dataset: str) -> list[EvalResult] | None:
+    if inputs.eval_split is None or "student" not in inputs.metrics:
+        return None
+    student = inputs.metrics["student"]
+    # Two distinct metric types, so the Hub shows two results, not one metric reported twice.
+    return [
+        EvalResult(
+            task_type="image-classification",
+            dataset_type=dataset,
+            dataset_name=dataset,
+            dataset_split=inputs.eval_split,
+            metric_type=metric_type,
+            metric_name=metric_name,
+            metric_value=round(student[key], 4),
+        )
+        for key, metric_type, metric_name in (
+            ("top1", "accuracy", "top-1 accuracy"),
+            ("top5", "top_5_accuracy", "top-5 accuracy"),
+        )
+    ]
+
+
+def _training_log_table(log_history: list[dict[str, Any]]) -> str | None:
+    """The per-evaluation table of Trainer's cards; without evaluations, the logged training losses."""
+    _, lines, _ = parse_log_history(log_history)
+    if not lines:
+        lines = [
+            {"Training Loss": row["loss"], "Epoch": row["epoch"], "Step": row["step"]}
+            for row in log_history
+            if "loss" in row
+        ]
+    return make_markdown_table(lines) if lines else None
+
+
+def student_model_card(
+    inputs: CardInputs, *, repo_id: str | None = None, template_path: str | os.PathLike | None = None
+) -> ModelCard:
+    """Render the student's card: Hub metadata, the teacher, the method, the training and the results.
+
+    ``repo_id`` is what the usage snippets load (default: ``inputs.model_name``). The metadata names
+    the ``license``, the teacher (``teacher_model``), and ``base_model`` only when the student
+    started from a Hub model; ``eval_results`` carries the student's top-1 and top-5 when there was
+    an eval split. Papers are cited for OFA and FBT (whose logit loss is OFA's).
+    """
+    dataset = public_name(inputs.dataset)
+    teacher = public_name(inputs.teacher)
     card_data = ModelCardData(
-        base_model=student if _looks_like_hub_id(student) else None,
-        datasets=[dataset_id],
+        license=inputs.license,
+        base_model=inputs.student if is_hub_id(inputs.student) else None,
+        datasets=[dataset] if is_hub_id(inputs.dataset) else None,
         library_name="transformers",
         pipeline_tag="image-classification",
-        tags=["image-classification", "knowledge-distillation", "hf_cakd", f"distillation-{args.method}"],
+        tags=["image-classification", "knowledge-distillation", "hf_cakd", f"distillation-{inputs.method}"],
         metrics=["accuracy"],
-        model_name=Path(args.output_dir).name,
-        eval_results=[
-            EvalResult(
-                task_type="image-classification",
-                dataset_type=dataset_id,
-                dataset_name=dataset_id,
-                dataset_split=eval_split,
-                metric_type="accuracy",
-                metric_name=f"top-{k} accuracy",
-                metric_value=round(student_metrics[f"top{k}"], 4),
-            )
-            for k in (1, 5)
-        ],
+        model_name=inputs.model_name,
+        eval_results=_eval_results(inputs, dataset),
+        teacher_model=teacher,
     )
-    template_kwargs: dict[str, Any] = dict(
-        model_name=Path(args.output_dir).name,
-        teacher=teacher or "none",
-        student=student,
-        teacher_family=families.get("teacher", "-"),
-        student_family=families.get("student", "-"),
-        method=args.method,
-        method_title=METHOD_TITLES.get(args.method, args.method),
-        method_args={name: args.method_config[name] for name in METHOD_ARGS.get(args.method, [])},
-        dataset=dataset_id,
-        eval_split=eval_split,
-        results=[{"name": name, **values} for name, values in metrics.items()],
-        epochs=args.num_train_epochs,
-        learning_rate=args.learning_rate,
-        batch_size=args.per_device_train_batch_size,
-        repo_id=repo_id or args.output_dir,
-        library_name="transformers",
+    papers = [PAPERS[name] for name in method_class(inputs.method).papers]
+    return ModelCard.from_template(
+        card_data,
+        template_path=str(template_path or default_template_path()),
+        inputs=inputs,
+        teacher=teacher,
+        student=public_name(inputs.student),
+        dataset=dataset,
+        results=[{"name": name, **values} for name, values in inputs.metrics.items()] if inputs.eval_split else [],
+        training_log=_training_log_table(inputs.log_history),
+        papers=papers,
+        repo_id=repo_id or inputs.model_name,
     )
-    return ModelCard.from_template(card_data, template_path=str(template_path), **template_kwargs)
+
+
+def _card_license(spec: str | None) -> str | None:
+    if not spec or spec.startswith("timm:"):
+        return None
+    local = Path(spec)
+    if local.is_dir() and not (local / "README.md").is_file():
+        return None
+    try:
+        card = ModelCard.load(local / "README.md" if local.is_dir() else spec)
+    except Exception as err:  # offline, no such repo, no card: the next source decides
+        logger.info("No license read from %s: %s", spec, err)
+        return None
+    return card.data.license
+
+
+def default_license(teacher: str | None, student: str | None) -> tuple[str, str]:
+    """``(license, source)`` for the student card: the teacher's card license, else the student's, else ``other``.
+
+    A spec's card is its local folder's ``README.md`` or its Hub model card; a card that cannot be
+    read (offline, no card, no license in its metadata) is skipped. ``source`` says where the license
+    came from (``"teacher"``, ``"student"`` or ``"none"``).
+    """
+    for source, spec in (("teacher", teacher), ("student", student)):
+        license = _card_license(spec)
+        if license:
+            return license, source
+    return "other", "none"
+
+
+# ---- the push ----
+
+# Files of an output folder that are not the student; DISTILLATION_PARTS go up only on request.
+NOT_UPLOADED = ["checkpoint-*", "README.md", "training_args.bin", "runs/*"]
+DISTILLATION_PARTS = ["assistant/*", "distillation_method.safetensors", "distillation_config.json"]
+
+
+class PushError(RuntimeError):
+    """A push to the Hub that failed; the local output folder is left as it was."""
+
+
+def _is_transient(err: Exception) -> bool:
+    """A 5xx answer, or no answer at all: a connection error of huggingface_hub's HTTP client or of requests."""
+    if isinstance(err, HfHubHTTPError):
+        return err.response.status_code >= 500
+    # HTTPError is the base error of huggingface_hub's HTTP client (httpx); status errors come as HfHubHTTPError.
+    return isinstance(err, (HTTPError, requests.ConnectionError, requests.Timeout))
+
+
+def _with_retries(call: Callable[[], Any], *, attempts: int, sleep: Callable[[float], None], backoff: float) -> Any:
+    for attempt in range(1, attempts + 1):
+        try:
+            return call()
+        except Exception as err:
+            if attempt == attempts or not _is_transient(err):
+                raise
+            delay = backoff * 2 ** (attempt - 1)
+            logger.warning("Hub push failed (%s); attempt %d of %d in %.0f s.", err, attempt + 1, attempts, delay)
+            sleep(delay)
 
 
 def push_student(
-    output_dir: str, repo_id: str, card: ModelCard | None, token: str | None = None, private: bool | None = None
-):
-    """Upload the saved student, then its card (when there is one).
+    output_dir: str | os.PathLike,
+    repo_id: str,
+    card: ModelCard | None = None,
+    *,
+    token: str | None = None,
+    private: bool | None = None,
+    include_distillation_parts: bool = False,
+    attempts: int = 4,
+    backoff: float = 2.0,
+    sleep: Callable[[float], None] = time.sleep,
+) -> None:
+    """Upload a finished output folder to ``repo_id``: the student at the top, then its card.
 
-    The card goes last, on purpose: a model's own push writes a generic README.md, which the
-    card must replace. Both uploads go through the same ``HfApi`` client (``ModelCard.push_to_hub``
-    would use huggingface_hub's module-level client and post the card to a validation endpoint
-    first); the card's metadata is written by ``ModelCardData``, so it is valid YAML by construction.
+    What lands on the Hub: the student's files (``config.json``, weights, image processor,
+    ``results.json``) at the top of the repository, so ``AutoModel*.from_pretrained(repo_id)`` and
+    ``pipeline(..., model=repo_id)`` load it; then ``README.md`` from ``card``, or, when ``card`` is
+    None, the folder's own ``README.md`` if it has one (so an existing output folder can be pushed
+    later). Checkpoints, ``runs/`` and ``training_args.bin`` never go up. The distillation parts (the
+    ``assistant/`` folder, ``distillation_method.safetensors``, ``distillation_config.json``) stay
+    local unless ``include_distillation_parts=True``; then they go under ``distillation/``.
+
+    Each upload that fails on a connection error or a 5xx answer is retried, ``attempts`` times in
+    all, waiting ``backoff`` seconds, then twice as long each time (``sleep`` waits). If the push
+    still fails, :class:`PushError` says how to push the folder later with ``hf-cakd push``.
+    Local files are only read, never changed.
     """
+    output_dir = Path(output_dir)
     api = HfApi(token=token)
-    api.create_repo(repo_id, private=private, exist_ok=True)
-    api.upload_folder(
-        repo_id=repo_id,
-        folder_path=output_dir,
-        ignore_patterns=["checkpoint-*", "README.md", "training_args.bin", "runs/*"],
-        commit_message="Upload distilled student (hf_cakd)",
-    )
-    if card is not None:
-        api.upload_file(
-            path_or_fileobj=str(card).encode("utf-8"),
-            path_in_repo="README.md",
+    uploads: list[Callable[[], Any]] = [
+        lambda: api.create_repo(repo_id, private=private, exist_ok=True),
+        lambda: api.upload_folder(
             repo_id=repo_id,
-            commit_message="Add model card",
+            folder_path=output_dir,
+            ignore_patterns=NOT_UPLOADED + DISTILLATION_PARTS,
+            commit_message="Upload distilled student (hf_cakd)",
+        ),
+    ]
+    if include_distillation_parts:
+        uploads.append(
+            lambda: api.upload_folder(
+                repo_id=repo_id,
+                folder_path=output_dir,
+                path_in_repo="distillation",
+                allow_patterns=DISTILLATION_PARTS,
+                commit_message="Upload the distillation parts (assistant, method state)",
+            )
         )
+    readme = output_dir / "README.md"
+    card_text = str(card) if card is not None else readme.read_text(encoding="utf-8") if readme.is_file() else None
+    if card_text is not None:
+        uploads.append(
+            lambda: api.upload_file(
+                path_or_fileobj=card_text.encode("utf-8"),
+                path_in_repo="README.md",
+                repo_id=repo_id,
+                commit_message="Add model card",
+            )
+        )
+    try:
+        for upload in uploads:
+            _with_retries(upload, attempts=attempts, sleep=sleep, backoff=backoff)
+    except Exception as err:
+        raise PushError(
+            f"Pushing {output_dir} to {repo_id} failed: {err}\n"
+            f"The local output folder {output_dir} is complete and untouched; push it later with:\n"
+            f"  hf-cakd push {output_dir} --repo_id {repo_id}"
+        ) from err
+
+
+# ---- timm ----
+
+# pretrained_cfg fields that describe where the architecture's reference weights came from, not this student.
+_SOURCE_FIELDS = ("url", "file", "hf_hub_id", "hf_hub_filename", "source", "tag", "license", "description",
+                  "origin_url", "paper_name", "paper_ids", "notes", "num_classes", "label_names",
+                  "label_descriptions", "label_offset", "state_dict")  # fmt: skip
+
+
+def _processor_data_config(output_dir: Path) -> dict[str, Any]:
+    """timm's data config fields for the eval preprocessing saved in ``preprocessor_config.json``."""
+    path = output_dir / "preprocessor_config.json"
+    if not path.is_file():
+        return {}
+    processor = json.loads(path.read_text(encoding="utf-8"))
+    if "crop_size" not in processor or "image_mean" not in processor:
+        return {}
+    from PIL.Image import Resampling
+
+    crop = (processor["crop_size"]["height"], processor["crop_size"]["width"])
+    config = {"input_size": (3, *crop), "mean": processor["image_mean"], "std": processor["image_std"]}
+    size = processor.get("size", {})
+    if "shortest_edge" in size:
+        config["crop_pct"] = min(crop) / size["shortest_edge"]
+    if "resample" in processor:
+        config["interpolation"] = Resampling(processor["resample"]).name.lower()
+    return config
+
+
+def make_timm_loadable(output_dir: str | os.PathLike) -> bool:
+    """Make a saved ``TimmWrapperForImageClassification`` folder loadable by timm as well.
+
+    transformers writes the timm model's weights under a ``timm_model.`` prefix and a config.json
+    that timm reads as a bare ``pretrained_cfg`` (and fails on). This rewrites, in place, the
+    weights without the prefix (transformers adds it back on load) and adds a ``pretrained_cfg`` to
+    config.json: the architecture's own, less its reference weights' provenance, with the input
+    size and normalisation of the saved ``preprocessor_config.json``. Afterwards both
+    ``timm.create_model("local-dir:<folder>", pretrained=True)`` (or ``"hf-hub:<repo_id>"``) and
+    ``AutoModelForImageClassification.from_pretrained(folder)`` load it. Returns False, changing
+    nothing, for a folder that holds no timm student.
+    """
+    from timm.models import get_pretrained_cfg
+
+    output_dir = Path(output_dir)
+    config_path = output_dir / "config.json"
+    config = json.loads(config_path.read_text(encoding="utf-8"))
+    if config.get("model_type") != "timm_wrapper":
+        return False
+    for weights in sorted(output_dir.glob("*.safetensors")):
+        state_dict = load_file(weights)
+        if any(key.startswith("timm_model.") for key in state_dict):
+            state_dict = {key.removeprefix("timm_model."): tensor for key, tensor in state_dict.items()}
+            save_file(state_dict, weights, metadata={"format": "pt"})
+    index_path = output_dir / "model.safetensors.index.json"
+    if index_path.is_file():
+        index = json.loads(index_path.read_text(encoding="utf-8"))
+        index["weight_map"] = {key.removeprefix("timm_model."): f for key, f in index["weight_map"].items()}
+        index_path.write_text(json.dumps(index, indent=2), encoding="utf-8")
+    reference = get_pretrained_cfg(config["architecture"])
+    pretrained_cfg = {
+        key: value
+        for key, value in (reference.to_dict() if reference else {}).items()
+        if key not in _SOURCE_FIELDS and value is not None
+    }
+    pretrained_cfg.update(config.get("pretrained_cfg", {}), architecture=config["architecture"], custom_load=False)
+    pretrained_cfg.update(_processor_data_config(output_dir))
+    config["pretrained_cfg"] = {key: pretrained_cfg[key] for key in sorted(pretrained_cfg) if key not in _SOURCE_FIELDS}
+    config_path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    return True

@@ -240,13 +240,15 @@ def load_classifier(
             return _from_config(spec, id2label)
         if spec.startswith(TIMM_PREFIX):
             architecture = spec[len(TIMM_PREFIX) :]
-            return _from_config(TimmWrapperConfig(architecture=architecture, model_args=model_args), id2label)
+            config = TimmWrapperConfig(architecture=architecture, model_args=model_args)
+            config._name_or_path = spec  # what a run description and a resume check name it by
+            return _from_config(config, id2label)
         if model_args:
             flag = f"--{role}_model_args" if role else "model_args"
             raise UsageError(f"{flag} only apply to 'timm:<architecture>' specs, not {spec!r}.")
         if _is_config_only(spec):
             logger.info("%s holds a config but no weights: building the model from scratch.", spec)
-            return _from_config(AutoConfig.from_pretrained(spec), id2label)
+            return _from_config(AutoConfig.from_pretrained(spec), id2label)  # _name_or_path: spec
         model = AutoModelForImageClassification.from_pretrained(spec, **from_pretrained_kwargs)
         if id2label is None:
             return model

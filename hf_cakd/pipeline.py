@@ -19,7 +19,7 @@ from transformers import set_seed
 
 from .errors import UsageError
 from .data import DistillationCollator, DistillationTransform, image_processor_for, image_transforms, load_image_dataset
-from .hub import push_student, student_model_card
+from .hub import CardInputs, default_license, framework_versions, make_timm_loadable, push_student, student_model_card
 from .models import load_classifier, load_image_processor
 from .trainer import DistillationTrainer, DistillationTrainingArguments
 
@@ -48,6 +48,13 @@ class ModelArguments:
     ignore_mismatched_sizes: bool = field(
         default=False,
         metadata={"help": "Replace the student's classification head when its labels differ from the dataset's."},
+    )
+    license: str | None = field(
+        default=None,
+        metadata={
+            "help": "License of the distilled student, in its card (default: the teacher's card license, else the "
+            "student's, else 'other')."
+        },
     )
 
     def __post_init__(self):
@@ -177,7 +184,7 @@ def distill(
     )
     distillation_model = trainer.model
     families = {"student": distillation_model.student_view.family}
-    results: dict = {"method": training_args.method, "teacher": model_args.teacher, "student": model_args.student}
+    results: dict = {}
     metrics: dict[str, dict[str, float]] = {}
     if teacher is not None and eval_dataset is not None:
         families["teacher"] = trainer.teacher_view.family
@@ -201,28 +208,25 @@ def distill(
             logger.info("%s on %d eval images: top-1 %.2f%%", name.capitalize(), len(eval_dataset), 100 * values["top1"])
     results.update(metrics=metrics, families=families, **distillation_model.description())
 
+    results["skipped_images"] = trainer.skipped_images()
+    results["environment"] = {
+        "world_size": training_args.world_size,
+        "distributed_type": str(trainer.accelerator.distributed_type),
+        "mixed_precision": trainer.accelerator.mixed_precision,
+        "versions": framework_versions(),
+    }
+
     if trainer.is_world_process_zero():
         with open(os.path.join(training_args.output_dir, RESULTS_NAME), "w") as f:
             json.dump(results, f, indent=2)
-        repo_id = None
+        make_timm_loadable(training_args.output_dir)
+        card = student_model_card(
+            _card_inputs(model_args, data_args, training_args, trainer, data, results, len(train_dataset)),
+            repo_id=training_args.hub_model_id,
+        )
+        card.save(os.path.join(training_args.output_dir, "README.md"))
         if push_to_hub:
             repo_id = training_args.hub_model_id or os.path.basename(os.path.abspath(training_args.output_dir))
-        card = None
-        if "student" in metrics:
-            card = student_model_card(
-                args=training_args,
-                teacher=model_args.teacher,
-                student=model_args.student,
-                dataset=data_args.dataset,
-                eval_split=data.eval_split,
-                metrics=metrics,
-                families=families,
-                repo_id=repo_id,
-            )
-            card.save(os.path.join(training_args.output_dir, "README.md"))
-        else:
-            logger.warning("No eval split: no accuracy to report, so no model card is written.")
-        if push_to_hub:
             push_student(
                 training_args.output_dir,
                 repo_id,
@@ -231,6 +235,40 @@ def distill(
                 private=training_args.hub_private_repo,
             )
     return results
+
+
+def _card_inputs(model_args, data_args, training_args, trainer, data, results, num_train_images) -> CardInputs:
+    method = trainer.accelerator.unwrap_model(trainer.model).method
+    steps = trainer.state.global_step
+    license_id = model_args.license or default_license(model_args.teacher, model_args.student)[0]
+    inputs = CardInputs(
+        model_name=os.path.basename(os.path.abspath(training_args.output_dir)),
+        student=model_args.student,
+        teacher=model_args.teacher,
+        student_family=results["families"]["student"],
+        teacher_family=results["families"].get("teacher"),
+        method=method.name,
+        method_title=method.title,
+        method_options=method.config.to_dict(),
+        dataset=data_args.dataset,
+        eval_split=data.eval_split if "student" in results["metrics"] else None,
+        metrics=results["metrics"],
+        global_steps=steps,
+        epochs_seen=0.0,
+        per_device_batch_size=training_args.per_device_train_batch_size,
+        num_processes=training_args.world_size,
+        gradient_accumulation_steps=training_args.gradient_accumulation_steps,
+        learning_rate=training_args.learning_rate,
+        seed=training_args.seed,
+        license=license_id,
+        log_history=trainer.state.log_history,
+        input_resolutions={
+            role: tuple(results[role]["image_size"]) for role in ("student", "teacher") if results.get(role)
+        },
+        skipped_images=results["skipped_images"].get("train", 0),
+    )
+    inputs.epochs_seen = round(steps * inputs.effective_batch_size / max(num_train_images, 1), 4)
+    return inputs
 
 
 def _rows(flat: dict[str, float]) -> dict[str, dict[str, float]]:

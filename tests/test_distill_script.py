@@ -16,7 +16,6 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from types import SimpleNamespace
 
 import pyarrow.parquet as pq
 import pytest
@@ -30,7 +29,6 @@ from transformers import AutoImageProcessor, AutoModelForImageClassification, Vi
 from hf_cakd.data import model_input_spec
 from hf_cakd.cli import distill_main
 from hf_cakd.errors import UsageError
-from hf_cakd.hub import student_model_card
 from hf_cakd.methods import METHODS, method_class
 from hf_cakd.trainer import CHECKPOINT_COMPLETE_NAME, DistillationTrainer, last_complete_checkpoint
 from tiny_models import build
@@ -420,18 +418,3 @@ def test_push_without_an_eval_split_still_uploads_the_student(distill, workspace
     assert not (tmp_path / "pushed" / "README.md").exists()
     assert [name for name, _ in fake_hub] == ["create_repo", "upload_folder"]
     assert "model.safetensors" in fake_hub[1][1]["files"]
-
-def test_card_names_a_hub_student_as_base_model(workspace):
-    args = SimpleNamespace(
-        method="kd", output_dir="out/run", num_train_epochs=1.0, learning_rate=1e-3, per_device_train_batch_size=8,
-        method_config={"kd_temperature": 4.0, "logit_weight": 1.0},
-    )
-    metrics = {"teacher": {"top1": 0.9, "top5": 1.0}, "student": {"top1": 0.61234, "top5": 0.9}}
-    card = student_model_card(
-        args=args, teacher="google/vit-base-patch16-224", student="microsoft/resnet-18", dataset="uoft-cs/cifar10",
-        eval_split="test", metrics=metrics, families={"teacher": "attention", "student": "cnn"},
-    )  # fmt: skip
-    metadata = card.data.to_dict()
-    assert metadata["base_model"] == "microsoft/resnet-18" and metadata["datasets"] == ["uoft-cs/cifar10"]
-    assert card.data.eval_results[0].metric_value == 0.6123
-    assert "kd_temperature: `4.0`" in card.text

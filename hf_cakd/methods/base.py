@@ -87,6 +87,7 @@ class DistillationMethod(nn.Module):
     name: ClassVar[str]
     title: ClassVar[str]
     config_class: ClassVar[type[MethodConfig]] = MethodConfig
+    papers: ClassVar[tuple[str, ...]] = ()  # ids of hf_cakd.hub.PAPERS the student's card cites
     requires_teacher: ClassVar[bool] = True
 
     def __init__(self, student: StagedBackbone, teacher: StagedBackbone | None, config: MethodConfig):

@@ -75,6 +75,7 @@ class FBTConfig(MethodConfig):
 
 @register_method("fbt", title="FBT (Fuse Before Transfer)")
 class FuseBeforeTransfer(DistillationMethod):
+    papers = ("fbt", "ofa")  # its logit loss is OFA's
     config_class = FBTConfig
 
     def __init__(self, student, teacher, config):

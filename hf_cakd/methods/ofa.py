@@ -44,6 +44,7 @@ class LogitBranch(nn.Module):
 
 @register_method("ofa", title="OFA (One-for-All) distillation")
 class OneForAll(DistillationMethod):
+    papers = ("ofa",)
     config_class = OFAConfig
 
     def __init__(self, student, teacher, config):
