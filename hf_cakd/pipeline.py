@@ -165,9 +165,11 @@ def distill(
             skip_bad_images=data_args.skip_bad_images,
         )
 
-    train_dataset = transform(train=True).apply_to(_select(data.train, data_args.max_train_samples))
+    train_dataset = transform(train=True).apply_to(
+        _select(data.train, data_args.max_train_samples), split=data_args.train_split
+    )
     eval_split = _select(data.eval, data_args.max_eval_samples)
-    eval_dataset = None if eval_split is None else transform(train=False).apply_to(eval_split)
+    eval_dataset = None if eval_split is None else transform(train=False).apply_to(eval_split, split=data.eval_split)
 
     saved_processor = student_processor  # pipeline() needs one, even for a student that came without
     if saved_processor is None:

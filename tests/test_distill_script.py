@@ -27,6 +27,8 @@ from huggingface_hub.utils import filter_repo_objects
 from transformers import AutoImageProcessor, AutoModelForImageClassification, ViTConfig, ViTImageProcessor
 
 from hf_cakd.data import model_input_spec
+from types import SimpleNamespace
+
 from hf_cakd.cli import distill_main
 from hf_cakd.errors import UsageError
 from hf_cakd.methods import METHODS, method_class
@@ -145,7 +147,8 @@ def test_distill_writes_student_results_and_card(distilled, workspace, run):
     card = ModelCard.load(readme)
     assert card.data.to_dict() == metadata
     assert "base_model" not in metadata  # built from scratch (a config directory, a timm: name)
-    assert metadata["datasets"] == [workspace["data"].name]
+    assert "datasets" not in metadata  # a local folder is no Hub dataset id
+    assert str(workspace["root"]) not in card.content  # local paths appear by their base name only
     assert metadata["library_name"] == "transformers" and metadata["pipeline_tag"] == "image-classification"
     assert f"distillation-{method}" in metadata["tags"] and "knowledge-distillation" in metadata["tags"]
     (model_index,) = metadata["model-index"]
@@ -154,6 +157,7 @@ def test_distill_writes_student_results_and_card(distilled, workspace, run):
     top1 = {m["name"]: m["value"] for m in result["metrics"]}["top-1 accuracy"]
     assert top1 == round(results["metrics"]["student"]["top1"], 4)
     assert f"`{method}`" in card.text and "| teacher |" in card.text and "| student |" in card.text
+    assert ("| assistant |" in card.text) == (method == "fbt")  # F's own accuracy, beside the student's
 
 
 def test_timm_student_gets_a_processor_that_matches_its_eval_transform(distilled):
@@ -414,7 +418,8 @@ def test_push_without_an_eval_split_still_uploads_the_student(distill, workspace
     args = distill_args(workspace, "kd", tmp_path / "pushed", "--push_to_hub", "--hub_model_id", "user/repo")
     args[args.index("--dataset") + 1] = str(data)
     results = distill.main(args)
-    assert results["metrics"] == {}  # nothing to measure on, so no card either
-    assert not (tmp_path / "pushed" / "README.md").exists()
-    assert [name for name, _ in fake_hub] == ["create_repo", "upload_folder"]
+    assert results["metrics"] == {}  # nothing to measure on: a card without results
+    card = ModelCard.load(tmp_path / "pushed" / "README.md")
+    assert "model-index" not in card.data.to_dict() and "## Results" not in card.text
+    assert [name for name, _ in fake_hub] == ["create_repo", "upload_folder", "upload_file"]
     assert "model.safetensors" in fake_hub[1][1]["files"]
