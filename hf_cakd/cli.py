@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
+import os
 import sys
 import typing
 from typing import Any
@@ -19,7 +20,8 @@ from typing import Any
 import transformers
 from transformers import HfArgumentParser, TrainingArguments
 
-from .errors import UsageError, run_cli
+from .errors import InputError, UsageError, run_cli
+from .hub import push_student
 from .methods import METHODS, method_config
 from .pipeline import DataArguments, ModelArguments, distill
 from .trainer import DistillationTrainingArguments
@@ -108,7 +110,31 @@ def distill_main(argv: list[str] | None = None, callbacks: list | None = None) -
     return distill(model_args, data_args, training_args, callbacks=callbacks)
 
 
-COMMANDS = {"distill": distill_main}
+def push_main(argv: list[str]) -> None:
+    """``hf-cakd push OUTPUT_DIR --repo_id ID``: push a finished output folder (student at the top, then its card)."""
+    parser = argparse.ArgumentParser(prog="hf-cakd push", description=push_main.__doc__)
+    parser.add_argument("output_dir", help="A folder written by hf-cakd distill.")
+    parser.add_argument("--repo_id", required=True, help="The Hub repository, owner/name.")
+    parser.add_argument("--token", default=None, help="Hub token (default: the logged-in one).")
+    parser.add_argument("--private", action="store_true", help="Create the repository as private.")
+    parser.add_argument(
+        "--include_distillation_parts",
+        action="store_true",
+        help="Also upload the assistant and the method's parts, under distillation/.",
+    )
+    args = parser.parse_args(argv)
+    if not os.path.isfile(os.path.join(args.output_dir, "config.json")):
+        raise InputError(f"{args.output_dir} holds no saved student (config.json): pass a folder hf-cakd distill wrote.")
+    push_student(
+        args.output_dir,
+        args.repo_id,
+        token=args.token,
+        private=args.private or None,
+        include_distillation_parts=args.include_distillation_parts,
+    )
+
+
+COMMANDS = {"distill": distill_main, "push": push_main}
 
 
 def main(argv: list[str] | None = None) -> None:

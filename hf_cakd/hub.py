@@ -26,6 +26,7 @@ from huggingface_hub.errors import HfHubHTTPError, HTTPError
 from safetensors.torch import load_file, save_file
 from transformers.modelcard import make_markdown_table, parse_log_history
 
+from .errors import DistillationError
 from .methods import method_class
 
 logger = logging.getLogger(__name__)
@@ -243,8 +244,10 @@ NOT_UPLOADED = ["checkpoint-*", "README.md", "training_args.bin", "runs/*"]
 DISTILLATION_PARTS = ["assistant/*", "distillation_method.safetensors", "distillation_config.json"]
 
 
-class PushError(RuntimeError):
-    """A push to the Hub that failed; the local output folder is left as it was."""
+class PushError(DistillationError):
+    """A push to the Hub that failed after its retries; the local output folder is left as it was."""
+
+    exit_code = 3
 
 
 def _is_transient(err: Exception) -> bool:
