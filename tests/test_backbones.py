@@ -9,7 +9,16 @@ from hf_cakd.backbones import (
     staged_view,
     supported_architectures,
 )
+from hf_cakd.backbones.registry import _ADAPTERS, find_adapter
 from tiny_models import IMAGE_SIZE, NUM_LABELS, TINY_MODELS, build
+
+
+def test_every_registered_adapter_has_a_tiny_model():
+    """As timm tests every listed model: an adapter without a tiny model (tests/tiny_models.py) fails here."""
+    shipped = {adapter for adapter in _ADAPTERS.values() if adapter.__module__.startswith("hf_cakd.")}
+    covered = {find_adapter(build(name)) for name in TINY_MODELS}
+    missing = sorted(f"{adapter.__module__}.{adapter.__name__}" for adapter in shipped - covered)
+    assert not missing, f"adapters without a tiny model in tests/tiny_models.py: {missing}"
 
 
 def model_logits(model, pixel_values):

@@ -25,7 +25,7 @@ from transformers import AutoModelForImageClassification, TrainerCallback, ViTCo
 from hf_cakd import DistillationModel, DistillationTrainer, DistillationTrainingArguments
 from hf_cakd.data import DistillationCollator
 from hf_cakd.errors import InputError
-from hf_cakd.methods import METHOD_STATE_NAME, method_class
+from hf_cakd.methods import METHOD_STATE_NAME, METHODS, method_class
 from hf_cakd.modeling_distillation import DISTILLATION_CONFIG_NAME
 from hf_cakd.trainer import CHECKPOINT_COMPLETE_NAME
 
@@ -125,8 +125,9 @@ def training_logs(trainer) -> list[dict]:
 # ---- 1. every loss term is logged, and the terms add up to the logged loss ----
 
 
-@pytest.mark.parametrize("method", sorted(LOSS_TERMS))
+@pytest.mark.parametrize("method", sorted(METHODS))
 def test_every_loss_term_is_logged_and_they_sum_to_the_loss(tmp_path, method):
+    assert method in LOSS_TERMS, f"a registered method needs its expected loss terms in LOSS_TERMS: {method}"
     trainer = make_trainer(tmp_path, method)
     trainer.train()
     logs = training_logs(trainer)
@@ -140,6 +141,19 @@ def test_every_loss_term_is_logged_and_they_sum_to_the_loss(tmp_path, method):
         # The terms are logged rounded to 4 decimals.
         total = sum(entry[f"loss_{term}"] for term in terms)
         assert total == pytest.approx(entry["loss"], abs=1e-4 * len(terms))
+
+
+@pytest.mark.parametrize("method", sorted(METHODS))
+def test_every_method_saves_and_reloads_everything_it_trains(tmp_path, method):
+    trainer = make_trainer(tmp_path / "run", method, max_steps=1)
+    trainer.train()
+    trainer.save_model(str(tmp_path / "saved"))
+    fresh = make_trainer(tmp_path / "fresh", method, student_seed=7)
+    fresh._load_distillation_state(str(tmp_path / "saved"))
+    assert_states_close(state_of(fresh.model), state_of(trainer.model), atol=0, rtol=0)
+    description = json.loads((tmp_path / "saved" / DISTILLATION_CONFIG_NAME).read_text())
+    assert description["method"] == method
+    assert description["method_config"] == trainer.args.method_config
 
 
 # ---- 2. the teacher is frozen; everything else trains; evaluation is the student alone ----
