@@ -17,6 +17,7 @@ from transformers import PreTrainedModel
 from . import __version__
 from .backbones import StagedBackbone, StagedOutput, staged_view
 from .backbones.registry import unwrap_timm
+from .errors import UsageError
 from .methods import DistillationMethod, MethodConfig, method_class, method_config
 
 # Written beside the student in every checkpoint and output folder: the run describes itself.
@@ -68,6 +69,27 @@ class DistillationModel(nn.Module):
     @property
     def config(self):
         return self.student.config
+
+    def activation_checkpointing_enable(self, activation_checkpointing_kwargs=None, every_n_layers=1, offload=False):
+        """``--activation_checkpointing`` (alias ``--gradient_checkpointing``): the student's layers recompute their activations.
+
+        The student is trained through its staged view, which calls its layers directly; transformers
+        layers checkpoint themselves there, timm models checkpoint only inside their own
+        ``forward_features``, which the view does not call, so those are refused.
+        """
+        self.student.activation_checkpointing_enable(
+            activation_checkpointing_kwargs=activation_checkpointing_kwargs, every_n_layers=every_n_layers, offload=offload
+        )
+        if not any(getattr(module, "gradient_checkpointing", False) is True for module in self.student.modules()):
+            self.student.activation_checkpointing_disable()
+            raise UsageError(
+                f"--activation_checkpointing does not reach the stages of {type(self.student).__name__} as hf_cakd "
+                "trains them (only transformers models' own layers checkpoint themselves); drop the flag."
+            )
+
+    @property
+    def is_activation_checkpointing(self) -> bool:
+        return self.student.is_activation_checkpointing
 
     def description(self) -> dict:
         """The run in JSON terms: method, its options, the student's and teacher's specs."""

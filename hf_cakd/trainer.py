@@ -168,6 +168,7 @@ class DistillationTrainer(Trainer):
             distillation_model = DistillationModel.build(
                 model, teacher_model, args.method, args.method_config, student_size, teacher_size
             )
+        distillation_model.method.label_smoothing = args.label_smoothing_factor
         if teacher_model is not None and not distillation_model.method.requires_teacher:
             logger.info("method=%r trains the student alone; the teacher is only evaluated.", args.method)
         kwargs.setdefault("compute_metrics", accuracy_metrics)

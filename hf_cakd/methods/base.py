@@ -97,9 +97,12 @@ class DistillationMethod(nn.Module):
         self.__dict__["student_view"] = student
         self.__dict__["teacher_view"] = teacher
         self.config = config
+        self.label_smoothing = 0.0  # the trainer sets --label_smoothing_factor
 
     def supervised_loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        return self.config.ce_weight * F.cross_entropy(logits.float(), labels)
+        """Cross-entropy with the labels (smoothed by ``--label_smoothing_factor``), times ``ce_weight``."""
+        loss = F.cross_entropy(logits.float(), labels, label_smoothing=self.label_smoothing)
+        return self.config.ce_weight * loss
 
     def forward(
         self, student: StagedOutput, teacher: StagedOutput | None, labels: torch.Tensor

@@ -1,0 +1,60 @@
+"""TrainingArguments flags that a distillation must honour: each works, or is refused with a reason."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from hf_cakd.cli import distill_main
+from hf_cakd.data import DistillationCollator
+from hf_cakd.errors import UsageError
+from hf_cakd.trainer import DistillationTrainer
+from test_distill_script import distill_args, workspace  # noqa: F401  (workspace: a fixture)
+from test_trainer import ImageBatches, distillation_args, make_trainer, state_of
+from tiny_models import build
+
+
+def test_label_smoothing_applies_to_the_supervised_term(tmp_path):
+    trainer = make_trainer(tmp_path, "kd", label_smoothing_factor=0.2)
+    model = trainer.model.train()
+    batch = ImageBatches(8).batch(range(8))
+    teacher = trainer.teacher_view(batch["teacher_pixel_values"])
+    losses = model(batch["pixel_values"], batch["labels"], teacher)["losses"]
+    logits = model.student_view(batch["pixel_values"]).logits
+    expected = F.cross_entropy(logits, batch["labels"], label_smoothing=0.2)
+    assert losses["ce"].item() == pytest.approx(expected.item(), rel=1e-5)
+    assert losses["ce"].item() != pytest.approx(F.cross_entropy(logits, batch["labels"]).item(), rel=1e-3)
+
+
+def test_activation_checkpointing_reaches_the_students_layers_and_changes_no_number(tmp_path):
+    plain = make_trainer(tmp_path / "plain", "kd", max_steps=2)
+    plain.train()
+    checkpointed = make_trainer(tmp_path / "checkpointed", "kd", max_steps=2, activation_checkpointing=True)
+    checkpointed.train()
+    layers = [m for m in checkpointed.model.student.modules() if getattr(m, "gradient_checkpointing", None) is True]
+    assert layers  # every ViT layer recomputes its activations in the backward pass
+    after, expected = state_of(checkpointed.model), state_of(plain.model)
+    for name in expected:
+        torch.testing.assert_close(after[name], expected[name], atol=1e-5, rtol=1e-4, msg=name)
+
+
+def test_activation_checkpointing_is_refused_for_a_timm_student(tmp_path):
+    trainer = DistillationTrainer(
+        model=build("timm-vit"),
+        teacher_model=build("hf-resnet"),
+        args=distillation_args(tmp_path, "kd", activation_checkpointing=True),
+        train_dataset=ImageBatches(8),
+        data_collator=DistillationCollator(),
+    )
+    with pytest.raises(UsageError, match="--activation_checkpointing does not reach"):
+        trainer.train()
+
+
+def test_log_level_governs_hf_cakds_loggers(workspace, tmp_path):  # noqa: F811
+    distill_main(distill_args(workspace, "kd", tmp_path / "out", "--log_level", "warning"))
+    assert logging.getLogger("hf_cakd").getEffectiveLevel() == logging.WARNING
+    distill_main(distill_args(workspace, "kd", tmp_path / "out2", "--log_level", "debug"))
+    assert logging.getLogger("hf_cakd").getEffectiveLevel() == logging.DEBUG
