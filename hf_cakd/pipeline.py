@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 from transformers import set_seed
 
+from .backbones.registry import unwrap_timm
 from .errors import UsageError
 from .data import DistillationCollator, DistillationTransform, image_processor_for, image_transforms, load_image_dataset
 from .hub import CardInputs, default_license, framework_versions, make_timm_loadable, push_student, student_model_card
@@ -123,14 +124,15 @@ def distill(
     # The Trainer's own push would upload before our model card exists; we push at the end instead.
     push_to_hub, training_args.push_to_hub = training_args.push_to_hub, False
 
-    data = load_image_dataset(
-        data_args.dataset,
-        train_split=data_args.train_split,
-        eval_split=data_args.eval_split,
-        image_column=data_args.image_column,
-        label_column=data_args.label_column,
-        **({"name": data_args.dataset_config} if data_args.dataset_config else {}),
-    )
+    with training_args.main_process_first(desc="loading the dataset"):  # download and prepare once
+        data = load_image_dataset(
+            data_args.dataset,
+            train_split=data_args.train_split,
+            eval_split=data_args.eval_split,
+            image_column=data_args.image_column,
+            label_column=data_args.label_column,
+            **({"name": data_args.dataset_config} if data_args.dataset_config else {}),
+        )
     student = load_classifier(
         model_args.student,
         data.id2label,
@@ -185,8 +187,17 @@ def distill(
         callbacks=callbacks,
     )
     distillation_model = trainer.model
+    results: dict = {"input_resolution": {}}
+    for role, model, processor, flag_value in (
+        ("student", student, student_processor, training_args.student_image_size),
+        ("teacher", teacher, teacher_processor, training_args.teacher_image_size),
+    ):
+        view = getattr(distillation_model, f"{role}_view")
+        if view is not None:
+            source = _resolution_source(role, model, processor, flag_value)
+            results["input_resolution"][role] = {"size": list(view.image_size), "source": source}
+            logger.info("%s input: %dx%d, from %s", role.capitalize(), *view.image_size, source)
     families = {"student": distillation_model.student_view.family}
-    results: dict = {}
     metrics: dict[str, dict[str, float]] = {}
     if teacher is not None and eval_dataset is not None:
         families["teacher"] = trainer.teacher_view.family
@@ -271,6 +282,17 @@ def _card_inputs(model_args, data_args, training_args, trainer, data, results, n
     )
     inputs.epochs_seen = round(steps * inputs.effective_batch_size / max(num_train_images, 1), 4)
     return inputs
+
+
+def _resolution_source(role: str, model, processor, flag_value) -> str:
+    """Where a model's input resolution came from, for the log and results.json."""
+    if flag_value:
+        return f"--{role}_image_size"
+    if processor is not None:
+        return "its image processor"
+    if hasattr(unwrap_timm(model), "pretrained_cfg"):
+        return "its timm data config"
+    return "its model config"
 
 
 def _rows(flat: dict[str, float]) -> dict[str, dict[str, float]]:

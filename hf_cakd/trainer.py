@@ -268,8 +268,14 @@ class DistillationTrainer(Trainer):
             return
         os.makedirs(output_dir, exist_ok=True)
         distillation_model = self.accelerator.unwrap_model(self.model)
-        distillation_model.student.save_pretrained(output_dir)
-        distillation_model.method.save_parts(output_dir)
+        # The Trainer passes the gathered state dict under FSDP/DeepSpeed; each part saves its share of it.
+        state_dict = distillation_model.state_dict() if state_dict is None else state_dict
+        parts = {"student": {}, "method": {}}
+        for key, value in state_dict.items():
+            owner, name = key.split(".", 1)
+            parts[owner][name] = value
+        distillation_model.student.save_pretrained(output_dir, state_dict=parts["student"])
+        distillation_model.method.save_parts(output_dir, parts["method"])
         with open(os.path.join(output_dir, DISTILLATION_CONFIG_NAME), "w") as f:
             json.dump(distillation_model.description(), f, indent=2)
         if self.processing_class is not None:
@@ -295,6 +301,7 @@ class DistillationTrainer(Trainer):
             super()._save_checkpoint(model, trial)
         finally:
             self.args.save_total_limit = save_total_limit
+        self.accelerator.wait_for_everyone()  # the marker says every rank has finished writing
         if self.args.should_save:
             run_dir = self._get_output_dir(trial)
             checkpoint_dir = os.path.join(run_dir, f"{CHECKPOINT_PREFIX}{self.state.global_step}")

@@ -127,14 +127,20 @@ class DistillationMethod(nn.Module):
         """Parts saved as their own ``save_pretrained`` folder (named by attribute), not in the method file."""
         return {name: child for name, child in self.named_children() if isinstance(child, PreTrainedModel)}
 
-    def save_parts(self, directory: str) -> None:
-        """Write every trainable part once: PreTrainedModel parts as folders, the rest in one file."""
+    def save_parts(self, directory: str, state_dict: dict[str, torch.Tensor] | None = None) -> None:
+        """Write every trainable part once: PreTrainedModel parts as folders, the rest in one file.
+
+        ``state_dict`` (this module's, e.g. gathered by FSDP) defaults to ``self.state_dict()``.
+        """
+        state_dict = self.state_dict() if state_dict is None else state_dict
         parts = self.pretrained_parts()
-        state = {k: v.contiguous() for k, v in self.state_dict().items() if k.split(".", 1)[0] not in parts}
-        if state:
-            safetensors.torch.save_file(state, os.path.join(directory, METHOD_STATE_NAME), metadata={"format": "pt"})
+        own = {k: v.contiguous() for k, v in state_dict.items() if k.split(".", 1)[0] not in parts}
+        if own:
+            safetensors.torch.save_file(own, os.path.join(directory, METHOD_STATE_NAME), metadata={"format": "pt"})
         for name, part in parts.items():
-            part.save_pretrained(os.path.join(directory, name))
+            prefix = f"{name}."
+            part_state = {k[len(prefix) :]: v for k, v in state_dict.items() if k.startswith(prefix)}
+            part.save_pretrained(os.path.join(directory, name), state_dict=part_state)
 
     def load_parts(self, directory: str) -> None:
         """Restore what :meth:`save_parts` wrote; a missing or partial part is an error naming the file."""
