@@ -1,6 +1,6 @@
 """hf_cakd: cross-architecture knowledge distillation (FBT, Fuse Before Transfer) for vision models."""
 
-__version__ = "0.1.0"  # first: modules below record it in what they write
+from .version import __version__
 
 from .assistant import AssistantConfig, AssistantModel
 from .backbones import StagedBackbone, StageInfo, register_adapter, staged_view

@@ -28,6 +28,7 @@ from transformers.modelcard import make_markdown_table, parse_log_history
 
 from .errors import DistillationError
 from .methods import method_class
+from .version import __version__
 
 logger = logging.getLogger(__name__)
 
@@ -72,8 +73,6 @@ FRAMEWORKS = ("transformers", "torch", "datasets", "timm", "accelerate")
 
 def framework_versions() -> dict[str, str]:
     """The versions a student card lists: Trainer's cards' (transformers, torch, datasets), timm, accelerate, hf_cakd."""
-    from hf_cakd import __version__
-
     return {**{name: importlib.metadata.version(name) for name in FRAMEWORKS}, "hf_cakd": __version__}
 
 

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import PreTrainedModel
 
-from . import __version__
+from .version import __version__
 from .backbones import StagedBackbone, StagedOutput, staged_view
 from .backbones.registry import unwrap_timm
 from .errors import UsageError
