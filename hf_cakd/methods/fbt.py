@@ -24,9 +24,9 @@ Options beyond the paper, all off by default (the defaults are the recipe above)
 * ``fbt_assistant_gate ce``: the F -> S terms count only on batches where F's cross-entropy is
   below the student's (both detached; each process decides on its own batch); logged as
   ``gate_assistant_student`` (the last batch's 0 or 1).
-* ``infonce_feature pre_logits``: InfoNCE on what each classifier reads (the pooled, normalised
-  vector entering the head's last Linear; hf_cakd.backbones.heads) instead of the smoothed
-  stage-4 features.
+* ``infonce_feature pre_logits``: InfoNCE on what each classifier reads (the vector entering the
+  head's last Linear: pooled, and normed where the model norms it; hf_cakd.backbones.heads)
+  instead of the smoothed stage-4 features. F's pre-logits come from the head it borrows.
 * ``infonce_mask_same_label``: images of the same class are not InfoNCE negatives.
 """
 
