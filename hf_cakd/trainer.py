@@ -218,8 +218,11 @@ class DistillationTrainer(Trainer):
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         self._count_skipped_images(inputs)
         teacher_outputs = None
-        if model.training and self.accelerator.unwrap_model(model).method.requires_teacher:
-            teacher_outputs = self._teacher_outputs(inputs)
+        method = self.accelerator.unwrap_model(model).method
+        if model.training:
+            method.set_progress(self.state.global_step, self.state.max_steps)  # for the method's schedules
+            if method.requires_teacher:
+                teacher_outputs = self._teacher_outputs(inputs)
         outputs = model(pixel_values=inputs["pixel_values"], labels=inputs.get("labels"), teacher_outputs=teacher_outputs)
         if "losses" in outputs:
             self._record_loss_terms(outputs["losses"])

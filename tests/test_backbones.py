@@ -104,3 +104,43 @@ def test_hf_swin_stage_infos_follow_the_requested_image_size():
     assert [info.grid for info in view.stage_infos] == [(24, 24), (12, 12), (6, 6), (3, 3)]
     assert [feature.shape[1] for feature in out.features] == [24 * 24, 12 * 12, 6 * 6, 3 * 3]
     assert (out.logits - expected).abs().max() < 1e-5
+
+
+# ---- pre-logits: what the classifier reads ----
+
+
+@pytest.mark.parametrize("name", sorted(TINY_MODELS))
+def test_pre_logits_through_the_classifier_give_the_logits(name):
+    from hf_cakd.backbones.heads import classify_pre_logits, head_classifiers
+
+    view = staged_view(build(name), image_size=IMAGE_SIZE)
+    pixel_values = torch.randn(2, 3, IMAGE_SIZE, IMAGE_SIZE)
+    with torch.no_grad():
+        plain = view(pixel_values)
+        assert plain.pre_logits is None  # captured only on request
+        view.capture_pre_logits = True
+        out = view(pixel_values)
+        classifiers = head_classifiers(view.head, out.features[3])
+    assert torch.equal(out.logits, plain.logits)
+    assert out.pre_logits.shape == (2, view.pre_logits_dim())
+    assert all(isinstance(linear, nn.Linear) and linear.out_features == NUM_LABELS for linear in classifiers)
+    assert len(classifiers) == (2 if "distilled" in name else 1)  # DeiT averages two classifiers
+    with torch.no_grad():
+        torch.testing.assert_close(classify_pre_logits(classifiers, out.pre_logits), out.logits, atol=1e-5, rtol=1e-5)
+
+
+def test_pre_logits_look_through_the_heads_dropout_and_carry_gradients():
+    model = build("hf-mobilenetv2").train()  # head: conv, pool, flatten, in-place Dropout(0.8), classifier
+    view = staged_view(model, image_size=IMAGE_SIZE)
+    view.capture_pre_logits = True
+    pixel_values = torch.randn(2, 3, IMAGE_SIZE, IMAGE_SIZE)
+    torch.manual_seed(0)
+    first = view(pixel_values)
+    torch.manual_seed(1)
+    second = view(pixel_values)
+    assert model.dropout.p > 0 and model.dropout.inplace
+    assert not torch.equal(first.logits, second.logits)  # two dropout masks ...
+    torch.testing.assert_close(first.pre_logits, second.pre_logits)  # ... read the same pre-dropout vector
+    assert not torch.allclose(model.classifier(first.pre_logits), first.logits)
+    first.pre_logits.sum().backward()
+    assert model.mobilenet_v2.conv_1x1.convolution.weight.grad.abs().sum() > 0

@@ -99,6 +99,37 @@ def test_info_nce_matches_hand_computation():
     assert info_nce(z_x, 2 * z_x, 0.1) < info_nce(z_x, z_x.flip(0), 0.1)
 
 
+def info_nce_masked_by_hand(z_x, z_y, tau, labels):
+    """Each direction's cross-entropy over the positive and the other-class images only."""
+    z_x = z_x / z_x.norm(dim=-1, keepdim=True)
+    z_y = z_y / z_y.norm(dim=-1, keepdim=True)
+    total = 0.0
+    for a, b in ((z_x, z_y), (z_y, z_x)):
+        for i in range(len(a)):
+            kept = [j for j in range(len(b)) if j == i or labels[j] != labels[i]]
+            sims = torch.stack([(a[i] * b[j]).sum() / tau for j in kept])
+            total -= sims.softmax(-1)[kept.index(i)].log().item()
+    return total / (2 * len(z_x))
+
+
+def test_info_nce_same_label_mask_matches_hand_computation():
+    z_x, z_y = torch.randn(6, 8), torch.randn(6, 8)
+    labels = torch.tensor([0, 1, 0, 2, 1, 0])
+    masked = info_nce(z_x, z_y, 0.1, labels=labels)
+    assert masked.item() == pytest.approx(info_nce_masked_by_hand(z_x, z_y, 0.1, labels), rel=1e-5)
+    assert masked < info_nce(z_x, z_y, 0.1)  # fewer negatives, lower loss
+    # Distinct labels mask nothing; soft labels are read by their argmax.
+    distinct = torch.arange(6)
+    assert torch.allclose(info_nce(z_x, z_y, 0.1, labels=distinct), info_nce(z_x, z_y, 0.1))
+    soft = torch.nn.functional.one_hot(labels, 3).float() * 0.8 + 0.2 / 3
+    assert torch.allclose(info_nce(z_x, z_y, 0.1, labels=soft), masked)
+    # One class only: every image is left with its positive alone, the loss is 0, gradients finite.
+    z_x.requires_grad_(True)
+    single = info_nce(z_x, z_y, 0.1, labels=torch.zeros(6, dtype=torch.long))
+    single.backward()
+    assert single.item() == pytest.approx(0.0, abs=1e-6) and torch.isfinite(z_x.grad).all()
+
+
 def test_info_nce_batch_of_one_is_zero_and_finite():
     z_x, z_y = torch.randn(1, 8, requires_grad=True), torch.randn(1, 8)
     loss = info_nce(z_x, z_y, LearnableTemperature()())
@@ -234,6 +265,32 @@ def _gather_worker(rank, init_file, out_dir):
     torch.save({"loss": loss.detach(), "grad_x": z_x.grad, "grad_y": z_y.grad, "local": local_only},
                os.path.join(out_dir, f"rank{rank}.pt"))
     dist.destroy_process_group()
+
+
+GLOBAL_LABELS = torch.tensor([0, 1, 0, 1, 2, 0])  # same-class pairs within and across the two processes
+
+
+def _masked_gather_worker(rank, init_file, out_dir):
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=WORLD_SIZE)
+    rows = slice(rank * LOCAL_BATCH, (rank + 1) * LOCAL_BATCH)
+    z_x, z_y = (z[rows].clone().requires_grad_(True) for z in global_embeddings())
+    loss = info_nce(z_x, z_y, TAU, labels=GLOBAL_LABELS[rows])
+    loss.backward()
+    torch.save({"loss": loss.detach(), "grad_x": z_x.grad}, os.path.join(out_dir, f"masked{rank}.pt"))
+    dist.destroy_process_group()
+
+
+def test_info_nce_same_label_mask_across_processes(tmp_path):
+    mp.spawn(_masked_gather_worker, args=(str(tmp_path / "init"), str(tmp_path)), nprocs=WORLD_SIZE)
+    results = [torch.load(tmp_path / f"masked{rank}.pt") for rank in range(WORLD_SIZE)]
+    z_x, z_y = (z.clone().requires_grad_(True) for z in global_embeddings())
+    expected = info_nce(z_x, z_y, TAU, labels=GLOBAL_LABELS)
+    expected.backward()
+    assert expected.item() == pytest.approx(info_nce_masked_by_hand(*global_embeddings(), TAU, GLOBAL_LABELS), rel=1e-5)
+    assert torch.allclose(torch.stack([r["loss"] for r in results]).mean(), expected, atol=1e-6)
+    grad_x = torch.cat([r["grad_x"] for r in results]) / WORLD_SIZE
+    assert torch.allclose(grad_x, z_x.grad, atol=1e-6)
 
 
 def test_info_nce_gathers_negatives_across_processes(tmp_path):

@@ -31,11 +31,13 @@ from .configuration_assistant import AssistantConfig
 
 @dataclass
 class AssistantOutput(ModelOutput):
-    """``logits`` of F; ``last_hidden_state`` is F's final-stage feature (suffix stage 4)."""
+    """``logits`` of F; ``last_hidden_state`` is F's final-stage feature (suffix stage 4); ``pre_logits``
+    what F's classifier reads, when the suffix view captures it (``capture_pre_logits``)."""
 
     loss: Optional[torch.Tensor] = None
     logits: Optional[torch.Tensor] = None
     last_hidden_state: Optional[torch.Tensor] = None
+    pre_logits: Optional[torch.Tensor] = None
 
 
 def fusion_roles(teacher_family: str, student_family: str) -> str:
@@ -185,7 +187,9 @@ class AssistantModel(AssistantPreTrainedModel):
         bridged = self.bridge(prefix_stage3)
         output = self.suffix.forward_from(3, bridged)
         loss = None if labels is None else nn.functional.cross_entropy(output.logits.float(), labels)
-        return AssistantOutput(loss=loss, logits=output.logits, last_hidden_state=output.features[-1])
+        return AssistantOutput(
+            loss=loss, logits=output.logits, last_hidden_state=output.features[-1], pre_logits=output.pre_logits
+        )
 
     def save_standalone(self, save_directory: str, **kwargs) -> None:
         """Save a fused classifier that owns copies of every module it uses.

@@ -13,6 +13,8 @@ from typing import Literal
 import torch
 from torch import nn
 
+from .heads import head_with_pre_logits
+
 Family = Literal["cnn", "attention", "mlp"]
 Layout = Literal["map", "tokens"]
 FAMILIES: tuple[Family, ...] = ("cnn", "attention", "mlp")
@@ -42,8 +44,11 @@ class StageInfo:
 
 @dataclass
 class StagedOutput:
+    """Logits and the four stage outputs; ``pre_logits`` (what the classifier reads) when the view captures it."""
+
     logits: torch.Tensor
     features: tuple[torch.Tensor, ...]
+    pre_logits: torch.Tensor | None = None
 
 
 def to_map(feature: torch.Tensor, info: StageInfo) -> torch.Tensor:
@@ -97,14 +102,12 @@ class StagedBackbone(nn.Module):
         self.image_size = tuple(image_size)
         # Not registered as a submodule: the stages above already hold its parameters.
         self.__dict__["model"] = model
+        # When set, outputs carry ``pre_logits`` (see hf_cakd.backbones.heads); a method that reads
+        # them sets it on the views it was given.
+        self.capture_pre_logits = False
 
     def forward(self, pixel_values: torch.Tensor) -> StagedOutput:
-        hidden = self.stem(pixel_values)
-        features = []
-        for stage in self.stages:
-            hidden = stage(hidden)
-            features.append(hidden)
-        return StagedOutput(logits=self.head(hidden), features=tuple(features))
+        return self.forward_from(0, self.stem(pixel_values))
 
     def forward_from(self, stage_index: int, hidden: torch.Tensor) -> StagedOutput:
         """Run stages ``stage_index..4`` (0-based index) and the head on a given stage input."""
@@ -112,7 +115,34 @@ class StagedBackbone(nn.Module):
         for stage in self.stages[stage_index:]:
             hidden = stage(hidden)
             features.append(hidden)
+        if self.capture_pre_logits:
+            logits, pre_logits = head_with_pre_logits(self.head, hidden)
+            return StagedOutput(logits=logits, features=tuple(features), pre_logits=pre_logits)
         return StagedOutput(logits=self.head(hidden), features=tuple(features))
+
+    def example_stage_output(self, stage_index: int = 3, batch_size: int = 1) -> torch.Tensor:
+        """Zeros shaped like stage ``stage_index``'s output (0-based), on the view's device and dtype."""
+        info = self.stage_infos[stage_index]
+        parameter = next(self.parameters())
+        height, width = info.grid
+        shape = (
+            (batch_size, info.channels, height, width)
+            if info.layout == "map"
+            else (batch_size, info.num_prefix_tokens + height * width, info.channels)
+        )
+        return torch.zeros(shape, device=parameter.device, dtype=parameter.dtype)
+
+    def pre_logits_dim(self) -> int:
+        """The width of ``pre_logits``: the head is run once, in evaluation mode, on zeros."""
+        modes = {module: module.training for module in self.head.modules()}
+        self.head.eval()
+        try:
+            with torch.no_grad():
+                _, pre_logits = head_with_pre_logits(self.head, self.example_stage_output())
+        finally:
+            for module, training in modes.items():
+                module.training = training
+        return pre_logits.shape[-1]
 
     def extra_repr(self) -> str:
         stages = ", ".join(

@@ -1,5 +1,6 @@
 """Distillation losses, one per file: pure functions or small modules that the methods compose."""
 
+from .branch import LogitBranch
 from .fitnet import FitNetLoss
 from .infonce import FeatureProjector, LearnableTemperature, info_nce, smoothed_dim, spatial_smooth
 from .kd import kd_loss
@@ -9,6 +10,7 @@ __all__ = [
     "FeatureProjector",
     "FitNetLoss",
     "LearnableTemperature",
+    "LogitBranch",
     "info_nce",
     "kd_loss",
     "ofa_loss",

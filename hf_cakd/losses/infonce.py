@@ -99,12 +99,18 @@ def info_nce(
     z_y: torch.Tensor,
     temperature: torch.Tensor | float,
     gather_across_processes: bool = True,
+    labels: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Symmetric InfoNCE between two views ``(B, d)`` of the same batch, in float32.
 
     Both are L2-normalised; ``logits = z_x @ z_y.T / tau``; image ``i`` of one model is the
     positive of image ``i`` of the other, every other image is a negative; the loss is the mean
     of the x->y and y->x cross-entropies. A batch of one has no negatives and gives exactly 0.
+
+    With ``labels`` (``(B,)`` class indices, or ``(B, C)`` target distributions read by their
+    argmax), images of the same class are not negatives: pair ``(i, j)``, ``j != i``, with
+    ``labels[i] == labels[j]`` leaves the denominator (the positive ``(i, i)`` stays). An image
+    whose class fills the batch then has no negatives and contributes 0.
 
     Under ``torch.distributed`` with several processes and ``gather_across_processes``, the
     other processes' embeddings join as negatives through a gradient-preserving all-gather, so
@@ -121,8 +127,17 @@ def info_nce(
             temperature = temperature.float()
         all_x, all_y, offset = _gather(z_x, z_y) if gather_across_processes else (z_x, z_y, 0)
         targets = torch.arange(z_x.shape[0], device=z_x.device) + offset
-        loss_xy = F.cross_entropy(z_x @ all_y.T / temperature, targets)
-        loss_yx = F.cross_entropy(z_y @ all_x.T / temperature, targets)
+        logits_xy = z_x @ all_y.T / temperature
+        logits_yx = z_y @ all_x.T / temperature
+        if labels is not None:
+            classes = labels.argmax(dim=-1) if labels.dim() > 1 else labels
+            all_classes = _gather_labels(classes) if gather_across_processes else classes
+            same_class = classes[:, None] == all_classes[None, :]
+            same_class[torch.arange(len(classes), device=classes.device), targets] = False  # keep the positive
+            logits_xy = logits_xy.masked_fill(same_class, float("-inf"))
+            logits_yx = logits_yx.masked_fill(same_class, float("-inf"))
+        loss_xy = F.cross_entropy(logits_xy, targets)
+        loss_yx = F.cross_entropy(logits_yx, targets)
         return (loss_xy + loss_yx) / 2
 
 
@@ -135,3 +150,12 @@ def _gather(z_x: torch.Tensor, z_y: torch.Tensor) -> tuple[torch.Tensor, torch.T
     # One collective for both views: stack them, gather, then split along the stacked axis.
     gathered = torch.cat(all_gather(torch.stack((z_x, z_y))), dim=1)
     return gathered[0], gathered[1], dist.get_rank() * z_x.shape[0]
+
+
+def _gather_labels(labels: torch.Tensor) -> torch.Tensor:
+    """All processes' labels in the order :func:`_gather` concatenates embeddings (rank by rank)."""
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return labels
+    gathered = [torch.empty_like(labels) for _ in range(dist.get_world_size())]
+    dist.all_gather(gathered, labels.contiguous())
+    return torch.cat(gathered)

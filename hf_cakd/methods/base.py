@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import PreTrainedModel
 
-from ..backbones import StagedBackbone, StagedOutput
+from ..backbones import NUM_STAGES, StagedBackbone, StagedOutput
 
 METHODS: dict[str, type["DistillationMethod"]] = {}
 # The method's own trainable parts that are not PreTrainedModels, beside the student in a checkpoint.
@@ -37,6 +37,23 @@ class MethodConfig:
     @classmethod
     def option_names(cls) -> list[str]:
         return [f.name for f in fields(cls)]
+
+
+def parse_stages(text: str, option: str) -> tuple[int, ...]:
+    """Stage numbers from an option such as ``"1,2,3"`` (1-based, sorted, no repeats); ``""``: none."""
+    parts = [part.strip() for part in str(text).split(",") if part.strip()]
+    if not all(part.isdigit() and 1 <= int(part) <= NUM_STAGES for part in parts):
+        raise ValueError(f"{option} takes comma-separated stage numbers 1-{NUM_STAGES} (e.g. '1,2,3') or '', got {text!r}")
+    stages = sorted({int(part) for part in parts})
+    if len(stages) != len(parts):
+        raise ValueError(f"{option} names a stage twice: {text!r}")
+    return tuple(stages)
+
+
+def num_labels_of(view: StagedBackbone) -> int:
+    """The number of classes of a view's classifier (a transformers config's, or a bare timm model's)."""
+    config = getattr(view.model, "config", None)
+    return config.num_labels if config is not None else view.model.num_classes
 
 
 def register_method(name: str, title: str) -> Callable[[type], type]:
@@ -98,6 +115,8 @@ class DistillationMethod(nn.Module):
         self.__dict__["teacher_view"] = teacher
         self.config = config
         self.label_smoothing = 0.0  # the trainer sets --label_smoothing_factor
+        # Where training stands, set by the trainer before each training step (set_progress).
+        self.global_step, self.max_steps = 0, None
 
     def supervised_loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """Cross-entropy with the labels (smoothed by ``--label_smoothing_factor``), times ``ce_weight``."""
@@ -110,6 +129,14 @@ class DistillationMethod(nn.Module):
         raise NotImplementedError
 
     # ---- hooks the trainer calls ----
+
+    def set_progress(self, global_step: int, max_steps: int | None = None) -> None:
+        """Called by the trainer before each training forward: optimizer steps done so far, and planned.
+
+        Methods with schedules (warm-ups) read ``self.global_step``; it stays 0 when the method is
+        run outside :class:`DistillationTrainer` and nobody calls this.
+        """
+        self.global_step, self.max_steps = int(global_step), max_steps
 
     def no_weight_decay_names(self) -> set[str]:
         """Names (within this module) of parameters weight decay must not touch."""

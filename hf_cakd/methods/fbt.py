@@ -12,20 +12,49 @@ benchmark's CNN student scored 7.6 points lower (benchmarks/accuracy/experiments
 
 F reuses the stage-3 activation its CNN prefix computed in the teacher's or student's own
 forward pass, so F costs one bridge plus one stage.
+
+Options beyond the paper, all off by default (the defaults are the recipe above):
+
+* ``fbt_deep_supervision "1,2,3"``: a logit branch (OFA's, hf_cakd.losses.LogitBranch) on each
+  listed student stage, trained with the logit loss against the teacher's logits and weighted
+  ``fbt_deep_supervision_weight``; terms ``deep_supervision_stage<k>``.
+* ``fbt_assistant_warmup_steps N``: the F -> S terms (``infonce_assistant_student`` and the
+  ``<logit loss>_assistant_student`` term) are multiplied by ``min(1, step / N)``, ``step`` being the
+  optimizer steps done (the trainer's :meth:`set_progress`); logged as ``ramp_assistant_student``.
+* ``fbt_assistant_gate ce``: the F -> S terms count only on batches where F's cross-entropy is
+  below the student's (both detached; each process decides on its own batch); logged as
+  ``gate_assistant_student`` (the last batch's 0 or 1).
+* ``infonce_feature pre_logits``: InfoNCE on what each classifier reads (the vector entering the
+  head's last Linear: pooled, and normed where the model norms it; hf_cakd.backbones.heads)
+  instead of the smoothed stage-4 features. F's pre-logits come from the head it borrows.
+* ``infonce_mask_same_label``: images of the same class are not InfoNCE negatives.
 """
 
 from dataclasses import dataclass, field
 
+import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ..assistant import AssistantModel
-from ..losses import FeatureProjector, LearnableTemperature, info_nce, kd_loss, ofa_loss, smoothed_dim, spatial_smooth
-from .base import DistillationMethod, MethodConfig, register_method
+from ..losses import (
+    FeatureProjector,
+    LearnableTemperature,
+    LogitBranch,
+    info_nce,
+    kd_loss,
+    ofa_loss,
+    smoothed_dim,
+    spatial_smooth,
+)
+from .base import DistillationMethod, MethodConfig, num_labels_of, parse_stages, register_method
 
 # (who teaches, who learns) for the three knowledge paths.
 PAIRS = (("teacher", "student"), ("teacher", "assistant"), ("assistant", "student"))
 LOGIT_LOSSES = ("ofa", "kd")
 BRIDGE_TYPES = ("auto", "attention", "linear")
+INFONCE_FEATURES = ("stage4", "pre_logits")
+ASSISTANT_GATES = ("none", "ce")
 
 
 @dataclass
@@ -57,6 +86,40 @@ class FBTConfig(MethodConfig):
     bridge_type: str = field(
         default="auto", metadata={"help": "'auto', 'attention' or 'linear' bridge in the assistant."}
     )
+    fbt_deep_supervision: str = field(
+        default="",
+        metadata={
+            "help": "Student stages (e.g. '1,2,3') that get an OFA-style logit branch trained against the teacher's "
+            "logits with FBT's logit loss; '' (default): none."
+        },
+    )
+    fbt_deep_supervision_weight: float = field(
+        default=0.1, metadata={"help": "Weight of each deep-supervision branch term (fbt_deep_supervision)."}
+    )
+    fbt_assistant_warmup_steps: int = field(
+        default=0,
+        metadata={
+            "help": "Ramp the assistant -> student terms in over this many optimizer steps, weight "
+            "min(1, step / N); 0 (default): full weight from the start."
+        },
+    )
+    fbt_assistant_gate: str = field(
+        default="none",
+        metadata={
+            "help": "'ce': the assistant -> student terms count only on batches where the assistant's "
+            "cross-entropy is below the student's; 'none' (default): always."
+        },
+    )
+    infonce_feature: str = field(
+        default="stage4",
+        metadata={
+            "help": "What InfoNCE contrasts: 'stage4' (default: the smoothed final-stage features) or 'pre_logits' "
+            "(the pooled vector each classifier reads; infonce_pooling and infonce_use_cls do not apply)."
+        },
+    )
+    infonce_mask_same_label: bool = field(
+        default=False, metadata={"help": "Leave images of the same class out of the InfoNCE negatives."}
+    )
 
     def __post_init__(self):
         if self.fbt_logit_loss not in LOGIT_LOSSES:
@@ -67,6 +130,19 @@ class FBTConfig(MethodConfig):
         if pooling != "avg" and not (pooling.isdigit() and int(pooling) > 0):
             raise ValueError(f"infonce_pooling must be 'avg' or a positive integer k (k x k pooling), got {pooling!r}")
         self.infonce_pooling = pooling
+        self.fbt_deep_supervision = ",".join(map(str, parse_stages(self.fbt_deep_supervision, "fbt_deep_supervision")))
+        if self.fbt_assistant_warmup_steps < 0:
+            raise ValueError(f"fbt_assistant_warmup_steps must be >= 0, got {self.fbt_assistant_warmup_steps}")
+        if self.fbt_assistant_gate not in ASSISTANT_GATES:
+            raise ValueError(f"fbt_assistant_gate must be one of {ASSISTANT_GATES}, got {self.fbt_assistant_gate!r}")
+        if self.infonce_feature not in INFONCE_FEATURES:
+            raise ValueError(f"infonce_feature must be one of {INFONCE_FEATURES}, got {self.infonce_feature!r}")
+        if self.infonce_feature == "pre_logits" and (self.infonce_use_cls or self.infonce_pooling != "avg"):
+            raise ValueError("infonce_feature 'pre_logits' is already pooled: leave infonce_pooling and infonce_use_cls unset.")
+
+    @property
+    def deep_supervision_stages(self) -> tuple[int, ...]:
+        return parse_stages(self.fbt_deep_supervision, "fbt_deep_supervision")
 
     @property
     def pooling(self) -> str | int:
@@ -87,15 +163,30 @@ class FuseBeforeTransfer(DistillationMethod):
             "student": student.stage_infos[3],
             "assistant": self.assistant.suffix.stage_infos[3],
         }
-        self.projectors = nn.ModuleDict(
-            {
-                name: FeatureProjector(smoothed_dim(info, config.pooling, config.infonce_use_cls), config.projector_dim)
+        if config.infonce_feature == "pre_logits":
+            for view in (teacher, student):  # the assistant's suffix is one of them
+                view.capture_pre_logits = True
+            views = {"teacher": teacher, "student": student, "assistant": self.assistant.suffix}
+            in_dims = {name: views[name].pre_logits_dim() for name in self.final_infos}
+        else:
+            in_dims = {
+                name: smoothed_dim(info, config.pooling, config.infonce_use_cls)
                 for name, info in self.final_infos.items()
             }
+        self.projectors = nn.ModuleDict(
+            {name: FeatureProjector(in_dims[name], config.projector_dim) for name in self.final_infos}
         )
         self.temperatures = nn.ModuleDict(
             {f"{x}_{y}": LearnableTemperature(config.infonce_temperature) for x, y in PAIRS}
         )
+        # Deep supervision: one branch per listed student stage, in stage order (empty when off).
+        self.deep_supervision_stages = config.deep_supervision_stages
+        self.deep_branches = nn.ModuleList(
+            LogitBranch(student.stage_infos[stage - 1], num_labels_of(student), config.projector_dim)
+            for stage in self.deep_supervision_stages
+        )
+        self._assistant_ramp: float | None = None
+        self._assistant_gate: torch.Tensor | None = None
 
     def _logit_loss(self, learner_logits, teacher_logits, labels):
         config = self.config
@@ -107,21 +198,43 @@ class FuseBeforeTransfer(DistillationMethod):
         prefix_output = teacher if self.prefix_role == "teacher" else student
         return self.assistant(prefix_stage3=prefix_output.features[2])
 
+    def _infonce_inputs(self, student, teacher, fused):
+        """The per-model vectors InfoNCE contrasts, before the projectors."""
+        config = self.config
+        if config.infonce_feature == "pre_logits":
+            return {"teacher": teacher.pre_logits, "student": student.pre_logits, "assistant": fused.pre_logits}
+        features = {"teacher": teacher.features[3], "student": student.features[3], "assistant": fused.last_hidden_state}
+        return {
+            name: spatial_smooth(feature, self.final_infos[name], config.pooling, config.infonce_use_cls)
+            for name, feature in features.items()
+        }
+
+    def _assistant_scale(self, student, fused, labels):
+        """The factor of the F -> S terms (warm-up ramp times CE gate), or None when both are off."""
+        config = self.config
+        scale = None
+        if config.fbt_assistant_warmup_steps > 0:
+            self._assistant_ramp = min(1.0, self.global_step / config.fbt_assistant_warmup_steps)
+            scale = self._assistant_ramp
+        if config.fbt_assistant_gate == "ce":
+            with torch.no_grad():
+                assistant_ce = F.cross_entropy(fused.logits.float(), labels)
+                student_ce = F.cross_entropy(student.logits.float(), labels)
+                self._assistant_gate = (assistant_ce < student_ce).float()
+            scale = self._assistant_gate if scale is None else scale * self._assistant_gate
+        return scale
+
     def forward(self, student, teacher, labels):
         config = self.config
         fused = self._assistant_output(student, teacher)
-        features = {"teacher": teacher.features[3], "student": student.features[3], "assistant": fused.last_hidden_state}
         logits = {"teacher": teacher.logits, "student": student.logits, "assistant": fused.logits}
-        embeddings = {
-            name: self.projectors[name](
-                spatial_smooth(feature, self.final_infos[name], config.pooling, config.infonce_use_cls)
-            )
-            for name, feature in features.items()
-        }
+        embeddings = {name: self.projectors[name](x) for name, x in self._infonce_inputs(student, teacher, fused).items()}
         losses = {
             "ce": self.supervised_loss(student.logits, labels),
             "ce_assistant": self.supervised_loss(fused.logits, labels),
         }
+        assistant_scale = self._assistant_scale(student, fused, labels)
+        same_label_mask = labels if config.infonce_mask_same_label else None
         for source, learner in PAIRS:
             source_embedding, source_logits = embeddings[source], logits[source]
             if source == "assistant" and config.detach_assistant:
@@ -129,10 +242,17 @@ class FuseBeforeTransfer(DistillationMethod):
                 source_embedding, source_logits = source_embedding.detach(), source_logits.detach()
             pair = f"{source}_{learner}"
             tau = self.temperatures[pair]()
-            nce = info_nce(source_embedding, embeddings[learner], tau, config.gather_negatives)
-            losses[f"infonce_{pair}"] = config.infonce_weight * nce
-            losses[f"{config.fbt_logit_loss}_{pair}"] = config.logit_weight * self._logit_loss(
-                logits[learner], source_logits, labels
+            nce = info_nce(source_embedding, embeddings[learner], tau, config.gather_negatives, same_label_mask)
+            nce_term = config.infonce_weight * nce
+            logit_term = config.logit_weight * self._logit_loss(logits[learner], source_logits, labels)
+            if source == "assistant" and assistant_scale is not None:
+                nce_term, logit_term = assistant_scale * nce_term, assistant_scale * logit_term
+            losses[f"infonce_{pair}"] = nce_term
+            losses[f"{config.fbt_logit_loss}_{pair}"] = logit_term
+        for stage, branch in zip(self.deep_supervision_stages, self.deep_branches):
+            branch_logits = branch(student.features[stage - 1])
+            losses[f"deep_supervision_stage{stage}"] = config.fbt_deep_supervision_weight * self._logit_loss(
+                branch_logits, teacher.logits, labels
             )
         return losses
 
@@ -141,7 +261,12 @@ class FuseBeforeTransfer(DistillationMethod):
         return {name for name, _ in self.temperatures.named_parameters(prefix="temperatures")}
 
     def log_values(self):
-        return {f"tau_{pair}": module().item() for pair, module in self.temperatures.items()}
+        values = {f"tau_{pair}": module().item() for pair, module in self.temperatures.items()}
+        if self._assistant_ramp is not None:
+            values["ramp_assistant_student"] = self._assistant_ramp
+        if self._assistant_gate is not None:
+            values["gate_assistant_student"] = self._assistant_gate.item()
+        return values
 
     def evaluation_logits(self, student, teacher):
         return {"assistant": self._assistant_output(student, teacher).logits}

@@ -1,0 +1,274 @@
+"""Options of ``ofa`` and ``fbt`` beyond their defaults: terms, values by hand, gradients, one trainer step each.
+
+The methods are built on tiny models' staged views and called on fixed random batches; values are
+recomputed from the method's own parts with the plain formulas. Everything runs in evaluation
+mode (no dropout) unless gradients are the point.
+"""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from hf_cakd.backbones import staged_view
+from hf_cakd.losses import info_nce, spatial_smooth
+from hf_cakd.methods import method_class, method_config
+from test_trainer import LOSS_TERMS, PAIRS, TEMPERATURES, make_trainer, training_logs
+from tiny_models import IMAGE_SIZE, NUM_LABELS, build
+
+B = 6
+
+
+def soft_ce(student_logits, teacher_logits):
+    """OFA at gamma 1: cross-entropy to the teacher's soft targets."""
+    return -(teacher_logits.softmax(-1) * student_logits.log_softmax(-1)).sum(-1).mean()
+
+
+def build_method(method, teacher="hf-resnet", student="hf-vit", **options):
+    torch.manual_seed(0)
+    teacher_view = staged_view(build(teacher, seed=1), IMAGE_SIZE)
+    student_view = staged_view(build(student, seed=2), IMAGE_SIZE)
+    options = {"projector_dim": 16, **options}
+    return method_class(method)(student_view, teacher_view, method_config(method, options)).eval()
+
+
+def run(method, labels=None, grad=False):
+    generator = torch.Generator().manual_seed(3)
+    pixels = torch.randn(B, 3, IMAGE_SIZE, IMAGE_SIZE, generator=generator)
+    labels = torch.tensor([0, 1, 0, 2, 1, 0]) if labels is None else labels
+    with torch.no_grad():
+        teacher = method.teacher_view(pixels)
+    with torch.set_grad_enabled(grad):
+        student = method.student_view(pixels)
+        return method(student, teacher, labels), student, teacher, labels
+
+
+# ---- ofa ----------------------------------------------------------------------------------------
+
+
+def test_ofa_defaults_keep_branches_on_stages_1_to_3_and_the_own_logits_as_stage_4():
+    config = method_config("ofa")
+    assert (config.ofa_stages, config.ofa_loss_weight, config.ofa_final_logits) == ("1,2,3", 1.0, True)
+    method = build_method("ofa")
+    losses, student, teacher, _ = run(method)
+    assert set(losses) == LOSS_TERMS["ofa"]
+    torch.testing.assert_close(losses["ofa_stage4"], soft_ce(student.logits, teacher.logits))
+
+
+def test_ofa_published_recipe_sums_four_branches_at_0_1_plus_the_logits_at_1():
+    method = build_method("ofa", ofa_stages="1,2,3,4", ofa_loss_weight=0.1)
+    assert len(method.branches) == 4
+    losses, student, teacher, labels = run(method, grad=True)
+    assert set(losses) == {"ce", "ofa_stage1", "ofa_stage2", "ofa_stage3", "ofa_stage4", "ofa_logits"}
+    for stage, branch in zip((1, 2, 3, 4), method.branches):
+        expected = 0.1 * soft_ce(branch(student.features[stage - 1]), teacher.logits)
+        torch.testing.assert_close(losses[f"ofa_stage{stage}"], expected)
+    torch.testing.assert_close(losses["ofa_logits"], soft_ce(student.logits, teacher.logits))
+    torch.testing.assert_close(losses["ce"], F.cross_entropy(student.logits, labels))
+    # The stage-4 branch trains, and through it the student's last stage.
+    losses["ofa_stage4"].backward()
+    assert method.branches[3].net[0].weight.grad.abs().sum() > 0
+    assert all(p.grad is None for p in method.branches[0].parameters())
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in method.student_view.stages[3].parameters())
+
+
+def test_ofa_without_final_logits_or_branches():
+    losses, *_ = run(build_method("ofa", ofa_stages="2", ofa_final_logits=False))
+    assert set(losses) == {"ce", "ofa_stage2"}
+    losses, *_ = run(build_method("ofa", ofa_stages=""))
+    assert set(losses) == {"ce", "ofa_stage4"}
+
+
+@pytest.mark.parametrize("stages", ["5", "1,1", "a", "0"])
+def test_stage_lists_are_checked(stages):
+    with pytest.raises(ValueError, match="stage"):
+        method_config("ofa", {"ofa_stages": stages})
+    with pytest.raises(ValueError, match="stage"):
+        method_config("fbt", {"fbt_deep_supervision": stages})
+
+
+def test_stage_lists_are_normalised():
+    assert method_config("ofa", {"ofa_stages": " 3, 1 "}).ofa_stages == "1,3"
+
+
+# ---- fbt ----------------------------------------------------------------------------------------
+
+FBT_DEFAULT_TERMS = LOSS_TERMS["fbt"]
+
+
+def test_fbt_defaults_are_the_paper_recipe():
+    config = method_config("fbt")
+    assert config.fbt_deep_supervision == "" and config.fbt_assistant_warmup_steps == 0
+    assert config.fbt_assistant_gate == "none" and config.infonce_feature == "stage4"
+    assert config.infonce_mask_same_label is False
+    method = build_method("fbt")
+    assert len(method.deep_branches) == 0 and not method.student_view.capture_pre_logits
+    losses, *_ = run(method)
+    assert set(losses) == FBT_DEFAULT_TERMS
+    assert set(method.log_values()) == TEMPERATURES["fbt"]
+
+
+def test_fbt_deep_supervision_branches_learn_the_teachers_logits():
+    method = build_method("fbt", fbt_deep_supervision="1,3", fbt_deep_supervision_weight=0.1)
+    losses, student, teacher, _ = run(method, grad=True)
+    assert set(losses) == FBT_DEFAULT_TERMS | {"deep_supervision_stage1", "deep_supervision_stage3"}
+    for stage, branch in zip((1, 3), method.deep_branches):
+        expected = 0.1 * soft_ce(branch(student.features[stage - 1]), teacher.logits)
+        torch.testing.assert_close(losses[f"deep_supervision_stage{stage}"], expected)
+    losses["deep_supervision_stage1"].backward()
+    assert method.deep_branches[0].net[-1].weight.grad.abs().sum() > 0
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in method.student_view.stages[0].parameters())
+    assert all(p.grad is None for p in method.student_view.stages[1].parameters())  # stage 1's branch stops there
+
+
+def test_fbt_deep_supervision_follows_the_logit_loss():
+    method = build_method("fbt", fbt_deep_supervision="2", fbt_logit_loss="kd", kd_temperature=2.0)
+    losses, student, teacher, _ = run(method)
+    branch_logits = method.deep_branches[0](student.features[1])
+    expected = 0.1 * 4.0 * F.kl_div(
+        (branch_logits / 2).log_softmax(-1), (teacher.logits / 2).log_softmax(-1), reduction="batchmean", log_target=True
+    )
+    torch.testing.assert_close(losses["deep_supervision_stage2"], expected)
+
+
+ASSISTANT_TERMS = ("infonce_assistant_student", "ofa_assistant_student")
+
+
+def test_fbt_assistant_warmup_ramps_the_assistant_to_student_terms():
+    method = build_method("fbt", fbt_assistant_warmup_steps=10)
+    full, *_ = run(build_method("fbt"))
+    for step, ramp in ((0, 0.0), (5, 0.5), (10, 1.0), (25, 1.0)):
+        method.set_progress(step, 100)
+        losses, *_ = run(method)
+        assert method.log_values()["ramp_assistant_student"] == ramp
+        for term in FBT_DEFAULT_TERMS:
+            expected = ramp * full[term] if term in ASSISTANT_TERMS else full[term]
+            torch.testing.assert_close(losses[term], expected, msg=f"{term} at step {step}")
+
+
+def test_fbt_assistant_gate_compares_the_two_cross_entropies():
+    method = build_method("fbt", fbt_assistant_gate="ce")
+    labels = torch.tensor([0, 1])
+    good, bad = torch.tensor([[5.0, 0.0], [0.0, 5.0]]), torch.tensor([[0.0, 5.0], [5.0, 0.0]])
+    scale = method._assistant_scale(SimpleNamespace(logits=bad), SimpleNamespace(logits=good), labels)
+    assert scale.item() == 1.0 and method.log_values()["gate_assistant_student"] == 1.0
+    scale = method._assistant_scale(SimpleNamespace(logits=good), SimpleNamespace(logits=bad), labels)
+    assert scale.item() == 0.0 and method.log_values()["gate_assistant_student"] == 0.0
+    # In the method: the assistant -> student terms times the gate, the others untouched.
+    full, *_ = run(build_method("fbt"))
+    losses, student, teacher, labels = run(method)
+    fused = method._assistant_output(student, teacher)
+    gate = float(F.cross_entropy(fused.logits, labels) < F.cross_entropy(student.logits, labels))
+    for term in FBT_DEFAULT_TERMS:
+        expected = gate * full[term] if term in ASSISTANT_TERMS else full[term]
+        torch.testing.assert_close(losses[term], expected)
+
+
+def test_fbt_warmup_and_gate_multiply():
+    method = build_method("fbt", fbt_assistant_warmup_steps=4, fbt_assistant_gate="ce")
+    method.set_progress(1)
+    labels = torch.tensor([0])
+    scale = method._assistant_scale(
+        SimpleNamespace(logits=torch.tensor([[0.0, 5.0]])), SimpleNamespace(logits=torch.tensor([[5.0, 0.0]])), labels
+    )
+    assert scale.item() == 0.25
+    assert method.log_values()["ramp_assistant_student"] == 0.25
+
+
+@pytest.mark.parametrize(
+    "teacher, student", [("hf-resnet", "hf-vit"), ("hf-vit", "hf-mobilenetv2"), ("timm-convnext", "timm-deit-distilled")]
+)
+def test_fbt_infonce_on_pre_logits(teacher, student):
+    method = build_method("fbt", teacher=teacher, student=student, infonce_feature="pre_logits")
+    assert method.student_view.capture_pre_logits and method.teacher_view.capture_pre_logits
+    losses, student_out, teacher_out, labels = run(method, grad=True)
+    assert set(losses) == FBT_DEFAULT_TERMS
+    fused = method._assistant_output(student_out, teacher_out)
+    inputs = {"teacher": teacher_out.pre_logits, "student": student_out.pre_logits, "assistant": fused.pre_logits}
+    for name, x in inputs.items():
+        assert x.dim() == 2 and x.shape[1] == method.projectors[name].net[0].in_features
+    for pair in PAIRS:
+        source, learner = pair.split("_")
+        expected = 0.3 * info_nce(
+            method.projectors[source](inputs[source]), method.projectors[learner](inputs[learner]), method.temperatures[pair]()
+        )
+        torch.testing.assert_close(losses[f"infonce_{pair}"], expected, msg=pair)
+    losses["infonce_teacher_student"].backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in method.student_view.head.parameters())
+
+
+def test_fbt_pre_logits_refuses_pooling_options():
+    with pytest.raises(ValueError, match="pre_logits"):
+        method_config("fbt", {"infonce_feature": "pre_logits", "infonce_pooling": "2"})
+    with pytest.raises(ValueError, match="infonce_feature"):
+        method_config("fbt", {"infonce_feature": "stage3"})
+    with pytest.raises(ValueError, match="fbt_assistant_gate"):
+        method_config("fbt", {"fbt_assistant_gate": "always"})
+
+
+def test_fbt_infonce_mask_same_label():
+    method = build_method("fbt", infonce_mask_same_label=True)
+    losses, student, teacher, labels = run(method)
+    fused = method._assistant_output(student, teacher)
+    features = {"teacher": teacher.features[3], "student": student.features[3], "assistant": fused.last_hidden_state}
+    z = {name: method.projectors[name](spatial_smooth(f, method.final_infos[name])) for name, f in features.items()}
+    for pair in PAIRS:
+        source, learner = pair.split("_")
+        tau = method.temperatures[pair]()
+        expected = 0.3 * info_nce(z[source], z[learner], tau, labels=labels)
+        torch.testing.assert_close(losses[f"infonce_{pair}"], expected, msg=pair)
+        assert expected < 0.3 * info_nce(z[source], z[learner], tau)
+
+
+# ---- every option through one DistillationTrainer step ------------------------------------------
+
+OFA_BRANCHES = {"ofa_stage1", "ofa_stage2", "ofa_stage3", "ofa_stage4"}
+OPTION_RUNS = {
+    "ofa-published": ("ofa", dict(ofa_stages="1,2,3,4", ofa_loss_weight=0.1), {"ce", *OFA_BRANCHES, "ofa_logits"}, set()),
+    "ofa-no-final-logits": ("ofa", dict(ofa_final_logits=False), {"ce", "ofa_stage1", "ofa_stage2", "ofa_stage3"}, set()),
+    "fbt-deep-supervision": (
+        "fbt",
+        dict(fbt_deep_supervision="1,2,3"),
+        FBT_DEFAULT_TERMS | {f"deep_supervision_stage{k}" for k in (1, 2, 3)},
+        set(),
+    ),
+    "fbt-warmup": ("fbt", dict(fbt_assistant_warmup_steps=2), FBT_DEFAULT_TERMS, {"ramp_assistant_student"}),
+    "fbt-gate": ("fbt", dict(fbt_assistant_gate="ce"), FBT_DEFAULT_TERMS, {"gate_assistant_student"}),
+    "fbt-pre-logits": ("fbt", dict(infonce_feature="pre_logits"), FBT_DEFAULT_TERMS, set()),
+    "fbt-mask-same-label": ("fbt", dict(infonce_mask_same_label=True), FBT_DEFAULT_TERMS, set()),
+}
+
+
+@pytest.mark.parametrize("run_id", sorted(OPTION_RUNS))
+def test_every_option_trains_one_step_and_logs_its_terms(tmp_path, run_id):
+    method, options, terms, values = OPTION_RUNS[run_id]
+    trainer = make_trainer(tmp_path, method, max_steps=1, **options)
+    assert all(trainer.model.method.config.to_dict()[k] == v for k, v in options.items())
+    before = {n: p.detach().clone() for n, p in trainer.model.method.named_parameters()}
+    trainer.train()
+    (entry,) = training_logs(trainer)
+    assert {key.removeprefix("loss_") for key in entry if key.startswith("loss_")} == terms
+    assert values | TEMPERATURES.get(method, set()) <= set(entry)
+    assert sum(entry[f"loss_{term}"] for term in terms) == pytest.approx(entry["loss"], abs=1e-4 * len(terms))
+    # Every part of the method trains (branches, projectors, bridge); the assistant -> student
+    # temperature only when that pair's terms are on (the warm-up starts at 0, the gate may be shut).
+    may_rest = {"temperatures.assistant_student.log_tau"} if values else set()
+    resting = {n for n, p in trainer.model.method.named_parameters() if torch.equal(p, before[n])}
+    assert resting <= may_rest
+
+
+def test_trainer_reports_progress_to_the_method_before_each_step(tmp_path):
+    trainer = make_trainer(tmp_path, "fbt", max_steps=3, fbt_assistant_warmup_steps=2)
+    seen = []
+    method = trainer.model.method
+    original = method.set_progress
+    method.set_progress = lambda step, max_steps=None: (seen.append((step, max_steps)), original(step, max_steps))
+    trainer.train()
+    assert seen == [(0, 3), (1, 3), (2, 3)]
+    logs = training_logs(trainer)
+    assert [entry["ramp_assistant_student"] for entry in logs] == [0.0, 0.5, 1.0]
+    assert logs[0]["loss_infonce_assistant_student"] == 0.0 and logs[0]["loss_ofa_assistant_student"] == 0.0
+    assert logs[2]["loss_infonce_assistant_student"] > 0
