@@ -4,9 +4,10 @@ from .version import __version__
 
 from .assistant import AssistantConfig, AssistantModel
 from .backbones import StagedBackbone, StageInfo, register_adapter, staged_view
-from .methods import register_method
+from .methods import MethodConfig, register_method
 from .modeling_distillation import DistillationModel
 from .models import LabelMismatchError, load_classifier, load_image_processor
+from .pipeline import distill
 from .trainer import DistillationTrainer, DistillationTrainingArguments
 
 __all__ = [
@@ -16,8 +17,10 @@ __all__ = [
     "DistillationTrainer",
     "DistillationTrainingArguments",
     "LabelMismatchError",
+    "MethodConfig",
     "StageInfo",
     "StagedBackbone",
+    "distill",
     "load_classifier",
     "load_image_processor",
     "register_adapter",
