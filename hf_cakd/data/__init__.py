@@ -15,6 +15,7 @@ from .errors import (
 )
 from .loading import ImageClassificationData, load_image_dataset
 from .transforms import (
+    EvalTransform,
     ModelInputSpec,
     TrainTransform,
     eval_transform,
@@ -34,6 +35,7 @@ __all__ = [
     "LabelColumnError",
     "ModelInputSpec",
     "SplitNotFoundError",
+    "EvalTransform",
     "TrainTransform",
     "UndecodableImageError",
     "eval_transform",
