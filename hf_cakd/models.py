@@ -43,6 +43,7 @@ from transformers import (
     PreTrainedModel,
     TimmWrapperConfig,
 )
+from transformers.models.timm_wrapper.modeling_timm_wrapper import TimmWrapperPreTrainedModel
 from transformers.utils import CONFIG_NAME, SAFE_WEIGHTS_INDEX_NAME, SAFE_WEIGHTS_NAME, WEIGHTS_INDEX_NAME, WEIGHTS_NAME
 
 from .errors import InputError, UsageError
@@ -77,7 +78,27 @@ def _label_config(id2label: dict[int, str] | None) -> dict[str, Any]:
 def _from_config(config: PretrainedConfig, id2label: dict[int, str] | None) -> PreTrainedModel:
     for key, value in _label_config(id2label).items():
         setattr(config, key, value)
-    return AutoModelForImageClassification.from_config(config)
+    model = AutoModelForImageClassification.from_config(config)
+    if isinstance(model, TimmWrapperPreTrainedModel):
+        _restore_timm_init(model)
+    return model
+
+
+def _restore_timm_init(model: TimmWrapperPreTrainedModel) -> None:
+    """Give a timm model built from scratch timm's own initialisation back.
+
+    transformers' generic ``_init_weights`` redraws every convolution and linear layer of the
+    wrapped model from N(0, 0.02) and resets every norm: a ViT's patch embedding starts 4x smaller
+    than timm's (std 0.02 against 0.083 at patch 4), a ResNet's convolutions lose their He
+    initialisation and its zero-initialised last BatchNorm of each block. A 32 px ViT trained from
+    scratch lost points of top-1 to the same ViT as timm builds it (benchmarks/accuracy/experiments.md,
+    "Pipeline parity"). Non-persistent buffers are not in the state dict and stay as built.
+    """
+    config = model.config
+    fresh = timm.create_model(
+        config.architecture, pretrained=False, num_classes=config.num_labels, **(config.model_args or {})
+    )
+    model.timm_model.load_state_dict(fresh.state_dict())
 
 
 def _describe(id2label: dict) -> str:

@@ -231,6 +231,46 @@ def test_input_spec_from_timm_and_fallback():
     assert fallback.size == (32, 32) and fallback.mean == tuple(IMAGENET_DEFAULT_MEAN)
 
 
+# Tiny images (CIFAR) at a crop_pct recipe: shortest edge 32, crop_pct 0.875 (resize 36, crop 32), as timm's.
+CROP_PCT_PROCESSOR = ConvNextImageProcessor(
+    size={"shortest_edge": 32}, crop_pct=0.875, image_mean=[0.5] * 3, image_std=[0.5] * 3
+)
+
+
+def random_image(side: int, seed: int = 0) -> PIL.Image.Image:
+    pixels = np.random.default_rng(seed).integers(0, 256, (side, side, 3), dtype=np.uint8)
+    return PIL.Image.fromarray(pixels)
+
+
+def plain_tensor(image: PIL.Image.Image) -> torch.Tensor:
+    return torch.from_numpy(np.array(image)).permute(2, 0, 1).float() / 127.5 - 1  # mean/std 0.5
+
+
+def test_a_tiny_image_at_the_model_size_is_neither_resized_nor_cropped():
+    """The ImageNet crop_pct recipe would resize 32 px to 36 and crop 32: a blurred, cropped view."""
+    assert model_input_spec(processor=CROP_PCT_PROCESSOR).resize == 36  # the recipe photos still get
+    image = random_image(32)
+    pixels = image_transforms(None, CROP_PCT_PROCESSOR, train=False)(image)
+    torch.testing.assert_close(pixels, plain_tensor(image))
+    # Training: reflect-pad 4, crop 32, maybe flip; the centre 24 x 24 is an exact shifted copy.
+    padded = torch.nn.functional.pad(plain_tensor(image)[None], (4, 4, 4, 4), mode="reflect")[0]
+    train = image_transforms(None, CROP_PCT_PROCESSOR, train=True)
+    for _ in range(5):
+        view = train(image)
+        shifts = [padded[:, y : y + 32, x : x + 32] for y in range(9) for x in range(9)]
+        assert any(torch.allclose(view, s, atol=1e-5) or torch.allclose(view, s.flip(-1), atol=1e-5) for s in shifts)
+
+
+def test_a_tiny_image_is_stretched_to_a_larger_model_without_cropping():
+    coarse = np.random.default_rng(0).integers(0, 256, (8, 8, 3), dtype=np.uint8)
+    image = PIL.Image.fromarray(coarse).resize((32, 32), PIL.Image.Resampling.BILINEAR)  # smooth: survives 2x
+    larger = ConvNextImageProcessor(size={"shortest_edge": 64}, crop_pct=0.875, image_mean=[0.5] * 3, image_std=[0.5] * 3)
+    pixels = image_transforms(None, larger, train=False)(image)
+    assert pixels.shape == (3, 64, 64)
+    shrunk = torch.nn.functional.avg_pool2d(pixels[None], 2)[0]
+    assert (shrunk - plain_tensor(image)).abs().mean() < 0.02  # resize 73 and crop 64: 0.17
+
+
 # Rows to batches
 
 

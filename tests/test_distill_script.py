@@ -16,7 +16,10 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
+import numpy as np
+import PIL.Image
 import pyarrow.parquet as pq
 import pytest
 import safetensors.torch
@@ -26,10 +29,8 @@ from huggingface_hub.hf_api import DEFAULT_IGNORE_PATTERNS
 from huggingface_hub.utils import filter_repo_objects
 from transformers import AutoImageProcessor, AutoModelForImageClassification, ViTConfig, ViTImageProcessor
 
-from hf_cakd.data import model_input_spec
-from types import SimpleNamespace
-
 from hf_cakd.cli import distill_main
+from hf_cakd.data import image_transforms, model_input_spec
 from hf_cakd.errors import UsageError
 from hf_cakd.methods import METHODS, method_class
 from hf_cakd.trainer import CHECKPOINT_COMPLETE_NAME, DistillationTrainer, last_complete_checkpoint
@@ -168,8 +169,12 @@ def test_timm_student_gets_a_processor_that_matches_its_eval_transform(distilled
     output_dir, _ = distilled("fbt-timm-student")
     processor = AutoImageProcessor.from_pretrained(output_dir)
     student = AutoModelForImageClassification.from_pretrained(output_dir)
-    assert model_input_spec(processor=processor) == model_input_spec(student)
-    assert model_input_spec(processor=processor).size == (32, 32)
+    saved, own = model_input_spec(processor=processor), model_input_spec(student)
+    assert saved.size == own.size == (32, 32) and (saved.mean, saved.std) == (own.mean, own.std)
+    # A 32 px image reaches the model as it is, with no resize to 35 and crop (timm's crop_pct 0.9).
+    image = PIL.Image.fromarray(np.random.default_rng(0).integers(0, 256, (32, 32, 3), dtype=np.uint8))
+    pixels = processor(image, return_tensors="pt")["pixel_values"][0]
+    torch.testing.assert_close(pixels, image_transforms(student, train=False)(image))
 
 
 # Run with hf_cakd unimportable, outside the repository, without PYTHONPATH: a user's machine.

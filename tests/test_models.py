@@ -57,6 +57,15 @@ def test_timm_spec_builds_a_transformers_wrapped_timm_model():
     assert model.timm_model.num_classes == 10 and len(model.timm_model.layer1) == 1
 
 
+def test_timm_spec_from_scratch_keeps_timm_initialisation():
+    """transformers' generic init would redraw the patch embedding from N(0, 0.02) and reset zero-init norms."""
+    args = {"img_size": 32, "patch_size": 4, "embed_dim": 48, "depth": 1, "num_heads": 3}
+    vit = load_classifier("timm:vit_tiny_patch16_224", CIFAR_LABELS, model_args=args).timm_model
+    assert vit.patch_embed.proj.weight.std() > 0.06  # PyTorch's conv default, 1/sqrt(3 * 48) = 0.083
+    resnet = load_classifier("timm:resnet18", CIFAR_LABELS, model_args={"layers": [1, 1, 1, 1]}).timm_model
+    assert resnet.layer1[0].bn2.weight.abs().max() == 0  # timm's zero_init_last
+
+
 def test_config_json_spec_builds_from_scratch(tmp_path):
     path = tmp_path / "student.json"
     config = ResNetConfig(embedding_size=8, hidden_sizes=[8, 8, 8, 8], depths=[1, 1, 1, 1], layer_type="basic")

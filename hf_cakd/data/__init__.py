@@ -16,6 +16,7 @@ from .errors import (
 )
 from .loading import ImageClassificationData, load_image_dataset
 from .transforms import (
+    EvalTransform,
     ModelInputSpec,
     TrainTransform,
     eval_transform,
@@ -37,6 +38,7 @@ __all__ = [
     "ModelInputSpec",
     "SKIPPED_IMAGES_KEY",
     "SplitNotFoundError",
+    "EvalTransform",
     "TrainTransform",
     "UndecodableImageError",
     "eval_transform",

@@ -5,6 +5,10 @@ with the ImageNet statistics, after resizing to 256 and cropping 224), so these 
 from each model's own image processor, or from timm's data config, and never hard-coded. When a
 model has neither, :func:`model_input_spec` falls back to ``model.config.image_size`` (else 224)
 and the ImageNet mean/std, the statistics almost every pretrained vision backbone uses.
+
+Tiny images (CIFAR's 32 px) are never centre-cropped: an ImageNet ``crop_pct`` recipe would
+blur a 32 px image up to 35 and crop it back, a view no CIFAR training uses (its measured cost was
+within seed noise, benchmarks/accuracy/experiments.md, "Pipeline parity").
 """
 
 from __future__ import annotations
@@ -81,13 +85,20 @@ def image_processor_for(model, *, image_size: int | None = None) -> BitImageProc
     """An image processor doing ``model``'s eval transform (resize, centre crop, normalise).
 
     For a model that came without a processor (``timm:`` names, bare configs): saved beside it,
-    it lets ``pipeline("image-classification", model=output_dir)`` load the model.
+    it lets ``pipeline("image-classification", model=output_dir)`` load the model. A model whose
+    input is tiny (``SMALL_IMAGE_SIDE`` or less: it was trained on tiny images) gets the
+    tiny-image view of :class:`EvalTransform`, a stretch to its size without a crop.
     """
     spec = model_input_spec(model, image_size=image_size)
     resize = spec.resize
+    tiny = max(spec.size) <= SMALL_IMAGE_SIDE
+    if tiny:
+        size = {"height": spec.size[0], "width": spec.size[1]}
+    else:
+        size = {"shortest_edge": resize} if isinstance(resize, int) else {"height": resize[0], "width": resize[1]}
     return BitImageProcessor(
-        size={"shortest_edge": resize} if isinstance(resize, int) else {"height": resize[0], "width": resize[1]},
-        do_center_crop=True,
+        size=size,
+        do_center_crop=not tiny,
         crop_size={"height": spec.size[0], "width": spec.size[1]},
         image_mean=list(spec.mean),
         image_std=list(spec.std),
@@ -99,7 +110,8 @@ def image_transforms(model=None, processor=None, *, train: bool, image_size: int
     """A callable turning a PIL image of any mode into the float32 (3, H, W) tensor the model expects.
 
     ``train=True`` adds random augmentation (see :class:`TrainTransform`); ``train=False`` is the
-    deterministic resize and centre crop of ``model_input_spec``.
+    deterministic view of :class:`EvalTransform` (resize and centre crop for photos; tiny images
+    only stretched to the model's size, untouched when already at it).
     """
     spec = model_input_spec(model, processor, image_size=image_size)
     return TrainTransform(spec) if train else eval_transform(spec)
@@ -112,9 +124,32 @@ def to_rgb(image: PIL.Image.Image) -> PIL.Image.Image:
     return PIL.Image.fromarray(convert_to_rgb(image, return_numpy=True))
 
 
+def is_small_image(image: PIL.Image.Image) -> bool:
+    """Whether ``image`` is a tiny one (CIFAR, Tiny ImageNet): its shorter side is at most ``SMALL_IMAGE_SIDE``."""
+    return min(image.size) <= SMALL_IMAGE_SIDE
+
+
+class EvalTransform:
+    """The deterministic view, normalised as the model's own preprocessing does.
+
+    Photos are resized and centre-cropped (``spec.resize``, then ``spec.size``). Tiny images are
+    stretched straight to ``spec.size`` and never cropped, and one already at that size is passed
+    through untouched: the centre crop of an ImageNet recipe (``crop_pct`` 0.875-0.9) would blur a
+    32 px CIFAR image (resize to 35-36) and cut a tenth of it away, a view no CIFAR recipe uses.
+    """
+
+    def __init__(self, spec: ModelInputSpec):
+        self.photo = v2.Compose([*_resize_and_crop(spec), *_to_normalized_tensor(spec)])
+        self.small = v2.Compose([*_fit_small(spec), *_to_normalized_tensor(spec)])
+
+    def __call__(self, image: PIL.Image.Image) -> torch.Tensor:
+        image = to_rgb(image)
+        return self.small(image) if is_small_image(image) else self.photo(image)
+
+
 def eval_transform(spec: ModelInputSpec) -> ImageTransform:
-    """The deterministic view: resize, centre crop, normalise, as the model's own preprocessing does."""
-    return v2.Compose([v2.Lambda(to_rgb), *_resize_and_crop(spec), *_to_normalized_tensor(spec)])
+    """The deterministic view of :class:`EvalTransform`."""
+    return EvalTransform(spec)
 
 
 class TrainTransform:
@@ -123,7 +158,8 @@ class TrainTransform:
     Photos get the usual ``RandomResizedCrop`` (8-100% of the area). Tiny images (shorter side at
     most ``SMALL_IMAGE_SIDE``, like CIFAR's 32 px) would shrink to a few pixels under such crops,
     so they get the CIFAR recipe instead: reflect-pad by 1/8 of each side, crop the original size
-    back at a random offset, then resize and crop as for evaluation.
+    back at a random offset, then stretch to the model's size as for evaluation (nothing at all
+    when the image is already at that size).
 
     Every random choice depends on the input image only, never on the output size, so a teacher's
     and a student's transforms started from the same RNG state pick the same crop and flip.
@@ -137,11 +173,11 @@ class TrainTransform:
                 *_to_normalized_tensor(spec),
             ]
         )
-        self.small = v2.Compose([*_resize_and_crop(spec), v2.RandomHorizontalFlip(), *_to_normalized_tensor(spec)])
+        self.small = v2.Compose([*_fit_small(spec), v2.RandomHorizontalFlip(), *_to_normalized_tensor(spec)])
 
     def __call__(self, image: PIL.Image.Image) -> torch.Tensor:
         image = to_rgb(image)
-        if min(image.size) > SMALL_IMAGE_SIDE:
+        if not is_small_image(image):
             return self.photo(image)
         padding = [max(1, image.width // 8), max(1, image.height // 8)]
         shift = v2.RandomCrop((image.height, image.width), padding=padding, padding_mode="reflect")
@@ -150,6 +186,11 @@ class TrainTransform:
 
 def _resize_and_crop(spec: ModelInputSpec) -> list:
     return [v2.Resize(spec.resize, interpolation=spec.interpolation), v2.CenterCrop(spec.size)]
+
+
+def _fit_small(spec: ModelInputSpec) -> list:
+    """Stretch to exactly ``spec.size`` (torchvision returns an image already at that size as it is)."""
+    return [v2.Resize(spec.size, interpolation=spec.interpolation)]
 
 
 def _to_normalized_tensor(spec: ModelInputSpec) -> list:
