@@ -362,6 +362,8 @@ def _processor_data_config(output_dir: Path) -> dict[str, Any]:
     size = processor.get("size", {})
     if "shortest_edge" in size:
         config["crop_pct"] = min(crop) / size["shortest_edge"]
+    elif "height" in size and not processor.get("do_center_crop", True):  # stretched to the size, no crop
+        config.update(crop_pct=1.0, crop_mode="squash")
     if "resample" in processor:
         config["interpolation"] = Resampling(processor["resample"]).name.lower()
     return config
