@@ -140,7 +140,8 @@ def map_labels(
 
 def _groups(mapping: Mapping[int, int | Sequence[int]]) -> list[tuple[int, ...]]:
     """One tuple of checkpoint ids per dataset class, in dataset-id order."""
-    return [(target,) if isinstance(target, int) else tuple(int(t) for t in target) for _, target in sorted(mapping.items())]
+    targets = [target for _, target in sorted(mapping.items())]
+    return [(target,) if isinstance(target, int) else tuple(int(t) for t in target) for target in targets]
 
 
 def _warn_about_shared_classes(mapping, dataset_id2label, checkpoint_id2label) -> None:
@@ -194,7 +195,10 @@ class GroupedClassifier(nn.Module):
 
     def extra_repr(self) -> str:
         sizes = self.valid.sum(dim=1).tolist()
-        return f"in_features={self.in_features}, out_features={self.out_features}, rows={self.linear.out_features}, group_sizes={sizes}"
+        return (
+            f"in_features={self.in_features}, out_features={self.out_features}, "
+            f"rows={self.linear.out_features}, group_sizes={sizes}"
+        )
 
 
 def _replace_module(model: nn.Module, old: nn.Module, new: nn.Module) -> int:
