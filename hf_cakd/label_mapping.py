@@ -76,7 +76,8 @@ def map_labels(
     """Dataset class id -> checkpoint class id (or ids), by name (case and ``_`` insensitive).
 
     A checkpoint label may list synonyms separated by commas (ImageNet's ``"tabby, tabby cat"``);
-    any of them matches. ``explicit`` maps dataset label names to checkpoint label names where the
+    any of them matches, a whole label first (ImageNet's ``"partridge"``, not the synonym in
+    ``"ruffed grouse, partridge, Bonasa umbellus"``). ``explicit`` maps dataset label names to checkpoint label names where the
     names differ (``{"automobile": "sports car"}``), or to a list of checkpoint labels whose
     probabilities add up to the dataset class's (``{"dog": ["beagle", "pug"]}``).
 
@@ -87,9 +88,13 @@ def map_labels(
     names that the dataset does not have.
     """
     targets = _explicit_targets(explicit)
+    # A whole label wins over another class's synonym (ImageNet's "partridge" is class 86, not the
+    # synonym in 82's "ruffed grouse, partridge, Bonasa umbellus"); then the first class wins.
     by_name: dict[str, int] = {}
     for index, names in checkpoint_id2label.items():
-        for name in (str(names), *str(names).split(",")):
+        by_name.setdefault(_normalise(names), int(index))
+    for index, names in checkpoint_id2label.items():
+        for name in str(names).split(","):
             by_name.setdefault(_normalise(name), int(index))
     dataset_names = {_normalise(name) for name in dataset_id2label.values()}
     not_in_dataset = [key for key in (explicit or {}) if _normalise(key) not in dataset_names]

@@ -148,3 +148,25 @@ def test_unmapped_dataset_label_suggests_a_list():
 def test_malformed_mapping_values_are_usage_errors(value):
     with pytest.raises(UsageError, match=r"^--teacher_label_mapping: the value for 'dog' must be a teacher label"):
         map_labels(dict(enumerate(TEACHER_LABELS)), DATASET, {**MAPPING, "dog": value})
+
+
+def test_a_whole_label_wins_over_another_classs_synonym():
+    # ImageNet: 82 "ruffed grouse, partridge, Bonasa umbellus", 86 "partridge".
+    checkpoint = {0: "ruffed grouse, partridge, Bonasa umbellus", 1: "partridge", 2: "quail"}
+    assert map_labels(checkpoint, {0: "bird"}, {"bird": ["ruffed grouse", "partridge", "quail"]}) == {0: (0, 1, 2)}
+    assert map_labels(checkpoint, {0: "partridge", 1: "grouse"}, {"grouse": "Bonasa umbellus"}) == {0: 1, 1: 0}
+
+
+@pytest.mark.parametrize("method", ["kd", "ofa", "fbt"])
+def test_a_grouped_teacher_distils(method):
+    from hf_cakd.modeling_distillation import DistillationModel
+
+    grouped = restrict_classifier(teacher("hf-vit"), EXPECTED, DATASET).eval().requires_grad_(False)
+    student = build("hf-resnet", num_labels=5).train()
+    model = DistillationModel.build(student, grouped, method, None, 32, 32).train()
+    with torch.no_grad():
+        teacher_outputs = model.teacher_view(IMAGE)
+    torch.testing.assert_close(teacher_outputs.logits, grouped(IMAGE).logits)
+    outputs = model(IMAGE, labels=torch.tensor([0, 3, 4]), teacher_outputs=teacher_outputs)
+    outputs["loss"].backward()
+    assert torch.isfinite(outputs["loss"])
