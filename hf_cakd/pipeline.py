@@ -15,9 +15,12 @@ import os
 import time
 from dataclasses import dataclass, field
 
-from transformers import set_seed
+import datasets
+from transformers import AutoConfig, set_seed
 
+from .backbones import staged_view
 from .backbones.registry import unwrap_timm
+from .defaults import default_dataset, default_dataset_warning, default_image_processor, default_student, dataset_labels
 from .errors import UsageError
 from .data import DistillationCollator, DistillationTransform, image_processor_for, image_transforms, load_image_dataset
 from .hub import CardInputs, default_license, framework_versions, make_timm_loadable, push_student, student_model_card
@@ -31,8 +34,14 @@ RESULTS_NAME = "results.json"
 
 @dataclass
 class ModelArguments:
-    student: str = field(metadata={"help": "Hub id, local directory, timm:<name>, or a config.json (from scratch)."})
     teacher: str | None = field(default=None, metadata={"help": "Same forms as --student; not needed for --method none."})
+    student: str | None = field(
+        default=None,
+        metadata={
+            "help": "Hub id, local directory, timm:<name>, or a config.json (from scratch). Default: a student of "
+            "another family than the teacher's (ResNet-18- or DeiT-Tiny-sized), built at the data's resolution."
+        },
+    )
     student_model_args: dict | str | None = field(
         default=None, metadata={"help": 'JSON kwargs for timm.create_model with timm: specs, e.g. \'{"img_size": 32}\'.'}
     )
@@ -43,7 +52,8 @@ class ModelArguments:
         default=None,
         metadata={
             "help": "When the teacher's labels differ from the dataset's: 'by_name' keeps the teacher's classes whose "
-            'names match, or a JSON object {"dataset label": "teacher label"} for names that differ.'
+            'names match, or a JSON object {"dataset label": "teacher label" or ["teacher label", ...]} (a list sums '
+            "those classes' probabilities).",
         },
     )
     ignore_mismatched_sizes: bool = field(
@@ -67,7 +77,13 @@ class ModelArguments:
 
 @dataclass
 class DataArguments:
-    dataset: str = field(metadata={"help": "Hub dataset name, or a local parquet / arrow / imagefolder directory."})
+    dataset: str | None = field(
+        default=None,
+        metadata={
+            "help": "Hub dataset name, or a local parquet / arrow / imagefolder directory. Default: the dataset the "
+            "teacher's model card names whose label count matches its head."
+        },
+    )
     dataset_config: str | None = field(default=None, metadata={"help": "Hub dataset configuration name."})
     train_split: str = field(default="train", metadata={"help": "The split to train on."})
     eval_split: str | None = field(default=None, metadata={"help": "Default: test, validation, valid or val."})
@@ -119,38 +135,16 @@ def distill(
     logging.getLogger("hf_cakd").setLevel(logging.INFO if log_level < 0 else log_level)  # -1: --log_level passive
     if training_args.method != "none" and not model_args.teacher:
         raise UsageError(f"--method {training_args.method} distils from a teacher: pass --teacher.")
+    if not (model_args.student or model_args.teacher):
+        raise UsageError("Pass --student (or --teacher alone: a student of another family is then chosen for it).")
     _check_output_dir(training_args, data_args)
     set_seed(training_args.seed)
     # The Trainer's own push would upload before our model card exists; we push at the end instead.
     push_to_hub, training_args.push_to_hub = training_args.push_to_hub, False
 
-    with training_args.main_process_first(desc="loading the dataset"):  # download and prepare once
-        data = load_image_dataset(
-            data_args.dataset,
-            train_split=data_args.train_split,
-            eval_split=data_args.eval_split,
-            image_column=data_args.image_column,
-            label_column=data_args.label_column,
-            **({"name": data_args.dataset_config} if data_args.dataset_config else {}),
-        )
-    student = load_classifier(
-        model_args.student,
-        data.id2label,
-        role="student",
-        replace_head=model_args.ignore_mismatched_sizes,
-        model_args=model_args.student_model_args,
+    data, student, student_processor, teacher, teacher_processor = _load_data_and_models(
+        model_args, data_args, training_args
     )
-    student_processor = load_image_processor(model_args.student)
-    teacher = teacher_processor = None
-    if model_args.teacher:
-        teacher = load_classifier(
-            model_args.teacher,
-            data.id2label,
-            role="teacher",
-            label_mapping=model_args.teacher_label_mapping,
-            model_args=model_args.teacher_model_args,
-        )
-        teacher_processor = load_image_processor(model_args.teacher)
 
     def transform(train: bool) -> DistillationTransform:
         student_tf = image_transforms(student, student_processor, train=train, image_size=training_args.student_image_size)
@@ -282,6 +276,66 @@ def _card_inputs(model_args, data_args, training_args, trainer, data, results, n
     )
     inputs.epochs_seen = round(steps * inputs.effective_batch_size / max(num_train_images, 1), 4)
     return inputs
+
+
+def _load_data_and_models(model_args, data_args, training_args):
+    """The dataset, the student and the teacher with their processors; label spaces checked before images load.
+
+    Without ``--dataset`` the teacher's card names one; without ``--student`` a student of another
+    family is built from config at the data's resolution (hf_cakd.defaults).
+    """
+    if not data_args.dataset:
+        num_labels = AutoConfig.from_pretrained(model_args.teacher).num_labels
+        data_args.dataset = default_dataset(model_args.teacher, num_labels)
+        logger.warning(default_dataset_warning(data_args.dataset, model_args.teacher, num_labels))
+
+    def load_teacher(id2label):
+        return load_classifier(
+            model_args.teacher,
+            id2label,
+            role="teacher",
+            label_mapping=model_args.teacher_label_mapping,
+            model_args=model_args.teacher_model_args,
+        )
+
+    teacher = None
+    known_labels = dataset_labels(data_args.dataset, data_args.dataset_config, label_column=data_args.label_column)
+    if model_args.teacher and known_labels:  # a foreign label space stops here, before any image is downloaded
+        teacher = load_teacher(known_labels)
+    with training_args.main_process_first(desc="loading the dataset"):  # download and prepare once
+        data = load_image_dataset(
+            data_args.dataset,
+            train_split=data_args.train_split,
+            eval_split=data_args.eval_split,
+            image_column=data_args.image_column,
+            label_column=data_args.label_column,
+            **({"name": data_args.dataset_config} if data_args.dataset_config else {}),
+        )
+    if model_args.teacher and (teacher is None or known_labels != data.id2label):
+        teacher = load_teacher(data.id2label)
+    teacher_processor = load_image_processor(model_args.teacher) if model_args.teacher else None
+    if model_args.student:
+        student = load_classifier(
+            model_args.student,
+            data.id2label,
+            role="student",
+            replace_head=model_args.ignore_mismatched_sizes,
+            model_args=model_args.student_model_args,
+        )
+        student_processor = load_image_processor(model_args.student)
+    else:
+        image_size = training_args.student_image_size or _image_side(data)
+        student, description = default_student(staged_view(teacher).family, image_size, data.id2label)
+        model_args.student = student.name_or_path
+        student_processor = default_image_processor(image_size)
+        logger.info("No --student: %s", description)
+    return data, student, student_processor, teacher, teacher_processor
+
+
+def _image_side(data) -> int:
+    """The shorter side of the first training image: the resolution a student built for this data gets."""
+    image = data.train.cast_column(data.image_column, datasets.Image())[0][data.image_column]
+    return min(image.size)
 
 
 def _resolution_source(role: str, model, processor, flag_value) -> str:
