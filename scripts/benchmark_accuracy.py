@@ -45,8 +45,9 @@ exists. Then every pair x method (every registered method, ``hf_cakd.methods.MET
 only with ``--with_fitnet``) x seed is one ``distill`` call into
 ``<output_dir>/runs/<pair>/<method>/seed<k>/``, all with the same schedule
 (``hf_cakd.benchmarking.Schedule``: AdamW, cosine decay, 5% warm-up, weight decay 0.05, ``epochs``)
-and every method at its config's defaults; methods that need no teacher (``none``) get none. A run whose ``results.json`` exists is reused, so an
-interrupted benchmark resumes where it stopped (delete a directory to redo it).
+and every method at its config's defaults; methods that need no teacher (``none``) get none. A run
+whose ``results.json`` exists is reused, so an interrupted benchmark resumes where it stopped
+(delete a directory to redo it).
 
 **Outputs** (``--output_dir``, default ``benchmarks/accuracy/<profile>/``): ``results.json`` (per pair
 the teacher's top-1/top-5, per method top-1/top-5 per seed, mean, std, train seconds), ``accuracy.png``
@@ -286,30 +287,22 @@ def _methods_to_run(options: argparse.Namespace) -> list[str]:
 
 
 def run_once(
-    output_dir: Path,
-    label: str,
-    profile: Profile,
-    data: DataArguments,
-    method: str,
-    models: ModelArguments,
-    seed: int,
-    epochs: float,
+    output_dir: Path, label: str, profile: Profile, data: DataArguments, models: ModelArguments, **kwargs
 ) -> dict:
     """One ``distill`` run into ``output_dir`` with the profile's schedule, or its results.json when an
-    earlier run finished there. The teacher is dropped for methods that need none."""
+    earlier run finished there. ``kwargs``: ``method``, ``seed``, ``num_train_epochs``. The teacher is
+    dropped for methods that need none."""
     results_file = output_dir / "results.json"
     if results_file.exists():
         print(f"[benchmark] {label}: reusing {results_file}", file=sys.stderr, flush=True)
         return json.loads(results_file.read_text())
     print(f"[benchmark] {label} ...", file=sys.stderr, flush=True)
     start = time.perf_counter()
-    if not method_class(method).requires_teacher:
+    if not method_class(kwargs["method"]).requires_teacher:
         models = ModelArguments(student=models.student)
     training_args = training_arguments(
         output_dir,
-        method,
         schedule=profile.schedule,
-        num_train_epochs=epochs,
         max_steps=profile.max_steps,
         per_device_train_batch_size=profile.batch_size,
         per_device_eval_batch_size=2 * profile.batch_size,
@@ -317,9 +310,9 @@ def run_once(
         eval_strategy="no",
         save_strategy="no",
         logging_steps=25,
-        seed=seed,
         use_cpu=not torch.cuda.is_available(),
         bf16=profile.bf16 and torch.cuda.is_available(),
+        **kwargs,
     )
     results = distill(models, data, training_args)
     gc.collect()
@@ -350,17 +343,25 @@ def run_benchmark(profile_name: str, profile: Profile, options: argparse.Namespa
 
     def data(train_samples: int | None) -> DataArguments:
         return DataArguments(
-            options.data, max_train_samples=train_samples, max_eval_samples=profile.eval_samples, overwrite_output_dir=True
+            options.data,
+            max_train_samples=train_samples,
+            max_eval_samples=profile.eval_samples,
+            overwrite_output_dir=True,
         )
 
     teachers, teacher_dirs = {}, {}
     for role in sorted({teacher for teacher, _ in PAIRS.values()}):
         teacher_dirs[role] = output_dir / "teachers" / role
-        student = ModelArguments(student=models[role]["spec"])
         results = run_once(
-            teacher_dirs[role], f"teacher {role}", profile, data(profile.teacher_train_samples), TEACHER_METHOD,
-            student, seed=0, epochs=profile.teacher_epochs,
-        )  # fmt: skip
+            teacher_dirs[role],
+            f"teacher {role}",
+            profile,
+            data(profile.teacher_train_samples),
+            ModelArguments(student=models[role]["spec"]),
+            method=TEACHER_METHOD,
+            seed=0,
+            num_train_epochs=profile.teacher_epochs,
+        )
         teachers[role] = _run_summary(results, dir=shown_path(teacher_dirs[role]))
 
     pairs = {}
@@ -370,11 +371,16 @@ def run_benchmark(profile_name: str, profile: Profile, options: argparse.Namespa
             runs = []
             for seed in profile.seeds:
                 run_dir = output_dir / "runs" / pair / method / f"seed{seed}"
-                pair_models = ModelArguments(student=models[student_role]["spec"], teacher=str(teacher_dirs[teacher_role]))
                 results = run_once(
-                    run_dir, f"{pair} {method} seed {seed}", profile, data(profile.train_samples), method, pair_models,
-                    seed=seed, epochs=profile.epochs,
-                )  # fmt: skip
+                    run_dir,
+                    f"{pair} {method} seed {seed}",
+                    profile,
+                    data(profile.train_samples),
+                    ModelArguments(student=models[student_role]["spec"], teacher=str(teacher_dirs[teacher_role])),
+                    method=method,
+                    seed=seed,
+                    num_train_epochs=profile.epochs,
+                )
                 runs.append(_run_summary(results, seed=seed, dir=shown_path(run_dir)))
             rows[method] = {
                 "runs": runs,

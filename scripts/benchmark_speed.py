@@ -13,8 +13,9 @@ What is measured
 default options; ``--kd_temperature`` for those with one) a :class:`~hf_cakd.DistillationTrainer`
 is built as :func:`hf_cakd.pipeline.distill` builds it (no teacher for ``none``) and one *step*
 is the Trainer's own ``training_step(model, batch)`` (teacher forward without gradients, student
-forward, the method's losses, backward) followed by the Trainer's own optimizer (``create_optimizer``) step and ``zero_grad``. Gradient clipping and the
-learning-rate schedule are left out for every row alike. All rows see the same random but fixed
+forward, the method's losses, backward) followed by the Trainer's own optimizer
+(``create_optimizer``) step and ``zero_grad``. Gradient clipping and the learning-rate schedule
+are left out for every row alike. All rows see the same random but fixed
 batch (``--batch_size``, default 64, ``--seed``), already on the device, in float32; the step time
 is the median of ``--steps`` steps after ``--warmup`` warm-up steps. Ratios are to ``kd``.
 
@@ -208,8 +209,9 @@ def markdown_table(results: dict) -> str:
         shown = [name for name in ("kd", "fbt") if name in results["pipeline"][0]["ratio_to_step"]]
         lines += [
             "",
-            f"Data pipeline (`{shown_path(settings['dataset'])}` train split, `DistillationTransform` with both models' "
-            "training transforms, `DistillationCollator`, `DataLoader`); ratio above 1: the pipeline outruns the step:",
+            f"Data pipeline (`{shown_path(settings['dataset'])}` train split, `DistillationTransform` with both "
+            "models' training transforms, `DistillationCollator`, `DataLoader`); ratio above 1: the pipeline outruns "
+            "the step:",
             "",
             "| num_workers | images/s | " + " | ".join(f"pipeline / {name} step" for name in shown) + " |",
             "| ---: | ---: |" + " ---: |" * len(shown),
