@@ -39,13 +39,15 @@ patch-4 model at 32 px), and its MLP ratios are cut so that it fits the CPU budg
 **Pairs.** ``cnn_to_vit`` (cnn_teacher -> vit_student), ``vit_to_cnn`` (vit_teacher ->
 cnn_student), ``cnn_to_mlp`` (cnn_teacher -> mlp_student).
 
-**Runs.** Each teacher is trained once by ``scripts/distill.py --method none`` (``teacher_epochs``)
-into ``<output_dir>/teachers/<role>/`` and reused while its ``results.json`` exists. Then every
-pair x method (``none, kd, ofa, fbt``; ``fitnet`` too with ``--with_fitnet``) x seed is one
-``distill.main`` call into ``<output_dir>/runs/<pair>/<method>/seed<k>/``, all with the same schedule
-(AdamW, cosine decay, 5% warm-up, weight decay 0.05, ``epochs``) and every method at the library's
-default flags; ``none`` gets no teacher. A run whose ``results.json`` exists is reused, so an
-interrupted benchmark resumes where it stopped (delete a directory to redo it).
+**Runs.** Each teacher is trained once by ``hf_cakd.pipeline.distill`` with ``method="none"``
+(``teacher_epochs``) into ``<output_dir>/teachers/<role>/`` and reused while its ``results.json``
+exists. Then every pair x method (every registered method, ``hf_cakd.methods.METHODS``; ``fitnet``
+only with ``--with_fitnet``) x seed is one ``distill`` call into
+``<output_dir>/runs/<pair>/<method>/seed<k>/``, all with the same schedule
+(``hf_cakd.benchmarking.Schedule``: AdamW, cosine decay, 5% warm-up, weight decay 0.05, ``epochs``)
+and every method at its config's defaults; methods that need no teacher (``none``) get none. A run
+whose ``results.json`` exists is reused, so an interrupted benchmark resumes where it stopped
+(delete a directory to redo it).
 
 **Outputs** (``--output_dir``, default ``benchmarks/accuracy/<profile>/``): ``results.json`` (per pair
 the teacher's top-1/top-5, per method top-1/top-5 per seed, mean, std, train seconds), ``accuracy.png``
@@ -100,7 +102,7 @@ import os
 import statistics
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
@@ -120,15 +122,32 @@ from transformers.image_utils import (
 )
 
 from hf_cakd import load_classifier, staged_view
+from hf_cakd.benchmarking import (
+    REPO,
+    ModelPair,
+    Schedule,
+    StepRow,
+    StepSettings,
+    benchmark_methods,
+    machine_info,
+    measure_pipeline,
+    measure_step,
+    pyplot,
+    read_results,
+    setup_logging,
+    shown_path,
+    training_arguments,
+    write_results,
+    write_table,
+)
 from hf_cakd.data import load_image_dataset
+from hf_cakd.methods import method_class
+from hf_cakd.pipeline import DataArguments, ModelArguments, distill
 
-import benchmark_speed  # scripts/benchmark_speed.py and scripts/distill.py, beside this file
-import distill
-
-REPO = Path(__file__).resolve().parents[1]
 LOCAL_CIFAR10 = REPO.parent / "shared" / "datasets" / "cifar10"
 HUB_CIFAR10 = "uoft-cs/cifar10"
-METHODS = ("none", "kd", "fitnet", "ofa", "fbt")  # fitnet only with --with_fitnet
+OPTIONAL_METHODS = ("fitnet",)  # run only with --with_fitnet
+TEACHER_METHOD = "none"  # teachers are trained alone, on the labels
 PAIRS = {  # pair -> (teacher role, student role)
     "cnn_to_vit": ("cnn_teacher", "vit_student"),
     "vit_to_cnn": ("vit_teacher", "cnn_student"),
@@ -218,7 +237,7 @@ class Profile:
     teacher_epochs: float
     seeds: tuple[int, ...]
     batch_size: int
-    learning_rate: float = 1e-3
+    schedule: Schedule = field(default_factory=Schedule)
     max_steps: int = -1  # > 0: stop every run after this many steps (smoke)
     dataloader_workers: int = 0
     bf16: bool = False  # on CUDA only
@@ -241,7 +260,7 @@ PROFILES = {
     ),
 }
 ESTIMATED_PROFILE = "quick"  # what the smoke profile times
-RUN_OVERHEAD_S = 5  # per distill.main call: data, model and trainer set-up, saving (1-2 s in the smoke runs)
+RUN_OVERHEAD_S = 5  # per distill call: data, model and trainer set-up, saving (1-2 s in the smoke runs)
 
 
 def write_model_dirs(profile: Profile, root: Path) -> dict[str, dict]:
@@ -264,55 +283,38 @@ def write_model_dirs(profile: Profile, root: Path) -> dict[str, dict]:
 
 
 def _methods_to_run(options: argparse.Namespace) -> list[str]:
-    return [method for method in METHODS if method != "fitnet" or options.with_fitnet]
+    return benchmark_methods(exclude=() if options.with_fitnet else OPTIONAL_METHODS)
 
 
-def distill_args(profile: Profile, data: str, seed: int, train_samples: int | None) -> list[str]:
-    """The flags every run shares: data, schedule, logging."""
-    args = [
-        "--dataset", data,
-        "--per_device_train_batch_size", str(profile.batch_size),
-        "--per_device_eval_batch_size", str(2 * profile.batch_size),
-        "--learning_rate", str(profile.learning_rate),
-        "--weight_decay", "0.05",
-        "--warmup_steps", "0.05",
-        "--lr_scheduler_type", "cosine",
-        "--max_steps", str(profile.max_steps),
-        "--dataloader_num_workers", str(profile.dataloader_workers),
-        "--eval_strategy", "no",
-        "--save_strategy", "no",
-        "--logging_steps", "25",
-        "--disable_tqdm", "true",
-        "--report_to", "none",
-        "--overwrite_output_dir",
-        "--seed", str(seed),
-    ]  # fmt: skip
-    if train_samples:
-        args += ["--max_train_samples", str(train_samples)]
-    if profile.eval_samples:
-        args += ["--max_eval_samples", str(profile.eval_samples)]
-    if not torch.cuda.is_available():
-        args.append("--use_cpu")
-    elif profile.bf16:
-        args.append("--bf16")
-    return args
-
-
-def shown_path(path: str | Path) -> str:
-    """A path as results.json keeps it: relative to the repository when near it, so no machine is named."""
-    path = Path(path).resolve()
-    return os.path.relpath(path, REPO) if path.is_relative_to(REPO.parent) else str(path)
-
-
-def run_once(output_dir: Path, args: list[str], label: str) -> dict:
-    """``distill.main(args)`` into ``output_dir``, or its results.json when an earlier run finished."""
+def run_once(
+    output_dir: Path, label: str, profile: Profile, data: DataArguments, models: ModelArguments, **kwargs
+) -> dict:
+    """One ``distill`` run into ``output_dir`` with the profile's schedule, or its results.json when an
+    earlier run finished there. ``kwargs``: ``method``, ``seed``, ``num_train_epochs``. The teacher is
+    dropped for methods that need none."""
     results_file = output_dir / "results.json"
     if results_file.exists():
         print(f"[benchmark] {label}: reusing {results_file}", file=sys.stderr, flush=True)
         return json.loads(results_file.read_text())
     print(f"[benchmark] {label} ...", file=sys.stderr, flush=True)
     start = time.perf_counter()
-    results = distill.main(args + ["--output_dir", str(output_dir)])
+    if not method_class(kwargs["method"]).requires_teacher:
+        models = ModelArguments(student=models.student)
+    training_args = training_arguments(
+        output_dir,
+        schedule=profile.schedule,
+        max_steps=profile.max_steps,
+        per_device_train_batch_size=profile.batch_size,
+        per_device_eval_batch_size=2 * profile.batch_size,
+        dataloader_num_workers=profile.dataloader_workers,
+        eval_strategy="no",
+        save_strategy="no",
+        logging_steps=25,
+        use_cpu=not torch.cuda.is_available(),
+        bf16=profile.bf16 and torch.cuda.is_available(),
+        **kwargs,
+    )
+    results = distill(models, data, training_args)
     gc.collect()
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
@@ -339,13 +341,27 @@ def run_benchmark(profile_name: str, profile: Profile, options: argparse.Namespa
     methods = _methods_to_run(options)
     start = time.perf_counter()
 
+    def data(train_samples: int | None) -> DataArguments:
+        return DataArguments(
+            options.data,
+            max_train_samples=train_samples,
+            max_eval_samples=profile.eval_samples,
+            overwrite_output_dir=True,
+        )
+
     teachers, teacher_dirs = {}, {}
     for role in sorted({teacher for teacher, _ in PAIRS.values()}):
-        args = distill_args(profile, options.data, 0, profile.teacher_train_samples)
-        args += ["--method", "none", "--student", models[role]["spec"]]
-        args += ["--num_train_epochs", str(profile.teacher_epochs)]
         teacher_dirs[role] = output_dir / "teachers" / role
-        results = run_once(teacher_dirs[role], args, f"teacher {role}")
+        results = run_once(
+            teacher_dirs[role],
+            f"teacher {role}",
+            profile,
+            data(profile.teacher_train_samples),
+            ModelArguments(student=models[role]["spec"]),
+            method=TEACHER_METHOD,
+            seed=0,
+            num_train_epochs=profile.teacher_epochs,
+        )
         teachers[role] = _run_summary(results, dir=shown_path(teacher_dirs[role]))
 
     pairs = {}
@@ -354,13 +370,17 @@ def run_benchmark(profile_name: str, profile: Profile, options: argparse.Namespa
         for method in methods:
             runs = []
             for seed in profile.seeds:
-                args = distill_args(profile, options.data, seed, profile.train_samples)
-                args += ["--method", method, "--student", models[student_role]["spec"]]
-                args += ["--num_train_epochs", str(profile.epochs)]
-                if method != "none":
-                    args += ["--teacher", str(teacher_dirs[teacher_role])]
                 run_dir = output_dir / "runs" / pair / method / f"seed{seed}"
-                results = run_once(run_dir, args, f"{pair} {method} seed {seed}")
+                results = run_once(
+                    run_dir,
+                    f"{pair} {method} seed {seed}",
+                    profile,
+                    data(profile.train_samples),
+                    ModelArguments(student=models[student_role]["spec"], teacher=str(teacher_dirs[teacher_role])),
+                    method=method,
+                    seed=seed,
+                    num_train_epochs=profile.epochs,
+                )
                 runs.append(_run_summary(results, seed=seed, dir=shown_path(run_dir)))
             rows[method] = {
                 "runs": runs,
@@ -397,17 +417,10 @@ def schedule(profile: Profile) -> dict:
         "teacher_epochs": profile.teacher_epochs,
         "seeds": list(profile.seeds),
         "batch_size": profile.batch_size,
-        "learning_rate": profile.learning_rate,
         "max_steps": profile.max_steps,
-        "weight_decay": 0.05,
-        "warmup": 0.05,
-        "lr_scheduler": "cosine",
+        **asdict(profile.schedule),
         "bf16": profile.bf16 and torch.cuda.is_available(),
     }
-
-
-def machine_info() -> dict:
-    return benchmark_speed.machine_info(torch.device("cuda" if torch.cuda.is_available() else "cpu"))
 
 
 # ---- the budget of a profile, projected from timed steps ----
@@ -442,28 +455,24 @@ def estimate_profile(profile: Profile, options: argparse.Namespace) -> dict:
 
     def project(label: str, teacher: str, student: str, method: str, train_samples: int | None, epochs: float):
         print(f"[estimate] {label} ...", file=sys.stderr, flush=True)
-        pair = {"teacher": models[teacher]["spec"], "student": models[student]["spec"]}
-        settings = {
-            "device": "cpu",
-            "threads": torch.get_num_threads(),
-            "seed": 0,
-            "kd_temperature": 4.0,
-            "batch_size": profile.batch_size,
-            "warmup": 1,
-            "steps": 2,
-            "id2label": data.id2label,
-            "image_size": models[student]["image_size"],
-            "teacher_image_size": models[teacher]["image_size"],
-            "pair": pair,
-            "dataset": options.data,
-            "pipeline_batches": 3,
-        }
-        row = {"name": label, "runner": "ours", "method": method, "pair": pair}
-        step_s = benchmark_speed.measure_row(row, settings)["median_step_s"]
-        pipeline = benchmark_speed.measure_pipeline(settings, num_workers=0)["images_per_s"]
+        pair = ModelPair(teacher=models[teacher]["spec"], student=models[student]["spec"])
+        settings = StepSettings(
+            pair=pair,
+            dataset=options.data,
+            id2label=data.id2label,
+            threads=torch.get_num_threads(),
+            batch_size=profile.batch_size,
+            warmup=1,
+            steps=2,
+            image_size=models[student]["image_size"],
+            teacher_image_size=models[teacher]["image_size"],
+            pipeline_batches=3,
+        )
+        step_s = measure_step(StepRow(label, pair, method=method), settings)["median_step_s"]
+        pipeline = measure_pipeline(settings, num_workers=0)["images_per_s"]
         num_train = min(train_samples or len(data.train), len(data.train))
         steps = math.ceil(num_train / profile.batch_size) * math.ceil(epochs)
-        forwards = 1 / forward[student] + (1 / forward[teacher] if method != "none" else 0)
+        forwards = 1 / forward[student] + (1 / forward[teacher] if method_class(method).requires_teacher else 0)
         run = {
             "run": label,
             "step_s": step_s,
@@ -474,7 +483,7 @@ def estimate_profile(profile: Profile, options: argparse.Namespace) -> dict:
         return run | {"total_s": steps * step_s + run["pipeline_s"] + run["eval_and_setup_s"]}
 
     teachers = [
-        project(f"teacher {role}", role, role, "none", profile.teacher_train_samples, profile.teacher_epochs)
+        project(f"teacher {role}", role, role, TEACHER_METHOD, profile.teacher_train_samples, profile.teacher_epochs)
         for role in sorted({teacher for teacher, _ in PAIRS.values()})
     ]
     methods = _methods_to_run(options)
@@ -597,11 +606,7 @@ def markdown_table(results: dict, chart: str | None = None) -> str:
 
 def plot(results: dict, path: Path) -> None:
     """Grouped bars: one group per pair, one bar per method, a dashed line at the teacher's top-1."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     methods = _methods(results)
     pairs = list(results["pairs"].items())
     seeds = len(results["schedule"]["seeds"])
@@ -630,12 +635,8 @@ def plot(results: dict, path: Path) -> None:
 def write_report(results: dict, output_dir: Path, readme: Path | None) -> str:
     chart = output_dir / "accuracy.png"
     plot(results, chart)
-    table = markdown_table(results, chart=chart.name)
-    (output_dir / "table.md").write_text(table)
-    if readme is not None:
-        table_for_readme = markdown_table(results, chart=_link(chart, readme.parent))
-        benchmark_speed.update_readme(readme, table_for_readme, README_REGION)
-    return table
+    readme_table = markdown_table(results, chart=_link(chart, readme.parent)) if readme else None
+    return write_table(output_dir, markdown_table(results, chart=chart.name), readme, README_REGION, readme_table)
 
 
 # ---- the command line ----
@@ -675,17 +676,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> dict:
     options = parse_args(argv)
-    results_file = options.output_dir / "results.json"
     if options.report_only:
-        results = benchmark_speed.read_results(options.output_dir)
+        results = read_results(options.output_dir)
     else:
-        profile = PROFILES[options.profile]
+        setup_logging()
         options.output_dir.mkdir(parents=True, exist_ok=True)
-        results = run_benchmark(options.profile, profile, options)
+        results = run_benchmark(options.profile, PROFILES[options.profile], options)
         if options.profile == "smoke":
             estimate = estimate_profile(PROFILES[ESTIMATED_PROFILE], options)
             results[f"{ESTIMATED_PROFILE}_estimate"] = estimate
-        results_file.write_text(json.dumps(results, indent=2) + "\n")
+        write_results(options.output_dir, results)
     print(write_report(results, options.output_dir, options.readme))
     estimate = results.get(f"{ESTIMATED_PROFILE}_estimate")
     if estimate:

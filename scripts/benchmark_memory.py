@@ -4,7 +4,7 @@
     .venv/bin/python scripts/benchmark_memory.py                      # demo data, fbt, ~940 steps
     .venv/bin/python scripts/benchmark_memory.py --report_only        # chart/table/README again
 
-One ``scripts/distill.py`` run (the demo's CNN teacher -> ViT student by default) with evaluation
+One :func:`hf_cakd.pipeline.distill` run (the demo's CNN teacher -> ViT student by default) with evaluation
 and a checkpoint every ``--every`` steps (``save_total_limit=2``, so old checkpoints are rotated
 away as in a real run). A ``TrainerCallback`` reads the process's resident set size (psutil) every
 ``--sample_every`` optimizer steps and right after each evaluation and save.
@@ -22,9 +22,7 @@ Outputs (``--output_dir``, default ``benchmarks/memory/``): ``results.json`` (ev
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -32,12 +30,20 @@ from pathlib import Path
 import psutil
 from transformers import TrainerCallback
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import benchmark_speed  # noqa: E402  the other scripts, beside this file
-import distill  # noqa: E402
-from benchmark_accuracy import shown_path  # noqa: E402
+from hf_cakd.benchmarking import (
+    REPO,
+    Schedule,
+    benchmark_methods,
+    pyplot,
+    read_results,
+    setup_logging,
+    shown_path,
+    training_arguments,
+    write_results,
+    write_table,
+)
+from hf_cakd.pipeline import DataArguments, ModelArguments, distill
 
-ROOT = Path(__file__).resolve().parents[1]
 README_REGION = "benchmark-memory"
 
 
@@ -95,30 +101,26 @@ def summarise(samples: list[dict]) -> dict:
     }
 
 
-def distill_args(options: argparse.Namespace, output_dir: str) -> list[str]:
-    return [
-        "--teacher", options.teacher,
-        "--student", options.student,
-        "--dataset", options.dataset,
-        "--method", options.method,
-        "--output_dir", output_dir,
-        "--num_train_epochs", str(options.epochs),
-        "--per_device_train_batch_size", str(options.batch_size),
-        "--per_device_eval_batch_size", "256",
-        "--learning_rate", "1e-3",
-        "--warmup_steps", "0.05",
-        "--lr_scheduler_type", "cosine",
-        "--weight_decay", "0.05",
-        "--eval_strategy", "steps",
-        "--eval_steps", str(options.every),
-        "--save_strategy", "steps",
-        "--save_steps", str(options.every),
-        "--save_total_limit", "2",
-        "--logging_steps", "50",
-        "--seed", str(options.seed),
-        "--report_to", "none",
-        "--disable_tqdm", "true",
-    ]  # fmt: skip
+def run(options: argparse.Namespace, output_dir: str, recorder: RSSRecorder) -> dict:
+    """The distillation, evaluating and checkpointing every ``--every`` steps, ``recorder`` sampling RSS."""
+    models = ModelArguments(student=options.student, teacher=options.teacher)
+    data = DataArguments(dataset=options.dataset)
+    training_args = training_arguments(
+        output_dir,
+        options.method,
+        schedule=Schedule(),
+        num_train_epochs=options.epochs,
+        per_device_train_batch_size=options.batch_size,
+        per_device_eval_batch_size=256,
+        eval_strategy="steps",
+        eval_steps=options.every,
+        save_strategy="steps",
+        save_steps=options.every,
+        save_total_limit=2,
+        logging_steps=50,
+        seed=options.seed,
+    )
+    return distill(models, data, training_args, callbacks=[recorder])
 
 
 def markdown_table(results: dict) -> str:
@@ -143,11 +145,7 @@ def markdown_table(results: dict) -> str:
 
 
 def plot(results: dict, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     samples = results["samples"]
     fig, ax = plt.subplots(figsize=(7, 3.5))
     ax.plot([s["step"] for s in samples], [s["rss_mb"] for s in samples], lw=1.2, label="RSS")
@@ -165,28 +163,24 @@ def plot(results: dict, path: Path) -> None:
 
 
 def write_report(results: dict, output_dir: Path, readme: Path | None) -> str:
-    table = markdown_table(results)
-    (output_dir / "table.md").write_text(table)
     plot(results, output_dir / "rss.png")
-    if readme is not None:
-        benchmark_speed.update_readme(readme, table, README_REGION)
-    return table
+    return write_table(output_dir, markdown_table(results), readme, README_REGION)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    demo = ROOT / "demo_data"
+    demo = REPO / "demo_data"
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--teacher", default=str(demo / "models" / "resnet-teacher-cifar10"))
     parser.add_argument("--student", default=str(demo / "models" / "vit-student-config"))
     parser.add_argument("--dataset", default=str(demo / "cifar10"))
-    parser.add_argument("--method", default="fbt")
+    parser.add_argument("--method", default="fbt", choices=benchmark_methods())
     parser.add_argument("--epochs", type=float, default=12)
     parser.add_argument("--batch_size", type=int, default=64)
     parser.add_argument("--every", type=int, default=200, help="Evaluate and checkpoint every this many steps.")
     parser.add_argument("--sample_every", type=int, default=10, help="Read RSS every this many steps.")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--output_dir", default=str(ROOT / "benchmarks" / "memory"))
-    parser.add_argument("--readme", default=str(ROOT / "README.md"))
+    parser.add_argument("--output_dir", default=str(REPO / "benchmarks" / "memory"))
+    parser.add_argument("--readme", default=str(REPO / "README.md"))
     parser.add_argument("--no_readme", action="store_true")
     parser.add_argument("--report_only", action="store_true", help="Regenerate chart and tables from results.json.")
     return parser.parse_args(argv)
@@ -197,11 +191,12 @@ def main(argv: list[str] | None = None) -> dict:
     output_dir = Path(options.output_dir)
     readme = None if options.no_readme else Path(options.readme)
     if options.report_only:
-        results = benchmark_speed.read_results(output_dir)
+        results = read_results(output_dir)
     else:
+        setup_logging()
         recorder = RSSRecorder(options.sample_every)
         with tempfile.TemporaryDirectory(prefix="hf_cakd-memory-") as run_dir:  # checkpoints are not kept
-            distilled = distill.main(distill_args(options, run_dir), callbacks=[recorder])
+            distilled = run(options, run_dir, recorder)
         command_line_only = ("output_dir", "readme", "no_readme", "report_only")
         settings = {k: v for k, v in vars(options).items() if k not in command_line_only}
         settings.update({key: shown_path(settings[key]) for key in ("teacher", "student", "dataset")})
@@ -212,8 +207,7 @@ def main(argv: list[str] | None = None) -> dict:
             "train_seconds": distilled["train_seconds"],
             "samples": recorder.samples,
         }
-        output_dir.mkdir(parents=True, exist_ok=True)
-        (output_dir / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+        write_results(output_dir, results)
     print(write_report(results, output_dir, readme))
     return results
 

@@ -1,0 +1,446 @@
+"""What the benchmark scripts share: typed settings, timed training steps, results files and README tables.
+
+``scripts/benchmark_*.py`` and ``scripts/demo.py`` build runs from these pieces and call
+:func:`hf_cakd.pipeline.distill` (or the :class:`~hf_cakd.DistillationTrainer`) directly; no
+script imports another. Methods and their options come from the registry (``hf_cakd.methods``).
+
+- settings: :class:`Schedule` (the optimisation of a benchmark run), :class:`ModelPair`,
+  :class:`StepSettings` and :class:`StepRow` (one timed training step);
+- methods: :func:`benchmark_methods` (registry order for tables), :func:`options_for`;
+- runs: :func:`training_arguments`, :func:`setup_logging`;
+- measurements: :func:`measure_step` (in this process), :func:`measure_step_in_fresh_process`,
+  :func:`measure_pipeline`, :func:`machine_info`;
+- outputs: :func:`shown_path`, :func:`write_results`, :func:`read_results`, :func:`write_table`,
+  :func:`update_readme`, :func:`pyplot`.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import json
+import logging
+import multiprocessing
+import os
+import platform
+import resource
+import statistics
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .methods import METHODS, method_class
+from .trainer import DistillationTrainingArguments
+
+# The source checkout the benchmarks run from: paths under it are recorded relative to it.
+REPO = Path(__file__).resolve().parents[1]
+RESULTS_NAME = "results.json"
+TABLE_NAME = "table.md"
+README_SECTION = "## Benchmarks"
+
+
+# ---- settings ----
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """The optimisation a benchmark run uses (AdamW, the Trainer's default optimizer)."""
+
+    learning_rate: float = 1e-3
+    weight_decay: float = 0.05
+    warmup: float = 0.05  # below 1: a fraction of the steps; else a number of steps
+    lr_scheduler: str = "cosine"
+
+    def training_kwargs(self) -> dict[str, Any]:
+        return {
+            "learning_rate": self.learning_rate,
+            "weight_decay": self.weight_decay,
+            "warmup_steps": self.warmup,
+            "lr_scheduler_type": self.lr_scheduler,
+        }
+
+
+@dataclass(frozen=True)
+class ModelPair:
+    """A teacher and a student as ``hf_cakd.load_classifier`` specs, with timm kwargs for ``timm:`` specs."""
+
+    teacher: str
+    student: str
+    teacher_model_args: dict | None = None
+    student_model_args: dict | None = None
+
+    def load(self, id2label: dict, with_teacher: bool = True):
+        """``(student, teacher)``; the teacher frozen, or None."""
+        from .models import load_classifier
+
+        student = load_classifier(self.student, id2label, model_args=self.student_model_args)
+        teacher = None
+        if with_teacher:
+            teacher = load_classifier(self.teacher, id2label, model_args=self.teacher_model_args)
+            teacher.requires_grad_(False).eval()
+        return student, teacher
+
+
+@dataclass(frozen=True)
+class StepSettings:
+    """How training steps are timed: one random but fixed batch of ``batch_size``, ``warmup`` + ``steps`` steps."""
+
+    pair: ModelPair
+    dataset: str  # for the input pipeline's images
+    id2label: dict = field(repr=False)
+    device: str = "cpu"
+    batch_size: int = 64
+    steps: int = 20
+    warmup: int = 3
+    seed: int = 0
+    threads: int = 0  # torch threads per process; 0: torch's default
+    image_size: int = 32
+    teacher_image_size: int = 32
+    kd_temperature: float = 4.0  # for the methods (and timm tasks) that have one
+    pipeline_batches: int = 30
+
+    def to_dict(self) -> dict:
+        """What results.json records (paths as :func:`shown_path` shows them, no labels)."""
+        settings = asdict(self)
+        del settings["id2label"]
+        settings["dataset"] = shown_path(self.dataset)
+        settings["pair"].update(teacher=shown_path(self.pair.teacher), student=shown_path(self.pair.student))
+        return settings
+
+
+@dataclass(frozen=True)
+class StepRow:
+    """One timed step: a registered ``method`` through the DistillationTrainer, or a ``timm.task`` class."""
+
+    name: str
+    pair: ModelPair
+    method: str | None = None
+    task: str | None = None  # ClassificationTask, LogitDistillationTask or FeatureDistillationTask
+    method_config: dict = field(default_factory=dict)  # options beside options_for(method, kd_temperature=...)
+
+    @property
+    def runner(self) -> str:
+        return "ours" if self.task is None else "timm.task"
+
+
+# ---- methods and runs ----
+
+
+def benchmark_methods(exclude: tuple[str, ...] = ()) -> list[str]:
+    """The registered methods in table order: those without a teacher first, the default method
+    (``DistillationTrainingArguments.method``) last, the others by name."""
+    default = DistillationTrainingArguments.method
+    names = sorted(METHODS, key=lambda name: (METHODS[name].requires_teacher, name == default, name))
+    return [name for name in names if name not in exclude]
+
+
+def options_for(method: str, **options) -> dict[str, Any]:
+    """The ``options`` that ``method``'s config has (e.g. ``kd_temperature`` for the methods with one)."""
+    names = method_class(method).config_class.option_names()
+    return {name: value for name, value in options.items() if name in names}
+
+
+def training_arguments(
+    output_dir: str | Path,
+    method: str,
+    method_config: dict | None = None,
+    schedule: Schedule | None = None,
+    **kwargs,
+) -> DistillationTrainingArguments:
+    """One run's arguments: nothing reported, no progress bars, ``schedule`` (else the Trainer's defaults),
+    then ``kwargs`` (any ``TrainingArguments`` field)."""
+    settings = {"report_to": "none", "disable_tqdm": True, **(schedule.training_kwargs() if schedule else {})}
+    return DistillationTrainingArguments(
+        output_dir=str(output_dir), method=method, method_config=method_config, **(settings | kwargs)
+    )
+
+
+def setup_logging() -> None:
+    """hf_cakd's progress at INFO, transformers' warnings, as ``hf-cakd distill`` shows them."""
+    import transformers
+
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
+    transformers.utils.logging.set_verbosity_warning()
+
+
+def default_device() -> str:
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+# ---- one timed training step ----
+
+
+def _peak_memory_mb(device: torch.device, rss_baseline_kib: int) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss_baseline_kib) / 1024  # Linux: KiB
+
+
+def _synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _fixed_batch(settings: StepSettings, device: torch.device) -> dict[str, torch.Tensor]:
+    generator = torch.Generator().manual_seed(settings.seed)
+    size, teacher_size, batch_size = settings.image_size, settings.teacher_image_size, settings.batch_size
+    batch = {
+        "pixel_values": torch.randn(batch_size, 3, size, size, generator=generator),
+        "teacher_pixel_values": torch.randn(batch_size, 3, teacher_size, teacher_size, generator=generator),
+        "labels": torch.randint(len(settings.id2label), (batch_size,), generator=generator),
+    }
+    return {name: value.to(device) for name, value in batch.items()}
+
+
+def _step_arguments(settings: StepSettings, method: str, output_dir: str, method_config: dict | None = None):
+    options = options_for(method, kd_temperature=settings.kd_temperature) | (method_config or {})
+    return training_arguments(
+        output_dir,
+        method,
+        options,
+        per_device_train_batch_size=settings.batch_size,
+        student_image_size=settings.image_size,
+        teacher_image_size=settings.teacher_image_size,
+        use_cpu=settings.device == "cpu",
+        seed=settings.seed,
+    )
+
+
+def _our_step(row: StepRow, settings: StepSettings, batch: dict, output_dir: str):
+    """The DistillationTrainer's own training_step, then its own optimizer's step."""
+    from .trainer import DistillationTrainer
+
+    student, teacher = row.pair.load(settings.id2label, with_teacher=method_class(row.method).requires_teacher)
+    args = _step_arguments(settings, row.method, output_dir, row.method_config)
+    trainer = DistillationTrainer(model=student, teacher_model=teacher, args=args)
+    trainer.current_gradient_accumulation_steps = 1  # set by Trainer.train()'s loop otherwise
+    optimizer = trainer.create_optimizer()
+    model = trainer.model
+
+    def step():
+        trainer.training_step(model, batch)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    return step, optimizer
+
+
+def _timm_task_step(row: StepRow, settings: StepSettings, batch: dict, output_dir: str, device: torch.device):
+    """timm.task on the bare timm models, with the optimizer the Trainer would create."""
+    import timm.task
+    from transformers import Trainer
+
+    student, teacher = row.pair.load(settings.id2label, with_teacher=row.task != "ClassificationTask")
+    student = student.timm_model
+    common = {"criterion": torch.nn.CrossEntropyLoss(), "device": device, "verbose": False}
+    if row.task == "ClassificationTask":
+        task = timm.task.ClassificationTask(student, **common)
+    else:
+        weights = {"task_loss_weight": 1.0, "distill_loss_weight": 1.0}
+        if row.task == "LogitDistillationTask":
+            weights["temperature"] = settings.kd_temperature
+        task = getattr(timm.task, row.task)(student, teacher.timm_model, **common, **weights)
+    task.to(device)
+    args = _step_arguments(settings, "none", output_dir)
+    optimizer_cls, optimizer_kwargs = Trainer.get_optimizer_cls_and_kwargs(args)
+    optimizer = optimizer_cls(task.trainable_module.parameters(), weight_decay=args.weight_decay, **optimizer_kwargs)
+    inputs, labels = batch["pixel_values"], batch["labels"]
+
+    def step():
+        task.train()
+        task(inputs, labels)["loss"].backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    return step, optimizer
+
+
+def measure_step(row: StepRow, settings: StepSettings) -> dict:
+    """Median step time, peak memory and FLOPs of one row, in this process (see scripts/benchmark_speed.py)."""
+    # Everything imported before the memory baseline, so that it is not counted as the row's.
+    import timm.task  # noqa: F401
+    import transformers
+    from torch.utils.flop_counter import FlopCounterMode
+
+    transformers.utils.logging.set_verbosity_error()
+    if settings.threads:
+        torch.set_num_threads(settings.threads)
+    device = torch.device(settings.device)
+    rss_baseline_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    torch.manual_seed(settings.seed)  # every row starts from the same initial weights
+    batch = _fixed_batch(settings, device)
+    with tempfile.TemporaryDirectory() as output_dir:
+        if row.runner == "ours":
+            step, optimizer = _our_step(row, settings, batch, output_dir)
+        else:
+            step, optimizer = _timm_task_step(row, settings, batch, output_dir, device)
+        for _ in range(settings.warmup):
+            step()
+        _synchronize(device)
+        times = []
+        for _ in range(settings.steps):
+            start = time.perf_counter()
+            step()
+            _synchronize(device)
+            times.append(time.perf_counter() - start)
+        # Once more, untimed, counting floating-point operations (matmuls and convolutions, forward
+        # and backward): a machine-independent cost of the same step.
+        with FlopCounterMode(display=False) as flop_counter:
+            step()
+    median = statistics.median(times)
+    return {
+        "name": row.name,
+        "runner": row.runner,
+        "median_step_s": median,
+        "images_per_s": settings.batch_size / median,
+        "peak_memory_mb": _peak_memory_mb(device, rss_baseline_kib),
+        "gflops_per_step": flop_counter.get_total_flops() / 1e9,
+        "step_times_s": times,
+        "torch_threads": torch.get_num_threads(),
+        "optimizer": f"{type(optimizer).__name__}(fused={optimizer.defaults.get('fused')})",
+    }
+
+
+def measure_step_in_fresh_process(row: StepRow, settings: StepSettings) -> dict:
+    """:func:`measure_step` in a new (``spawn``) process, so that its peak memory is the row's alone."""
+    context = multiprocessing.get_context("spawn")
+    with concurrent.futures.ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
+        return pool.submit(measure_step, row, settings).result()
+
+
+def measure_pipeline(settings: StepSettings, num_workers: int) -> dict:
+    """Images/s of load_image_dataset -> DistillationTransform -> DistillationCollator in a DataLoader."""
+    from torch.utils.data import DataLoader
+
+    from .data import DistillationCollator, DistillationTransform, image_transforms, load_image_dataset
+    from .models import load_image_processor
+
+    pair = settings.pair
+    data = load_image_dataset(settings.dataset)
+    student, teacher = pair.load(data.id2label)
+    transform = DistillationTransform(
+        image_transforms(student, load_image_processor(pair.student), train=True, image_size=settings.image_size),
+        image_transforms(
+            teacher, load_image_processor(pair.teacher), train=True, image_size=settings.teacher_image_size
+        ),
+        image_column=data.image_column,
+        label_column=data.label_column,
+    )
+    loader = DataLoader(
+        transform.apply_to(data.train),
+        batch_size=settings.batch_size,
+        shuffle=True,
+        drop_last=True,
+        num_workers=num_workers,
+        collate_fn=DistillationCollator(),
+        pin_memory=settings.device == "cuda",
+        generator=torch.Generator().manual_seed(settings.seed),
+    )
+    batches = min(settings.pipeline_batches, len(loader) - 1)
+    iterator = iter(loader)
+    next(iterator)  # worker start-up and first-batch latency are not throughput
+    start, images = time.perf_counter(), 0
+    for _ in range(batches):
+        images += len(next(iterator)["labels"])
+    elapsed = time.perf_counter() - start
+    return {"num_workers": num_workers, "batches": batches, "images_per_s": images / elapsed}
+
+
+def machine_info(device: str | torch.device | None = None) -> dict:
+    """The device, CPU, threads and library versions a measurement ran with (default device: CUDA if any)."""
+    import timm
+    import transformers
+
+    device = torch.device(device or default_device())
+    cpu = platform.processor()
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            cpu = next((line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name")), cpu)
+    except OSError:
+        pass
+    return {
+        "device": str(device),
+        "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
+        "cpu": cpu,
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "timm": timm.__version__,
+        "platform": platform.platform(),
+    }
+
+
+# ---- outputs ----
+
+
+def shown_path(path: str | Path) -> str:
+    """A local path as results and tables show it: relative to the repository when near it, so that no
+    machine is named; anything else (Hub ids, ``timm:`` specs) as given."""
+    if not os.path.exists(path):
+        return str(path)
+    resolved = Path(path).resolve()
+    return os.path.relpath(resolved, REPO) if resolved.is_relative_to(REPO.parent) else str(resolved)
+
+
+def write_results(output_dir: Path, results: dict) -> Path:
+    """``results.json`` in ``output_dir`` (created when missing)."""
+    output_dir.mkdir(parents=True, exist_ok=True)
+    path = output_dir / RESULTS_NAME
+    path.write_text(json.dumps(results, indent=2) + "\n")
+    return path
+
+
+def read_results(output_dir: Path) -> dict:
+    """The results.json an earlier run wrote into ``output_dir`` (for ``--report_only``)."""
+    results_file = output_dir / RESULTS_NAME
+    if not results_file.is_file():
+        raise SystemExit(
+            f"--report_only: {results_file} does not exist. Run the benchmark without --report_only first, "
+            "or pass the --output_dir it wrote to."
+        )
+    return json.loads(results_file.read_text())
+
+
+def write_table(output_dir: Path, table: str, readme: Path | None, region: str, readme_table: str | None = None) -> str:
+    """``table.md`` in ``output_dir``; into ``readme``'s ``region`` too (``readme_table`` when its links differ)."""
+    (output_dir / TABLE_NAME).write_text(table)
+    if readme is not None:
+        update_readme(readme, readme_table or table, region)
+    return table
+
+
+def update_readme(readme: Path, table: str, region: str) -> None:
+    """Put ``table`` between the ``<!-- {region}:start -->`` and ``<!-- {region}:end -->`` comments,
+    adding them at the end of ``## Benchmarks`` when absent; the rest of the README is kept."""
+    start, end_marker = f"<!-- {region}:start -->", f"<!-- {region}:end -->"
+    text = readme.read_text()
+    block = f"{start}\n{table}{end_marker}"
+    if start in text and end_marker in text:
+        head, rest = text.split(start, 1)
+        text = head + block + rest.split(end_marker, 1)[1]
+    else:
+        if README_SECTION not in text:
+            text = text.rstrip("\n") + f"\n\n{README_SECTION}\n"
+        section = text.index(README_SECTION)
+        next_section = text.find("\n## ", section + len(README_SECTION))
+        end = len(text) if next_section == -1 else next_section + 1
+        before = text[:end].rstrip("\n")
+        text = before + f"\n\n{block}\n" + ("\n" + text[end:] if next_section != -1 else "")
+    readme.write_text(text)
+
+
+def pyplot():
+    """matplotlib.pyplot on the file-only Agg backend (charts are written, never shown)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
