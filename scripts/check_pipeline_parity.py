@@ -8,12 +8,12 @@
 ``ToTensor`` + normalisation (no resize), ``timm.optim.create_optimizer_v2`` (AdamW; no weight
 decay on 1-d parameters and the model's ``no_weight_decay()`` set), per-step linear warm-up then
 cosine to 0, no gradient clipping, cross-entropy.
-(B) ``ours``: ``scripts/distill.py``'s ``main(argv)`` with ``--method none`` and the same data
+(B) ``ours``: ``hf_cakd.distill`` (what ``hf-cakd distill`` runs) with ``method="none"`` and the same data
 rows, batch size, learning rate, weight decay, warm-up, schedule, epochs and seed.
 
 Both train on the first ``--train_samples`` rows of the train split and report top-1 on the first
-``--eval_samples`` rows of the test split. ``--ours_flag`` adds CLI flags to (B) (say
-``--max_grad_norm=0``), ``--ours_timm_decay_groups`` gives (B) timm's weight-decay groups, and the
+``--eval_samples`` rows of the test split. ``--ours_override key=value`` (a JSON value) changes one
+of (B)'s training arguments (say ``--ours_override max_grad_norm=0``), ``--ours_timm_decay_groups`` gives (B) timm's weight-decay groups, and the
 ``--plain_*`` switches move (A) towards (B) one difference at a time. ``--probe`` trains nothing:
 it prints what each side feeds the model, its parameter groups and its learning rate per step.
 """
@@ -25,7 +25,6 @@ import io
 import json
 import math
 import os
-import sys
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field
@@ -40,8 +39,8 @@ from timm.optim import create_optimizer_v2
 from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms as T
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+from hf_cakd import DistillationTrainingArguments, distill
+from hf_cakd.pipeline import DataArguments, ModelArguments
 
 STUDENT = "timm:vit_tiny_patch16_224"
 STUDENT_ARGS = {"img_size": 32, "patch_size": 4, "embed_dim": 96, "depth": 6, "num_heads": 3, "mlp_ratio": 2.0}
@@ -60,7 +59,7 @@ class ParityConfig:
     weight_decay: float = 0.05
     warmup: float = 0.05  # a fraction of all steps, as --warmup_steps 0.05
     seed: int = 0
-    ours_flags: list[str] = field(default_factory=list)
+    ours_overrides: dict = field(default_factory=dict)
     ours_timm_decay_groups: bool = False
     plain_clip_grad: float = 0.0  # > 0: clip the gradient norm as the Trainer does
     plain_hf_decay_groups: bool = False  # the Trainer's groups (biases, LayerNorm) instead of timm's
@@ -192,34 +191,35 @@ def run_plain(cfg: ParityConfig) -> dict:
 # ---- (B) our pipeline ----
 
 
-def ours_argv(cfg: ParityConfig, output_dir: str) -> list[str]:
-    argv = [
-        "--student", cfg.student,
-        "--dataset", cfg.data,
-        "--method", "none",
-        "--max_train_samples", str(cfg.train_samples),
-        "--max_eval_samples", str(cfg.eval_samples),
-        "--num_train_epochs", str(cfg.epochs),
-        "--per_device_train_batch_size", str(cfg.batch_size),
-        "--per_device_eval_batch_size", str(2 * cfg.batch_size),
-        "--learning_rate", str(cfg.learning_rate),
-        "--weight_decay", str(cfg.weight_decay),
-        "--warmup_steps", str(cfg.warmup),
-        "--lr_scheduler_type", "cosine",
-        "--eval_strategy", "no",
-        "--save_strategy", "no",
-        "--logging_steps", "25",
-        "--disable_tqdm", "true",
-        "--report_to", "none",
-        "--dataloader_num_workers", "0",
-        "--use_cpu",
-        "--overwrite_output_dir",
-        "--seed", str(cfg.seed),
-        "--output_dir", output_dir,
-    ]  # fmt: skip
-    if cfg.student_model_args:
-        argv += ["--student_model_args", json.dumps(cfg.student_model_args)]
-    return argv + cfg.ours_flags
+def ours_arguments(cfg: ParityConfig, output_dir: str):
+    """(B)'s run as hf_cakd.distill's three argument dataclasses; ``ours_overrides`` replace training fields."""
+    model_args = ModelArguments(student=cfg.student, student_model_args=cfg.student_model_args or None)
+    data_args = DataArguments(
+        dataset=cfg.data,
+        max_train_samples=cfg.train_samples,
+        max_eval_samples=cfg.eval_samples,
+        overwrite_output_dir=True,
+    )
+    training = dict(
+        output_dir=output_dir,
+        method="none",
+        num_train_epochs=cfg.epochs,
+        per_device_train_batch_size=cfg.batch_size,
+        per_device_eval_batch_size=2 * cfg.batch_size,
+        learning_rate=cfg.learning_rate,
+        weight_decay=cfg.weight_decay,
+        warmup_steps=cfg.warmup,
+        lr_scheduler_type="cosine",
+        eval_strategy="no",
+        save_strategy="no",
+        logging_steps=25,
+        disable_tqdm=True,
+        report_to="none",
+        dataloader_num_workers=0,
+        use_cpu=True,
+        seed=cfg.seed,
+    )
+    return model_args, data_args, DistillationTrainingArguments(**{**training, **cfg.ours_overrides})
 
 
 def _use_timm_decay_groups() -> None:
@@ -238,13 +238,11 @@ def _use_timm_decay_groups() -> None:
 
 
 def run_ours(cfg: ParityConfig) -> dict:
-    import distill
-
     if cfg.ours_timm_decay_groups:
         _use_timm_decay_groups()
     with tempfile.TemporaryDirectory() as output_dir:
         start = time.perf_counter()
-        results = distill.main(ours_argv(cfg, output_dir))
+        results = distill(*ours_arguments(cfg, output_dir))
         seconds = time.perf_counter() - start
     return {"top1": results["metrics"]["student"]["top1"], "train_seconds": results["train_seconds"],
             "total_seconds": round(seconds, 1), "train_loss": results["train_loss"]}  # fmt: skip
@@ -293,7 +291,9 @@ def parse(argv: list[str] | None = None) -> tuple[ParityConfig, argparse.Namespa
                  "learning_rate", "weight_decay", "warmup", "seed", "plain_clip_grad"):  # fmt: skip
         parser.add_argument(f"--{name}", type=type(getattr(defaults, name)), default=getattr(defaults, name))
     parser.add_argument("--student_model_args", type=json.loads, default=defaults.student_model_args)
-    parser.add_argument("--ours_flag", action="append", default=[], help="A distill.py flag, e.g. --max_grad_norm=0.")
+    parser.add_argument(
+        "--ours_override", action="append", default=[], help="A training argument of (B), as JSON: max_grad_norm=0."
+    )
     for switch in ("ours_timm_decay_groups", "plain_hf_decay_groups", "plain_hf_init"):
         parser.add_argument(f"--{switch}", action="store_true")
     parser.add_argument("--only", choices=("plain", "ours"), help="Run one side only.")
@@ -301,7 +301,7 @@ def parse(argv: list[str] | None = None) -> tuple[ParityConfig, argparse.Namespa
     parser.add_argument("--out", help="Write the JSON here.")
     options = parser.parse_args(argv)
     cfg = ParityConfig(**{k: v for k, v in vars(options).items() if k in ParityConfig.__dataclass_fields__})
-    cfg.ours_flags = [part for flag in options.ours_flag for part in flag.split("=", 1)]
+    cfg.ours_overrides = {key: json.loads(value) for key, value in (o.split("=", 1) for o in options.ours_override)}
     return cfg, options
 
 
