@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 import datasets
 from transformers import AutoConfig, set_seed
+from transformers.trainer_utils import HubStrategy
 
 from .backbones import staged_view
 from .backbones.registry import unwrap_timm
@@ -139,8 +140,10 @@ def distill(
         raise UsageError("Pass --student (or --teacher alone: a student of another family is then chosen for it).")
     _check_output_dir(training_args, data_args)
     set_seed(training_args.seed)
-    # The Trainer's own push would upload before our model card exists; we push at the end instead.
-    push_to_hub, training_args.push_to_hub = training_args.push_to_hub, False
+    # The Trainer pushes checkpoints as --hub_strategy says; the final student and its card are pushed
+    # by push_student at the end (the Trainer's end-of-training push would write its own card).
+    push_to_hub = training_args.push_to_hub
+    training_args.push_to_hub = push_to_hub and training_args.hub_strategy != HubStrategy.END
 
     data, student, student_processor, teacher, teacher_processor = _load_data_and_models(
         model_args, data_args, training_args
@@ -205,7 +208,7 @@ def distill(
     train_result = trainer.train(resume_from_checkpoint=resume)
     results["train_seconds"] = round(time.perf_counter() - start, 1)
     results["train_loss"] = train_result.training_loss
-    trainer.save_model()
+    trainer.save_model(_internal_call=True)  # not the Trainer's push: ours follows, with the card
     if eval_dataset is not None:
         student_metrics = trainer.evaluate()
         metrics["student"] = {"top1": student_metrics["eval_top1"], "top5": student_metrics["eval_top5"]}
@@ -233,6 +236,7 @@ def distill(
         )
         card.save(os.path.join(training_args.output_dir, "README.md"))
         if push_to_hub:
+            trainer._finish_current_push()  # the last checkpoint's push lands before the final student's
             repo_id = training_args.hub_model_id or os.path.basename(os.path.abspath(training_args.output_dir))
             push_student(
                 training_args.output_dir,

@@ -8,6 +8,7 @@ Everything runs offline on tiny models, two training steps each.
 
 from __future__ import annotations
 
+import concurrent.futures
 import importlib.util
 import json
 import os
@@ -363,6 +364,7 @@ def fake_hub(monkeypatch):
 
     def create_repo(self, repo_id, **kwargs):
         calls.append(("create_repo", {"repo_id": repo_id, **kwargs}))
+        return SimpleNamespace(repo_id=repo_id)
 
     def upload_folder(self, *, repo_id, folder_path, allow_patterns=None, ignore_patterns=None, **kwargs):
         # The files HfApi.upload_folder would send, chosen the way it chooses them.
@@ -371,6 +373,10 @@ def fake_hub(monkeypatch):
         ignore = list(ignore_patterns or []) + DEFAULT_IGNORE_PATTERNS
         files = list(filter_repo_objects(local, allow_patterns=allow_patterns, ignore_patterns=ignore))
         calls.append(("upload_folder", {"repo_id": repo_id, "files": files, **kwargs}))
+        if kwargs.get("run_as_future"):  # the Trainer's checkpoint pushes run in the background
+            done = concurrent.futures.Future()
+            done.set_result(None)
+            return done
 
     def upload_file(self, *, path_or_fileobj, path_in_repo, repo_id, **kwargs):
         if isinstance(path_or_fileobj, (str, Path)):
@@ -397,7 +403,7 @@ def test_push_to_hub_uploads_the_student_then_its_card_never_checkpoints(distill
         distill_args(
             workspace, "kd", output_dir,
             "--save_strategy", "steps", "--save_steps", "1",
-            "--push_to_hub", "--hub_model_id", "user/repo", "--hub_private_repo", "true",
+            "--push_to_hub", "--hub_model_id", "user/repo", "--hub_private_repo", "true", "--hub_strategy", "end",
         )
     )  # fmt: skip
     assert (output_dir / "checkpoint-1").is_dir() and (output_dir / "checkpoint-2").is_dir()
@@ -419,6 +425,21 @@ def test_push_to_hub_uploads_the_student_then_its_card_never_checkpoints(distill
 
 
 
+def test_hub_strategy_every_save_pushes_checkpoints_then_the_student_and_its_card(distill, workspace, tmp_path, fake_hub):
+    output_dir = tmp_path / "pushed"
+    distill.main(
+        distill_args(
+            workspace, "kd", output_dir, "--save_strategy", "steps", "--save_steps", "1",
+            "--push_to_hub", "--hub_model_id", "user/repo", "--hub_strategy", "every_save",
+        )
+    )  # fmt: skip
+    messages = [call.get("commit_message") for name, call in fake_hub if name == "upload_folder"]
+    assert messages == ["Training in progress, step 1", "Training in progress, step 2", "Upload distilled student (hf_cakd)"]
+    assert fake_hub[-1][0] == "upload_file" and fake_hub[-1][1]["path_in_repo"] == "README.md"
+    readme = (output_dir / "README.md").read_text(encoding="utf-8")
+    assert fake_hub[-1][1]["content"].decode("utf-8") == readme  # our card, not the Trainer's
+
+
 def test_push_without_an_eval_split_still_uploads_the_student(distill, workspace, tmp_path, fake_hub):
     data = tmp_path / "train-only"
     data.mkdir()
@@ -429,5 +450,7 @@ def test_push_without_an_eval_split_still_uploads_the_student(distill, workspace
     assert results["metrics"] == {}  # nothing to measure on: a card without results
     card = ModelCard.load(tmp_path / "pushed" / "README.md")
     assert "model-index" not in card.data.to_dict() and "## Results" not in card.text
-    assert [name for name, _ in fake_hub] == ["create_repo", "upload_folder", "upload_file"]
-    assert "model.safetensors" in fake_hub[1][1]["files"]
+    # The Trainer creates the repository for its checkpoint pushes (--hub_strategy every_save, the
+    # default), but no checkpoint was saved; then the student and its card go up.
+    assert [name for name, _ in fake_hub] == ["create_repo", "create_repo", "upload_folder", "upload_file"]
+    assert "model.safetensors" in fake_hub[2][1]["files"]
