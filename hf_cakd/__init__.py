@@ -6,7 +6,7 @@ from .assistant import AssistantConfig, AssistantModel
 from .backbones import StagedBackbone, StageInfo, register_adapter, staged_view
 from .methods import MethodConfig, register_method
 from .modeling_distillation import DistillationModel
-from .models import LabelMismatchError, load_classifier, load_image_processor
+from .model_specs import LabelMismatchError, load_classifier, load_image_processor
 from .pipeline import distill
 from .trainer import DistillationTrainer, DistillationTrainingArguments
 

@@ -74,7 +74,7 @@ class ModelPair:
 
     def load(self, id2label: dict, with_teacher: bool = True):
         """``(student, teacher)``; the teacher frozen, or None."""
-        from .models import load_classifier
+        from .model_specs import load_classifier
 
         student = load_classifier(self.student, id2label, model_args=self.student_model_args)
         teacher = None
@@ -318,7 +318,7 @@ def measure_pipeline(settings: StepSettings, num_workers: int) -> dict:
     from torch.utils.data import DataLoader
 
     from .data import DistillationCollator, DistillationTransform, image_transforms, load_image_dataset
-    from .models import load_image_processor
+    from .model_specs import load_image_processor
 
     pair = settings.pair
     data = load_image_dataset(settings.dataset)

@@ -34,6 +34,7 @@ from transformers.image_utils import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 
 from .backbones.base import FAMILIES
 from .errors import UsageError
+from .model_specs import label_fields
 
 logger = logging.getLogger(__name__)
 
@@ -67,11 +68,6 @@ def vit_patch_size(image_size: int) -> int:
     return next(p for p in VIT_PATCH_SIZES if image_size // p >= MIN_VIT_GRID or p == 1)
 
 
-def _labels(id2label: Mapping) -> dict:
-    id2label = {int(i): str(name) for i, name in id2label.items()}
-    return {"num_labels": len(id2label), "id2label": id2label, "label2id": {n: i for i, n in id2label.items()}}
-
-
 def build_default_student(name: str, image_size: int, id2label: Mapping) -> PreTrainedModel:
     """The default student ``name`` (:data:`DEFAULT_CNN_STUDENT` or :data:`DEFAULT_VIT_STUDENT`),
     freshly initialised at ``image_size`` with the labels ``id2label``.
@@ -89,7 +85,7 @@ def build_default_student(name: str, image_size: int, id2label: Mapping) -> PreT
             hidden_act="relu",
             downsample_in_first_stage=False,
             image_size=int(image_size),
-            **_labels(id2label),
+            **label_fields(id2label),
         )
         model = ResNetForImageClassification(config)
     elif name == DEFAULT_VIT_STUDENT:
@@ -101,7 +97,7 @@ def build_default_student(name: str, image_size: int, id2label: Mapping) -> PreT
             intermediate_size=768,
             image_size=int(image_size),
             patch_size=vit_patch_size(int(image_size)),
-            **_labels(id2label),
+            **label_fields(id2label),
         )
         model = ViTForImageClassification(config)
     else:

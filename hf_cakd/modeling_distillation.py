@@ -16,6 +16,7 @@ from transformers import PreTrainedModel
 
 from .version import __version__
 from .backbones import StagedBackbone, StagedOutput, staged_view
+from .backbones.base import resplit
 from .backbones.registry import unwrap_timm
 from .errors import UsageError
 from .methods import DistillationMethod, MethodConfig, method_class, method_config
@@ -62,9 +63,10 @@ class DistillationModel(nn.Module):
         teacher_image_size=None,
     ) -> "DistillationModel":
         """Build both staged views once and the method ``method`` (options ``config``) on them."""
-        student_view = staged_view(student, student_image_size)
-        teacher_view = None if teacher is None else staged_view(teacher, teacher_image_size)
-        return cls(student, method_class(method)(student_view, teacher_view, method_config(method, config)))
+        config = method_config(method, config)
+        student_view = resplit(staged_view(student, student_image_size), config.stage_split)
+        teacher_view = None if teacher is None else resplit(staged_view(teacher, teacher_image_size), config.stage_split)
+        return cls(student, method_class(method)(student_view, teacher_view, config))
 
     @property
     def config(self):

@@ -25,7 +25,7 @@ from .defaults import default_dataset, default_dataset_warning, default_image_pr
 from .errors import UsageError
 from .data import DistillationCollator, DistillationTransform, image_processor_for, image_transforms, load_image_dataset
 from .hub import CardInputs, default_license, framework_versions, make_timm_loadable, push_student, student_model_card
-from .models import load_classifier, load_image_processor
+from .model_specs import load_classifier, load_image_processor
 from .trainer import DistillationTrainer, DistillationTrainingArguments
 
 logger = logging.getLogger(__name__)

@@ -21,7 +21,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parent.parent
 PER_CLASS = {"train": 500, "test": 100}
 
 
@@ -43,7 +43,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("source", nargs="?", default="../shared/datasets/cifar10", type=Path,
                         help="directory holding the full train.parquet and test.parquet")
-    parser.add_argument("--out", default=REPO_ROOT / "demo_data" / "cifar10", type=Path)
+    parser.add_argument("--out", default=REPO / "demo_data" / "cifar10", type=Path)
     args = parser.parse_args()
 
     args.out.mkdir(parents=True, exist_ok=True)

@@ -10,7 +10,8 @@ from safetensors.torch import load_file
 from torch import nn
 
 from hf_cakd.assistant import AssistantModel, FusionBridge
-from hf_cakd.backbones import FAMILIES, StageInfo
+from hf_cakd.backbones import FAMILIES, StageInfo, staged_view
+from hf_cakd.backbones.base import ofa_split_sizes, resplit
 from tiny_models import IMAGE_SIZE, NUM_LABELS, TINY_MODELS, build
 
 BATCH = 2
@@ -258,3 +259,18 @@ def test_bridge_type_is_validated():
         FusionBridge(info, info, "mlp")
     with pytest.raises(ValueError, match="bridge_type must be one of"):
         AssistantModel.from_teacher_student(build("hf-resnet"), build("hf-vit"), bridge_type="conv")
+
+
+def test_an_assistant_on_ofa_split_views_reloads_with_the_same_suffix_stage(tmp_path):
+    teacher, student = build("hf-resnet", seed=1), build("hf-vit", seed=2)
+    views = [resplit(staged_view(model, IMAGE_SIZE), "ofa") for model in (teacher, student)]
+    assistant = AssistantModel.from_views(*views, stage_split="ofa").eval()
+    assistant.save_pretrained(tmp_path)
+    reloaded = AssistantModel.from_pretrained(tmp_path, teacher=teacher, student=student).eval()
+    assert reloaded.config.stage_split == "ofa"
+    assert [len(s) for s in reloaded.suffix.stages] == [len(s) for s in assistant.suffix.stages] == ofa_split_sizes(
+        sum(len(s) for s in assistant.suffix.stages)
+    )
+    pixel_values = torch.randn(2, 3, IMAGE_SIZE, IMAGE_SIZE)
+    with torch.no_grad():
+        assert torch.equal(reloaded(pixel_values).logits, assistant(pixel_values).logits)

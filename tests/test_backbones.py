@@ -9,6 +9,7 @@ from hf_cakd.backbones import (
     staged_view,
     supported_architectures,
 )
+from hf_cakd.backbones.base import ofa_split_sizes, resplit
 from hf_cakd.backbones.registry import _ADAPTERS, find_adapter
 from tiny_models import IMAGE_SIZE, NUM_LABELS, TINY_MODELS, build
 
@@ -144,3 +145,24 @@ def test_pre_logits_look_through_the_heads_dropout_and_carry_gradients():
     assert not torch.allclose(model.classifier(first.pre_logits), first.logits)
     first.pre_logits.sum().backward()
     assert model.mobilenet_v2.conv_1x1.convolution.weight.grad.abs().sum() > 0
+
+
+def test_ofa_split_sizes_follow_ofa_kds_boundaries():
+    assert ofa_split_sizes(12) == [2, 2, 6, 2]  # after blocks 1, 3, 9, 11
+    assert ofa_split_sizes(6) == [1, 1, 3, 1]
+    assert ofa_split_sizes(4) == [1, 1, 1, 1]
+    assert all(sum(ofa_split_sizes(n)) == n and min(ofa_split_sizes(n)) >= 1 for n in range(4, 40))
+
+
+@pytest.mark.parametrize("name", sorted(TINY_MODELS))
+def test_resplit_regroups_isotropic_blocks_and_keeps_the_logits(name):
+    view = staged_view(build(name), image_size=IMAGE_SIZE)
+    regrouped = resplit(view, "ofa")
+    isotropic = len(set(view.stage_infos)) == 1
+    assert (regrouped is not view) == isotropic  # hierarchical models keep their resolution stages
+    if isotropic:
+        blocks = sum(len(stage) for stage in view.stages)
+        assert [len(stage) for stage in regrouped.stages] == ofa_split_sizes(blocks)
+    pixel_values = torch.randn(2, 3, IMAGE_SIZE, IMAGE_SIZE)
+    with torch.no_grad():
+        assert torch.equal(regrouped(pixel_values).logits, view(pixel_values).logits)

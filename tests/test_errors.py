@@ -17,7 +17,7 @@ from hf_cakd.errors import (
     user_message,
 )
 from hf_cakd.label_mapping import LabelMappingError
-from hf_cakd.models import LabelMismatchError
+from hf_cakd.model_specs import LabelMismatchError
 
 BAD_ROW = "Row 3 of split 'train': the image in column 'img' is missing."
 

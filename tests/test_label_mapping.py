@@ -8,7 +8,7 @@ import torch
 from hf_cakd.backbones import staged_view
 from hf_cakd.errors import UsageError
 from hf_cakd.label_mapping import GroupedClassifier, LabelMappingError, map_labels, restrict_classifier
-from hf_cakd.models import load_classifier
+from hf_cakd.model_specs import load_classifier
 from tiny_models import TINY_MODELS, build
 
 TEACHER_LABELS = [

@@ -21,6 +21,8 @@ class AssistantConfig(PretrainedConfig):
             about one per 64 channels).
         prefix_model_config, suffix_model_config: full configs of the two models; only used to
             build a standalone assistant that owns copies of every module.
+        stage_split: how isotropic models' blocks form their stages (``hf_cakd.backbones.base.resplit``),
+            so a rebuilt F has the same suffix stage.
     """
 
     model_type = "hf_cakd_assistant"
@@ -37,6 +39,7 @@ class AssistantConfig(PretrainedConfig):
         bridge_mlp_ratio: float = 2.0,
         prefix_model_config: dict | None = None,
         suffix_model_config: dict | None = None,
+        stage_split: str = "even",
         initializer_range: float = 0.02,
         **kwargs,
     ):
@@ -52,6 +55,7 @@ class AssistantConfig(PretrainedConfig):
         self.bridge_mlp_ratio = bridge_mlp_ratio
         self.prefix_model_config = prefix_model_config
         self.suffix_model_config = suffix_model_config
+        self.stage_split = stage_split
         self.initializer_range = initializer_range
         super().__init__(**kwargs)
 

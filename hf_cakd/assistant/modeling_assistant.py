@@ -25,6 +25,7 @@ from transformers.modeling_outputs import ModelOutput
 from transformers.models.auto.configuration_auto import CONFIG_MAPPING
 
 from ..backbones import StagedBackbone, StageInfo, staged_view
+from ..backbones.base import resplit
 from .bridge import FusionBridge
 from .configuration_assistant import AssistantConfig
 
@@ -53,7 +54,7 @@ def _model_from_config_dict(config_dict: dict) -> PreTrainedModel:
     return AutoModelForImageClassification.from_config(config)
 
 
-def _label_config(model: nn.Module) -> dict:
+def _classifier_labels(model: nn.Module) -> dict:
     """The classifier's labels: its transformers config's, or a bare timm model's class count."""
     config = getattr(model, "config", None)
     if config is None:
@@ -61,11 +62,11 @@ def _label_config(model: nn.Module) -> dict:
     return {"id2label": dict(config.id2label), "label2id": dict(config.label2id or {})}
 
 
-def _view(model: nn.Module, image_size: list[int] | None) -> StagedBackbone:
+def _view(model: nn.Module, image_size: list[int] | None, stage_split: str) -> StagedBackbone:
     """A given staged view as it is (built once by its owner), or a model's view at ``image_size``."""
     if isinstance(model, StagedBackbone):
         return model
-    return staged_view(model, image_size)
+    return resplit(staged_view(model, image_size), stage_split)
 
 
 def _stage_dict(info: StageInfo) -> dict:
@@ -110,8 +111,8 @@ class AssistantModel(AssistantPreTrainedModel):
             roles = {"teacher": teacher, "student": student}
             prefix_model, suffix_model = roles[config.prefix_role], roles[config.suffix_role]
         # Held by reference, not registered: their parameters belong to the teacher/student.
-        self.__dict__["prefix"] = _view(prefix_model, config.prefix_image_size)
-        self.__dict__["suffix"] = _view(suffix_model, config.suffix_image_size)
+        self.__dict__["prefix"] = _view(prefix_model, config.prefix_image_size, config.stage_split)
+        self.__dict__["suffix"] = _view(suffix_model, config.suffix_image_size, config.stage_split)
         source, target = self.prefix.stage_infos[2], self.suffix.stage_infos[2]
         expected = (config.source_stage, config.target_stage)
         if expected != (None, None) and expected != (_stage_dict(source), _stage_dict(target)):
@@ -161,7 +162,7 @@ class AssistantModel(AssistantPreTrainedModel):
             prefix_image_size=list(prefix.image_size),
             suffix_image_size=list(suffix.image_size),
             bridge_type=bridge_type,
-            **_label_config(suffix.model),
+            **_classifier_labels(suffix.model),
             **config_kwargs,
         )
         return cls(config, teacher=teacher, student=student)
@@ -202,7 +203,7 @@ class AssistantModel(AssistantPreTrainedModel):
                 raise ValueError(
                     f"save_standalone rebuilds both models from their transformers configs, but the {role} model "
                     f"is a bare {type(model).__name__} without one. Wrap timm models in transformers' "
-                    "TimmWrapperForImageClassification (hf_cakd.models.load_classifier does) or use save_pretrained."
+                    "TimmWrapperForImageClassification (hf_cakd.model_specs.load_classifier does) or use save_pretrained."
                 )
         config = copy.deepcopy(self.config)
         config.prefix_model_config = self.prefix.model.config.to_dict()

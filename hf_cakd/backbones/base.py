@@ -168,6 +168,42 @@ def split_evenly(blocks: list[nn.Module], num_groups: int = NUM_STAGES) -> list[
     return [nn.Sequential(*blocks[bounds[i] : bounds[i + 1]]) for i in range(num_groups)]
 
 
+STAGE_SPLITS = ("even", "ofa")
+# OFA-KD's stage boundaries for a 12-block isotropic model (after blocks 1, 3, 9, 11): a small last stage.
+OFA_SPLIT_SHARES = (2 / 12, 2 / 12, 6 / 12)
+
+
+def ofa_split_sizes(num_blocks: int) -> list[int]:
+    """Group sizes of OFA-KD's split scaled to ``num_blocks`` (12 -> 2/2/6/2, 6 -> 1/1/3/1), each at least 1."""
+    if num_blocks < NUM_STAGES:
+        raise ValueError(f"an isotropic model needs at least {NUM_STAGES} blocks to be split, this one has {num_blocks}")
+    sizes = [max(1, round(num_blocks * share)) for share in OFA_SPLIT_SHARES]
+    while sum(sizes) > num_blocks - 1:  # the last stage keeps at least one block
+        sizes[sizes.index(max(sizes))] -= 1
+    return sizes + [num_blocks - sum(sizes)]
+
+
+def resplit(view: StagedBackbone, split: str) -> StagedBackbone:
+    """``view`` with its isotropic blocks regrouped (``"even"``: as built; ``"ofa"``: OFA-KD's boundaries).
+
+    Only isotropic views change: every stage a ``Sequential`` of blocks with the same output layout.
+    Hierarchical models keep their resolution stages whatever ``split`` says.
+    """
+    if split not in STAGE_SPLITS:
+        raise ValueError(f"stage_split must be one of {STAGE_SPLITS}, got {split!r}")
+    isotropic = len(set(view.stage_infos)) == 1 and all(isinstance(stage, nn.Sequential) for stage in view.stages)
+    if split == "even" or not isotropic:
+        return view
+    blocks = [block for stage in view.stages for block in stage]
+    bounds = [0]
+    for size in ofa_split_sizes(len(blocks)):
+        bounds.append(bounds[-1] + size)
+    stages = [nn.Sequential(*blocks[bounds[i] : bounds[i + 1]]) for i in range(NUM_STAGES)]
+    return StagedBackbone(
+        view.model, view.family, view.stem, stages, view.head, list(view.stage_infos), view.image_size
+    )
+
+
 def as_pair(size) -> tuple[int, int]:
     if isinstance(size, int):
         return (size, size)

@@ -7,7 +7,7 @@ from torch import nn
 from transformers import ConvNextForImageClassification, ConvNextV2ForImageClassification
 
 from .base import StagedBackbone
-from .cnn import default_image_size, map_stage_infos
+from .cnn_grids import default_image_size, map_stage_infos
 from .registry import register_adapter, unwrap_timm
 
 

@@ -11,7 +11,7 @@ from torch import nn
 from transformers import MobileNetV2ForImageClassification
 
 from .base import NUM_STAGES, StagedBackbone
-from .cnn import default_image_size, map_stage_infos
+from .cnn_grids import default_image_size, map_stage_infos
 from .parts import ModelMethod
 from .registry import register_adapter, unwrap_timm
 

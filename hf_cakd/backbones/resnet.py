@@ -5,7 +5,7 @@ from torch import nn
 from transformers import ResNetForImageClassification
 
 from .base import StagedBackbone
-from .cnn import default_image_size, map_stage_infos
+from .cnn_grids import default_image_size, map_stage_infos
 from .parts import ModelMethod
 from .registry import register_adapter, unwrap_timm
 

@@ -19,6 +19,7 @@ from torch import nn
 from transformers import PreTrainedModel
 
 from ..backbones import NUM_STAGES, StagedBackbone, StagedOutput
+from ..backbones.base import STAGE_SPLITS
 
 METHODS: dict[str, type["DistillationMethod"]] = {}
 # The method's own trainable parts that are not PreTrainedModels, beside the student in a checkpoint.
@@ -30,6 +31,18 @@ class MethodConfig:
     """Options every method has; a method's config subclasses this and adds its own."""
 
     ce_weight: float = field(default=1.0, metadata={"help": "Weight of the supervised cross-entropy term(s)."})
+    stage_split: str = field(
+        default="even",
+        metadata={
+            "help": "How an isotropic model's blocks (ViT, Mixer) form the four stages the method taps: 'even' "
+            "(12 blocks -> 3/3/3/3) or 'ofa' (OFA-KD's boundaries, 12 -> 2/2/6/2: a small last stage, so FBT's "
+            "assistant re-runs less of the student). Hierarchical models keep their stages."
+        },
+    )
+
+    def __post_init__(self):
+        if self.stage_split not in STAGE_SPLITS:
+            raise ValueError(f"stage_split must be one of {STAGE_SPLITS}, got {self.stage_split!r}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

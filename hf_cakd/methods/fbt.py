@@ -122,6 +122,7 @@ class FBTConfig(MethodConfig):
     )
 
     def __post_init__(self):
+        super().__post_init__()
         if self.fbt_logit_loss not in LOGIT_LOSSES:
             raise ValueError(f"fbt_logit_loss must be one of {LOGIT_LOSSES}, got {self.fbt_logit_loss!r}")
         if self.bridge_type not in BRIDGE_TYPES:
@@ -156,7 +157,9 @@ class FuseBeforeTransfer(DistillationMethod):
 
     def __init__(self, student, teacher, config):
         super().__init__(student, teacher, config)
-        self.assistant = AssistantModel.from_views(teacher, student, bridge_type=config.bridge_type)
+        self.assistant = AssistantModel.from_views(
+            teacher, student, bridge_type=config.bridge_type, stage_split=config.stage_split
+        )
         self.prefix_role = self.assistant.config.prefix_role
         self.final_infos = {
             "teacher": teacher.stage_infos[3],

@@ -16,6 +16,7 @@ class FitNetConfig(MethodConfig):
     feature_weight: float = field(default=1.0, metadata={"help": "Weight of FitNet's feature hint."})
 
     def __post_init__(self):
+        super().__post_init__()
         if not 1 <= self.fitnet_stage <= 4:
             raise ValueError(f"fitnet_stage is a stage number 1..4, got {self.fitnet_stage}")
 

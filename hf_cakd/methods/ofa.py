@@ -53,6 +53,7 @@ class OFAConfig(MethodConfig):
     )
 
     def __post_init__(self):
+        super().__post_init__()
         self.ofa_stages = ",".join(map(str, parse_stages(self.ofa_stages, "ofa_stages")))
 
     @property

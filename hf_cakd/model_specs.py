@@ -27,6 +27,7 @@ import logging
 import os
 import re
 from pathlib import Path
+from collections.abc import Mapping
 from typing import Any
 
 import timm
@@ -68,7 +69,8 @@ def _labels_are_generic(id2label: dict) -> bool:
     return all(_GENERIC_LABEL.match(str(name)) for name in id2label.values())
 
 
-def _label_config(id2label: dict[int, str] | None) -> dict[str, Any]:
+def label_fields(id2label: Mapping | None) -> dict[str, Any]:
+    """The config fields that name a classifier's labels: ``num_labels``, ``id2label``, ``label2id``."""
     if id2label is None:
         return {}
     id2label = {int(i): str(name) for i, name in id2label.items()}
@@ -76,7 +78,7 @@ def _label_config(id2label: dict[int, str] | None) -> dict[str, Any]:
 
 
 def _from_config(config: PretrainedConfig, id2label: dict[int, str] | None) -> PreTrainedModel:
-    for key, value in _label_config(id2label).items():
+    for key, value in label_fields(id2label).items():
         setattr(config, key, value)
     model = AutoModelForImageClassification.from_config(config)
     if isinstance(model, TimmWrapperPreTrainedModel):
@@ -117,7 +119,7 @@ def _check_labels(
         return model
     if len(have) == len(want) and _labels_are_generic(have):
         # A head trained on this dataset but saved without names: same classes, name them.
-        model.config.update(_label_config(want))
+        model.config.update(label_fields(want))
         return model
     if label_mapping is not None:
         explicit = None if label_mapping == "by_name" else label_mapping
@@ -133,7 +135,7 @@ def _check_labels(
         )
     logger.warning("Replacing the classification head of %s: %s -> %s", spec, _describe(have), _describe(want))
     return AutoModelForImageClassification.from_pretrained(
-        spec, ignore_mismatched_sizes=True, **_label_config(want), **kwargs
+        spec, ignore_mismatched_sizes=True, **label_fields(want), **kwargs
     )
 
 

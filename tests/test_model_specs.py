@@ -8,7 +8,7 @@ import torch
 from transformers import ResNetConfig, TimmWrapperForImageClassification
 
 from hf_cakd.errors import InputError, UsageError
-from hf_cakd.models import LabelMismatchError, load_classifier, load_image_processor
+from hf_cakd.model_specs import LabelMismatchError, load_classifier, load_image_processor
 from tiny_models import build
 
 CIFAR_LABELS = dict(enumerate(["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]))
