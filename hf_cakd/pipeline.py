@@ -53,8 +53,8 @@ class ModelArguments:
         default=None,
         metadata={
             "help": "When the teacher's labels differ from the dataset's: 'by_name' keeps the teacher's classes whose "
-            'names match, or a JSON object {"dataset label": "teacher label" or ["teacher label", ...]} (a list sums '
-            "those classes' probabilities).",
+            'names match, or a JSON object (or a .json file) {"dataset label": "teacher label" or ["teacher label", '
+            "...]} (a list sums those classes' probabilities; see examples/cifar10-from-imagenet1k.json).",
         },
     )
     ignore_mismatched_sizes: bool = field(
@@ -72,8 +72,12 @@ class ModelArguments:
     def __post_init__(self):
         self.student_model_args = _json_option(self.student_model_args, "--student_model_args")
         self.teacher_model_args = _json_option(self.teacher_model_args, "--teacher_model_args")
-        if self.teacher_label_mapping != "by_name":
-            self.teacher_label_mapping = _json_option(self.teacher_label_mapping, "--teacher_label_mapping")
+        mapping = self.teacher_label_mapping
+        if isinstance(mapping, str) and mapping.endswith(".json") and os.path.isfile(mapping):
+            with open(mapping, encoding="utf-8") as f:
+                mapping = f.read()  # a mapping kept in a file, like examples/cifar10-from-imagenet1k.json
+        if mapping != "by_name":
+            self.teacher_label_mapping = _json_option(mapping, "--teacher_label_mapping")
 
 
 @dataclass

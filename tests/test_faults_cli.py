@@ -130,15 +130,15 @@ def test_usage_errors_exit_with_2_and_one_line(workspace, tmp_path):
 
 
 def test_sigterm_saves_a_complete_checkpoint_exits_75_and_resumes(workspace, tmp_path):
-    schedule = ["--max_steps", "30", "--logging_steps", "1"]
+    schedule = ["--max_steps", "12", "--logging_steps", "1"]
     preempted = tmp_path / "preempted"
-    command = [sys.executable, str(SCRIPT), *distill_args(workspace, "fbt", preempted, *schedule)]
+    command = [sys.executable, str(SCRIPT), *distill_args(workspace, "kd", preempted, *schedule)]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
     child = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     logged, deadline = 0, time.monotonic() + 300
     for line in child.stdout:  # the Trainer prints one dict per logged step
         logged += "'loss'" in line
-        if logged == 3 or time.monotonic() > deadline:
+        if logged == 2 or time.monotonic() > deadline:
             sent_at = time.monotonic()
             child.send_signal(signal.SIGTERM)
             break
@@ -149,11 +149,11 @@ def test_sigterm_saves_a_complete_checkpoint_exits_75_and_resumes(workspace, tmp
     checkpoint = last_complete_checkpoint(str(preempted))
     assert checkpoint is not None and (Path(checkpoint) / CHECKPOINT_COMPLETE_NAME).is_file()
     step = int(checkpoint.rsplit("-", 1)[1])
-    assert 3 <= step < 30 and f"at step {step}" in stderr and "--resume_from_checkpoint last" in stderr
+    assert 2 <= step < 12 and f"at step {step}" in stderr and "--resume_from_checkpoint last" in stderr
     assert "Traceback" not in stderr
 
-    distill_main(distill_args(workspace, "fbt", preempted, *schedule, "--resume_from_checkpoint", "last"))
-    distill_main(distill_args(workspace, "fbt", tmp_path / "uninterrupted", *schedule))
+    distill_main(distill_args(workspace, "kd", preempted, *schedule, "--resume_from_checkpoint", "last"))
+    distill_main(distill_args(workspace, "kd", tmp_path / "uninterrupted", *schedule))
     expected = safetensors.torch.load_file(tmp_path / "uninterrupted" / "model.safetensors")
     final = safetensors.torch.load_file(preempted / "model.safetensors")
     # As in the SIGKILL resume tests: equal up to the random crops of the batch fetched ahead.
