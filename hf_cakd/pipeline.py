@@ -16,6 +16,7 @@ import time
 from dataclasses import dataclass, field
 
 import datasets
+from timm.models import get_pretrained_cfg
 from transformers import AutoConfig, set_seed
 from transformers.trainer_utils import HubStrategy
 
@@ -25,7 +26,7 @@ from .defaults import default_dataset, default_dataset_warning, default_image_pr
 from .errors import UsageError
 from .data import DistillationCollator, DistillationTransform, image_processor_for, image_transforms, load_image_dataset
 from .hub import CardInputs, default_license, framework_versions, make_timm_loadable, push_student, student_model_card
-from .model_specs import load_classifier, load_image_processor
+from .model_specs import TIMM_PREFIX, load_classifier, load_image_processor
 from .trainer import DistillationTrainer, DistillationTrainingArguments
 
 logger = logging.getLogger(__name__)
@@ -149,7 +150,7 @@ def distill(
     push_to_hub = training_args.push_to_hub
     training_args.push_to_hub = push_to_hub and training_args.hub_strategy != HubStrategy.END
 
-    data, student, student_processor, teacher, teacher_processor = _load_data_and_models(
+    data, student, student_processor, teacher, teacher_processor, sized_by_data = _load_data_and_models(
         model_args, data_args, training_args
     )
 
@@ -195,7 +196,9 @@ def distill(
     ):
         view = getattr(distillation_model, f"{role}_view")
         if view is not None:
-            source = _resolution_source(role, model, processor, flag_value)
+            source = "the data (built from scratch)" if role in sized_by_data else _resolution_source(
+                role, model, processor, flag_value
+            )
             results["input_resolution"][role] = {"size": list(view.image_size), "source": source}
             logger.info("%s input: %dx%d, from %s", role.capitalize(), *view.image_size, source)
     families = {"student": distillation_model.student_view.family}
@@ -322,6 +325,7 @@ def _load_data_and_models(model_args, data_args, training_args):
     if model_args.teacher and (teacher is None or known_labels != data.id2label):
         teacher = load_teacher(data.id2label)
     teacher_processor = load_image_processor(model_args.teacher) if model_args.teacher else None
+    from_data = {role for role in ("student", "teacher") if _default_timm_resolution(role, model_args, training_args, data)}
     if model_args.student:
         student = load_classifier(
             model_args.student,
@@ -334,10 +338,30 @@ def _load_data_and_models(model_args, data_args, training_args):
     else:
         image_size = training_args.student_image_size or _image_side(data)
         student, description = default_student(staged_view(teacher).family, image_size, data.id2label)
-        model_args.student = student.name_or_path
+        model_args.student = student.config._name_or_path
         student_processor = default_image_processor(image_size)
+        from_data.add("student")
         logger.info("No --student: %s", description)
-    return data, student, student_processor, teacher, teacher_processor
+    return data, student, student_processor, teacher, teacher_processor, from_data
+
+
+def _default_timm_resolution(role: str, model_args, training_args, data) -> bool:
+    """A ``timm:`` model built from scratch runs at the data's resolution unless a flag says otherwise.
+
+    Its timm config names the resolution of the architecture's reference weights (224 px), which
+    for 32 px data would cost about 50x the compute for nothing. A fixed-size model (ViT, Mixer,
+    Swin) is built for that resolution (``img_size``); any other just gets its inputs at it.
+    """
+    spec, size_flag = getattr(model_args, role), f"{role}_image_size"
+    if not (spec and spec.startswith(TIMM_PREFIX)) or getattr(training_args, size_flag):
+        return False
+    side = _image_side(data)
+    setattr(training_args, size_flag, side)
+    timm_args = getattr(model_args, f"{role}_model_args") or {}
+    if get_pretrained_cfg(spec[len(TIMM_PREFIX) :]).fixed_input_size and "img_size" not in timm_args:
+        setattr(model_args, f"{role}_model_args", {**timm_args, "img_size": side})
+    logger.info("%s %s is built from scratch: it runs at the data's %d px (--%s to change).", role.capitalize(), spec, side, size_flag)
+    return True
 
 
 def _image_side(data) -> int:

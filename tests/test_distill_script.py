@@ -132,7 +132,7 @@ def test_distill_writes_student_results_and_card(distilled, workspace, run):
         for value in results["metrics"][role].values():
             assert isinstance(value, float) and 0.0 <= value <= 1.0
             assert (value * TEST_ROWS).is_integer()  # measured on the 16 test rows
-    expected_source = "its image processor" if RUNS[run][1] is None else "its timm data config"
+    expected_source = "its image processor" if RUNS[run][1] is None else "the data (built from scratch)"
     assert results["input_resolution"]["student"] == {"size": [32, 32], "source": expected_source}
     assert results["input_resolution"]["teacher"] == {"size": [32, 32], "source": "its image processor"}
     # The run describes itself: results.json and distillation_config.json share the description.
