@@ -1,4 +1,4 @@
-"""The FBT assistant F (method.md section 2): who gives the prefix, what trains, what is reused,
+"""The FBT assistant F (docs/method.md, "fbt"): who gives the prefix, what trains, what is reused,
 what is saved, and how the bridge changes layouts."""
 
 import os
@@ -88,7 +88,7 @@ def test_builds_with_the_method_prefix_and_trains_only_bridge_and_student(teache
     before = {id(p): p.detach().clone() for p in [*teacher.parameters(), *student.parameters()]}
     assistant = AssistantModel.from_teacher_student(teacher, student, IMAGE_SIZE, IMAGE_SIZE).eval()
 
-    # method.md section 2: the CNN of a CNN / non-CNN pair gives the prefix, otherwise the student.
+    # docs/method.md: the CNN of a CNN / non-CNN pair gives the prefix, otherwise the student.
     if (teacher_family == "cnn") != (student_family == "cnn"):
         expected_prefix = "teacher" if teacher_family == "cnn" else "student"
     else:

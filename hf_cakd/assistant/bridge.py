@@ -1,4 +1,4 @@
-"""The local-to-global bridge of the assistant (fusion) model (method.md section 2).
+"""The local-to-global bridge of the assistant (fusion) model (docs/method.md, "fbt").
 
 It turns one model's stage-3 output into the input another model's stage 4 expects:
 

@@ -1,4 +1,4 @@
-"""The staged view of vision classifiers (method.md section 1): one adapter file per family."""
+"""The staged view of vision classifiers (docs/method.md, "The staged view"): one adapter file per family."""
 
 from .base import FAMILIES, NUM_STAGES, StagedBackbone, StagedOutput, StageInfo, to_map, to_tokens
 from .registry import UnsupportedArchitectureError, register_adapter, staged_view, supported_architectures

@@ -1,6 +1,6 @@
 """FitNet (Romero et al., ICLR 2015): pixel-wise feature regression, the ``fitnet`` baseline.
 
-It is here to show what method.md section 3 says: across architectures the same knowledge sits at
+It is here to show what docs/method.md says: across architectures the same knowledge sits at
 different places of a CNN map and a ViT token grid, so matching them position by position fails.
 """
 

@@ -1,4 +1,4 @@
-"""The spatial-agnostic InfoNCE of FBT (method.md section 3): smooth, project, contrast.
+"""The spatial-agnostic InfoNCE of FBT (docs/method.md, "fbt"): smooth, project, contrast.
 
 Pixel-wise losses fail across architectures because a CNN map and a ViT token grid keep the same
 knowledge at different places. Averaging over space first removes the layout; contrasting
