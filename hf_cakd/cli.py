@@ -36,7 +36,7 @@ COMMON_TRAINING_FLAGS = {
     "use_cpu", "dataloader_num_workers", "resume_from_checkpoint", "push_to_hub", "hub_model_id", "report_to",
 }  # fmt: skip
 USAGE = (
-    "hf-cakd distill --student MODEL --dataset DATA [--teacher MODEL] [--method {methods}] --output_dir DIR [flags]\n"
+    "hf-cakd distill --teacher MODEL --dataset DATA [--student MODEL] [--method {methods}] --output_dir DIR [flags]\n"
     "       hf-cakd distill run.yaml   (or run.json: the same flags as keys)\n"
     "       --help: hf_cakd's flags; --help_all: every TrainingArguments flag too"
 )
