@@ -23,7 +23,7 @@ from transformers.utils import SAFE_WEIGHTS_NAME
 from .backbones import staged_view
 from .data.distillation import SKIPPED_IMAGES_KEY
 from .errors import InputError, NumericalError, Preempted
-from .methods import METHODS, MethodConfig, method_config
+from .methods import METHODS, method_config
 from .metrics import accuracy_metrics
 from .modeling_distillation import DISTILLATION_CONFIG_NAME, DistillationModel
 from .preemption import PreemptionCallback
@@ -67,11 +67,6 @@ class DistillationTrainingArguments(TrainingArguments):
         self.method_config = method_config(self.method, options).to_dict()
         if self.label_names is None:
             self.label_names = ["labels"]
-
-    @property
-    def method_options(self) -> MethodConfig:
-        """The typed config of ``method`` (its dataclass, from ``method_config``)."""
-        return method_config(self.method, self.method_config)
 
 
 def last_complete_checkpoint(output_dir: str) -> str | None:
