@@ -317,17 +317,20 @@ def measure_pipeline(settings: StepSettings, num_workers: int) -> dict:
     """Images/s of load_image_dataset -> DistillationTransform -> DistillationCollator in a DataLoader."""
     from torch.utils.data import DataLoader
 
-    from .data import DistillationCollator, DistillationTransform, image_transforms, load_image_dataset
+    from .data import DistillationCollator, DistillationTransform, load_image_dataset
     from .model_specs import load_image_processor
 
     pair = settings.pair
     data = load_image_dataset(settings.dataset)
     student, teacher = pair.load(data.id2label)
-    transform = DistillationTransform(
-        image_transforms(student, load_image_processor(pair.student), train=True, image_size=settings.image_size),
-        image_transforms(
-            teacher, load_image_processor(pair.teacher), train=True, image_size=settings.teacher_image_size
-        ),
+    transform = DistillationTransform.for_models(
+        student,
+        teacher,
+        train=True,
+        student_processor=load_image_processor(pair.student),
+        teacher_processor=load_image_processor(pair.teacher),
+        student_image_size=settings.image_size,
+        teacher_image_size=settings.teacher_image_size,
         image_column=data.image_column,
         label_column=data.label_column,
     )

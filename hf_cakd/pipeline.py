@@ -24,7 +24,7 @@ from .backbones import staged_view
 from .backbones.registry import unwrap_timm
 from .defaults import default_dataset, default_dataset_warning, default_image_processor, default_student, dataset_labels
 from .errors import UsageError
-from .data import DistillationCollator, DistillationTransform, image_processor_for, image_transforms, load_image_dataset
+from .data import DistillationCollator, DistillationTransform, image_processor_for, load_image_dataset
 from .hub import CardInputs, default_license, framework_versions, make_timm_loadable, push_student, student_model_card
 from .model_specs import TIMM_PREFIX, load_classifier, load_image_processor
 from .trainer import DistillationTrainer, DistillationTrainingArguments
@@ -155,15 +155,14 @@ def distill(
     )
 
     def transform(train: bool) -> DistillationTransform:
-        student_tf = image_transforms(student, student_processor, train=train, image_size=training_args.student_image_size)
-        teacher_tf = None
-        if teacher is not None:
-            teacher_tf = image_transforms(
-                teacher, teacher_processor, train=train, image_size=training_args.teacher_image_size
-            )
-        return DistillationTransform(
-            student_tf,
-            teacher_tf,
+        return DistillationTransform.for_models(
+            student,
+            teacher,
+            train=train,
+            student_processor=student_processor,
+            teacher_processor=teacher_processor,
+            student_image_size=training_args.student_image_size,
+            teacher_image_size=training_args.teacher_image_size,
             image_column=data.image_column,
             label_column=data.label_column,
             skip_bad_images=data_args.skip_bad_images,

@@ -15,7 +15,7 @@ import torch
 from datasets import Dataset
 
 from .errors import MissingImageError, UndecodableImageError
-from .transforms import ImageTransform, to_rgb
+from .transforms import ImageTransform, image_transforms, to_rgb
 
 logger = logging.getLogger(__name__)
 
@@ -61,6 +61,28 @@ class DistillationTransform:
         self.skipped_rows: set[int] = set()
         self.split: str | None = None
         self._decoder = datasets.Image()
+
+    @classmethod
+    def for_models(
+        cls,
+        student,
+        teacher=None,
+        *,
+        train: bool,
+        student_processor=None,
+        teacher_processor=None,
+        student_image_size: int | None = None,
+        teacher_image_size: int | None = None,
+        **columns_and_options,
+    ) -> "DistillationTransform":
+        """Each model's own transform (its processor or timm config, at the given resolution), paired."""
+        student_transform = image_transforms(student, student_processor, train=train, image_size=student_image_size)
+        teacher_transform = None
+        if teacher is not None:
+            teacher_transform = image_transforms(
+                teacher, teacher_processor, train=train, image_size=teacher_image_size
+            )
+        return cls(student_transform, teacher_transform, **columns_and_options)
 
     @property
     def num_skipped(self) -> int:
