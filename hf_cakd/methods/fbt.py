@@ -59,6 +59,15 @@ ASSISTANT_GATES = ("none", "ce")
 
 @dataclass
 class FBTConfig(MethodConfig):
+    stage_split: str = field(
+        default="ofa",
+        metadata={
+            "help": "How an isotropic model's blocks (ViT, Mixer) form its four stages: 'ofa' (default for fbt: OFA-KD's "
+            "boundaries, 12 -> 2/2/6/2, so F re-runs a small last stage: 1.35x kd's FLOPs on the speed pair instead "
+            "of 1.66x, and +3.4 points for a CNN student on the validation screen, see "
+            "benchmarks/accuracy/experiments.md) or 'even' (12 -> 3/3/3/3)."
+        },
+    )
     fbt_logit_loss: str = field(default="ofa", metadata={"help": "FBT's logit loss: 'ofa' or 'kd'."})
     logit_weight: float = field(default=1.0, metadata={"help": "Weight of each of FBT's three logit terms."})
     kd_temperature: float = field(default=4.0, metadata={"help": "Temperature of the logit loss when it is 'kd'."})
