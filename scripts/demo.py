@@ -55,8 +55,8 @@ def main(argv: list[str] | None = None) -> dict:
     print()
     print(f"hf_cakd demo: {results['method']} distillation, {families['teacher']} teacher -> "
           f"{families['student']} student, {minutes:.1f} min")  # fmt: skip
-    for role in ("teacher", "student"):
-        print(f"  {role:8s} top-1 {100 * metrics[role]['top1']:5.2f}%   top-5 {100 * metrics[role]['top5']:5.2f}%")
+    for role, row in metrics.items():  # teacher, student and, for fbt, its assistant F
+        print(f"  {role:9s} top-1 {100 * row['top1']:5.2f}%   top-5 {100 * row['top5']:5.2f}%")
     print(f"  student saved to {OUTPUT_DIR} (loads with AutoModelForImageClassification)")
     return results
 
