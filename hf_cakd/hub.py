@@ -28,6 +28,7 @@ from transformers.modelcard import make_markdown_table, parse_log_history
 
 from .errors import DistillationError
 from .methods import method_class
+from .model_specs import is_hub_id
 from .version import __version__
 
 logger = logging.getLogger(__name__)
@@ -74,11 +75,6 @@ FRAMEWORKS = ("transformers", "torch", "datasets", "timm", "accelerate")
 def framework_versions() -> dict[str, str]:
     """The versions a student card lists: Trainer's cards' (transformers, torch, datasets), timm, accelerate, hf_cakd."""
     return {**{name: importlib.metadata.version(name) for name in FRAMEWORKS}, "hf_cakd": __version__}
-
-
-def is_hub_id(spec: str | None) -> bool:
-    """Whether ``spec`` names a Hub repository (``owner/name``), not a local path or a ``timm:`` name."""
-    return bool(spec) and not spec.startswith("timm:") and not os.path.exists(spec) and spec.count("/") == 1
 
 
 def public_name(spec: str | None) -> str | None:

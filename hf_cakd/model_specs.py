@@ -164,7 +164,10 @@ def _model_file(spec: str, names: tuple[str, ...], hub_kwargs: dict) -> str | No
     return None
 
 
-def _is_hub_id(spec: str) -> bool:
+def is_hub_id(spec: str | None) -> bool:
+    """Whether ``spec`` names a Hub repository: a valid repo id that is neither a local path nor a ``timm:`` name."""
+    if not spec or spec.startswith(TIMM_PREFIX) or os.path.exists(spec):
+        return False
     try:
         validate_repo_id(spec)
     except HFValidationError:
@@ -214,7 +217,7 @@ def _explain_load_failure(err: Exception, spec: str, role: str | None, hub_kwarg
             f"{who}: timm {timm.__version__} has no architecture {architecture!r}. Check the name with "
             f"timm.list_models('*{architecture}*'), or upgrade timm (pip install -U timm)."
         )
-    if isinstance(err, OSError) and not os.path.exists(spec) and not _is_hub_id(spec):
+    if isinstance(err, OSError) and not os.path.exists(spec) and not is_hub_id(spec):
         return f"{who}: there is no such file or folder. Pass an existing path or a Hub model id."
     if isinstance(err, OSError):
         return (
