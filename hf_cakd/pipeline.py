@@ -237,7 +237,7 @@ def distill(
             json.dump(results, f, indent=2)
         make_timm_loadable(training_args.output_dir)
         card = student_model_card(
-            _card_inputs(model_args, data_args, training_args, trainer, data, results, len(train_dataset)),
+            _card_inputs(model_args, data_args, training_args, trainer, data, results),
             repo_id=training_args.hub_model_id,
         )
         card.save(os.path.join(training_args.output_dir, "README.md"))
@@ -254,11 +254,10 @@ def distill(
     return results
 
 
-def _card_inputs(model_args, data_args, training_args, trainer, data, results, num_train_images) -> CardInputs:
+def _card_inputs(model_args, data_args, training_args, trainer, data, results) -> CardInputs:
     method = trainer.accelerator.unwrap_model(trainer.model).method
-    steps = trainer.state.global_step
     license_id = model_args.license or default_license(model_args.teacher, model_args.student)[0]
-    inputs = CardInputs(
+    return CardInputs(
         model_name=os.path.basename(os.path.abspath(training_args.output_dir)),
         student=model_args.student,
         teacher=model_args.teacher,
@@ -270,8 +269,8 @@ def _card_inputs(model_args, data_args, training_args, trainer, data, results, n
         dataset=data_args.dataset,
         eval_split=data.eval_split if "student" in results["metrics"] else None,
         metrics=results["metrics"],
-        global_steps=steps,
-        epochs_seen=0.0,
+        global_steps=trainer.state.global_step,
+        epochs_seen=round(trainer.state.epoch or 0.0, 4),  # the Trainer's count: steps over batches per epoch
         per_device_batch_size=training_args.per_device_train_batch_size,
         num_processes=training_args.world_size,
         gradient_accumulation_steps=training_args.gradient_accumulation_steps,
@@ -284,8 +283,6 @@ def _card_inputs(model_args, data_args, training_args, trainer, data, results, n
         },
         skipped_images=results["skipped_images"].get("train", 0),
     )
-    inputs.epochs_seen = round(steps * inputs.effective_batch_size / max(num_train_images, 1), 4)
-    return inputs
 
 
 def _load_data_and_models(model_args, data_args, training_args):

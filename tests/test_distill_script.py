@@ -163,6 +163,7 @@ def test_distill_writes_student_results_and_card(distilled, workspace, run):
     assert top1 == round(results["metrics"]["student"]["top1"], 4)
     assert f"`{method}`" in card.text and "| teacher |" in card.text and "| student |" in card.text
     assert ("| assistant |" in card.text) == (method == "fbt")  # F's own accuracy, beside the student's
+    assert "- epochs seen: 0.33" in card.text  # 2 steps of 8 over 48 rows, not the 3.0 of --num_train_epochs
 
 
 def test_timm_student_gets_a_processor_that_matches_its_eval_transform(distilled):
