@@ -68,9 +68,11 @@ ARGUMENT_GROUPS = {
 }
 
 
+for dataclass_type, group in ARGUMENT_GROUPS.items():
+    dataclass_type._argument_group_name = group  # HfArgumentParser's --help section for its flags
+
+
 def build_parser(show_all: bool = False) -> HfArgumentParser:
-    for dataclass_type, group in ARGUMENT_GROUPS.items():
-        dataclass_type._argument_group_name = group
     parser = HfArgumentParser(tuple(ARGUMENT_GROUPS), usage=USAGE.format(methods=",".join(sorted(METHODS))))
     if not show_all:
         base_fields = {f.name for f in dataclasses.fields(TrainingArguments)}
