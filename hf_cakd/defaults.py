@@ -33,6 +33,7 @@ from transformers import (
 from transformers.image_utils import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 
 from .backbones.base import FAMILIES
+from .data.loading import LABEL_COLUMN_NAMES
 from .errors import UsageError
 from .model_specs import label_fields
 
@@ -44,7 +45,6 @@ DEFAULT_STUDENTS = (DEFAULT_CNN_STUDENT, DEFAULT_VIT_STUDENT)
 MIN_VIT_GRID = 8
 """The default ViT student's patch grid is at least this many patches a side."""
 VIT_PATCH_SIZES = (16, 4, 2, 1)
-LABEL_COLUMN_NAMES = ("label", "labels")  # as hf_cakd.data.loading
 
 # Errors that mean "this Hub lookup did not work" (offline, not found, gated, no such file, bad
 # name, a dataset that needs a config name); anything else is a bug and propagates.
@@ -163,15 +163,18 @@ def default_image_processor(image_size: int) -> ViTImageProcessor:
 # ---- a dataset's labels, without its images ----
 
 
-def _label_feature(features: Mapping, label_column: str | None):
-    """The label column's ClassLabel: ``label_column``'s, the only ClassLabel, or one named label/labels."""
+def _pick_label(class_labels: Mapping, label_column: str | None):
+    """Among the class-label columns: ``label_column``'s, the only one, or one named label/labels (as the loader picks)."""
     if label_column is not None:
-        feature = features.get(label_column)
-        return feature if isinstance(feature, ClassLabel) else None
-    typed = {name: feature for name, feature in features.items() if isinstance(feature, ClassLabel)}
-    if len(typed) == 1:
-        return next(iter(typed.values()))
-    return next((typed[name] for name in LABEL_COLUMN_NAMES if name in typed), None)
+        return class_labels.get(label_column)
+    if len(class_labels) == 1:
+        return next(iter(class_labels.values()))
+    return next((class_labels[name] for name in LABEL_COLUMN_NAMES if name in class_labels), None)
+
+
+def _label_feature(features: Mapping, label_column: str | None):
+    """The label column's ClassLabel among a dataset's features, or None."""
+    return _pick_label({n: f for n, f in features.items() if isinstance(f, ClassLabel)}, label_column)
 
 
 def _labels_from_card_data(card_data, name: str | None, label_column: str | None) -> dict[int, str] | None:
@@ -187,12 +190,7 @@ def _labels_from_card_data(card_data, name: str | None, label_column: str | None
         for f in info.get("features") or []
         if isinstance(f.get("dtype"), dict) and "class_label" in f["dtype"]
     }
-    if label_column is not None:
-        chosen = features.get(label_column)
-    elif len(features) == 1:
-        chosen = next(iter(features.values()))
-    else:
-        chosen = next((features[c] for c in LABEL_COLUMN_NAMES if c in features), None)
+    chosen = _pick_label(features, label_column)
     if not chosen or not chosen.get("names"):
         return None
     names = chosen["names"]
