@@ -307,7 +307,9 @@ def _load_data_and_models(model_args, data_args, training_args):
 
     teacher = None
     known_labels = dataset_labels(data_args.dataset, data_args.dataset_config, label_column=data_args.label_column)
-    if model_args.teacher and known_labels:  # a foreign label space stops here, before any image is downloaded
+    # A checkpoint's foreign label space stops here, before any image is downloaded (a timm: teacher is
+    # built for the data's labels and resolution, so it waits for the data).
+    if model_args.teacher and known_labels and not model_args.teacher.startswith(TIMM_PREFIX):
         teacher = load_teacher(known_labels)
     with training_args.main_process_first(desc="loading the dataset"):  # download and prepare once
         data = load_image_dataset(
@@ -318,10 +320,10 @@ def _load_data_and_models(model_args, data_args, training_args):
             label_column=data_args.label_column,
             **({"name": data_args.dataset_config} if data_args.dataset_config else {}),
         )
+    from_data = {role for role in ("student", "teacher") if _default_timm_resolution(role, model_args, training_args, data)}
     if model_args.teacher and (teacher is None or known_labels != data.id2label):
         teacher = load_teacher(data.id2label)
     teacher_processor = load_image_processor(model_args.teacher) if model_args.teacher else None
-    from_data = {role for role in ("student", "teacher") if _default_timm_resolution(role, model_args, training_args, data)}
     if model_args.student:
         student = load_classifier(
             model_args.student,

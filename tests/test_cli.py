@@ -37,6 +37,14 @@ def test_a_timm_student_from_scratch_runs_at_the_datas_resolution(workspace, tmp
     assert results["input_resolution"]["student"] == {"size": [32, 32], "source": "the data (built from scratch)"}
 
 
+def test_a_timm_teacher_from_scratch_is_built_for_the_datas_resolution(workspace, tmp_path):  # noqa: F811
+    args = distill_args(workspace, "kd", tmp_path / "out")
+    args[args.index("--teacher") + 1] = "timm:vit_tiny_patch16_224"  # a fixed-size model: 224 px unless told
+    args += ["--teacher_model_args", json.dumps({"patch_size": 4, "embed_dim": 32, "depth": 4, "num_heads": 2})]
+    results = distill_main(args)
+    assert results["input_resolution"]["teacher"] == {"size": [32, 32], "source": "the data (built from scratch)"}
+
+
 @pytest.mark.parametrize("suffix", [".yaml", ".json"])
 def test_a_config_file_is_the_only_argument(workspace, tmp_path, suffix):  # noqa: F811
     flags = distill_args(workspace, "fbt", tmp_path / "out") + ["--infonce_weight", "0.5"]
