@@ -388,7 +388,9 @@ def make_timm_loadable(output_dir: str | os.PathLike) -> bool:
         state_dict = load_file(weights)
         if any(key.startswith("timm_model.") for key in state_dict):
             state_dict = {key.removeprefix("timm_model."): tensor for key, tensor in state_dict.items()}
-            save_file(state_dict, weights, metadata={"format": "pt"})
+            partial = weights.with_name(weights.name + ".partial")
+            save_file(state_dict, partial, metadata={"format": "pt"})
+            os.replace(partial, weights)  # a process killed while writing leaves the saved student whole
     index_path = output_dir / "model.safetensors.index.json"
     if index_path.is_file():
         index = json.loads(index_path.read_text(encoding="utf-8"))
