@@ -91,6 +91,8 @@ def parse_distill_args(argv: list[str]) -> tuple[ModelArguments, DataArguments, 
         raise SystemExit(0)
     try:
         if len(argv) == 1 and argv[0].endswith(CONFIG_FILE_SUFFIXES):
+            if not os.path.isfile(argv[0]):
+                raise UsageError(f"No config file {argv[0]}: pass an existing .yaml/.json file, or the flags themselves.")
             parse = parser.parse_json_file if argv[0].endswith(".json") else parser.parse_yaml_file
             model_args, data_args, options, training_args = parse(argv[0])
         else:

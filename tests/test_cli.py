@@ -10,6 +10,7 @@ from transformers import AutoModelForImageClassification
 
 from hf_cakd.cli import main as hf_cakd_main
 from hf_cakd.cli import distill_main
+from hf_cakd.errors import UsageError
 from test_distill_script import distill_args, workspace  # noqa: F401  (workspace: a fixture)
 
 
@@ -59,6 +60,8 @@ def test_a_config_file_is_the_only_argument(workspace, tmp_path, suffix):  # noq
     config.write_text(yaml.safe_dump(keys) if suffix == ".yaml" else json.dumps(keys))
     results = distill_main([str(config)])
     assert results["method_config"]["infonce_weight"] == 0.5 and results["method_config"]["projector_dim"] == 16
+    with pytest.raises(UsageError, match=f"No config file {tmp_path / 'missing'}{suffix}"):
+        distill_main([str(tmp_path / f"missing{suffix}")])
 
 
 def test_help_lists_hf_cakds_flags_and_help_all_every_training_flag(capsys):
