@@ -146,7 +146,6 @@ from hf_cakd.pipeline import DataArguments, ModelArguments, distill
 
 LOCAL_CIFAR10 = REPO.parent / "shared" / "datasets" / "cifar10"
 HUB_CIFAR10 = "uoft-cs/cifar10"
-OPTIONAL_METHODS = ("fitnet",)  # run only with --with_fitnet
 TEACHER_METHOD = "none"  # teachers are trained alone, on the labels
 PAIRS = {  # pair -> (teacher role, student role)
     "cnn_to_vit": ("cnn_teacher", "vit_student"),
@@ -248,7 +247,7 @@ class Profile:
 
 PROFILES = {
     "smoke": Profile(QUICK_MODELS, 256, 256, 128, epochs=1, teacher_epochs=1, seeds=(0,), batch_size=32, max_steps=2),
-    "quick": Profile(QUICK_MODELS, 10_000, 20_000, None, epochs=5, teacher_epochs=8, seeds=(0,), batch_size=128),
+    "quick": Profile(QUICK_MODELS, 10_000, 20_000, None, epochs=5, teacher_epochs=8, seeds=(0, 1, 2), batch_size=128),
     "full": Profile(
         FULL_MODELS,
         None,
@@ -283,10 +282,6 @@ def write_model_dirs(profile: Profile, root: Path) -> dict[str, dict]:
 
 
 # ---- the runs ----
-
-
-def _methods_to_run(options: argparse.Namespace) -> list[str]:
-    return benchmark_methods(exclude=() if options.with_fitnet else OPTIONAL_METHODS)
 
 
 def run_once(
@@ -327,8 +322,12 @@ def run_once(
 
 
 def _run_summary(results: dict, **where) -> dict:
-    """What the benchmark keeps of one run's results.json: the student's accuracy and training time."""
-    return where | results["metrics"]["student"] | {"train_seconds": results["train_seconds"]}
+    """What the benchmark keeps of one run's results.json: the student's accuracy, the assistant's
+    top-1 when the method has one (FBT's F), and the training time."""
+    summary = where | results["metrics"]["student"] | {"train_seconds": results["train_seconds"]}
+    if "assistant" in results["metrics"]:
+        summary["assistant_top1"] = results["metrics"]["assistant"]["top1"]
+    return summary
 
 
 def _summary(values: list[float]) -> dict:
@@ -338,11 +337,21 @@ def _summary(values: list[float]) -> dict:
     }
 
 
-def run_benchmark(profile_name: str, profile: Profile, options: argparse.Namespace) -> dict:
+def _teacher_dir(output_dir: Path, role: str) -> Path:
+    return output_dir / "teachers" / role
+
+
+def _run_dir(output_dir: Path, pair: str, method: str, seed: int) -> Path:
+    return output_dir / "runs" / pair / method / f"seed{seed}"
+
+
+def run_benchmark(profile: Profile, options: argparse.Namespace, models: dict[str, dict]) -> None:
+    """Train what ``options`` selects (default: everything), seed by seed, so that an interrupted
+    benchmark has whole seeds done; runs already finished are reused."""
     output_dir: Path = options.output_dir
-    models = write_model_dirs(profile, output_dir / "models")
-    methods = _methods_to_run(options)
-    start = time.perf_counter()
+    pairs = options.pairs or list(PAIRS)
+    seeds = options.seeds if options.seeds is not None else list(profile.seeds)
+    methods = options.methods or benchmark_methods()
 
     def data(train_samples: int | None) -> DataArguments:
         return DataArguments(
@@ -352,11 +361,9 @@ def run_benchmark(profile_name: str, profile: Profile, options: argparse.Namespa
             overwrite_output_dir=True,
         )
 
-    teachers, teacher_dirs = {}, {}
-    for role in sorted({teacher for teacher, _ in PAIRS.values()}):
-        teacher_dirs[role] = output_dir / "teachers" / role
-        results = run_once(
-            teacher_dirs[role],
+    for role in sorted({PAIRS[pair][0] for pair in pairs}):
+        run_once(
+            _teacher_dir(output_dir, role),
             f"teacher {role}",
             profile,
             data(profile.teacher_train_samples),
@@ -365,40 +372,68 @@ def run_benchmark(profile_name: str, profile: Profile, options: argparse.Namespa
             seed=0,
             num_train_epochs=profile.teacher_epochs,
         )
-        teachers[role] = _run_summary(results, dir=shown_path(teacher_dirs[role]))
-
-    pairs = {}
-    for pair, (teacher_role, student_role) in PAIRS.items():
-        rows = {}
-        for method in methods:
-            runs = []
-            for seed in profile.seeds:
-                run_dir = output_dir / "runs" / pair / method / f"seed{seed}"
-                results = run_once(
-                    run_dir,
+    for seed in seeds:
+        for pair in pairs:
+            teacher_role, student_role = PAIRS[pair]
+            for method in methods:
+                run_once(
+                    _run_dir(output_dir, pair, method, seed),
                     f"{pair} {method} seed {seed}",
                     profile,
                     data(profile.train_samples),
-                    ModelArguments(student=models[student_role]["spec"], teacher=str(teacher_dirs[teacher_role])),
+                    ModelArguments(
+                        student=models[student_role]["spec"], teacher=str(_teacher_dir(output_dir, teacher_role))
+                    ),
                     method=method,
                     seed=seed,
                     num_train_epochs=profile.epochs,
                 )
-                runs.append(_run_summary(results, seed=seed, dir=shown_path(run_dir)))
-            rows[method] = {
-                "runs": runs,
-                "top1": _summary([run["top1"] for run in runs]),
-                "top5": _summary([run["top5"] for run in runs]),
-                "train_seconds": _summary([run["train_seconds"] for run in runs]),
-            }
-        pairs[pair] = {
-            "teacher": teacher_role,
-            "student": student_role,
-            "teacher_top1": teachers[teacher_role]["top1"],
-            "teacher_top5": teachers[teacher_role]["top5"],
-            "methods": rows,
-        }
 
+
+def _finished(directory: Path) -> dict | None:
+    results_file = directory / "results.json"
+    return json.loads(results_file.read_text()) if results_file.exists() else None
+
+
+def collect_results(profile_name: str, profile: Profile, options: argparse.Namespace, models: dict[str, dict]) -> dict:
+    """The benchmark's results.json from every finished run under ``output_dir`` (several processes
+    may have trained parts of it); the runs of the profile not finished yet are listed in ``missing``."""
+    output_dir: Path = options.output_dir
+    teachers, pairs, missing = {}, {}, []
+    for role in sorted({teacher for teacher, _ in PAIRS.values()}):
+        results = _finished(_teacher_dir(output_dir, role))
+        if results is None:
+            missing.append(f"teacher {role}")
+        else:
+            teachers[role] = _run_summary(results, dir=shown_path(_teacher_dir(output_dir, role)))
+    for pair, (teacher_role, student_role) in PAIRS.items():
+        rows = {}
+        for method in benchmark_methods():
+            runs = []
+            for seed in profile.seeds:
+                run_dir = _run_dir(output_dir, pair, method, seed)
+                results = _finished(run_dir)
+                if results is None:
+                    missing.append(f"{pair} {method} seed {seed}")
+                else:
+                    runs.append(_run_summary(results, seed=seed, dir=shown_path(run_dir)))
+            if runs:
+                rows[method] = {
+                    "runs": runs,
+                    **{
+                        key: _summary([run[key] for run in runs])
+                        for key in ("top1", "top5", "train_seconds", "assistant_top1")
+                        if key in runs[0]
+                    },
+                }
+        if rows and teacher_role in teachers:
+            pairs[pair] = {
+                "teacher": teacher_role,
+                "student": student_role,
+                "teacher_top1": teachers[teacher_role]["top1"],
+                "teacher_top5": teachers[teacher_role]["top5"],
+                "methods": rows,
+            }
     return {
         "profile": profile_name,
         "data": shown_path(options.data),
@@ -407,7 +442,7 @@ def run_benchmark(profile_name: str, profile: Profile, options: argparse.Namespa
         "models": {role: model | {"spec": shown_path(model["spec"])} for role, model in models.items()},
         "teachers": teachers,
         "pairs": pairs,
-        "wall_seconds": round(time.perf_counter() - start, 1),
+        "missing": missing,
     }
 
 
@@ -489,7 +524,7 @@ def estimate_profile(profile: Profile, options: argparse.Namespace) -> dict:
         project(f"teacher {role}", role, role, TEACHER_METHOD, profile.teacher_train_samples, profile.teacher_epochs)
         for role in sorted({teacher for teacher, _ in PAIRS.values()})
     ]
-    methods = _methods_to_run(options)
+    methods = benchmark_methods()
     students = [
         project(f"{pair} {method}", teacher, student, method, profile.train_samples, profile.epochs)
         for pair, (teacher, student) in PAIRS.items()
@@ -522,14 +557,27 @@ def estimate_table(estimate: dict) -> str:
 # ---- the report ----
 
 
+PEER_NOTES = {  # methods that are another library's recipe, and the test that shows it
+    "kd": "`kd` computes timm's `LogitDistillationTask` loss (T=4, weights 1 and 1)",
+    "feature_kd": "`feature_kd` timm's `FeatureDistillationTask` loss (pooled pre-logits MSE through a learned "
+    "projection, weight 5)",
+}
+
+
 def _methods(results: dict) -> list[str]:
-    first = next(iter(results["pairs"].values()))
-    return list(first["methods"])
+    """The methods with at least one finished run, in the benchmark's order."""
+    present = {method for pair in results["pairs"].values() for method in pair["methods"]}
+    return [method for method in benchmark_methods() if method in present]
 
 
-def _cell(summary: dict, seeds: int, bold: bool = False) -> str:
-    text = f"{100 * summary['mean']:.2f}" + (f" ± {100 * summary['std']:.2f}" if seeds > 1 else "")
-    return f"**{text}**" if bold else text
+def _cell(row: dict | None, key: str, seeds: int, bold: bool = False) -> str:
+    """``mean ± std`` over the finished seeds, with their count when some are missing."""
+    if row is None or key not in row:
+        return "-"
+    summary, done = row[key], len(row["runs"])
+    text = f"{100 * summary['mean']:.2f}" + (f" ± {100 * summary['std']:.2f}" if done > 1 else "")
+    text = f"**{text}**" if bold else text
+    return text + (f" ({done}/{seeds} seeds)" if done < seeds else "")
 
 
 def _length(sched: dict, samples: int | None, epochs: float) -> str:
@@ -559,38 +607,42 @@ def _link(path: Path, start: Path) -> str | None:
 
 
 def markdown_table(results: dict, chart: str | None = None) -> str:
-    """The README region: settings, one row per pair, one column per method."""
+    """The README region: settings, one row per pair, one column per method, FBT's assistant F."""
     methods = _methods(results)
     sched, machine, models = results["schedule"], results["machine"], results["models"]
     seeds = len(sched["seeds"])
     hardware = machine["gpu"] or f"{machine['cpu']}, {machine['cpu_count']} cores"
     evaluation = f"{sched['eval_samples']:,}" if sched["eval_samples"] else "all 10,000"
     baselines = [m for m in methods if m != "fbt"]
+    peers = [note for method, note in PEER_NOTES.items() if method in methods]
     lines = [
         f"Top-1 accuracy (%) on CIFAR-10 ({evaluation} test images), models from scratch, profile "
         f"`{results['profile']}`: students {_length(sched, sched['train_samples'], sched['epochs'])}, teachers "
         f"{_length(sched, sched['teacher_train_samples'], sched['teacher_epochs'])}; batch {sched['batch_size']}, "
         f"AdamW lr {sched['learning_rate']:g}, cosine; "
         f"{seeds} seed{'s' if seeds > 1 else ''}{' (mean ± std)' if seeds > 1 else ''}; every method at hf_cakd's "
-        f"default flags, `none` is the student trained alone. {machine['device']} ({hardware}), "
+        f"default flags, `none` is the student trained alone"
+        + (f"; {' and '.join(peers)} (tests/test_timm_peers.py)" if peers else "")
+        + f". F is FBT's assistant, evaluated like the student. {machine['device']} ({hardware}), "
         f"{_training_minutes(results):.0f} min of training in all. Reproduce: `{COMMAND}` "
         "(`--profile full` on a GPU; see the script's docstring).",
         "",
-        "| pair | teacher -> student | teacher | " + " | ".join(methods) + " | fbt - best other |",
-        "| --- | --- | ---: |" + " ---: |" * len(methods) + " ---: |",
+        "| pair | teacher -> student | teacher | " + " | ".join(methods) + " | fbt - best other | F (fbt) |",
+        "| --- | --- | ---: |" + " ---: |" * len(methods) + " ---: | ---: |",
     ]
     for name, pair in results["pairs"].items():
         teacher, student = models[pair["teacher"]], models[pair["student"]]
-        means = {m: pair["methods"][m]["top1"]["mean"] for m in methods}
+        rows = pair["methods"]
+        means = {m: rows[m]["top1"]["mean"] for m in methods if m in rows}
         best = max(means.values())
-        cells = [_cell(pair["methods"][m]["top1"], seeds, bold=means[m] == best) for m in methods]
-        gain = "-"
-        if "fbt" in means and baselines:
-            gain = f"{100 * (means['fbt'] - max(means[m] for m in baselines)):+.2f}"
+        cells = [_cell(rows.get(m), "top1", seeds, bold=means.get(m) == best) for m in methods]
+        others = [means[m] for m in baselines if m in means]
+        gain = f"{100 * (means['fbt'] - max(others)):+.2f}" if "fbt" in means and others else "-"
         lines.append(
             f"| {name} | {teacher['name']} ({_params(teacher['params'])}, {teacher['image_size']} px) -> "
             f"{student['name']} ({_params(student['params'])}, {student['image_size']} px) "
-            f"| {100 * pair['teacher_top1']:.2f} | " + " | ".join(cells) + f" | {gain} |"
+            f"| {100 * pair['teacher_top1']:.2f} | " + " | ".join(cells) + f" | {gain} | "
+            + _cell(rows.get("fbt"), "assistant_top1", seeds) + " |"
         )
     lines += [
         "",
@@ -600,8 +652,12 @@ def markdown_table(results: dict, chart: str | None = None) -> str:
         "| --- |" + " ---: |" * len(methods),
     ]
     for name, pair in results["pairs"].items():
-        minutes = [f"{pair['methods'][m]['train_seconds']['mean'] / 60:.1f}" for m in methods]
+        minutes = [
+            f"{pair['methods'][m]['train_seconds']['mean'] / 60:.1f}" if m in pair["methods"] else "-" for m in methods
+        ]
         lines.append(f"| {name} | " + " | ".join(minutes) + " |")
+    if results.get("missing"):
+        lines += ["", f"Not finished yet ({len(results['missing'])} runs): " + ", ".join(results["missing"]) + "."]
     if chart:
         lines += ["", f"![Top-1 per pair and method]({chart})"]
     return "\n".join(lines) + "\n"
@@ -617,8 +673,9 @@ def plot(results: dict, path: Path) -> None:
     fig, ax = plt.subplots(figsize=(2.2 + 2.4 * len(pairs), 4.2))
     for i, method in enumerate(methods):
         offsets = [p + (i - (len(methods) - 1) / 2) * width for p in range(len(pairs))]
-        means = [100 * pair["methods"][method]["top1"]["mean"] for _, pair in pairs]
-        errors = [100 * pair["methods"][method]["top1"]["std"] for _, pair in pairs] if seeds > 1 else None
+        rows = [pair["methods"].get(method) for _, pair in pairs]
+        means = [100 * row["top1"]["mean"] if row else float("nan") for row in rows]
+        errors = [100 * row["top1"]["std"] if row else 0.0 for row in rows] if seeds > 1 else None
         bars = ax.bar(offsets, means, width, yerr=errors, capsize=3, label=method)
         ax.bar_label(bars, fmt="%.1f", fontsize=7, padding=2)
     for p, (_, pair) in enumerate(pairs):
@@ -662,8 +719,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         f"{HUB_CIFAR10}).",
     )
     parser.add_argument("--output_dir", type=Path, help="Default: benchmarks/accuracy/<profile>.")
-    parser.add_argument("--with_fitnet", action="store_true", help="Add the FitNet baseline.")
+    parser.add_argument("--pairs", nargs="+", choices=sorted(PAIRS), help="Train only these pairs (default: all).")
+    parser.add_argument("--seeds", nargs="+", type=int, help="Train only these seeds (default: the profile's).")
+    parser.add_argument(
+        "--methods", nargs="+", choices=benchmark_methods(), help="Train only these methods (default: all)."
+    )
     parser.add_argument("--report_only", action="store_true", help="Chart, table and README from results.json.")
+    parser.add_argument(
+        "--collect_only",
+        action="store_true",
+        help="Gather the finished runs under --output_dir into results.json, then report; train nothing.",
+    )
     parser.add_argument("--readme", type=Path, help="Where the table goes (default: README.md, not for smoke).")
     parser.add_argument("--no_readme", action="store_true", help="Leave README.md alone.")
     options = parser.parse_args(argv)
@@ -684,7 +750,11 @@ def main(argv: list[str] | None = None) -> dict:
     else:
         setup_logging()
         options.output_dir.mkdir(parents=True, exist_ok=True)
-        results = run_benchmark(options.profile, PROFILES[options.profile], options)
+        profile = PROFILES[options.profile]
+        models = write_model_dirs(profile, options.output_dir / "models")
+        if not options.collect_only:
+            run_benchmark(profile, options, models)
+        results = collect_results(options.profile, profile, options, models)
         if options.profile == "smoke":
             estimate = estimate_profile(PROFILES[ESTIMATED_PROFILE], options)
             results[f"{ESTIMATED_PROFILE}_estimate"] = estimate

@@ -40,6 +40,7 @@ LOSS_TERMS = {
     "none": {"ce"},
     "kd": {"ce", "kd"},
     "fitnet": {"ce", "fitnet"},
+    "feature_kd": {"ce", "feature"},
     "ofa": {"ce", "ofa_stage1", "ofa_stage2", "ofa_stage3", "ofa_stage4"},
     "fbt": {"ce", "ce_assistant", *(f"infonce_{p}" for p in PAIRS), *(f"ofa_{p}" for p in PAIRS)},
 }
