@@ -272,3 +272,30 @@ def test_trainer_reports_progress_to_the_method_before_each_step(tmp_path):
     assert [entry["ramp_assistant_student"] for entry in logs] == [0.0, 0.5, 1.0]
     assert logs[0]["loss_infonce_assistant_student"] == 0.0 and logs[0]["loss_ofa_assistant_student"] == 0.0
     assert logs[2]["loss_infonce_assistant_student"] > 0
+
+
+@pytest.mark.parametrize(
+    "dropped", ["teacher_student", "teacher_assistant", "assistant_student", "teacher_assistant,assistant_student"]
+)
+def test_fbt_transfer_paths_drop_their_terms_and_parts(dropped):
+    """The paper's ablation: a dropped path has no terms, temperature or unused projector, and every
+    parameter left still gets a gradient (nothing DDP would wait for)."""
+    kept = [path for path in PAIRS if path not in dropped.split(",")]
+    method = build_method("fbt", fbt_transfer_paths=",".join(kept))
+    method.train()
+    losses, *_ = run(method, grad=True)
+    expected = {"ce", "ce_assistant", *(f"{kind}_{path}" for path in kept for kind in ("infonce", "ofa"))}
+    assert set(losses) == expected
+    assert set(method.temperatures) == set(kept)
+    assert set(method.projectors) == {name for path in kept for name in path.split("_")}
+    sum(losses.values()).backward()
+    unused = [name for name, p in method.named_parameters() if p.requires_grad and p.grad is None]
+    assert unused == []
+
+
+def test_fbt_transfer_paths_are_checked():
+    with pytest.raises(ValueError, match="fbt_transfer_paths is a comma list of teacher_student"):
+        method_config("fbt", {"fbt_transfer_paths": "teacher_student,student_teacher"})
+    assert method_config("fbt", {"fbt_transfer_paths": "assistant_student, teacher_student"}).fbt_transfer_paths == (
+        "teacher_student,assistant_student"
+    )

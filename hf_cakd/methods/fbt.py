@@ -28,6 +28,9 @@ Options beyond the paper, all off by default (the defaults are the recipe above)
   head's last Linear: pooled, and normed where the model norms it; hf_cakd.backbones.heads)
   instead of the smoothed stage-4 features. F's pre-logits come from the head it borrows.
 * ``infonce_mask_same_label``: images of the same class are not InfoNCE negatives.
+* ``fbt_transfer_paths``: which of the three paths transfer (comma list of ``teacher_student``,
+  ``teacher_assistant``, ``assistant_student``; all by default). Dropping one is the paper's
+  ablation; the cross-entropy terms of S and F stay.
 """
 
 from dataclasses import dataclass, field
@@ -51,6 +54,7 @@ from .base import DistillationMethod, MethodConfig, num_labels_of, parse_stages,
 
 # (who teaches, who learns) for the three knowledge paths.
 PAIRS = (("teacher", "student"), ("teacher", "assistant"), ("assistant", "student"))
+PATH_NAMES = tuple(f"{source}_{learner}" for source, learner in PAIRS)
 LOGIT_LOSSES = ("ofa", "kd")
 BRIDGE_TYPES = ("auto", "attention", "linear")
 INFONCE_FEATURES = ("stage4", "pre_logits")
@@ -129,6 +133,10 @@ class FBTConfig(MethodConfig):
     infonce_mask_same_label: bool = field(
         default=False, metadata={"help": "Leave images of the same class out of the InfoNCE negatives."}
     )
+    fbt_transfer_paths: str = field(
+        default=",".join(PATH_NAMES),
+        metadata={"help": f"Knowledge paths that transfer, comma-separated from {', '.join(PATH_NAMES)} (all)."},
+    )
 
     def __post_init__(self):
         super().__post_init__()
@@ -149,6 +157,19 @@ class FBTConfig(MethodConfig):
             raise ValueError(f"infonce_feature must be one of {INFONCE_FEATURES}, got {self.infonce_feature!r}")
         if self.infonce_feature == "pre_logits" and (self.infonce_use_cls or self.infonce_pooling != "avg"):
             raise ValueError("infonce_feature 'pre_logits' is already pooled: leave infonce_pooling and infonce_use_cls unset.")
+        paths = [path.strip() for path in str(self.fbt_transfer_paths).split(",") if path.strip()]
+        unknown = sorted(set(paths) - set(PATH_NAMES))
+        if unknown or not paths:
+            raise ValueError(
+                f"fbt_transfer_paths is a comma list of {', '.join(PATH_NAMES)}; got {self.fbt_transfer_paths!r}"
+            )
+        self.fbt_transfer_paths = ",".join(name for name in PATH_NAMES if name in paths)
+
+    @property
+    def transfer_pairs(self) -> tuple[tuple[str, str], ...]:
+        """The (source, learner) pairs that transfer, in PAIRS order."""
+        paths = self.fbt_transfer_paths.split(",")
+        return tuple(pair for pair, name in zip(PAIRS, PATH_NAMES) if name in paths)
 
     @property
     def deep_supervision_stages(self) -> tuple[int, ...]:
@@ -185,12 +206,18 @@ class FuseBeforeTransfer(DistillationMethod):
                 name: smoothed_dim(info, config.pooling, config.infonce_use_cls)
                 for name, info in self.final_infos.items()
             }
+        # Only the models and paths that transfer get projectors and temperatures: parameters no
+        # loss reaches would stall DDP.
+        contrasted = {name for pair in config.transfer_pairs for name in pair}
         self.projectors = nn.ModuleDict(
-            {name: FeatureProjector(in_dims[name], config.projector_dim) for name in self.final_infos}
+            {name: FeatureProjector(in_dims[name], config.projector_dim) for name in self.final_infos if name in contrasted}
         )
         self.temperatures = nn.ModuleDict(
-            {f"{x}_{y}": LearnableTemperature(config.infonce_temperature) for x, y in PAIRS}
+            {f"{x}_{y}": LearnableTemperature(config.infonce_temperature) for x, y in config.transfer_pairs}
         )
+        if config.detach_assistant and "assistant" in self.projectors and ("teacher", "assistant") not in config.transfer_pairs:
+            # F only teaches, detached: no loss reaches its projector, which stays as initialised.
+            self.projectors["assistant"].requires_grad_(False)
         # Deep supervision: one branch per listed student stage, in stage order (empty when off).
         self.deep_supervision_stages = config.deep_supervision_stages
         self.deep_branches = nn.ModuleList(
@@ -240,14 +267,15 @@ class FuseBeforeTransfer(DistillationMethod):
         config = self.config
         fused = self._assistant_output(student, teacher)
         logits = {"teacher": teacher.logits, "student": student.logits, "assistant": fused.logits}
-        embeddings = {name: self.projectors[name](x) for name, x in self._infonce_inputs(student, teacher, fused).items()}
+        inputs = self._infonce_inputs(student, teacher, fused)
+        embeddings = {name: projector(inputs[name]) for name, projector in self.projectors.items()}
         losses = {
             "ce": self.supervised_loss(student.logits, labels),
             "ce_assistant": self.supervised_loss(fused.logits, labels),
         }
         assistant_scale = self._assistant_scale(student, fused, labels)
         same_label_mask = labels if config.infonce_mask_same_label else None
-        for source, learner in PAIRS:
+        for source, learner in config.transfer_pairs:
             source_embedding, source_logits = embeddings[source], logits[source]
             if source == "assistant" and config.detach_assistant:
                 # F teaches S as a teacher would: S's losses do not move F.
