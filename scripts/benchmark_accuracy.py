@@ -153,6 +153,15 @@ PAIRS = {  # pair -> (teacher role, student role)
     "cnn_to_mlp": ("cnn_teacher", "mlp_student"),
 }
 README_REGION = "benchmark-accuracy"
+# The paper's ablation (one seed, the profile's first): fbt with one part switched off.
+ABLATIONS = {
+    "without InfoNCE": {"infonce_weight": 0.0},
+    "without the logit loss": {"logit_weight": 0.0},
+    "without T -> F": {"fbt_transfer_paths": "teacher_student,assistant_student"},
+    "without F -> S": {"fbt_transfer_paths": "teacher_student,teacher_assistant"},
+}
+ABLATED_METHOD = "fbt"
+BENCHMARK_PARTS = ("table", "ablation")
 # CNNs get the ImageNet statistics, ViT and Mixer the 0.5 ones, as their transformers/timm configs do.
 CNN_NORM = (tuple(IMAGENET_DEFAULT_MEAN), tuple(IMAGENET_DEFAULT_STD))
 TOKEN_NORM = (tuple(IMAGENET_STANDARD_MEAN), tuple(IMAGENET_STANDARD_STD))
@@ -345,6 +354,10 @@ def _run_dir(output_dir: Path, pair: str, method: str, seed: int) -> Path:
     return output_dir / "runs" / pair / method / f"seed{seed}"
 
 
+def _ablation_dir(output_dir: Path, pair: str, variant: str) -> Path:
+    return output_dir / "ablation" / pair / variant.replace(" ", "_").replace("->", "to")
+
+
 def run_benchmark(profile: Profile, options: argparse.Namespace, models: dict[str, dict]) -> None:
     """Train what ``options`` selects (default: everything), seed by seed, so that an interrupted
     benchmark has whole seeds done; runs already finished are reused."""
@@ -372,22 +385,36 @@ def run_benchmark(profile: Profile, options: argparse.Namespace, models: dict[st
             seed=0,
             num_train_epochs=profile.teacher_epochs,
         )
-    for seed in seeds:
+    def pair_models(pair: str) -> ModelArguments:
+        teacher_role, student_role = PAIRS[pair]
+        return ModelArguments(student=models[student_role]["spec"], teacher=str(_teacher_dir(output_dir, teacher_role)))
+
+    for seed in seeds if "table" in options.parts else ():
         for pair in pairs:
-            teacher_role, student_role = PAIRS[pair]
             for method in methods:
                 run_once(
                     _run_dir(output_dir, pair, method, seed),
                     f"{pair} {method} seed {seed}",
                     profile,
                     data(profile.train_samples),
-                    ModelArguments(
-                        student=models[student_role]["spec"], teacher=str(_teacher_dir(output_dir, teacher_role))
-                    ),
+                    pair_models(pair),
                     method=method,
                     seed=seed,
                     num_train_epochs=profile.epochs,
                 )
+    for pair in pairs if "ablation" in options.parts else ():
+        for variant, method_options in ABLATIONS.items():
+            run_once(
+                _ablation_dir(output_dir, pair, variant),
+                f"{pair} {ABLATED_METHOD} {variant} seed {profile.seeds[0]}",
+                profile,
+                data(profile.train_samples),
+                pair_models(pair),
+                method=ABLATED_METHOD,
+                method_config=method_options,
+                seed=profile.seeds[0],
+                num_train_epochs=profile.epochs,
+            )
 
 
 def _finished(directory: Path) -> dict | None:
@@ -434,6 +461,19 @@ def collect_results(profile_name: str, profile: Profile, options: argparse.Names
                 "teacher_top5": teachers[teacher_role]["top5"],
                 "methods": rows,
             }
+    ablation = {}
+    for pair in pairs:
+        variants = {}
+        for variant, method_options in ABLATIONS.items():
+            results = _finished(_ablation_dir(output_dir, pair, variant))
+            if results is None:
+                missing.append(f"{pair} {ABLATED_METHOD} {variant}")
+            else:
+                variants[variant] = _run_summary(
+                    results, seed=profile.seeds[0], options=method_options, dir=shown_path(_ablation_dir(output_dir, pair, variant))
+                )
+        if variants:
+            ablation[pair] = variants
     return {
         "profile": profile_name,
         "data": shown_path(options.data),
@@ -442,6 +482,7 @@ def collect_results(profile_name: str, profile: Profile, options: argparse.Names
         "models": {role: model | {"spec": shown_path(model["spec"])} for role, model in models.items()},
         "teachers": teachers,
         "pairs": pairs,
+        "ablation": ablation,
         "missing": missing,
     }
 
@@ -534,9 +575,11 @@ def estimate_profile(profile: Profile, options: argparse.Namespace) -> dict:
         "schedule": schedule(profile),
         "models": {role: model | {"spec": shown_path(model["spec"])} for role, model in models.items()},
         "runs": teachers + students,
-        # Teachers are trained once, the students once per seed.
+        # Teachers are trained once, the students once per seed, and each ablation variant costs
+        # about one run of the ablated method (one seed).
         "total_s": sum(run["total_s"] for run in teachers)
-        + len(profile.seeds) * sum(run["total_s"] for run in students),
+        + len(profile.seeds) * sum(run["total_s"] for run in students)
+        + len(ABLATIONS) * sum(run["total_s"] for run in students if run["run"].endswith(f" {ABLATED_METHOD}")),
     }
 
 
@@ -656,11 +699,40 @@ def markdown_table(results: dict, chart: str | None = None) -> str:
             f"{pair['methods'][m]['train_seconds']['mean'] / 60:.1f}" if m in pair["methods"] else "-" for m in methods
         ]
         lines.append(f"| {name} | " + " | ".join(minutes) + " |")
+    if results.get("ablation"):
+        lines += ["", *ablation_table(results)]
     if results.get("missing"):
         lines += ["", f"Not finished yet ({len(results['missing'])} runs): " + ", ".join(results["missing"]) + "."]
     if chart:
         lines += ["", f"![Top-1 per pair and method]({chart})"]
     return "\n".join(lines) + "\n"
+
+
+def ablation_table(results: dict) -> list[str]:
+    """fbt with one part off against full fbt, both at the profile's first seed."""
+    first_seed = results["schedule"]["seeds"][0]
+    lines = [
+        f"Ablation of `{ABLATED_METHOD}` (seed {first_seed} only; differences under about one point are within "
+        "a seed's noise): student top-1 (%), change against full fbt at the same seed, F's top-1.",
+        "",
+        "| pair | full fbt | " + " | ".join(ABLATIONS) + " |",
+        "| --- | ---: |" + " ---: |" * len(ABLATIONS),
+    ]
+    for pair, variants in results["ablation"].items():
+        full_runs = results["pairs"].get(pair, {}).get("methods", {}).get(ABLATED_METHOD, {}).get("runs", [])
+        full = next((run for run in full_runs if run["seed"] == first_seed), None)
+        cells = []
+        for variant in ABLATIONS:
+            run = variants.get(variant)
+            if run is None:
+                cells.append("-")
+                continue
+            change = f" ({100 * (run['top1'] - full['top1']):+.2f})" if full else ""
+            assistant = f", F {100 * run['assistant_top1']:.2f}" if "assistant_top1" in run else ""
+            cells.append(f"{100 * run['top1']:.2f}{change}{assistant}")
+        full_cell = f"{100 * full['top1']:.2f}, F {100 * full['assistant_top1']:.2f}" if full else "-"
+        lines.append(f"| {pair} | {full_cell} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def plot(results: dict, path: Path) -> None:
@@ -723,6 +795,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seeds", nargs="+", type=int, help="Train only these seeds (default: the profile's).")
     parser.add_argument(
         "--methods", nargs="+", choices=benchmark_methods(), help="Train only these methods (default: all)."
+    )
+    parser.add_argument(
+        "--parts",
+        nargs="+",
+        choices=BENCHMARK_PARTS,
+        default=list(BENCHMARK_PARTS),
+        help="table: every method x seed; ablation: fbt with one part off, first seed (default: both).",
     )
     parser.add_argument("--report_only", action="store_true", help="Chart, table and README from results.json.")
     parser.add_argument(
