@@ -41,13 +41,21 @@ cnn_student), ``cnn_to_mlp`` (cnn_teacher -> mlp_student).
 
 **Runs.** Each teacher is trained once by ``hf_cakd.pipeline.distill`` with ``method="none"``
 (``teacher_epochs``) into ``<output_dir>/teachers/<role>/`` and reused while its ``results.json``
-exists. Then every pair x method (every registered method, ``hf_cakd.methods.METHODS``; ``fitnet``
-only with ``--with_fitnet``) x seed is one ``distill`` call into
-``<output_dir>/runs/<pair>/<method>/seed<k>/``, all with the same schedule
-(``hf_cakd.benchmarking.Schedule``: AdamW, cosine decay, 5% warm-up, weight decay 0.05, ``epochs``)
-and every method at its config's defaults; methods that need no teacher (``none``) get none. A run
-whose ``results.json`` exists is reused, so an interrupted benchmark resumes where it stopped
-(delete a directory to redo it).
+exists. Then, seed by seed (so an interrupted benchmark has whole seeds), every pair x method (every
+registered method, ``hf_cakd.methods.METHODS``: ``none``, ``kd``, ``feature_kd``, ``fitnet``, ``ofa``,
+``fbt``) is one ``distill`` call into ``<output_dir>/runs/<pair>/<method>/seed<k>/``, all with the same
+schedule (``hf_cakd.benchmarking.Schedule``: AdamW, cosine decay, 5% warm-up, weight decay 0.05,
+``epochs``) and every method at its config's defaults; methods that need no teacher (``none``) get
+none. ``kd`` and ``feature_kd`` are the losses of timm's ``LogitDistillationTask`` (T=4) and
+``FeatureDistillationTask`` (tests/test_timm_peers.py), the peers a timm user would pick. Last, the
+paper's ablation (``ABLATIONS``: fbt without InfoNCE, without the logit loss, without T -> F,
+without F -> S; the first seed) into ``<output_dir>/ablation/<pair>/<variant>/``.
+
+A run whose ``results.json`` exists is reused, so an interrupted benchmark resumes where it stopped
+(delete a directory to redo it). ``--pairs``, ``--seeds``, ``--methods`` and ``--parts`` train a part
+only, so that two single-threaded processes can share a 2-core machine (``OMP_NUM_THREADS=1``);
+every process, and ``--collect_only``, gathers all finished runs into ``results.json``, listing the
+runs not finished yet under ``missing`` (and under the table).
 
 **Outputs** (``--output_dir``, default ``benchmarks/accuracy/<profile>/``): ``results.json`` (per pair
 the teacher's top-1/top-5, per method top-1/top-5 per seed, mean, std, train seconds), ``accuracy.png``
@@ -61,33 +69,32 @@ Profiles and the quick profile's budget
   under a minute. It then *times* the quick profile on this machine (two training steps of every
   run at its batch size, the input pipeline, evaluation forward passes) and prints the projected
   wall time of ``--profile quick``: ``results.json["quick_estimate"]``.
-- ``quick`` (2-core CPU, at most 90 minutes): students 5 epochs on the first 10,000 training
-  images, teachers 8 epochs on the first 20,000 (a teacher should know more than its student, as
-  the paper's pretrained teachers do), batch 128, 1 seed, evaluation on all 10,000 test images.
+- ``quick`` (2-core CPU, about 4 hours): students 5 epochs on the first 10,000 training images,
+  teachers 8 epochs on the first 20,000 (a teacher should know more than its student, as the
+  paper's pretrained teachers do: on the validation screens of experiments.md each teacher beat
+  its students trained alone by 19 to 27 points), batch 128, 3 seeds, evaluation on all 10,000
+  test images. Settings were chosen on a validation split of the training images
+  (scripts/screen_vit_to_cnn.py), never on this test split.
 - ``full`` (one GPU): the larger models, all 50,000 training images, teachers 100 epochs,
   students 50 epochs, batch 256, 3 seeds, 8 data-loading workers, bf16 on CUDA.
 
 The quick budget, as the smoke profile measured it on this machine (2-core Xeon, idle, 2 torch
 threads, batch 128, data decoded in the training process, so a step's time and its batch's
 decoding add up). A run costs ``steps x s/step + images seen / pipeline rate + 10,000 x (1/student
-forward + 1/teacher forward + 1/pipeline rate) + 5 s set-up``; for example ``cnn_to_mlp fbt``:
-395 steps x 0.887 s = 350 s, + 50,560 images / 950 images/s = 53 s, + 31 s evaluation + 5 s
-= 7.3 min. Per run:
+forward + 1/teacher forward + 1/pipeline rate) + 5 s set-up``. Per run (minutes):
 
-    pair          minutes: none   kd    ofa   fbt    s/step: none   kd     ofa    fbt
-    cnn_to_vit             2.3    2.4   2.7   3.3            0.19   0.20   0.25   0.34
-    vit_to_cnn             1.8    2.4   2.5   3.4            0.12   0.20   0.20   0.35
-    cnn_to_mlp             5.4    5.5   5.7   7.3            0.59   0.61   0.64   0.89
+    pair          none  feature_kd  fitnet  kd    ofa   fbt
+    cnn_to_vit    2.2   2.3         2.2     2.3   2.5   2.8
+    vit_to_cnn    1.1   2.0         2.1     2.0   2.0   2.7
+    cnn_to_mlp    5.1   5.2         5.2     5.3   5.5   7.4
 
-each 395 steps (10,000 images x 5 epochs); the teachers 1,256 steps (20,000 x 8): ResNet
-3.8 min (0.057 s/step), ViT 8.2 min (0.260 s/step).
-
-In all 57 to 60 minutes over three measurements (``--with_fitnet`` adds about 10), which leaves a
-third of the 90 minutes for a busy machine. The arithmetic holds: a real one-epoch run on 2,560 images took 7.0 s (cnn_to_vit
-kd; projected 6.3), 15.0 s (cnn_to_mlp kd; 14.9) and 4.0 s (MobileNetV2 alone; 4.6); one or two
-data-loading workers made those runs 5-15% slower on two cores, so ``quick`` uses none. The MLP
-student dominates: a 512-wide Mixer is the slowest model per image on a CPU, hence its cut MLP
-ratios and 64 px.
+each 395 steps (10,000 images x 5 epochs); the teachers 1,256 steps (20,000 x 8): ResNet 2.5 min,
+ViT 9.2 min. In all: 192 minutes for the 3-seed table and 52 for the ablation, about 4 hours on
+the idle machine; two single-threaded processes (``--pairs``/``--seeds``) shorten the wall time.
+One or two data-loading workers made runs 5-15% slower on two cores, so ``quick`` uses none. The
+MLP student dominates: a 512-wide Mixer is the slowest model per image on a CPU, hence its cut MLP
+ratios and 64 px. CNN final maps stay 1x1 at 32 px (ImageNet-style stems): 64 px inputs for the
+CNNs would have cost about four times their compute, past the budget.
 
 Timings depend on what else runs on the machine; the estimate is for an idle one.
 """
