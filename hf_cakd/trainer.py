@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 import torch
 from torch import nn
+from torch.utils.data import IterableDataset
 from transformers import PreTrainedModel, Trainer, TrainingArguments
 from transformers.trainer_utils import rotate_checkpoints
 from transformers.utils import SAFE_WEIGHTS_NAME
@@ -84,11 +85,11 @@ def last_complete_checkpoint(output_dir: str) -> str | None:
 
 
 def _first_example_size(dataset, key: str) -> tuple[int, int] | None:
-    """The resolution of ``dataset[0][key]``, when the dataset yields image tensors."""
+    """The resolution of the first example's ``key``, when the dataset yields image tensors."""
     if dataset is None:
         return None
     try:
-        example = dataset[0]
+        example = next(iter(dataset)) if isinstance(dataset, IterableDataset) else dataset[0]
     except (TypeError, IndexError, KeyError, NotImplementedError):
         return None
     value = example.get(key) if isinstance(example, dict) else None
@@ -193,7 +194,7 @@ class DistillationTrainer(Trainer):
         skipped = inputs.pop(SKIPPED_IMAGES_KEY, None)
         if skipped is not None:
             split = "train" if self.model.training else "eval"
-            self._skipped_images[split] = self._skipped_images.get(split, 0) + skipped.detach()
+            self._skipped_images[split] = self._skipped_images.get(split, 0) + skipped.detach().sum()
 
     def skipped_images(self) -> dict[str, int]:
         """Images skipped as missing or undecodable (``--skip_bad_images``), summed over workers and processes.

@@ -12,23 +12,25 @@ import logging
 import datasets
 import numpy as np
 import torch
-from datasets import Dataset
+from datasets import Dataset, IterableDataset
 
-from .errors import MissingImageError, UndecodableImageError
+from .errors import LabelColumnError, MissingImageError, UndecodableImageError
 from .transforms import ImageTransform, image_transforms, to_rgb
 
 logger = logging.getLogger(__name__)
 
 ROW_INDEX_COLUMN = "__hf_cakd_row__"
 SKIPPED_IMAGES_KEY = "skipped_images"
+# Rows a stream is shuffled through (the datasets default), held as encoded image bytes.
+STREAM_SHUFFLE_BUFFER = 1000
 
 
 class DistillationTransform:
     """The on-the-fly dataset transform giving ``pixel_values``, ``teacher_pixel_values`` and ``labels``.
 
-    ``apply_to(dataset)`` attaches it with ``Dataset.with_transform``, so images are decoded and
-    augmented when a batch is read, never stored. ``teacher_pixel_values`` is left out when
-    there is no ``teacher_transform``.
+    ``apply_to(dataset)`` attaches it with ``Dataset.with_transform`` (a lazy ``map`` on a stream),
+    so images are decoded and augmented when a batch is read, never stored.
+    ``teacher_pixel_values`` is left out when there is no ``teacher_transform``.
 
     The teacher's logits must describe the image the student sees, so both transforms run from
     the same torch RNG state: random crops and flips that depend on the input image only (as in
@@ -39,6 +41,9 @@ class DistillationTransform:
     marked by ``pixel_values=None``, which :class:`DistillationCollator` drops and counts in the
     batch; ``skipped_rows`` holds the row indices seen so far, but DataLoader workers each count
     in their own copy of this object, so only the batches' counts add up across workers.
+
+    With ``num_labels``, a label outside ``0..num_labels - 1`` stops the run naming its row: a
+    stream's labels cannot be checked before training (see :func:`~hf_cakd.data.load_image_dataset`).
 
     Use one transform per dataset: ``apply_to`` records the split name for messages, and row
     indices are the dataset's.
@@ -52,12 +57,14 @@ class DistillationTransform:
         image_column: str,
         label_column: str,
         skip_bad_images: bool = False,
+        num_labels: int | None = None,
     ):
         self.student_transform = student_transform
         self.teacher_transform = teacher_transform
         self.image_column = image_column
         self.label_column = label_column
         self.skip_bad_images = skip_bad_images
+        self.num_labels = num_labels
         self.skipped_rows: set[int] = set()
         self.split: str | None = None
         self._decoder = datasets.Image()
@@ -88,15 +95,32 @@ class DistillationTransform:
     def num_skipped(self) -> int:
         return len(self.skipped_rows)
 
-    def apply_to(self, dataset: Dataset, split: str | None = None) -> Dataset:
+    def apply_to(
+        self, dataset: Dataset | IterableDataset, split: str | None = None, shuffle_seed: int | None = None
+    ) -> Dataset | IterableDataset:
         """A view of ``dataset`` that yields model inputs; ``dataset`` itself is left unchanged.
 
         ``split`` names the dataset in messages; by default its own ``dataset.split``.
+
+        A stream (``datasets.IterableDataset``) has neither a length to number its rows ahead nor
+        ``with_transform``: its rows are numbered as they are read and transformed by a lazy
+        ``map``. The Trainer's sampler shuffles a ``Dataset``, but cannot shuffle a stream, so with
+        ``shuffle_seed`` a stream's files and rows (through a buffer of ``STREAM_SHUFFLE_BUFFER``)
+        are shuffled anew each epoch; a ``Dataset`` is returned in its order. Rows are numbered
+        before that shuffle, across the files in the order they are read: for a split of one
+        file, a row's number is its row in the file.
         """
         self.split = split or (str(dataset.split) if dataset.split else None)
         dataset = dataset.cast_column(self.image_column, datasets.Image(decode=False))
+        columns = [self.image_column, self.label_column, ROW_INDEX_COLUMN]
+        if isinstance(dataset, IterableDataset):
+            dataset = dataset.select_columns([self.image_column, self.label_column])
+            dataset = dataset.map(_row_index, with_indices=True)
+            if shuffle_seed is not None:
+                dataset = dataset.shuffle(seed=shuffle_seed, buffer_size=STREAM_SHUFFLE_BUFFER)
+            return dataset.map(self, batched=True, batch_size=1, remove_columns=columns)
         dataset = dataset.add_column(ROW_INDEX_COLUMN, np.arange(len(dataset)))
-        return dataset.with_transform(self, columns=[self.image_column, self.label_column, ROW_INDEX_COLUMN])
+        return dataset.with_transform(self, columns=columns)
 
     def __call__(self, batch: dict[str, list]) -> dict[str, list]:
         student_views, teacher_views = [], []
@@ -105,10 +129,23 @@ class DistillationTransform:
             student, teacher = self._views(image) if image is not None else (None, None)
             student_views.append(student)
             teacher_views.append(teacher)
-        out = {"pixel_values": student_views, "labels": list(batch[self.label_column])}
+        labels = list(batch[self.label_column])
+        if self.num_labels is not None:
+            self._check_labels(labels, batch[ROW_INDEX_COLUMN])
+        out = {"pixel_values": student_views, "labels": labels}
         if self.teacher_transform is not None:
             out["teacher_pixel_values"] = teacher_views
         return out
+
+    def _check_labels(self, labels: list[int], rows: list[int]) -> None:
+        for label, row in zip(labels, rows):
+            if not 0 <= label < self.num_labels:
+                of_split = f" of split {self.split!r}" if self.split else ""
+                raise LabelColumnError(
+                    f"Row {row}{of_split}: label {label} is outside the {self.num_labels} classes "
+                    f"0..{self.num_labels - 1}. Label -1 usually marks unlabelled rows (a test split without "
+                    "labels): pass eval_split= naming a labelled split."
+                )
 
     def _decode(self, encoded: dict | None, row: int):
         if encoded is None or not (encoded.get("bytes") or encoded.get("path")):
@@ -142,13 +179,21 @@ class DistillationTransform:
         return student, self.teacher_transform(image)
 
 
+def _row_index(row: dict, index: int) -> dict[str, int]:
+    return {ROW_INDEX_COLUMN: index}
+
+
 class DistillationCollator:
     """Stack examples into ``pixel_values``, ``teacher_pixel_values`` (when present) and int64 ``labels``.
 
     Examples whose image was skipped (``pixel_values is None``) are dropped, so a batch can be
-    smaller than the batch size; ``skipped_images`` (an int64 scalar tensor) says how many were.
-    The collator runs in the DataLoader workers, so summing that field over an epoch's batches,
-    and over processes, counts the images skipped that epoch.
+    smaller than the batch size; ``skipped_images`` says how many were: an int64 tensor with one
+    entry per kept example, the first holding the count and the others 0, so that it is
+    concatenated and split along the batch like the images (accelerate dispatches a stream's
+    batches to the processes that way). The collator runs in the DataLoader workers, so summing
+    that field over an epoch's batches, and over processes, counts the images skipped that epoch;
+    when a stream is dispatched to several processes the count can be off by the few rows that
+    accelerate drops or repeats where a concatenated batch does not divide evenly.
     """
 
     def __call__(self, examples: list[dict]) -> dict[str, torch.Tensor]:
@@ -158,10 +203,12 @@ class DistillationCollator:
                 f"All {len(examples)} images of this batch were missing or undecodable and skipped; "
                 "check the dataset's image column."
             )
+        skipped = torch.zeros(len(kept), dtype=torch.int64)
+        skipped[0] = len(examples) - len(kept)
         batch = {
             "pixel_values": torch.stack([example["pixel_values"] for example in kept]),
             "labels": torch.tensor([example["labels"] for example in kept], dtype=torch.int64),
-            SKIPPED_IMAGES_KEY: torch.tensor(len(examples) - len(kept), dtype=torch.int64),
+            SKIPPED_IMAGES_KEY: skipped,
         }
         if "teacher_pixel_values" in kept[0]:
             batch["teacher_pixel_values"] = torch.stack([example["teacher_pixel_values"] for example in kept])
