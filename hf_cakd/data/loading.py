@@ -6,6 +6,10 @@ once here and carried along with the splits in :class:`ImageClassificationData`;
 encoded as a ``ClassLabel``. Everything that would otherwise fail later, deep inside a training
 step (a missing split, a float label column, an unlabelled test split), fails here with a message
 that says what to pass instead.
+
+A streamed dataset (``streaming=True``) is never read ahead: its class names come from the
+label column's ``ClassLabel`` feature, and split sizes and label ranges go unchecked here
+(:class:`~hf_cakd.data.DistillationTransform` checks each label as its row is read).
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from dataclasses import dataclass
 
 import datasets
 import pyarrow.compute as pc
-from datasets import ClassLabel, Dataset, DatasetDict, Value
+from datasets import ClassLabel, Dataset, DatasetDict, IterableDataset, IterableDatasetDict, Value
 
 from .errors import ColumnNotFoundError, DataError, EmptySplitError, LabelColumnError, SplitNotFoundError
 
@@ -38,8 +42,8 @@ class ImageClassificationData:
     for), so reports and model cards can say what the accuracy was measured on.
     """
 
-    train: Dataset
-    eval: Dataset | None
+    train: Dataset | IterableDataset
+    eval: Dataset | IterableDataset | None
     image_column: str
     label_column: str
     id2label: dict[int, str]
@@ -55,13 +59,14 @@ class ImageClassificationData:
 
 
 def load_image_dataset(
-    source: str | os.PathLike | Dataset | DatasetDict,
+    source: str | os.PathLike | Dataset | DatasetDict | IterableDataset | IterableDatasetDict,
     *,
     train_split: str = "train",
     eval_split: str | None = None,
     image_column: str | None = None,
     label_column: str | None = None,
     data_files=None,
+    streaming: bool = False,
     **load_dataset_kwargs,
 ) -> ImageClassificationData:
     """Load ``source`` and resolve its splits, image and label columns, and class names.
@@ -71,7 +76,8 @@ def load_image_dataset(
             files (splits from the file names, ``train*.parquet``, ``test*.parquet``, or from a
             ``save_to_disk`` layout) or of images in class subfolders (imagefolder, optionally
             under ``train/`` and ``test/``); a single ``.parquet`` or ``.arrow`` file (one
-            ``train`` split); or a ``Dataset`` / ``DatasetDict`` already in memory.
+            ``train`` split); or a ``Dataset`` / ``DatasetDict`` (or their ``Iterable`` forms, a
+            stream) already loaded.
         train_split: the split to train on.
         eval_split: the split to evaluate on; by default the first of test, validation, valid,
             val that exists, else no evaluation.
@@ -79,32 +85,46 @@ def load_image_dataset(
             ``datasets.Image`` (or ``ClassLabel``) feature, else one named img/image/pixel_values
             (or label/labels).
         data_files: passed to ``datasets.load_dataset`` to pick files explicitly.
+        streaming: load ``source`` with ``datasets.load_dataset(..., streaming=True)``: the splits
+            are ``IterableDataset`` s read as they are used, never downloaded or prepared whole.
+            The label column must then be a ``ClassLabel`` (class names and ids cannot be listed
+            without reading every row); see the module docstring for what else goes unchecked.
         **load_dataset_kwargs: passed to ``datasets.load_dataset`` (``name``, ``revision``,
             ``cache_dir``, ...).
     """
-    splits = _load_splits(source, data_files, load_dataset_kwargs)
+    splits = _load_splits(source, data_files, streaming, load_dataset_kwargs)
     train = _get_split(splits, train_split, "train_split")
     eval_split = eval_split or next((name for name in EVAL_SPLIT_NAMES if name in splits), None)
     evaluation = _get_split(splits, eval_split, "eval_split") if eval_split else None
 
     used = {train_split: train} | ({eval_split: evaluation} if evaluation is not None else {})
+    for name, split in used.items():
+        if split.features is None:  # only a stream can lack them: its builder did not declare them
+            raise DataError(
+                f"The streamed {name!r} split does not declare its features (columns and their types), which a "
+                "stream needs to find the images and the class names without reading ahead. Drop --streaming."
+            )
     image_column = image_column or _detect_column(train, "image", datasets.Image, IMAGE_COLUMN_NAMES)
     label_column = label_column or _detect_column(train, "label", ClassLabel, LABEL_COLUMN_NAMES)
     for name, split in used.items():
         _require_columns(name, split, (image_column, label_column))
         _check_image_column(split, image_column)
     if _feature_name(train.features[label_column]) in CATEGORY_DTYPES:
+        if isinstance(train, IterableDataset):
+            raise _unnamed_classes_on_a_stream(label_column, train.features[label_column])
         used = _encode_class_names(used, label_column)
         train, evaluation = used[train_split], used.get(eval_split)
     id2label = _id2label(used, label_column)
     return ImageClassificationData(train, evaluation, image_column, label_column, id2label, eval_split)
 
 
-def _load_splits(source, data_files, load_dataset_kwargs) -> DatasetDict:
-    if isinstance(source, DatasetDict):
+def _load_splits(source, data_files, streaming, load_dataset_kwargs) -> DatasetDict | IterableDatasetDict:
+    if isinstance(source, (DatasetDict, IterableDatasetDict)):
         return source
     if isinstance(source, Dataset):
         return DatasetDict({"train": source})
+    if isinstance(source, IterableDataset):
+        return IterableDatasetDict({"train": source})
     source = os.fspath(source)
     if data_files is None and os.path.isfile(source):
         builder = FILE_BUILDERS.get(os.path.splitext(source)[1])
@@ -113,8 +133,8 @@ def _load_splits(source, data_files, load_dataset_kwargs) -> DatasetDict:
                 f"Cannot load the file {source!r}: a single file must be {' or '.join(FILE_BUILDERS)}. "
                 "For image files, pass the directory that holds one subfolder per class."
             )
-        return datasets.load_dataset(builder, data_files={"train": source}, **load_dataset_kwargs)
-    return datasets.load_dataset(source, data_files=data_files, **load_dataset_kwargs)
+        return datasets.load_dataset(builder, data_files={"train": source}, streaming=streaming, **load_dataset_kwargs)
+    return datasets.load_dataset(source, data_files=data_files, streaming=streaming, **load_dataset_kwargs)
 
 
 def _get_split(splits: DatasetDict, name: str, argument: str) -> Dataset:
@@ -123,7 +143,7 @@ def _get_split(splits: DatasetDict, name: str, argument: str) -> Dataset:
             f"The dataset has no {name!r} split; its splits are: {', '.join(splits) or 'none'}. "
             f"Pass {argument}= naming one of them."
         )
-    if len(splits[name]) == 0:
+    if isinstance(splits[name], Dataset) and len(splits[name]) == 0:
         sizes = ", ".join(f"{split} ({len(rows)} rows)" for split, rows in splits.items())
         raise EmptySplitError(f"The {name!r} split is empty. Pass {argument}= naming a split with rows: {sizes}.")
     return splits[name]
@@ -201,6 +221,10 @@ def _id2label(splits: dict[str, Dataset], label_column: str) -> dict[int, str]:
             f"{label_column!r}, datasets.Value('int64')), then pass the dataset); otherwise pass label_column= "
             "naming an integer, string or ClassLabel column."
         )
+    if isinstance(next(iter(splits.values())), IterableDataset):
+        if not isinstance(feature, ClassLabel):
+            raise _unnamed_classes_on_a_stream(label_column, feature)
+        return dict(enumerate(feature.names))
     ranges = {name: pc.min_max(split.with_format("arrow")[label_column]).as_py() for name, split in splits.items()}
     if isinstance(feature, ClassLabel):
         names = feature.names
@@ -214,3 +238,11 @@ def _id2label(splits: dict[str, Dataset], label_column: str) -> dict[int, str]:
                 "pass eval_split= naming a labelled split."
             )
     return dict(enumerate(names))
+
+
+def _unnamed_classes_on_a_stream(label_column: str, feature) -> LabelColumnError:
+    return LabelColumnError(
+        f"The label column {label_column!r} holds {_feature_name(feature)} values without class names, and a stream "
+        "cannot be read ahead to list the classes. Pass the label names as a ClassLabel feature (in the dataset "
+        "card's dataset_info, or load_image_dataset(..., features=...)), or drop --streaming."
+    )
