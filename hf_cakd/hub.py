@@ -109,8 +109,9 @@ class CardInputs:
     metrics: dict[str, dict[str, float]]
     """Row (``"student"``, ``"teacher"``) -> ``{"top1": .., "top5": ..}``, fractions; may be empty."""
     global_steps: int
-    epochs_seen: float
-    """Epochs the optimiser actually went through: steps x effective batch / training images."""
+    epochs_seen: float | None
+    """Epochs the optimiser actually went through: steps x effective batch / training images; None for a
+    stream (``--streaming``), whose number of images is unknown."""
     per_device_batch_size: int
     num_processes: int
     gradient_accumulation_steps: int

@@ -98,6 +98,13 @@ class DataArguments:
     max_train_samples: int | None = field(default=None, metadata={"help": "Train on the first N rows only."})
     max_eval_samples: int | None = field(default=None, metadata={"help": "Evaluate on the first N rows only."})
     skip_bad_images: bool = field(default=False, metadata={"help": "Skip undecodable images instead of stopping."})
+    streaming: bool = field(
+        default=False,
+        metadata={
+            "help": "Stream the dataset instead of downloading and preparing it first; needs --max_steps. The label "
+            "column must name its classes (a ClassLabel feature)."
+        },
+    )
     overwrite_output_dir: bool = field(
         default=False, metadata={"help": "Allow writing into a non-empty --output_dir (without resuming)."}
     )
@@ -127,7 +134,18 @@ def _check_output_dir(training_args, data_args) -> None:
 
 
 def _select(split, limit):
-    return split if split is None or limit is None else split.select(range(min(limit, len(split))))
+    if split is None or limit is None:
+        return split
+    if isinstance(split, datasets.IterableDataset):
+        return split.take(limit)
+    return split.select(range(min(limit, len(split))))
+
+
+def _eval_images(eval_dataset) -> str:
+    """The eval split's size for the log; a stream's is unknown without reading it."""
+    if isinstance(eval_dataset, datasets.IterableDataset):
+        return "the streamed eval images"
+    return f"{len(eval_dataset)} eval images"
 
 
 def distill(
@@ -143,6 +161,11 @@ def distill(
         raise UsageError(f"--method {training_args.method} distils from a teacher: pass --teacher.")
     if not (model_args.student or model_args.teacher):
         raise UsageError("Pass --student (or --teacher alone: a student of another family is then chosen for it).")
+    if data_args.streaming and training_args.max_steps <= 0:
+        raise UsageError(
+            "--streaming needs --max_steps: a stream has no length to count epochs by. Pass --max_steps N "
+            "(the number of optimizer steps), or drop --streaming."
+        )
     _check_output_dir(training_args, data_args)
     set_seed(training_args.seed)
     # The Trainer pushes checkpoints as --hub_strategy says; the final student and its card are pushed
@@ -166,10 +189,11 @@ def distill(
             image_column=data.image_column,
             label_column=data.label_column,
             skip_bad_images=data_args.skip_bad_images,
+            num_labels=data.num_labels,
         )
 
     train_dataset = transform(train=True).apply_to(
-        _select(data.train, data_args.max_train_samples), split=data_args.train_split
+        _select(data.train, data_args.max_train_samples), split=data_args.train_split, shuffle_seed=training_args.seed
     )
     eval_split = _select(data.eval, data_args.max_eval_samples)
     eval_dataset = None if eval_split is None else transform(train=False).apply_to(eval_split, split=data.eval_split)
@@ -205,7 +229,7 @@ def distill(
     if teacher is not None and eval_dataset is not None:
         families["teacher"] = trainer.teacher_view.family
         metrics["teacher"] = _rows(trainer.evaluate_teacher())["teacher"]
-        logger.info("Teacher on %d eval images: top-1 %.2f%%", len(eval_dataset), 100 * metrics["teacher"]["top1"])
+        logger.info("Teacher on %s: top-1 %.2f%%", _eval_images(eval_dataset), 100 * metrics["teacher"]["top1"])
 
     start = time.perf_counter()
     resume = training_args.resume_from_checkpoint
@@ -218,10 +242,10 @@ def distill(
     if eval_dataset is not None:
         student_metrics = trainer.evaluate()
         metrics["student"] = {"top1": student_metrics["eval_top1"], "top5": student_metrics["eval_top5"]}
-        logger.info("Student on %d eval images: top-1 %.2f%%", len(eval_dataset), 100 * metrics["student"]["top1"])
+        logger.info("Student on %s: top-1 %.2f%%", _eval_images(eval_dataset), 100 * metrics["student"]["top1"])
         for name, values in _rows(trainer.evaluate_method_parts()).items():
             metrics[name] = values
-            logger.info("%s on %d eval images: top-1 %.2f%%", name.capitalize(), len(eval_dataset), 100 * values["top1"])
+            logger.info("%s on %s: top-1 %.2f%%", name.capitalize(), _eval_images(eval_dataset), 100 * values["top1"])
     results.update(metrics=metrics, families=families, **distillation_model.description())
 
     results["skipped_images"] = trainer.skipped_images()
@@ -270,7 +294,8 @@ def _card_inputs(model_args, data_args, training_args, trainer, data, results) -
         eval_split=data.eval_split if "student" in results["metrics"] else None,
         metrics=results["metrics"],
         global_steps=trainer.state.global_step,
-        epochs_seen=round(trainer.state.epoch or 0.0, 4),  # the Trainer's count: steps over batches per epoch
+        # The Trainer's count, steps over batches per epoch; for a stream it divides by --max_steps instead.
+        epochs_seen=None if data_args.streaming else round(trainer.state.epoch or 0.0, 4),
         per_device_batch_size=training_args.per_device_train_batch_size,
         num_processes=training_args.world_size,
         gradient_accumulation_steps=training_args.gradient_accumulation_steps,
@@ -318,6 +343,7 @@ def _load_data_and_models(model_args, data_args, training_args):
             eval_split=data_args.eval_split,
             image_column=data_args.image_column,
             label_column=data_args.label_column,
+            streaming=data_args.streaming,
             **({"name": data_args.dataset_config} if data_args.dataset_config else {}),
         )
     from_data = {role for role in ("student", "teacher") if _default_timm_resolution(role, model_args, training_args, data)}
@@ -364,7 +390,7 @@ def _default_timm_resolution(role: str, model_args, training_args, data) -> bool
 
 def _image_side(data) -> int:
     """The shorter side of the first training image: the resolution a student built for this data gets."""
-    image = data.train.cast_column(data.image_column, datasets.Image())[0][data.image_column]
+    image = next(iter(data.train.cast_column(data.image_column, datasets.Image())))[data.image_column]
     return min(image.size)
 
 
