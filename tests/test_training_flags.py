@@ -61,12 +61,13 @@ def test_log_level_governs_hf_cakds_loggers(workspace, tmp_path):  # noqa: F811
 
 
 @pytest.mark.slow  # compiling takes a minute or more on a 2-core CPU; CI runs it (.ci/run)
-def test_torch_compile_compiles_the_distillation_model_and_changes_no_number(tmp_path):
+def test_torch_compile_compiles_the_distillation_model_and_the_teacher_and_changes_no_number(tmp_path):
     plain = make_trainer(tmp_path / "plain", "kd", max_steps=2)
     plain.train()
     compiled = make_trainer(tmp_path / "compiled", "kd", max_steps=2, torch_compile=True)
     compiled.train()
     assert type(compiled.model_wrapped).__name__ == "OptimizedModule"  # student and method parts, compiled
+    assert type(compiled.teacher_view).__name__ == "OptimizedModule" and compiled.teacher_view.family == "cnn"
     losses = [entry["loss"] for entry in compiled.state.log_history if "loss" in entry]
     expected = [entry["loss"] for entry in plain.state.log_history if "loss" in entry]
     assert losses == pytest.approx(expected, rel=1e-4)
