@@ -5,16 +5,11 @@ evaluates through the same entry as the other pipeline tests; what a stream cann
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import datasets
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-import torch
 from datasets import IterableDataset
 from transformers import TrainerCallback
 
@@ -23,7 +18,7 @@ from hf_cakd.cli import main as hf_cakd_main
 from hf_cakd.data import LabelColumnError, load_image_dataset
 from test_distill_script import CIFAR_NAMES, TEST_ROWS, distill_args, workspace  # noqa: F401  (workspace: a fixture)
 from test_faults_cli import rewrite_split, strings, with_dataset
-from test_trainer import DDP_WORKER, LOSS_TERMS, ROOT, assert_states_close
+from test_trainer import LOSS_TERMS, assert_states_close, launch_two_ranks
 
 
 @pytest.fixture(autouse=True)
@@ -142,23 +137,10 @@ def test_a_stream_is_dispatched_to_several_processes_and_evaluated_once(workspac
     test = pq.read_table(workspace["data"] / "test.parquet")
     pq.write_table(test.slice(0, 7), data / "test-00000-of-00002.parquet")
     pq.write_table(test.slice(7, 2), data / "test-00001-of-00002.parquet")
-    worker = tmp_path / "ddp_worker.py"
-    worker.write_text(DDP_WORKER)
-    config = tmp_path / "accelerate.yaml"  # as in test_trainer: two CPU processes under torchrun, gloo
-    config.write_text("compute_environment: LOCAL_MACHINE\ndistributed_type: MULTI_GPU\ngpu_ids: all\n")
     output_dir = tmp_path / "out"
-    launch = [
-        str(Path(sys.executable).parent / "accelerate"), "launch", "--config_file", str(config),
-        "--multi_gpu", "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-        str(worker), str(tmp_path),
-        *with_dataset(distill_args(workspace, "kd", output_dir, "--streaming", "--disable_tqdm", "true"), data),
-    ]  # fmt: skip
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
-    result = subprocess.run(launch, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
-
-    ranks = [torch.load(tmp_path / f"rank{k}.pt", weights_only=True) for k in range(2)]
+    ranks = launch_two_ranks(
+        tmp_path, with_dataset(distill_args(workspace, "kd", output_dir, "--streaming", "--disable_tqdm", "true"), data)
+    )
     assert [r["world_size"] for r in ranks] == [2, 2] and all(len(r["batches"]) == 2 for r in ranks)
     assert not set(ranks[0]["batches"]) & set(ranks[1]["batches"])  # each process trained on rows of its own
     assert_states_close(ranks[1]["state"], ranks[0]["state"], atol=0, rtol=0)

@@ -426,6 +426,28 @@ torch.save(
 """
 
 
+def launch_two_ranks(tmp_path: Path, distill_args: list[str]) -> list[dict]:
+    """Run DDP_WORKER (scripts/distill.py recording each rank) in two CPU processes; each rank's record."""
+    worker = tmp_path / "ddp_worker.py"
+    worker.write_text(DDP_WORKER)
+    # `accelerate launch --cpu` starts ONE process unless given an MPI hostfile; `--multi_gpu` starts
+    # torchrun's processes, and `--use_cpu` (TrainingArguments) puts each on the CPU with gloo.
+    # A config file of our own keeps a developer's default accelerate config out of the test.
+    config = tmp_path / "accelerate.yaml"
+    config.write_text("compute_environment: LOCAL_MACHINE\ndistributed_type: MULTI_GPU\ngpu_ids: all\n")
+    launch = [
+        str(Path(sys.executable).parent / "accelerate"), "launch", "--config_file", str(config),
+        "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+        "--mixed_precision", "no", "--dynamo_backend", "no",
+        str(worker), str(tmp_path), *distill_args,
+    ]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    result = subprocess.run(launch, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
+    return [torch.load(tmp_path / f"rank{k}.pt", weights_only=True) for k in range(2)]
+
+
 def test_distill_script_under_accelerate_launch_keeps_processes_in_sync(tmp_path):
     data = tmp_path / "cifar10-tiny"
     data.mkdir()
@@ -442,32 +464,14 @@ def test_distill_script_under_accelerate_launch_keeps_processes_in_sync(tmp_path
     ViTImageProcessor(size={"height": 32, "width": 32}, image_mean=[0.5] * 3, image_std=[0.5] * 3).save_pretrained(
         student
     )
-    worker = tmp_path / "ddp_worker.py"
-    worker.write_text(DDP_WORKER)
     output_dir = tmp_path / "out"
-
-    # `accelerate launch --cpu` starts ONE process unless given an MPI hostfile; `--multi_gpu` starts
-    # torchrun's processes, and `--use_cpu` (TrainingArguments) puts each on the CPU with gloo.
-    # A config file of our own keeps a developer's default accelerate config out of the test.
-    config = tmp_path / "accelerate.yaml"
-    config.write_text("compute_environment: LOCAL_MACHINE\ndistributed_type: MULTI_GPU\ngpu_ids: all\n")
-    launch = [
-        str(Path(sys.executable).parent / "accelerate"), "launch", "--config_file", str(config),
-        "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-        "--mixed_precision", "no", "--dynamo_backend", "no",
-        str(worker), str(tmp_path),
+    ranks = launch_two_ranks(tmp_path, [
         "--teacher", str(tmp_path / "teacher"), "--student", str(student), "--dataset", str(data),
         "--method", "fbt", "--output_dir", str(output_dir), "--max_steps", "2",
         "--per_device_train_batch_size", "4", "--per_device_eval_batch_size", "4", "--projector_dim", "16",
         "--eval_strategy", "no", "--save_strategy", "no", "--logging_steps", "1", "--seed", "0",
         "--use_cpu", "--report_to", "none", "--disable_tqdm", "true",
-    ]  # fmt: skip
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
-    result = subprocess.run(launch, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
-
-    ranks = [torch.load(tmp_path / f"rank{k}.pt", weights_only=True) for k in range(2)]
+    ])  # fmt: skip
     assert [r["world_size"] for r in ranks] == [2, 2]
     assert all(len(r["batches"]) == 2 for r in ranks)
     assert not set(ranks[0]["batches"]) & set(ranks[1]["batches"])  # each process trained on its own shard
