@@ -18,9 +18,8 @@ from .base import DistillationMethod, MethodConfig, register_method
 
 @dataclass
 class FeatureKDConfig(MethodConfig):
-    feature_weight: float = field(
-        default=5.0, metadata={"help": "Weight of the MSE between projected student and teacher pre-logits."}
-    )
+    # fitnet has this option too and the CLI shows one flag for both: one help that fits both.
+    feature_weight: float = field(default=5.0, metadata={"help": "Weight of the feature-matching term."})
 
 
 @register_method("feature_kd", title="pooled-feature KD (timm's FeatureDistillationTask)")

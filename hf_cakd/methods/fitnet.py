@@ -13,7 +13,7 @@ from .base import DistillationMethod, MethodConfig, register_method
 @dataclass
 class FitNetConfig(MethodConfig):
     fitnet_stage: int = field(default=3, metadata={"help": "Stage (1..4) the FitNet hint is taken from."})
-    feature_weight: float = field(default=1.0, metadata={"help": "Weight of FitNet's feature hint."})
+    feature_weight: float = field(default=1.0, metadata={"help": "Weight of the feature-matching term."})
 
     def __post_init__(self):
         super().__post_init__()
