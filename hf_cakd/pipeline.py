@@ -189,7 +189,8 @@ def distill(
             image_column=data.image_column,
             label_column=data.label_column,
             skip_bad_images=data_args.skip_bad_images,
-            num_labels=data.num_labels,
+            # A loaded dataset's label range was checked whole by load_image_dataset; a stream's is checked as read.
+            num_labels=data.num_labels if data_args.streaming else None,
         )
 
     train_dataset = transform(train=True).apply_to(
