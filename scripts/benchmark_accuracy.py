@@ -392,36 +392,39 @@ def run_benchmark(profile: Profile, options: argparse.Namespace, models: dict[st
             seed=0,
             num_train_epochs=profile.teacher_epochs,
         )
+
     def pair_models(pair: str) -> ModelArguments:
         teacher_role, student_role = PAIRS[pair]
         return ModelArguments(student=models[student_role]["spec"], teacher=str(_teacher_dir(output_dir, teacher_role)))
 
-    for seed in seeds if "table" in options.parts else ():
-        for pair in pairs:
-            for method in methods:
-                run_once(
-                    _run_dir(output_dir, pair, method, seed),
-                    f"{pair} {method} seed {seed}",
-                    profile,
-                    data(profile.train_samples),
-                    pair_models(pair),
-                    method=method,
-                    seed=seed,
-                    num_train_epochs=profile.epochs,
-                )
-    for pair in pairs if "ablation" in options.parts else ():
-        for variant, method_options in ABLATIONS.items():
-            run_once(
-                _ablation_dir(output_dir, pair, variant),
-                f"{pair} {ABLATED_METHOD} {variant} seed {profile.seeds[0]}",
-                profile,
-                data(profile.train_samples),
-                pair_models(pair),
-                method=ABLATED_METHOD,
-                method_config=method_options,
-                seed=profile.seeds[0],
-                num_train_epochs=profile.epochs,
-            )
+    first_seed = profile.seeds[0]
+    planned = [  # (pair, method, ablation variant, seed, directory)
+        (pair, method, None, seed, _run_dir(output_dir, pair, method, seed))
+        for seed in (seeds if "table" in options.parts else ())
+        for pair in pairs
+        for method in methods
+    ] + [
+        (pair, ABLATED_METHOD, variant, first_seed, _ablation_dir(output_dir, pair, variant))
+        for pair in (pairs if "ablation" in options.parts else ())
+        for variant in ABLATIONS
+    ]
+    for pair, method, variant, seed, directory in planned:
+        run_once(
+            directory,
+            _run_label(pair, method, seed, variant),
+            profile,
+            data(profile.train_samples),
+            pair_models(pair),
+            method=method,
+            method_config=ABLATIONS.get(variant),
+            seed=seed,
+            num_train_epochs=profile.epochs,
+        )
+
+
+def _run_label(pair: str, method: str, seed: int, variant: str | None = None) -> str:
+    """How logs and ``missing`` name a run (an ablation run by its variant, a key of ABLATIONS)."""
+    return f"{pair} {method}{f' {variant}' if variant else ''} seed {seed}"
 
 
 def _finished(directory: Path) -> dict | None:
@@ -448,7 +451,7 @@ def collect_results(profile_name: str, profile: Profile, options: argparse.Names
                 run_dir = _run_dir(output_dir, pair, method, seed)
                 results = _finished(run_dir)
                 if results is None:
-                    missing.append(f"{pair} {method} seed {seed}")
+                    missing.append(_run_label(pair, method, seed))
                 else:
                     runs.append(_run_summary(results, seed=seed, dir=shown_path(run_dir)))
             if runs:
@@ -474,7 +477,7 @@ def collect_results(profile_name: str, profile: Profile, options: argparse.Names
         for variant, method_options in ABLATIONS.items():
             results = _finished(_ablation_dir(output_dir, pair, variant))
             if results is None:
-                missing.append(f"{pair} {ABLATED_METHOD} {variant}")
+                missing.append(_run_label(pair, ABLATED_METHOD, profile.seeds[0], variant))
             else:
                 variants[variant] = _run_summary(
                     results, seed=profile.seeds[0], options=method_options, dir=shown_path(_ablation_dir(output_dir, pair, variant))
