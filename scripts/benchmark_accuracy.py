@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Does FBT beat KD, OFA and no distillation? Top-1 on real CIFAR-10, three heterogeneous pairs.
 
-    .venv/bin/python scripts/benchmark_accuracy.py --profile quick     # CPU, about an hour, 1 seed
+    .venv/bin/python scripts/benchmark_accuracy.py --profile quick     # CPU, about 5 hours, 3 seeds
     .venv/bin/python scripts/benchmark_accuracy.py --profile full --data /data/cifar10   # GPU, 3 seeds
     .venv/bin/python scripts/benchmark_accuracy.py --profile smoke --output_dir /tmp/bench-smoke
     .venv/bin/python scripts/benchmark_accuracy.py --profile quick --report_only   # chart/table/README again
@@ -39,6 +39,14 @@ patch-4 model at 32 px), and its MLP ratios are cut so that it fits the CPU budg
 **Pairs.** ``cnn_to_vit`` (cnn_teacher -> vit_student), ``vit_to_cnn`` (vit_teacher ->
 cnn_student), ``cnn_to_mlp`` (cnn_teacher -> mlp_student).
 
+**Validation screen** (``TUNING``, first). The baselines' settings (kd's temperature; OFA's branches,
+weight and gamma, the published recipe among them) are screened on a validation split: the last
+1/``VALIDATION_FRACTION`` of the train split (CIFAR-10: rows 45,000-49,999, written once as parquet into
+``<output_dir>/validation_data/``). Students train on the same first rows as in the table, at the first
+seed, into ``<output_dir>/tuning/<pair>/<method>/<setting>/``; the quick teachers never see those rows
+(the full profile's train on all rows). The table runs each method's default, which follows this
+screen (benchmarks/accuracy/experiments.md); the test split never chooses a setting.
+
 **Runs.** Each teacher is trained once by ``hf_cakd.pipeline.distill`` with ``method="none"``
 (``teacher_epochs``) into ``<output_dir>/teachers/<role>/`` and reused while its ``results.json``
 exists. Then, seed by seed (so an interrupted benchmark has whole seeds), every pair x method (every
@@ -52,14 +60,17 @@ paper's ablation (``ABLATIONS``: fbt without InfoNCE, without the logit loss, wi
 without F -> S; the first seed) into ``<output_dir>/ablation/<pair>/<variant>/``.
 
 A run whose ``results.json`` exists is reused, so an interrupted benchmark resumes where it stopped
-(delete a directory to redo it). ``--pairs``, ``--seeds``, ``--methods`` and ``--parts`` train a part
+(delete a directory to redo it); so is a run the ``results.json`` in ``--output_dir`` holds when it was
+written for the same schedule (run folders are not kept in git: a fresh clone resumes from the committed
+results, and trains a teacher again only when a run left to train needs it). ``--pairs``, ``--seeds``, ``--methods`` and ``--parts`` train a part
 only, so that two single-threaded processes can share a 2-core machine (``OMP_NUM_THREADS=1``);
 every process, and ``--collect_only``, gathers all finished runs into ``results.json``, listing the
 runs not finished yet under ``missing`` (and under the table).
 
 **Outputs** (``--output_dir``, default ``benchmarks/accuracy/<profile>/``): ``results.json`` (per pair
 the teacher's top-1/top-5, per method top-1/top-5 per seed, mean, std, train seconds), ``accuracy.png``
-(grouped bars per pair, a dashed line at the teacher's top-1, error bars over seeds) and
+(grouped bars per pair, a dashed line at the teacher's top-1, error bars over seeds), the ablation and
+validation-screen tables, and
 ``table.md``, which is also put into ``README.md`` between ``<!-- benchmark-accuracy:start -->`` and
 ``<!-- benchmark-accuracy:end -->`` (``quick``/``full`` only, unless ``--readme`` is given).
 
@@ -69,12 +80,12 @@ Profiles and the quick profile's budget
   under a minute. It then *times* the quick profile on this machine (two training steps of every
   run at its batch size, the input pipeline, evaluation forward passes) and prints the projected
   wall time of ``--profile quick``: ``results.json["quick_estimate"]``.
-- ``quick`` (2-core CPU, about 4 hours): students 5 epochs on the first 10,000 training images,
+- ``quick`` (2-core CPU, about 5 hours): students 5 epochs on the first 10,000 training images,
   teachers 8 epochs on the first 20,000 (a teacher should know more than its student, as the
   paper's pretrained teachers do: on the validation screens of experiments.md each teacher beat
   its students trained alone by 19 to 27 points), batch 128, 3 seeds, evaluation on all 10,000
-  test images. Settings were chosen on a validation split of the training images
-  (scripts/screen_vit_to_cnn.py), never on this test split.
+  test images. Settings were chosen on a validation split of the training images (the
+  validation screen above, and FBT's options in scripts/screen_vit_to_cnn.py), never on this test split.
 - ``full`` (one GPU): the larger models, all 50,000 training images, teachers 100 epochs,
   students 50 epochs, batch 256, 3 seeds, 8 data-loading workers, bf16 on CUDA.
 
@@ -89,8 +100,8 @@ forward + 1/teacher forward + 1/pipeline rate) + 5 s set-up``. Per run (minutes)
     cnn_to_mlp    5.1   5.2         5.2     5.3   5.5   7.4
 
 each 395 steps (10,000 images x 5 epochs); the teachers 1,256 steps (20,000 x 8): ResNet 2.5 min,
-ViT 9.2 min. In all: 192 minutes for the 3-seed table and 52 for the ablation, about 4 hours on
-the idle machine; two single-threaded processes (``--pairs``/``--seeds``) shorten the wall time.
+ViT 9.2 min. In all: 192 minutes for the 3-seed table, 52 for the ablation and about 65 for the
+validation screen (6 runs of kd/ofa per pair), about 5 hours on the idle machine; two single-threaded processes (``--pairs``/``--seeds``) shorten the wall time.
 One or two data-loading workers made runs 5-15% slower on two cores, so ``quick`` uses none. The
 MLP student dominates: a 512-wide Mixer is the slowest model per image on a CPU, hence its cut MLP
 ratios and 64 px. CNN final maps stay 1x1 at 32 px (ImageNet-style stems): 64 px inputs for the
@@ -168,7 +179,18 @@ ABLATIONS = {
     "without F -> S": {"fbt_transfer_paths": "teacher_student,teacher_assistant"},
 }
 ABLATED_METHOD = "fbt"
-BENCHMARK_PARTS = ("table", "ablation")
+# The baselines' settings screened on the validation split (the first seed): {method: {setting: method_config}};
+# {} is the method's default, which the table runs.
+TUNING = {
+    "kd": {"T=2": {"kd_temperature": 2.0}, "T=4": {}, "T=8": {"kd_temperature": 8.0}},
+    "ofa": {
+        "branches on stages 1-3, weight 1": {},
+        "published recipe": {"ofa_stages": "1,2,3,4", "ofa_loss_weight": 0.1},
+        "gamma 1.5": {"ofa_gamma": 1.5},
+    },
+}
+VALIDATION_FRACTION = 10  # the last 1/10 of the train split (CIFAR-10: rows 45,000-49,999) is the validation split
+BENCHMARK_PARTS = ("tuning", "table", "ablation")
 # CNNs get the ImageNet statistics, ViT and Mixer the 0.5 ones, as their transformers/timm configs do.
 CNN_NORM = (tuple(IMAGENET_DEFAULT_MEAN), tuple(IMAGENET_DEFAULT_STD))
 TOKEN_NORM = (tuple(IMAGENET_STANDARD_MEAN), tuple(IMAGENET_STANDARD_STD))
@@ -362,69 +384,178 @@ def _run_dir(output_dir: Path, pair: str, method: str, seed: int) -> Path:
 
 
 def _ablation_dir(output_dir: Path, pair: str, variant: str) -> Path:
-    return output_dir / "ablation" / pair / variant.replace(" ", "_").replace("->", "to")
+    return output_dir / "ablation" / pair / _slug(variant)
+
+
+def _tuning_dir(output_dir: Path, pair: str, method: str, setting: str) -> Path:
+    return output_dir / "tuning" / pair / method / _slug(setting)
+
+
+def _slug(name: str) -> str:
+    return name.replace(" ", "_").replace("->", "to").replace("(", "").replace(")", "")
+
+
+def validation_data(source: str, output_dir: Path) -> Path:
+    """A parquet folder whose ``train`` split is the train split less its last 1/VALIDATION_FRACTION and whose
+    ``validation`` split is that last part, written once into ``<output_dir>/validation_data/``. Models train
+    on the first rows, so the quick profile's teachers and students see the same images as in the table; the
+    test split is never read."""
+    target = output_dir / "validation_data"
+    files = {split: target / f"{split}.parquet" for split in ("train", "validation")}
+    if all(path.is_file() for path in files.values()):
+        return target
+    target.mkdir(parents=True, exist_ok=True)
+    train = load_image_dataset(source).train
+    held_out = len(train) // VALIDATION_FRACTION
+    parts = {"train": range(len(train) - held_out), "validation": range(len(train) - held_out, len(train))}
+    for split, rows in parts.items():
+        partial = files[split].with_suffix(f".{os.getpid()}.part")  # another process may be writing it too
+        train.select(rows).to_parquet(str(partial))
+        os.replace(partial, files[split])
+    return target
+
+
+@dataclass(frozen=True)
+class PlannedRun:
+    """One student run of the benchmark: where it goes, how logs and ``missing`` name it, where results.json
+    keeps it (``record``: keys into it), and what it trains."""
+
+    pair: str
+    method: str
+    seed: int
+    directory: Path
+    label: str
+    record: tuple[str, ...]
+    method_config: dict | None = None
+    validation: bool = False
+
+
+def planned_runs(profile: Profile, output_dir: Path, pairs, seeds, methods, parts) -> list[PlannedRun]:
+    """The runs ``parts`` selects, in the order they are trained: the validation screen, then the table seed by
+    seed (so that an interrupted benchmark has whole seeds), then the ablation."""
+    first_seed = profile.seeds[0]
+    runs = [
+        PlannedRun(
+            pair,
+            method,
+            first_seed,
+            _tuning_dir(output_dir, pair, method, setting),
+            f"{pair} {method} {setting} seed {first_seed} (validation)",
+            ("tuning", pair, method, setting),
+            method_config or None,
+            validation=True,
+        )
+        for pair in (pairs if "tuning" in parts else ())
+        for method, settings in TUNING.items()
+        for setting, method_config in settings.items()
+    ]
+    runs += [
+        PlannedRun(
+            pair,
+            method,
+            seed,
+            _run_dir(output_dir, pair, method, seed),
+            f"{pair} {method} seed {seed}",
+            ("pairs", pair, "methods", method, "runs", seed),
+        )
+        for seed in (seeds if "table" in parts else ())
+        for pair in pairs
+        for method in methods
+    ]
+    runs += [
+        PlannedRun(
+            pair,
+            ABLATED_METHOD,
+            first_seed,
+            _ablation_dir(output_dir, pair, variant),
+            f"{pair} {ABLATED_METHOD} {variant} seed {first_seed}",
+            ("ablation", pair, variant),
+            ABLATIONS[variant],
+        )
+        for pair in (pairs if "ablation" in parts else ())
+        for variant in ABLATIONS
+    ]
+    return runs
+
+
+def recorded(record: dict | None, keys: tuple) -> dict | None:
+    """A run's summary as ``record`` (an earlier results.json of the same profile and schedule) keeps it: run
+    folders are not kept in git, so a fresh clone resumes from the committed results.json. A run list is
+    searched by seed."""
+    entry = record
+    for key in keys:
+        if isinstance(entry, list):
+            entry = next((run for run in entry if run["seed"] == key), None)
+        elif isinstance(entry, dict):
+            entry = entry.get(key)
+        if entry is None:
+            return None
+    return entry
+
+
+def previous_results(output_dir: Path, profile: Profile) -> dict | None:
+    """The results.json already in ``output_dir`` when it was written for the same schedule, else None."""
+    results_file = output_dir / "results.json"
+    if not results_file.is_file():
+        return None
+    previous = json.loads(results_file.read_text())
+    return previous if previous.get("schedule", {}) | {"bf16": None} == schedule(profile) | {"bf16": None} else None
+
+
+def pending_runs(profile: Profile, options: argparse.Namespace) -> list[PlannedRun]:
+    """The runs ``options`` selects (default: all) that neither a run folder nor the results.json already in
+    ``--output_dir`` holds."""
+    record = previous_results(options.output_dir, profile)
+    selected = planned_runs(
+        profile,
+        options.output_dir,
+        options.pairs or list(PAIRS),
+        options.seeds if options.seeds is not None else list(profile.seeds),
+        options.methods or benchmark_methods(),
+        options.parts,
+    )
+    return [run for run in selected if _finished(run.directory) is None and recorded(record, run.record) is None]
 
 
 def run_benchmark(profile: Profile, options: argparse.Namespace, models: dict[str, dict]) -> None:
-    """Train what ``options`` selects (default: everything), seed by seed, so that an interrupted
-    benchmark has whole seeds done; runs already finished are reused."""
+    """Train the pending runs, and the teachers only when one of them needs its teacher."""
     output_dir: Path = options.output_dir
-    pairs = options.pairs or list(PAIRS)
-    seeds = options.seeds if options.seeds is not None else list(profile.seeds)
-    methods = options.methods or benchmark_methods()
+    pending = pending_runs(profile, options)
 
-    def data(train_samples: int | None) -> DataArguments:
+    def data(source: str, train_samples: int | None, validation: bool = False) -> DataArguments:
         return DataArguments(
-            options.data,
+            source,
+            eval_split="validation" if validation else None,
             max_train_samples=train_samples,
             max_eval_samples=profile.eval_samples,
             overwrite_output_dir=True,
         )
 
-    for role in sorted({PAIRS[pair][0] for pair in pairs}):
+    for role in sorted({PAIRS[run.pair][0] for run in pending if method_class(run.method).requires_teacher}):
         run_once(
             _teacher_dir(output_dir, role),
             f"teacher {role}",
             profile,
-            data(profile.teacher_train_samples),
+            data(options.data, profile.teacher_train_samples),
             ModelArguments(student=models[role]["spec"]),
             method=TEACHER_METHOD,
             seed=0,
             num_train_epochs=profile.teacher_epochs,
         )
-
-    def pair_models(pair: str) -> ModelArguments:
-        teacher_role, student_role = PAIRS[pair]
-        return ModelArguments(student=models[student_role]["spec"], teacher=str(_teacher_dir(output_dir, teacher_role)))
-
-    first_seed = profile.seeds[0]
-    planned = [  # (pair, method, ablation variant, seed, directory)
-        (pair, method, None, seed, _run_dir(output_dir, pair, method, seed))
-        for seed in (seeds if "table" in options.parts else ())
-        for pair in pairs
-        for method in methods
-    ] + [
-        (pair, ABLATED_METHOD, variant, first_seed, _ablation_dir(output_dir, pair, variant))
-        for pair in (pairs if "ablation" in options.parts else ())
-        for variant in ABLATIONS
-    ]
-    for pair, method, variant, seed, directory in planned:
+    for run in pending:
+        teacher_role, student_role = PAIRS[run.pair]
+        source = str(validation_data(options.data, output_dir)) if run.validation else options.data
         run_once(
-            directory,
-            _run_label(pair, method, seed, variant),
+            run.directory,
+            run.label,
             profile,
-            data(profile.train_samples),
-            pair_models(pair),
-            method=method,
-            method_config=ABLATIONS.get(variant),
-            seed=seed,
+            data(source, profile.train_samples, run.validation),
+            ModelArguments(student=models[student_role]["spec"], teacher=str(_teacher_dir(output_dir, teacher_role))),
+            method=run.method,
+            method_config=run.method_config,
+            seed=run.seed,
             num_train_epochs=profile.epochs,
         )
-
-
-def _run_label(pair: str, method: str, seed: int, variant: str | None = None) -> str:
-    """How logs and ``missing`` name a run (an ablation run by its variant, a key of ABLATIONS)."""
-    return f"{pair} {method}{f' {variant}' if variant else ''} seed {seed}"
 
 
 def _finished(directory: Path) -> dict | None:
@@ -433,57 +564,37 @@ def _finished(directory: Path) -> dict | None:
 
 
 def collect_results(profile_name: str, profile: Profile, options: argparse.Namespace, models: dict[str, dict]) -> dict:
-    """The benchmark's results.json from every finished run under ``output_dir`` (several processes
-    may have trained parts of it); the runs of the profile not finished yet are listed in ``missing``."""
+    """The benchmark's results.json from every finished run under ``output_dir`` (several processes may have
+    trained parts of it) and, for runs whose folder is gone, the results.json already there; the runs of the
+    profile not finished yet are listed in ``missing``."""
     output_dir: Path = options.output_dir
-    teachers, pairs, missing = {}, {}, []
+    record = previous_results(output_dir, profile)
+    teachers, pairs, ablation, tuning, missing = {}, {}, {}, {}, []
     for role in sorted({teacher for teacher, _ in PAIRS.values()}):
         results = _finished(_teacher_dir(output_dir, role))
-        if results is None:
-            missing.append(f"teacher {role}")
-        else:
+        if results is not None:
             teachers[role] = _run_summary(results, dir=shown_path(_teacher_dir(output_dir, role)))
-    for pair, (teacher_role, student_role) in PAIRS.items():
-        rows = {}
-        for method in benchmark_methods():
-            runs = []
-            for seed in profile.seeds:
-                run_dir = _run_dir(output_dir, pair, method, seed)
-                results = _finished(run_dir)
-                if results is None:
-                    missing.append(_run_label(pair, method, seed))
-                else:
-                    runs.append(_run_summary(results, seed=seed, dir=shown_path(run_dir)))
-            if runs:
-                rows[method] = {
-                    "runs": runs,
-                    **{
-                        key: _summary([run[key] for run in runs])
-                        for key in ("top1", "top5", "train_seconds", "assistant_top1")
-                        if key in runs[0]
-                    },
-                }
-        if rows and teacher_role in teachers:
-            pairs[pair] = {
-                "teacher": teacher_role,
-                "student": student_role,
-                "teacher_top1": teachers[teacher_role]["top1"],
-                "teacher_top5": teachers[teacher_role]["top5"],
-                "methods": rows,
-            }
-    ablation = {}
-    for pair in pairs:
-        variants = {}
-        for variant, method_options in ABLATIONS.items():
-            results = _finished(_ablation_dir(output_dir, pair, variant))
-            if results is None:
-                missing.append(_run_label(pair, ABLATED_METHOD, profile.seeds[0], variant))
-            else:
-                variants[variant] = _run_summary(
-                    results, seed=profile.seeds[0], options=method_options, dir=shown_path(_ablation_dir(output_dir, pair, variant))
-                )
-        if variants:
-            ablation[pair] = variants
+        elif recorded(record, ("teachers", role)) is not None:
+            teachers[role] = recorded(record, ("teachers", role))
+        else:
+            missing.append(f"teacher {role}")
+    runs = planned_runs(profile, output_dir, list(PAIRS), profile.seeds, benchmark_methods(), BENCHMARK_PARTS)
+    for run in runs:
+        results = _finished(run.directory)
+        if results is not None:
+            summary = _run_summary(results, seed=run.seed, dir=shown_path(run.directory))
+            if run.method_config:
+                summary["options"] = run.method_config
+        else:
+            summary = recorded(record, run.record)
+        if summary is None:
+            missing.append(run.label)
+        elif run.record[0] == "tuning":
+            tuning.setdefault(run.pair, {}).setdefault(run.method, {})[run.record[-1]] = summary
+        elif run.record[0] == "ablation":
+            ablation.setdefault(run.pair, {})[run.record[-1]] = summary
+        else:
+            pairs.setdefault(run.pair, {}).setdefault(run.method, []).append(summary)
     return {
         "profile": profile_name,
         "data": shown_path(options.data),
@@ -491,10 +602,27 @@ def collect_results(profile_name: str, profile: Profile, options: argparse.Names
         "machine": machine_info(),
         "models": {role: model | {"spec": shown_path(model["spec"])} for role, model in models.items()},
         "teachers": teachers,
-        "pairs": pairs,
+        "pairs": {
+            pair: {
+                "teacher": PAIRS[pair][0],
+                "student": PAIRS[pair][1],
+                "teacher_top1": teachers[PAIRS[pair][0]]["top1"],
+                "teacher_top5": teachers[PAIRS[pair][0]]["top5"],
+                "methods": {method: _method_row(method_runs) for method, method_runs in rows.items()},
+            }
+            for pair, rows in pairs.items()
+            if PAIRS[pair][0] in teachers
+        },
         "ablation": ablation,
+        "tuning": tuning,
         "missing": missing,
     }
+
+
+def _method_row(runs: list[dict]) -> dict:
+    """A method's runs on a pair and their mean and std per measure."""
+    keys = ("top1", "top5", "train_seconds", "assistant_top1")
+    return {"runs": runs, **{key: _summary([run[key] for run in runs]) for key in keys if key in runs[0]}}
 
 
 def schedule(profile: Profile) -> dict:
@@ -585,11 +713,14 @@ def estimate_profile(profile: Profile, options: argparse.Namespace) -> dict:
         "schedule": schedule(profile),
         "models": {role: model | {"spec": shown_path(model["spec"])} for role, model in models.items()},
         "runs": teachers + students,
-        # Teachers are trained once, the students once per seed, and each ablation variant costs
-        # about one run of the ablated method (one seed).
+        # Teachers are trained once, the students once per seed, and each ablation variant or screened
+        # setting costs about one run of its method (one seed).
         "total_s": sum(run["total_s"] for run in teachers)
         + len(profile.seeds) * sum(run["total_s"] for run in students)
-        + len(ABLATIONS) * sum(run["total_s"] for run in students if run["run"].endswith(f" {ABLATED_METHOD}")),
+        + sum(
+            count * sum(run["total_s"] for run in students if run["run"].endswith(f" {method}"))
+            for method, count in [(ABLATED_METHOD, len(ABLATIONS))] + [(m, len(s)) for m, s in TUNING.items()]
+        ),
     }
 
 
@@ -642,10 +773,14 @@ def _length(sched: dict, samples: int | None, epochs: float) -> str:
 
 
 def _training_minutes(results: dict) -> float:
-    """Training time of the teachers and of every run (resumed benchmarks count the reused runs too)."""
+    """Training time of the teachers and of every run, the ablation and the validation screen included
+    (resumed benchmarks count the reused runs too)."""
     seconds = sum(teacher["train_seconds"] for teacher in results["teachers"].values())
     for pair in results["pairs"].values():
         seconds += sum(run["train_seconds"] for row in pair["methods"].values() for run in row["runs"])
+    seconds += sum(run["train_seconds"] for variants in results.get("ablation", {}).values() for run in variants.values())
+    for methods in results.get("tuning", {}).values():
+        seconds += sum(run["train_seconds"] for settings in methods.values() for run in settings.values())
     return seconds / 60
 
 
@@ -711,6 +846,8 @@ def markdown_table(results: dict, chart: str | None = None) -> str:
         lines.append(f"| {name} | " + " | ".join(minutes) + " |")
     if results.get("ablation"):
         lines += ["", *ablation_table(results)]
+    if results.get("tuning"):
+        lines += ["", *tuning_table(results)]
     if results.get("missing"):
         lines += ["", f"Not finished yet ({len(results['missing'])} runs): " + ", ".join(results["missing"]) + "."]
     if chart:
@@ -742,6 +879,35 @@ def ablation_table(results: dict) -> list[str]:
             cells.append(f"{100 * run['top1']:.2f}{change}{assistant}")
         full_cell = f"{100 * full['top1']:.2f}, F {100 * full['assistant_top1']:.2f}" if full else "-"
         lines.append(f"| {pair} | {full_cell} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def tuning_table(results: dict) -> list[str]:
+    """The baselines' settings on the validation split, one row per method and setting, the best per pair bold."""
+    first_seed = results["schedule"]["seeds"][0]
+    pairs = list(results["tuning"])
+    lines = [
+        f"Validation screen (seed {first_seed}; students trained as in the table, evaluated on the last "
+        f"1/{VALIDATION_FRACTION} of the train split, on which no student trains; the table runs "
+        "each method's default): student top-1 (%).",
+        "",
+        "| method | setting | " + " | ".join(pairs) + " | mean |",
+        "| --- | --- |" + " ---: |" * (len(pairs) + 1),
+    ]
+    for method, settings in TUNING.items():
+        best = {
+            pair: max((run["top1"] for run in results["tuning"][pair].get(method, {}).values()), default=None)
+            for pair in pairs
+        }
+        for setting, options in settings.items():
+            runs = [results["tuning"][pair].get(method, {}).get(setting) for pair in pairs]
+            cells = [
+                "-" if run is None else (f"**{100 * run['top1']:.2f}**" if run["top1"] == best[pair] else f"{100 * run['top1']:.2f}")
+                for pair, run in zip(pairs, runs)
+            ]
+            mean = f"{100 * statistics.fmean(run['top1'] for run in runs):.2f}" if all(runs) else "-"
+            flags = ": " + " ".join(f"`--{key} {value}`" for key, value in options.items()) if options else " (default)"
+            lines.append(f"| {method} | {setting}{flags} | " + " | ".join(cells) + f" | {mean} |")
     return lines
 
 
@@ -792,7 +958,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--profile",
         choices=sorted(PROFILES),
         default="quick",
-        help="quick: 2-core CPU, <= 90 min; full: one GPU, 3 seeds; smoke: tests the script, times quick.",
+        help="quick: 2-core CPU, about 5 h, 3 seeds; full: one GPU, 3 seeds; smoke: tests the script, times quick.",
     )
     parser.add_argument(
         "--data",
@@ -811,7 +977,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         nargs="+",
         choices=BENCHMARK_PARTS,
         default=list(BENCHMARK_PARTS),
-        help="table: every method x seed; ablation: fbt with one part off, first seed (default: both).",
+        help="tuning: the baselines' settings (TUNING) on the validation split, first seed; table: every method x "
+        "seed; ablation: fbt with one part off, first seed (default: all three).",
     )
     parser.add_argument("--report_only", action="store_true", help="Chart, table and README from results.json.")
     parser.add_argument(

@@ -1,0 +1,123 @@
+"""scripts/benchmark_accuracy.py without training: which runs are left, what results.json collects from run
+folders and from the committed record, the validation split, the validation-screen table."""
+
+from __future__ import annotations
+
+import importlib.util
+import io
+import json
+import sys
+from pathlib import Path
+
+import pytest
+from datasets import ClassLabel, Dataset, Features, Image, Value
+from PIL import Image as PILImage
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def bench():
+    spec = importlib.util.spec_from_file_location("hf_cakd_benchmark_accuracy", ROOT / "scripts" / "benchmark_accuracy.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def options(bench, output_dir: Path, *argv: str):
+    return bench.parse_args(["--profile", "smoke", "--output_dir", str(output_dir), "--report_only", *argv])
+
+
+def finish(directory: Path, top1: float, assistant: float | None = None) -> None:
+    """A run folder as a finished distill run leaves it (only what the benchmark reads)."""
+    metrics = {"student": {"top1": top1, "top5": 1.0}}
+    if assistant is not None:
+        metrics["assistant"] = {"top1": assistant, "top5": 1.0}
+    directory.mkdir(parents=True)
+    (directory / "results.json").write_text(json.dumps({"metrics": metrics, "train_seconds": 60.0}))
+
+
+def models(bench):
+    return {role: {"name": role, "spec": role, "params": 1, "family": "cnn", "image_size": 32} for role in bench.QUICK_MODELS}
+
+
+def test_a_fresh_clone_resumes_from_the_committed_results(bench, tmp_path):
+    profile = bench.PROFILES["smoke"]
+    opts = options(bench, tmp_path)
+    planned = bench.pending_runs(profile, opts)
+    tuning = sum(len(settings) for settings in bench.TUNING.values())
+    per_pair = tuning + len(profile.seeds) * len(bench.benchmark_methods()) + len(bench.ABLATIONS)
+    assert len(planned) == len(bench.PAIRS) * per_pair
+    assert [run.validation for run in planned[:tuning]] == [True] * tuning  # the screen comes first
+
+    finish(bench._teacher_dir(tmp_path, "cnn_teacher"), 0.7)
+    finish(bench._run_dir(tmp_path, "cnn_to_vit", "none", 0), 0.40)
+    finish(bench._run_dir(tmp_path, "cnn_to_vit", "fbt", 0), 0.46, assistant=0.65)
+    finish(bench._ablation_dir(tmp_path, "cnn_to_vit", "without F -> S"), 0.45, assistant=0.64)
+    finish(bench._tuning_dir(tmp_path, "cnn_to_vit", "kd", "T=8"), 0.41)
+    results = bench.collect_results("smoke", profile, opts, models(bench))
+    pair = results["pairs"]["cnn_to_vit"]
+    assert pair["teacher_top1"] == 0.7 and pair["methods"]["none"]["top1"] == {"mean": 0.40, "std": 0.0}
+    assert pair["methods"]["fbt"]["assistant_top1"]["mean"] == 0.65
+    assert results["ablation"]["cnn_to_vit"]["without F -> S"]["top1"] == 0.45
+    assert results["tuning"]["cnn_to_vit"]["kd"]["T=8"]["options"] == {"kd_temperature": 8.0}
+    assert "cnn_to_vit ofa seed 0" in results["missing"] and "teacher vit_teacher" in results["missing"]
+    assert len(results["missing"]) == 1 + len(planned) - 4  # the ViT teacher, and all runs but four
+
+    # The run folders are not in git: a clone holds only results.json, and resumes from it.
+    (tmp_path / "results.json").write_text(json.dumps(results))
+    clone = tmp_path / "clone"
+    clone.mkdir()
+    (clone / "results.json").write_text(json.dumps(results))
+    left = bench.pending_runs(profile, options(bench, clone))
+    assert len(left) == len(planned) - 4
+    assert not {run.label for run in left} & {"cnn_to_vit none seed 0", "cnn_to_vit kd T=8 seed 0 (validation)"}
+    again = bench.collect_results("smoke", profile, options(bench, clone), models(bench))
+    assert again["pairs"] == results["pairs"] and again["tuning"] == results["tuning"]
+
+    # A record of another schedule is not this benchmark's: nothing is taken from it.
+    results["schedule"]["epochs"] = 99
+    (clone / "results.json").write_text(json.dumps(results))
+    assert len(bench.pending_runs(profile, options(bench, clone))) == len(planned)
+
+
+def png(value: int) -> bytes:
+    buffer = io.BytesIO()
+    PILImage.new("RGB", (4, 4), (value, value, value)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def test_validation_split_is_the_last_tenth_of_the_train_split(bench, tmp_path):
+    features = Features(img=Image(), label=ClassLabel(names=["a", "b"]), row=Value("int32"))
+    rows = {"img": [{"bytes": png(i), "path": None} for i in range(30)], "label": [i % 2 for i in range(30)]}
+    source = tmp_path / "cifar"
+    source.mkdir()
+    Dataset.from_dict(rows | {"row": list(range(30))}, features=features).to_parquet(str(source / "train.parquet"))
+    Dataset.from_dict(rows | {"row": list(range(30))}, features=features).select(range(5)).to_parquet(
+        str(source / "test.parquet")
+    )
+    target = bench.validation_data(str(source), tmp_path / "out")
+    assert sorted(path.name for path in target.iterdir()) == ["train.parquet", "validation.parquet"]
+    split = bench.load_image_dataset(str(target), eval_split="validation")
+    assert split.train["row"] == list(range(27)) and split.eval["row"] == [27, 28, 29]
+    assert split.id2label == {0: "a", 1: "b"}
+
+
+def test_screen_table_marks_the_best_setting_per_pair(bench):
+    def run(top1):
+        return {"seed": 0, "top1": top1}
+
+    results = {
+        "schedule": {"seeds": [0, 1, 2]},
+        "tuning": {
+            "p1": {"kd": {"T=2": run(0.30), "T=4": run(0.32), "T=8": run(0.31)}},
+            "p2": {"kd": {"T=2": run(0.50), "T=4": run(0.40)}},
+        },
+    }
+    lines = bench.tuning_table(results)
+    rows = {line.split(" | ")[1]: line for line in lines if line.startswith("| kd |")}
+    assert rows["T=2: `--kd_temperature 2.0`"].endswith("| 30.00 | **50.00** | 40.00 |")
+    assert rows["T=4 (default)"].endswith("| **32.00** | 40.00 | 36.00 |")
+    assert rows["T=8: `--kd_temperature 8.0`"].endswith("| 31.00 | - | - |")  # one pair missing: no mean
+    assert not any(line.startswith("| ofa |") and "**" in line for line in lines)
