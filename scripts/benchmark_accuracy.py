@@ -360,11 +360,12 @@ def run_once(
 
 
 def _run_summary(results: dict, **where) -> dict:
-    """What the benchmark keeps of one run's results.json: the student's accuracy, the assistant's
-    top-1 when the method has one (FBT's F), and the training time."""
+    """What the benchmark keeps of one run's results.json: the student's accuracy, the top-1 of the teacher
+    it learned from and of the assistant when the method has one (FBT's F), and the training time."""
     summary = where | results["metrics"]["student"] | {"train_seconds": results["train_seconds"]}
-    if "assistant" in results["metrics"]:
-        summary["assistant_top1"] = results["metrics"]["assistant"]["top1"]
+    for model in ("teacher", "assistant"):
+        if model in results["metrics"]:
+            summary[f"{model}_top1"] = results["metrics"][model]["top1"]
     return summary
 
 

@@ -31,7 +31,7 @@ def options(bench, output_dir: Path, *argv: str):
 
 def finish(directory: Path, top1: float, assistant: float | None = None) -> None:
     """A run folder as a finished distill run leaves it (only what the benchmark reads)."""
-    metrics = {"student": {"top1": top1, "top5": 1.0}}
+    metrics = {"student": {"top1": top1, "top5": 1.0}, "teacher": {"top1": 0.7, "top5": 1.0}}
     if assistant is not None:
         metrics["assistant"] = {"top1": assistant, "top5": 1.0}
     directory.mkdir(parents=True)
@@ -59,7 +59,7 @@ def test_a_fresh_clone_resumes_from_the_committed_results(bench, tmp_path):
     results = bench.collect_results("smoke", profile, opts, models(bench))
     pair = results["pairs"]["cnn_to_vit"]
     assert pair["teacher_top1"] == 0.7 and pair["methods"]["none"]["top1"] == {"mean": 0.40, "std": 0.0}
-    assert pair["methods"]["fbt"]["assistant_top1"]["mean"] == 0.65
+    assert pair["methods"]["fbt"]["assistant_top1"]["mean"] == 0.65 and pair["methods"]["fbt"]["runs"][0]["teacher_top1"] == 0.7
     assert results["ablation"]["cnn_to_vit"]["without F -> S"]["top1"] == 0.45
     assert results["tuning"]["cnn_to_vit"]["kd"]["T=8"]["options"] == {"kd_temperature": 8.0}
     assert "cnn_to_vit ofa seed 0" in results["missing"] and "teacher vit_teacher" in results["missing"]
