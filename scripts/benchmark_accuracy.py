@@ -62,8 +62,9 @@ without F -> S; the first seed) into ``<output_dir>/ablation/<pair>/<variant>/``
 A run whose ``results.json`` exists is reused, so an interrupted benchmark resumes where it stopped
 (delete a directory to redo it); so is a run the ``results.json`` in ``--output_dir`` holds when it was
 written for the same schedule (run folders are not kept in git: a fresh clone resumes from the committed
-results, and trains a teacher again only when a run left to train needs it). ``--pairs``, ``--seeds``, ``--methods`` and ``--parts`` train a part
-only, so that two single-threaded processes can share a 2-core machine (``OMP_NUM_THREADS=1``);
+results, and trains a teacher again only when a run left to train needs it). ``--pairs``,
+``--seeds``, ``--methods``, ``--ablations`` and ``--parts`` train a part only, so that two
+single-threaded processes can share a 2-core machine (``OMP_NUM_THREADS=1``);
 every process, and ``--collect_only``, gathers all finished runs into ``results.json``, listing the
 runs not finished yet under ``missing`` (and under the table).
 
@@ -448,6 +449,7 @@ def planned_runs(profile: Profile, output_dir: Path, pairs, seeds, methods, part
         )
         for pair in (pairs if "tuning" in parts else ())
         for method, settings in TUNING.items()
+        if method in methods
         for setting, method_config in settings.items()
     ]
     runs += [
@@ -515,6 +517,8 @@ def pending_runs(profile: Profile, options: argparse.Namespace) -> list[PlannedR
         options.methods or benchmark_methods(),
         options.parts,
     )
+    if options.ablations:
+        selected = [run for run in selected if run.record[0] != "ablation" or run.record[-1] in options.ablations]
     return [run for run in selected if _finished(run.directory) is None and recorded(record, run.record) is None]
 
 
@@ -972,6 +976,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seeds", nargs="+", type=int, help="Train only these seeds (default: the profile's).")
     parser.add_argument(
         "--methods", nargs="+", choices=benchmark_methods(), help="Train only these methods (default: all)."
+    )
+    parser.add_argument(
+        "--ablations", nargs="+", choices=list(ABLATIONS), help="Train only these ablation variants (default: all)."
     )
     parser.add_argument(
         "--parts",

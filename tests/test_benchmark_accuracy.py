@@ -121,3 +121,15 @@ def test_screen_table_marks_the_best_setting_per_pair(bench):
     assert rows["T=4 (default)"].endswith("| **32.00** | 40.00 | 36.00 |")
     assert rows["T=8: `--kd_temperature 8.0`"].endswith("| 31.00 | - | - |")  # one pair missing: no mean
     assert not any(line.startswith("| ofa |") and "**" in line for line in lines)
+
+
+def test_parts_of_the_benchmark_are_selected_by_flag(bench, tmp_path):
+    profile = bench.PROFILES["smoke"]
+    only = bench.pending_runs(
+        profile, options(bench, tmp_path, "--parts", "ablation", "tuning", "--pairs", "cnn_to_mlp", "--methods", "kd",
+                         "--ablations", "without F -> S")
+    )
+    assert [run.label for run in only] == [
+        f"cnn_to_mlp kd {setting} seed 0 (validation)" for setting in bench.TUNING["kd"]
+    ] + ["cnn_to_mlp fbt without F -> S seed 0"]
+    assert only[-1].method_config == {"fbt_transfer_paths": "teacher_student,teacher_assistant"}
