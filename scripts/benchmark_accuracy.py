@@ -102,7 +102,8 @@ forward + 1/teacher forward + 1/pipeline rate) + 5 s set-up``. Per run (minutes)
 
 each 395 steps (10,000 images x 5 epochs); the teachers 1,256 steps (20,000 x 8): ResNet 2.5 min,
 ViT 9.2 min. In all: 192 minutes for the 3-seed table, 52 for the ablation and about 65 for the
-validation screen (6 runs of kd/ofa per pair), about 5 hours on the idle machine; two single-threaded processes (``--pairs``/``--seeds``) shorten the wall time.
+validation screen (6 runs of kd/ofa per pair), about 5 hours on the idle machine; two
+single-threaded processes (``--pairs``/``--seeds``) shorten the wall time.
 One or two data-loading workers made runs 5-15% slower on two cores, so ``quick`` uses none. The
 MLP student dominates: a 512-wide Mixer is the slowest model per image on a CPU, hence its cut MLP
 ratios and 64 px. CNN final maps stay 1x1 at 32 px (ImageNet-style stems): 64 px inputs for the
