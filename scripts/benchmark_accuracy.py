@@ -420,17 +420,31 @@ def validation_data(source: str, output_dir: Path) -> Path:
 
 @dataclass(frozen=True)
 class PlannedRun:
-    """One student run of the benchmark: where it goes, how logs and ``missing`` name it, where results.json
-    keeps it (``record``: keys into it), and what it trains."""
+    """One student run of the benchmark: its part (``tuning``, ``table`` or ``ablation``), what it trains (a
+    ``variant`` names a TUNING setting or an ABLATIONS entry), where it goes and how logs and ``missing``
+    name it."""
 
+    part: str
     pair: str
     method: str
     seed: int
     directory: Path
     label: str
-    record: tuple[str, ...]
+    variant: str | None = None
     method_config: dict | None = None
-    validation: bool = False
+
+    @property
+    def validation(self) -> bool:
+        return self.part == "tuning"
+
+    @property
+    def record(self) -> tuple:
+        """Where results.json keeps this run (keys into it; a run list is searched by seed)."""
+        if self.part == "table":
+            return ("pairs", self.pair, "methods", self.method, "runs", self.seed)
+        if self.part == "tuning":
+            return ("tuning", self.pair, self.method, self.variant)
+        return ("ablation", self.pair, self.variant)
 
 
 def planned_runs(profile: Profile, output_dir: Path, pairs, seeds, methods, parts) -> list[PlannedRun]:
@@ -439,14 +453,14 @@ def planned_runs(profile: Profile, output_dir: Path, pairs, seeds, methods, part
     first_seed = profile.seeds[0]
     runs = [
         PlannedRun(
+            "tuning",
             pair,
             method,
             first_seed,
             _tuning_dir(output_dir, pair, method, setting),
             f"{pair} {method} {setting} seed {first_seed} (validation)",
-            ("tuning", pair, method, setting),
+            setting,
             method_config or None,
-            validation=True,
         )
         for pair in (pairs if "tuning" in parts else ())
         for method, settings in TUNING.items()
@@ -454,26 +468,20 @@ def planned_runs(profile: Profile, output_dir: Path, pairs, seeds, methods, part
         for setting, method_config in settings.items()
     ]
     runs += [
-        PlannedRun(
-            pair,
-            method,
-            seed,
-            _run_dir(output_dir, pair, method, seed),
-            f"{pair} {method} seed {seed}",
-            ("pairs", pair, "methods", method, "runs", seed),
-        )
+        PlannedRun("table", pair, method, seed, _run_dir(output_dir, pair, method, seed), f"{pair} {method} seed {seed}")
         for seed in (seeds if "table" in parts else ())
         for pair in pairs
         for method in methods
     ]
     runs += [
         PlannedRun(
+            "ablation",
             pair,
             ABLATED_METHOD,
             first_seed,
             _ablation_dir(output_dir, pair, variant),
             f"{pair} {ABLATED_METHOD} {variant} seed {first_seed}",
-            ("ablation", pair, variant),
+            variant,
             ABLATIONS[variant],
         )
         for pair in (pairs if "ablation" in parts else ())
@@ -519,7 +527,7 @@ def pending_runs(profile: Profile, options: argparse.Namespace) -> list[PlannedR
         options.parts,
     )
     if options.ablations:
-        selected = [run for run in selected if run.record[0] != "ablation" or run.record[-1] in options.ablations]
+        selected = [run for run in selected if run.part != "ablation" or run.variant in options.ablations]
     return [run for run in selected if _finished(run.directory) is None and recorded(record, run.record) is None]
 
 
@@ -580,8 +588,8 @@ def collect_results(profile_name: str, profile: Profile, options: argparse.Names
         results = _finished(_teacher_dir(output_dir, role))
         if results is not None:
             teachers[role] = _run_summary(results, dir=shown_path(_teacher_dir(output_dir, role)))
-        elif recorded(record, ("teachers", role)) is not None:
-            teachers[role] = recorded(record, ("teachers", role))
+        elif (kept := recorded(record, ("teachers", role))) is not None:
+            teachers[role] = kept
         else:
             missing.append(f"teacher {role}")
     runs = planned_runs(profile, output_dir, list(PAIRS), profile.seeds, benchmark_methods(), BENCHMARK_PARTS)
@@ -595,10 +603,10 @@ def collect_results(profile_name: str, profile: Profile, options: argparse.Names
             summary = recorded(record, run.record)
         if summary is None:
             missing.append(run.label)
-        elif run.record[0] == "tuning":
-            tuning.setdefault(run.pair, {}).setdefault(run.method, {})[run.record[-1]] = summary
-        elif run.record[0] == "ablation":
-            ablation.setdefault(run.pair, {})[run.record[-1]] = summary
+        elif run.part == "tuning":
+            tuning.setdefault(run.pair, {}).setdefault(run.method, {})[run.variant] = summary
+        elif run.part == "ablation":
+            ablation.setdefault(run.pair, {})[run.variant] = summary
         else:
             pairs.setdefault(run.pair, {}).setdefault(run.method, []).append(summary)
     return {
@@ -710,23 +718,20 @@ def estimate_profile(profile: Profile, options: argparse.Namespace) -> dict:
         for role in sorted({teacher for teacher, _ in PAIRS.values()})
     ]
     methods = benchmark_methods()
-    students = [
-        project(f"{pair} {method}", teacher, student, method, profile.train_samples, profile.epochs)
+    students = {
+        (pair, method): project(f"{pair} {method}", teacher, student, method, profile.train_samples, profile.epochs)
         for pair, (teacher, student) in PAIRS.items()
         for method in methods
-    ]
+    }
+    planned = planned_runs(profile, options.output_dir, list(PAIRS), profile.seeds, methods, BENCHMARK_PARTS)
     return {
         "schedule": schedule(profile),
         "models": {role: model | {"spec": shown_path(model["spec"])} for role, model in models.items()},
-        "runs": teachers + students,
-        # Teachers are trained once, the students once per seed, and each ablation variant or screened
-        # setting costs about one run of its method (one seed).
+        "runs": teachers + list(students.values()),
+        # Teachers are trained once; every planned run (a seed of the table, a screened setting, an ablation
+        # variant) costs about one run of its method on its pair.
         "total_s": sum(run["total_s"] for run in teachers)
-        + len(profile.seeds) * sum(run["total_s"] for run in students)
-        + sum(
-            count * sum(run["total_s"] for run in students if run["run"].endswith(f" {method}"))
-            for method, count in [(ABLATED_METHOD, len(ABLATIONS))] + [(m, len(s)) for m, s in TUNING.items()]
-        ),
+        + sum(students[run.pair, run.method]["total_s"] for run in planned),
     }
 
 
