@@ -274,3 +274,42 @@ def test_an_assistant_on_ofa_split_views_reloads_with_the_same_suffix_stage(tmp_
     pixel_values = torch.randn(2, 3, IMAGE_SIZE, IMAGE_SIZE)
     with torch.no_grad():
         assert torch.equal(reloaded(pixel_values).logits, assistant(pixel_values).logits)
+
+
+SUFFIXES = sorted(name for name, (kind, _) in TINY_MODELS.items() if kind != "cnn")
+
+
+@pytest.mark.parametrize("suffix_name", SUFFIXES)
+def test_a_bridge_that_never_upsamples_keeps_the_cnn_grid_where_the_suffix_runs_on_any_grid(suffix_name, tmp_path):
+    teacher, student = build("hf-resnet", seed=1), build(suffix_name, seed=2)
+    views = [staged_view(model, IMAGE_SIZE) for model in (teacher, student)]
+    source, target = views[0].stage_infos[2], views[1].stage_infos[2]
+    assert source.grid == (2, 2) and target.grid[0] > 2  # a 32 px ResNet's stage 3 is smaller than any suffix grid
+    if not views[1].runs_on_any_grid:
+        with pytest.raises(ValueError, match=r"bridge_upsample=False .* keep bridge_upsample=True"):
+            AssistantModel.from_views(*views, bridge_upsample=False)
+        return
+    assistant = AssistantModel.from_views(*views, bridge_upsample=False).eval()
+    upsampling = AssistantModel.from_views(*views).eval()
+    assert upsampling.final_stage_info == views[1].stage_infos[3]
+    assert assistant.final_stage_info == StageInfo("tokens", target.channels, (2, 2), target.num_prefix_tokens)
+    pixel_values = pixels(seed=4)
+    with torch.no_grad():
+        output = assistant(pixel_values)
+        assert output.last_hidden_state.shape == (BATCH, target.num_prefix_tokens + 4, target.channels)
+        assert upsampling(pixel_values).last_hidden_state.shape[1] == target.num_prefix_tokens + target.grid[0] * target.grid[1]
+    assert output.logits.shape == (BATCH, NUM_LABELS)
+    assistant.save_pretrained(tmp_path)
+    reloaded = AssistantModel.from_pretrained(tmp_path, teacher=teacher, student=student).eval()
+    assert reloaded.config.bridge_upsample is False
+    with torch.no_grad():
+        assert torch.equal(reloaded(pixel_values).logits, output.logits)
+
+
+def test_a_bridge_that_never_upsamples_still_downsamples():
+    big, small = StageInfo("map", 8, (8, 8)), StageInfo("tokens", 16, (4, 4), 1)
+    for upsample in (True, False):
+        bridge = FusionBridge(big, small, upsample=upsample)
+        assert bridge.target == small
+        assert bridge(torch.randn(2, 8, 8, 8)).shape == (2, 1 + 16, 16)
+    assert FusionBridge(StageInfo("map", 8, (2, 2)), small, upsample=False).target.grid == (2, 2)

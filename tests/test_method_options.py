@@ -239,6 +239,7 @@ OPTION_RUNS = {
     "fbt-gate": ("fbt", dict(fbt_assistant_gate="ce"), FBT_DEFAULT_TERMS, {"gate_assistant_student"}),
     "fbt-pre-logits": ("fbt", dict(infonce_feature="pre_logits"), FBT_DEFAULT_TERMS, set()),
     "fbt-mask-same-label": ("fbt", dict(infonce_mask_same_label=True), FBT_DEFAULT_TERMS, set()),
+    "fbt-no-upsample": ("fbt", dict(bridge_upsample=False), FBT_DEFAULT_TERMS, set()),
 }
 
 

@@ -5,7 +5,9 @@ It turns one model's stage-3 output into the input another model's stage 4 expec
 1. view the source as a ``(B, C, H, W)`` map (prefix tokens dropped);
 2. resample to the target grid and channels: a patch-embedding convolution (kernel = stride)
    when the source grid is an integer multiple of the target's, its transposed twin when it is an
-   integer fraction, adaptive average pooling + 1x1 convolution otherwise;
+   integer fraction, adaptive average pooling + 1x1 convolution otherwise. With ``upsample=False``
+   a source grid smaller than the target's is kept (a 1x1 convolution maps the channels): FBT's
+   bridge only ever downsamples, and a suffix that runs on any grid needs no invented positions;
 3. ``"attention"`` bridges add a learned position embedding and run one transformer block, so
    every position sees the whole image (local CNN features become global tokens); ``"linear"``
    bridges (used when the two models already share a family) stop after the projection;
@@ -14,6 +16,8 @@ It turns one model's stage-3 output into the input another model's stage 4 expec
 """
 
 from __future__ import annotations
+
+from dataclasses import replace
 
 import torch
 from timm.layers import trunc_normal_
@@ -36,6 +40,13 @@ def _resampler(source: StageInfo, target: StageInfo) -> nn.Module:
     return nn.Sequential(nn.AdaptiveAvgPool2d(target.grid), nn.Conv2d(source.channels, target.channels, 1))
 
 
+def bridged_grid(source: StageInfo, target: StageInfo, upsample: bool = True) -> tuple[int, int]:
+    """The grid the bridge hands the target's stage 4: the target's, or with ``upsample=False`` the
+    source's when it is smaller in either direction."""
+    smaller = source.grid[0] < target.grid[0] or source.grid[1] < target.grid[1]
+    return tuple(source.grid) if smaller and not upsample else tuple(target.grid)
+
+
 def default_num_heads(dim: int, head_dim: int = 64) -> int:
     """As many heads of about ``head_dim`` channels as divide ``dim`` evenly (at least one)."""
     heads = max(1, dim // head_dim)
@@ -52,14 +63,17 @@ class FusionBridge(nn.Module):
         bridge_type: str = "attention",
         num_heads: int | None = None,
         mlp_ratio: float = 2.0,
+        upsample: bool = True,
     ):
         super().__init__()
         if bridge_type not in BRIDGE_TYPES:
             raise ValueError(f"bridge_type must be one of {BRIDGE_TYPES}, got {bridge_type!r}")
-        self.source, self.target = source, target
+        self.source = source
+        # What the bridge outputs: the target's layout and channels on the bridged grid.
+        self.target = replace(target, grid=bridged_grid(source, target, upsample))
         dim = target.channels
-        num_tokens = target.grid[0] * target.grid[1]
-        self.resample = _resampler(source, target)
+        num_tokens = self.target.grid[0] * self.target.grid[1]
+        self.resample = _resampler(source, self.target)
         if bridge_type == "attention":
             self.position_embedding = nn.Parameter(torch.zeros(1, num_tokens, dim))
             self.block = Block(dim, num_heads or default_num_heads(dim), mlp_ratio=mlp_ratio, qkv_bias=True)

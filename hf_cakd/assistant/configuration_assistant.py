@@ -19,6 +19,8 @@ class AssistantConfig(PretrainedConfig):
             block) or ``"linear"`` (projection + norm only).
         bridge_num_heads, bridge_mlp_ratio: the attention block's shape (heads default to
             about one per 64 channels).
+        bridge_upsample: ``False`` keeps a source grid smaller than the target's instead of
+            upsampling it; needs a suffix view that runs on any grid (ViT, DeiT).
         prefix_model_config, suffix_model_config: full configs of the two models; only used to
             build a standalone assistant that owns copies of every module.
         stage_split: how isotropic models' blocks form their stages (``hf_cakd.backbones.base.resplit``),
@@ -37,6 +39,7 @@ class AssistantConfig(PretrainedConfig):
         bridge_type: str = "attention",
         bridge_num_heads: int | None = None,
         bridge_mlp_ratio: float = 2.0,
+        bridge_upsample: bool = True,
         prefix_model_config: dict | None = None,
         suffix_model_config: dict | None = None,
         stage_split: str = "even",
@@ -53,6 +56,7 @@ class AssistantConfig(PretrainedConfig):
         self.bridge_type = bridge_type
         self.bridge_num_heads = bridge_num_heads
         self.bridge_mlp_ratio = bridge_mlp_ratio
+        self.bridge_upsample = bridge_upsample
         self.prefix_model_config = prefix_model_config
         self.suffix_model_config = suffix_model_config
         self.stage_split = stage_split

@@ -15,7 +15,7 @@ models. :meth:`AssistantModel.save_standalone` writes an F that owns copies of e
 from __future__ import annotations
 
 import copy
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Optional
 
 import torch
@@ -123,9 +123,24 @@ class AssistantModel(AssistantPreTrainedModel):
             )
         config.source_stage, config.target_stage = _stage_dict(source), _stage_dict(target)
         self.bridge = FusionBridge(
-            source, target, config.bridge_type, config.bridge_num_heads, config.bridge_mlp_ratio
+            source, target, config.bridge_type, config.bridge_num_heads, config.bridge_mlp_ratio, config.bridge_upsample
         )
+        if self.bridge.target.grid != target.grid and not self.suffix.runs_on_any_grid:
+            raise ValueError(
+                f"bridge_upsample=False hands stage 4 of the {type(self.suffix.model).__name__} a "
+                f"{self.bridge.target.grid} grid, but its stages run only on {target.grid}: keep bridge_upsample=True "
+                "for this pair (a smaller grid needs a suffix such as ViT or DeiT)."
+            )
         self.post_init()
+
+    @property
+    def final_stage_info(self) -> StageInfo:
+        """What F's last stage outputs: the suffix's stage 4, on the bridge's grid when that is not the suffix's
+        own (only views that run on any grid take one, and those are isotropic: stage 4 keeps its input grid)."""
+        info = self.suffix.stage_infos[3]
+        if self.bridge.target.grid == self.suffix.stage_infos[2].grid:
+            return info
+        return replace(info, grid=self.bridge.target.grid)
 
     @classmethod
     def from_teacher_student(

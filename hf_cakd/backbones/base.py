@@ -77,6 +77,9 @@ class StagedBackbone(nn.Module):
             the model's logits.
         stage_infos: one :class:`StageInfo` per stage at ``image_size``.
         image_size: the input resolution ``(H, W)`` the stage infos describe.
+        runs_on_any_grid: the stages and the head also run on token grids other than the stage
+            infos' (attention over a set of tokens, no position-sized layer after the stem), so the
+            assistant may feed stage 4 a smaller grid (FusionBridge's ``upsample=False``).
     """
 
     def __init__(
@@ -88,6 +91,7 @@ class StagedBackbone(nn.Module):
         head: nn.Module,
         stage_infos: list[StageInfo],
         image_size: tuple[int, int],
+        runs_on_any_grid: bool = False,
     ):
         super().__init__()
         if family not in FAMILIES:
@@ -100,6 +104,7 @@ class StagedBackbone(nn.Module):
         self.head = head
         self.stage_infos = tuple(stage_infos)
         self.image_size = tuple(image_size)
+        self.runs_on_any_grid = runs_on_any_grid
         # Not registered as a submodule: the stages above already hold its parameters.
         self.__dict__["model"] = model
         # When set, outputs carry ``pre_logits`` (see hf_cakd.backbones.heads); a method that reads
@@ -200,7 +205,7 @@ def resplit(view: StagedBackbone, split: str) -> StagedBackbone:
         bounds.append(bounds[-1] + size)
     stages = [nn.Sequential(*blocks[bounds[i] : bounds[i + 1]]) for i in range(NUM_STAGES)]
     return StagedBackbone(
-        view.model, view.family, view.stem, stages, view.head, list(view.stage_infos), view.image_size
+        view.model, view.family, view.stem, stages, view.head, list(view.stage_infos), view.image_size, view.runs_on_any_grid
     )
 
 

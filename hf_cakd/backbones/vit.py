@@ -2,7 +2,8 @@
 
 Patch embedding with class/distillation tokens and position embedding is the stem, the blocks
 split into four even groups, final norm + token pooling + classifier are the head. Every stage
-outputs ``(B, prefix + H*W, D)`` tokens.
+outputs ``(B, prefix + H*W, D)`` tokens. After the stem, blocks attend over any number of tokens and
+the head reads prefix tokens or a token mean, so the stages run on any grid (``runs_on_any_grid``).
 """
 
 from __future__ import annotations
@@ -56,6 +57,7 @@ def staged_hf_vit(model, image_size=None) -> StagedBackbone:
         head=PrefixTokenHead(encoder.layernorm, classifiers),
         stage_infos=[StageInfo("tokens", config.hidden_size, grid, num_prefix_tokens)] * 4,
         image_size=image_size,
+        runs_on_any_grid=True,
     )
 
 
@@ -83,4 +85,5 @@ def staged_timm_vit(model, image_size=None) -> StagedBackbone:
         head=nn.Sequential(vit.norm, pool_and_classify),
         stage_infos=[StageInfo("tokens", vit.embed_dim, grid, vit.num_prefix_tokens)] * 4,
         image_size=image_size,
+        runs_on_any_grid=True,
     )

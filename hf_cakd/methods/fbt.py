@@ -28,6 +28,9 @@ Options beyond the paper, all off by default (the defaults are the recipe above)
   head's last Linear: pooled, and normed where the model norms it; hf_cakd.backbones.heads)
   instead of the smoothed stage-4 features. F's pre-logits come from the head it borrows.
 * ``infonce_mask_same_label``: images of the same class are not InfoNCE negatives.
+* ``bridge_upsample false``: a CNN stage-3 map smaller than the suffix's grid (2x2 against a 32 px
+  ViT's 8x8) is bridged at its own grid, so F's last stage runs on 4 tokens, not 64 invented ones;
+  only for suffixes that run on any grid (``StagedBackbone.runs_on_any_grid``: ViT, DeiT).
 * ``fbt_transfer_paths``: which of the three paths transfer (comma list of ``teacher_student``,
   ``teacher_assistant``, ``assistant_student``; all by default). Dropping one is the paper's
   ablation; the cross-entropy terms of S and F stay.
@@ -98,6 +101,13 @@ class FBTConfig(MethodConfig):
     )
     bridge_type: str = field(
         default="auto", metadata={"help": "'auto', 'attention' or 'linear' bridge in the assistant."}
+    )
+    bridge_upsample: bool = field(
+        default=True,
+        metadata={
+            "help": "Upsample a CNN stage-3 map smaller than the suffix's grid to that grid (default). False keeps "
+            "the smaller grid, as FBT's bridge never upsamples; needs a suffix that runs on any grid (ViT, DeiT)."
+        },
     )
     fbt_deep_supervision: str = field(
         default="",
@@ -188,13 +198,17 @@ class FuseBeforeTransfer(DistillationMethod):
     def __init__(self, student, teacher, config):
         super().__init__(student, teacher, config)
         self.assistant = AssistantModel.from_views(
-            teacher, student, bridge_type=config.bridge_type, stage_split=config.stage_split
+            teacher,
+            student,
+            bridge_type=config.bridge_type,
+            stage_split=config.stage_split,
+            bridge_upsample=config.bridge_upsample,
         )
         self.prefix_role = self.assistant.config.prefix_role
         self.final_infos = {
             "teacher": teacher.stage_infos[3],
             "student": student.stage_infos[3],
-            "assistant": self.assistant.suffix.stage_infos[3],
+            "assistant": self.assistant.final_stage_info,
         }
         if config.infonce_feature == "pre_logits":
             for view in (teacher, student):  # the assistant's suffix is one of them
