@@ -40,10 +40,11 @@ patch-4 model at 32 px), and its MLP ratios are cut so that it fits the CPU budg
 cnn_student), ``cnn_to_mlp`` (cnn_teacher -> mlp_student).
 
 **Validation screen** (``TUNING``, first). The baselines' settings (kd's temperature; OFA's branches,
-weight and gamma, the published recipe among them) are screened on a validation split: the last
-1/``VALIDATION_FRACTION`` of the train split (CIFAR-10: rows 45,000-49,999, written once as parquet into
-``<output_dir>/validation_data/``). Students train on the same first rows as in the table, at the first
-seed, into ``<output_dir>/tuning/<pair>/<method>/<setting>/``; the quick teachers never see those rows
+weight and gamma, the published recipe among them) and fbt's bridge (upsampling the CNN's 2x2 stage-3
+map or not, on the pairs whose suffix runs on any grid: ``TUNING_PAIRS``) are screened on a validation
+split: the last 1/``VALIDATION_FRACTION`` of the train split (CIFAR-10: rows 45,000-49,999, written once
+as parquet into ``<output_dir>/validation_data/``). Students train on the same first rows as in the table,
+at the first seed, into ``<output_dir>/tuning/<pair>/<method>/<setting>/``; the quick teachers never see those rows
 (the full profile's train on all rows). The table runs each method's default, which follows this
 screen (benchmarks/accuracy/experiments.md); the test split never chooses a setting.
 
@@ -101,8 +102,8 @@ forward + 1/teacher forward + 1/pipeline rate) + 5 s set-up``. Per run (minutes)
     cnn_to_mlp    5.1   5.2         5.2     5.3   5.5   7.4
 
 each 395 steps (10,000 images x 5 epochs); the teachers 1,256 steps (20,000 x 8): ResNet 2.5 min,
-ViT 9.2 min. In all: 192 minutes for the 3-seed table, 52 for the ablation and about 65 for the
-validation screen (6 runs of kd/ofa per pair), about 5 hours on the idle machine; two
+ViT 9.2 min. In all: 192 minutes for the 3-seed table, 52 for the ablation and about 75 for the
+validation screen (6 runs of kd/ofa per pair, 2 of fbt on the ViT pairs), about 5 hours on the idle machine; two
 single-threaded processes (``--pairs``/``--seeds``) shorten the wall time.
 One or two data-loading workers made runs 5-15% slower on two cores, so ``quick`` uses none. The
 MLP student dominates: a 512-wide Mixer is the slowest model per image on a CPU, hence its cut MLP
@@ -181,8 +182,8 @@ ABLATIONS = {
     "without F -> S": {"fbt_transfer_paths": "teacher_student,teacher_assistant"},
 }
 ABLATED_METHOD = "fbt"
-# The baselines' settings screened on the validation split (the first seed): {method: {setting: method_config}};
-# {} is the method's default, which the table runs.
+# Settings screened on the validation split (the first seed): {method: {setting: method_config}}; {} is the
+# method's default, which the table runs.
 TUNING = {
     "kd": {"T=2": {"kd_temperature": 2.0}, "T=4": {}, "T=8": {"kd_temperature": 8.0}},
     "ofa": {
@@ -190,7 +191,11 @@ TUNING = {
         "published recipe": {"ofa_stages": "1,2,3,4", "ofa_loss_weight": 0.1},
         "gamma 1.5": {"ofa_gamma": 1.5},
     },
+    "fbt": {"bridge upsamples": {}, "bridge never upsamples": {"bridge_upsample": False}},
 }
+# Methods screened on some pairs only (the others: every pair). A bridge that keeps the CNN's 2x2 grid needs a
+# suffix that runs on any grid: the ViTs do, the Mixer's token MLP does not.
+TUNING_PAIRS = {"fbt": ("cnn_to_vit", "vit_to_cnn")}
 VALIDATION_FRACTION = 10  # the last 1/10 of the train split (CIFAR-10: rows 45,000-49,999) is the validation split
 BENCHMARK_PARTS = ("tuning", "table", "ablation")
 # CNNs get the ImageNet statistics, ViT and Mixer the 0.5 ones, as their transformers/timm configs do.
@@ -464,7 +469,7 @@ def planned_runs(profile: Profile, output_dir: Path, pairs, seeds, methods, part
         )
         for pair in (pairs if "tuning" in parts else ())
         for method, settings in TUNING.items()
-        if method in methods
+        if method in methods and pair in TUNING_PAIRS.get(method, PAIRS)
         for setting, method_config in settings.items()
     ]
     runs += [
@@ -894,7 +899,8 @@ def ablation_table(results: dict) -> list[str]:
 
 
 def tuning_table(results: dict) -> list[str]:
-    """The baselines' settings on the validation split, one row per method and setting, the best per pair bold."""
+    """The screened settings on the validation split, one row per method and setting, the best per pair bold;
+    F's top-1 beside FBT's student."""
     first_seed = results["schedule"]["seeds"][0]
     pairs = list(results["tuning"])
     lines = [
@@ -913,7 +919,10 @@ def tuning_table(results: dict) -> list[str]:
         for setting, options in settings.items():
             runs = [results["tuning"][pair].get(method, {}).get(setting) for pair in pairs]
             cells = [
-                "-" if run is None else (f"**{100 * run['top1']:.2f}**" if run["top1"] == best[pair] else f"{100 * run['top1']:.2f}")
+                "-"
+                if run is None
+                else (f"**{100 * run['top1']:.2f}**" if run["top1"] == best[pair] else f"{100 * run['top1']:.2f}")
+                + (f", F {100 * run['assistant_top1']:.2f}" if "assistant_top1" in run else "")
                 for pair, run in zip(pairs, runs)
             ]
             mean = f"{100 * statistics.fmean(run['top1'] for run in runs):.2f}" if all(runs) else "-"
@@ -991,7 +1000,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         nargs="+",
         choices=BENCHMARK_PARTS,
         default=list(BENCHMARK_PARTS),
-        help="tuning: the baselines' settings (TUNING) on the validation split, first seed; table: every method x "
+        help="tuning: the screened settings (TUNING) on the validation split, first seed; table: every method x "
         "seed; ablation: fbt with one part off, first seed (default: all three).",
     )
     parser.add_argument("--report_only", action="store_true", help="Chart, table and README from results.json.")

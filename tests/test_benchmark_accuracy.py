@@ -40,10 +40,17 @@ def test_a_fresh_clone_resumes_from_the_committed_results(bench, tmp_path):
     profile = bench.PROFILES["smoke"]
     opts = options(bench, tmp_path)
     planned = bench.pending_runs(profile, opts)
-    tuning = sum(len(settings) for settings in bench.TUNING.values())
-    per_pair = tuning + len(profile.seeds) * len(bench.benchmark_methods()) + len(bench.ABLATIONS)
-    assert len(planned) == len(bench.PAIRS) * per_pair
+    tuning = sum(
+        len(settings)
+        for pair in bench.PAIRS
+        for method, settings in bench.TUNING.items()
+        if pair in bench.TUNING_PAIRS.get(method, bench.PAIRS)
+    )
+    assert bench.TUNING_PAIRS["fbt"] == ("cnn_to_vit", "vit_to_cnn")  # the Mixer suffix runs on its own grid only
+    per_pair = len(profile.seeds) * len(bench.benchmark_methods()) + len(bench.ABLATIONS)
+    assert len(planned) == tuning + len(bench.PAIRS) * per_pair
     assert [run.validation for run in planned[:tuning]] == [True] * tuning  # the screen comes first
+    assert {run.pair for run in planned[:tuning] if run.method == "fbt"} == {"cnn_to_vit", "vit_to_cnn"}
 
     finish(bench._teacher_dir(tmp_path, "cnn_teacher"), 0.7)
     finish(bench._run_dir(tmp_path, "cnn_to_vit", "none", 0), 0.40)
@@ -105,7 +112,10 @@ def test_screen_table_marks_the_best_setting_per_pair(bench):
     results = {
         "schedule": {"seeds": [0, 1, 2]},
         "tuning": {
-            "p1": {"kd": {"T=2": run(0.30), "T=4": run(0.32), "T=8": run(0.31)}},
+            "p1": {
+                "kd": {"T=2": run(0.30), "T=4": run(0.32), "T=8": run(0.31)},
+                "fbt": {"bridge upsamples": run(0.45) | {"assistant_top1": 0.6}},
+            },
             "p2": {"kd": {"T=2": run(0.50), "T=4": run(0.40)}},
         },
     }
@@ -115,6 +125,8 @@ def test_screen_table_marks_the_best_setting_per_pair(bench):
     assert rows["T=4 (default)"].endswith("| **32.00** | 40.00 | 36.00 |")
     assert rows["T=8: `--kd_temperature 8.0`"].endswith("| 31.00 | - | - |")  # one pair missing: no mean
     assert not any(line.startswith("| ofa |") and "**" in line for line in lines)
+    fbt = [line for line in lines if line.startswith("| fbt |")]
+    assert fbt[0].endswith("| **45.00**, F 60.00 | - | - |")  # F beside its student
 
 
 def test_parts_of_the_benchmark_are_selected_by_flag(bench, tmp_path):
