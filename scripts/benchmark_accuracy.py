@@ -64,7 +64,7 @@ A run whose ``results.json`` exists is reused, so an interrupted benchmark resum
 (delete a directory to redo it); so is a run the ``results.json`` in ``--output_dir`` holds when it was
 written for the same schedule (run folders are not kept in git: a fresh clone resumes from the committed
 results, and trains a teacher again only when a run left to train needs it). ``--pairs``,
-``--seeds``, ``--methods``, ``--ablations`` and ``--parts`` train a part only, so that two
+``--seeds``, ``--methods``, ``--ablations``, ``--settings`` and ``--parts`` train a part only, so that two
 single-threaded processes can share a 2-core machine (``OMP_NUM_THREADS=1``);
 every process, and ``--collect_only``, gathers all finished runs into ``results.json``, listing the
 runs not finished yet under ``missing`` (and under the table).
@@ -533,6 +533,8 @@ def pending_runs(profile: Profile, options: argparse.Namespace) -> list[PlannedR
     )
     if options.ablations:
         selected = [run for run in selected if run.part != "ablation" or run.variant in options.ablations]
+    if options.settings:
+        selected = [run for run in selected if run.part != "tuning" or run.variant in options.settings]
     return [run for run in selected if _finished(run.directory) is None and recorded(record, run.record) is None]
 
 
@@ -994,6 +996,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--ablations", nargs="+", choices=list(ABLATIONS), help="Train only these ablation variants (default: all)."
+    )
+    parser.add_argument(
+        "--settings",
+        nargs="+",
+        choices=sorted({setting for settings in TUNING.values() for setting in settings}),
+        help="Train only these settings of the validation screen (default: all).",
     )
     parser.add_argument(
         "--parts",

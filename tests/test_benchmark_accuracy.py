@@ -139,3 +139,7 @@ def test_parts_of_the_benchmark_are_selected_by_flag(bench, tmp_path):
         f"cnn_to_mlp kd {setting} seed 0 (validation)" for setting in bench.TUNING["kd"]
     ] + ["cnn_to_mlp fbt without F -> S seed 0"]
     assert only[-1].method_config == {"fbt_transfer_paths": "teacher_student,teacher_assistant"}
+    published = bench.pending_runs(
+        profile, options(bench, tmp_path, "--parts", "tuning", "--pairs", "cnn_to_mlp", "--settings", "published recipe")
+    )
+    assert [run.label for run in published] == ["cnn_to_mlp ofa published recipe seed 0 (validation)"]
