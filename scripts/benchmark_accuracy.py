@@ -43,9 +43,9 @@ cnn_student), ``cnn_to_mlp`` (cnn_teacher -> mlp_student).
 weight and gamma, the published recipe among them) and fbt's bridge (upsampling the CNN's 2x2 stage-3
 map or not, on the pairs whose suffix runs on any grid: ``TUNING_PAIRS``) are screened on a validation
 split: the last 1/``VALIDATION_FRACTION`` of the train split (CIFAR-10: rows 45,000-49,999, written once
-as parquet into ``<output_dir>/validation_data/``). Students train on the same first rows as in the table,
-at the first seed, into ``<output_dir>/tuning/<pair>/<method>/<setting>/``; the quick teachers never see those rows
-(the full profile's train on all rows). The table runs each method's default, which follows this
+as parquet into ``<output_dir>/validation_data/``). Students train on the same first rows as in the
+table, at the first seed, into ``<output_dir>/tuning/<pair>/<method>/<setting>/``; the quick teachers
+never see those rows (the full profile's train on all rows). The table runs each method's default, which follows this
 screen (benchmarks/accuracy/experiments.md); the test split never chooses a setting.
 
 **Runs.** Each teacher is trained once by ``hf_cakd.pipeline.distill`` with ``method="none"``

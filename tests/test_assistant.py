@@ -12,6 +12,7 @@ from torch import nn
 from hf_cakd.assistant import AssistantModel, FusionBridge
 from hf_cakd.backbones import FAMILIES, StageInfo, staged_view
 from hf_cakd.backbones.base import ofa_split_sizes, resplit
+from hf_cakd.errors import UsageError
 from tiny_models import IMAGE_SIZE, NUM_LABELS, TINY_MODELS, build
 
 BATCH = 2
@@ -286,8 +287,9 @@ def test_a_bridge_that_never_upsamples_keeps_the_cnn_grid_where_the_suffix_runs_
     source, target = views[0].stage_infos[2], views[1].stage_infos[2]
     assert source.grid == (2, 2) and target.grid[0] > 2  # a 32 px ResNet's stage 3 is smaller than any suffix grid
     if not views[1].runs_on_any_grid:
-        with pytest.raises(ValueError, match=r"bridge_upsample=False .* keep bridge_upsample=True"):
+        with pytest.raises(ValueError, match=r"bridge_upsample=False .* keep bridge_upsample=True") as refused:
             AssistantModel.from_views(*views, bridge_upsample=False)
+        assert isinstance(refused.value, UsageError)  # the CLI prints it as one line and exits with 2
         return
     assistant = AssistantModel.from_views(*views, bridge_upsample=False).eval()
     upsampling = AssistantModel.from_views(*views).eval()
@@ -297,7 +299,8 @@ def test_a_bridge_that_never_upsamples_keeps_the_cnn_grid_where_the_suffix_runs_
     with torch.no_grad():
         output = assistant(pixel_values)
         assert output.last_hidden_state.shape == (BATCH, target.num_prefix_tokens + 4, target.channels)
-        assert upsampling(pixel_values).last_hidden_state.shape[1] == target.num_prefix_tokens + target.grid[0] * target.grid[1]
+        upsampled = upsampling(pixel_values).last_hidden_state
+        assert upsampled.shape[1] == target.num_prefix_tokens + target.grid[0] * target.grid[1]
     assert output.logits.shape == (BATCH, NUM_LABELS)
     assistant.save_pretrained(tmp_path)
     reloaded = AssistantModel.from_pretrained(tmp_path, teacher=teacher, student=student).eval()

@@ -26,8 +26,14 @@ from transformers.models.auto.configuration_auto import CONFIG_MAPPING
 
 from ..backbones import StagedBackbone, StageInfo, staged_view
 from ..backbones.base import resplit
+from ..errors import UsageError
 from .bridge import FusionBridge
 from .configuration_assistant import AssistantConfig
+
+
+class BridgeGridError(UsageError, ValueError):
+    """``bridge_upsample=False`` asked of a suffix whose stages run only on their own grid (a flag the pair cannot
+    take: exit code 2 from the CLI)."""
 
 
 @dataclass
@@ -126,7 +132,7 @@ class AssistantModel(AssistantPreTrainedModel):
             source, target, config.bridge_type, config.bridge_num_heads, config.bridge_mlp_ratio, config.bridge_upsample
         )
         if self.bridge.target.grid != target.grid and not self.suffix.runs_on_any_grid:
-            raise ValueError(
+            raise BridgeGridError(
                 f"bridge_upsample=False hands stage 4 of the {type(self.suffix.model).__name__} a "
                 f"{self.bridge.target.grid} grid, but its stages run only on {target.grid}: keep bridge_upsample=True "
                 "for this pair (a smaller grid needs a suffix such as ViT or DeiT)."

@@ -205,7 +205,14 @@ def resplit(view: StagedBackbone, split: str) -> StagedBackbone:
         bounds.append(bounds[-1] + size)
     stages = [nn.Sequential(*blocks[bounds[i] : bounds[i + 1]]) for i in range(NUM_STAGES)]
     return StagedBackbone(
-        view.model, view.family, view.stem, stages, view.head, list(view.stage_infos), view.image_size, view.runs_on_any_grid
+        view.model,
+        view.family,
+        view.stem,
+        stages,
+        view.head,
+        list(view.stage_infos),
+        view.image_size,
+        view.runs_on_any_grid,
     )
 
 
