@@ -268,7 +268,16 @@ def load_classifier(
             architecture = spec[len(TIMM_PREFIX) :]
             config = TimmWrapperConfig(architecture=architecture, model_args=model_args)
             config._name_or_path = spec  # what a run description and a resume check name it by
-            return _from_config(config, id2label)
+            try:
+                return _from_config(config, id2label)
+            except TypeError as err:  # timm passes model_args on to the model class unchecked
+                if not model_args:
+                    raise
+                flag = f"--{role}_model_args" if role else "model_args"
+                raise UsageError(
+                    f"{flag} {json.dumps(model_args)} cannot build {spec}: {err}. Pass only arguments its model "
+                    f"class takes and its name does not already set (timm.create_model({architecture!r}) shows them)."
+                ) from err
         if model_args:
             flag = f"--{role}_model_args" if role else "model_args"
             raise UsageError(f"{flag} only apply to 'timm:<architecture>' specs, not {spec!r}.")

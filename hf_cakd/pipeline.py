@@ -371,22 +371,28 @@ def _load_data_and_models(model_args, data_args, training_args):
 
 
 def _default_timm_resolution(role: str, model_args, training_args, data) -> bool:
-    """A ``timm:`` model built from scratch runs at the data's resolution unless a flag says otherwise.
+    """Build a ``timm:`` model from scratch for its input resolution; True when the data chose it.
 
     Its timm config names the resolution of the architecture's reference weights (224 px), which
-    for 32 px data would cost about 50x the compute for nothing. A fixed-size model (ViT, Mixer,
-    Swin) is built for that resolution (``img_size``); any other just gets its inputs at it.
+    for 32 px data would cost about 50x the compute for nothing, so it runs at ``--<role>_image_size``
+    or else the data's resolution. A fixed-size model (ViT, Mixer, Swin) is built for that
+    resolution (``img_size``) unless ``--<role>_model_args`` names one; any other just gets its
+    inputs at it.
     """
     spec, size_flag = getattr(model_args, role), f"{role}_image_size"
-    if not (spec and spec.startswith(TIMM_PREFIX)) or getattr(training_args, size_flag):
+    if not (spec and spec.startswith(TIMM_PREFIX)):
         return False
-    side = _image_side(data)
+    from_data = not getattr(training_args, size_flag)
+    side = _image_side(data) if from_data else getattr(training_args, size_flag)
     setattr(training_args, size_flag, side)
     timm_args = getattr(model_args, f"{role}_model_args") or {}
     if get_pretrained_cfg(spec[len(TIMM_PREFIX) :]).fixed_input_size and "img_size" not in timm_args:
         setattr(model_args, f"{role}_model_args", {**timm_args, "img_size": side})
-    logger.info("%s %s is built from scratch: it runs at the data's %d px (--%s to change).", role.capitalize(), spec, side, size_flag)
-    return True
+    if from_data:
+        logger.info(
+            "%s %s is built from scratch: it runs at the data's %d px (--%s to change).", role.capitalize(), spec, side, size_flag
+        )
+    return from_data
 
 
 def _image_side(data) -> int:

@@ -1,6 +1,7 @@
 import pytest
 import torch
 from torch import nn
+from transformers import ViTConfig, ViTForImageClassification
 
 from hf_cakd.backbones import (
     StagedBackbone,
@@ -11,7 +12,8 @@ from hf_cakd.backbones import (
 )
 from hf_cakd.backbones.base import ofa_split_sizes, resplit
 from hf_cakd.backbones.registry import _ADAPTERS, find_adapter
-from tiny_models import IMAGE_SIZE, NUM_LABELS, TINY_MODELS, build
+from hf_cakd.errors import InputError, UsageError
+from tiny_models import IMAGE_SIZE, NUM_LABELS, TINY_MODELS, TINY_VIT, build
 
 
 def test_every_registered_adapter_has_a_tiny_model():
@@ -90,8 +92,10 @@ def test_register_adapter_extends_the_registry():
 
 @pytest.mark.parametrize("name", ["hf-vit", "timm-deit-distilled", "timm-swin", "timm-mixer"])
 def test_fixed_grid_model_rejects_another_image_size(name):
-    with pytest.raises(ValueError, match=rf"configured image size {IMAGE_SIZE}x{IMAGE_SIZE}.*64x64 was requested"):
+    # A UsageError (the CLI prints one line and exits with 2) and, as before, a ValueError.
+    with pytest.raises(UsageError, match=rf"configured image size {IMAGE_SIZE}x{IMAGE_SIZE}.*64x64 was requested") as info:
         staged_view(build(name), image_size=64)
+    assert isinstance(info.value, ValueError)
 
 
 def test_hf_swin_stage_infos_follow_the_requested_image_size():
@@ -145,6 +149,12 @@ def test_pre_logits_look_through_the_heads_dropout_and_carry_gradients():
     assert not torch.allclose(model.classifier(first.pre_logits), first.logits)
     first.pre_logits.sum().backward()
     assert model.mobilenet_v2.conv_1x1.convolution.weight.grad.abs().sum() > 0
+
+
+def test_an_isotropic_model_with_fewer_blocks_than_stages_is_an_input_error():
+    model = ViTForImageClassification(ViTConfig(**TINY_VIT, num_hidden_layers=3, num_labels=NUM_LABELS))
+    with pytest.raises(InputError, match=r"needs at least 4 blocks .* this one has 3\. Give it at least 4 blocks"):
+        staged_view(model)
 
 
 def test_ofa_split_sizes_follow_ofa_kds_boundaries():

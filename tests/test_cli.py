@@ -46,6 +46,22 @@ def test_a_timm_teacher_from_scratch_is_built_for_the_datas_resolution(workspace
     assert results["input_resolution"]["teacher"] == {"size": [32, 32], "source": "the data (built from scratch)"}
 
 
+def test_a_timm_fixed_size_student_is_built_for_its_image_size_flag(workspace, tmp_path):  # noqa: F811
+    args = distill_args(workspace, "kd", tmp_path / "out", "--student_image_size", "16", student="timm:vit_tiny_patch16_224")
+    args += ["--student_model_args", json.dumps({"patch_size": 4, "embed_dim": 32, "depth": 4, "num_heads": 2})]
+    results = distill_main(args)
+    assert results["input_resolution"]["student"] == {"size": [16, 16], "source": "--student_image_size"}
+    assert AutoModelForImageClassification.from_pretrained(tmp_path / "out").timm_model.patch_embed.img_size == (16, 16)
+
+
+def test_timm_model_args_the_architecture_already_sets_are_a_usage_error(workspace, tmp_path):  # noqa: F811
+    args = distill_args(workspace, "kd", tmp_path / "out", student="timm:mixer_s16_224")
+    args += ["--student_model_args", json.dumps({"num_blocks": 1})]  # mixer_s16_224 sets num_blocks itself
+    with pytest.raises(UsageError, match=r"^--student_model_args \{.*\} cannot build timm:mixer_s16_224: .*num_blocks"):
+        distill_main(args)
+    assert not (tmp_path / "out").exists()
+
+
 @pytest.mark.parametrize("suffix", [".yaml", ".json"])
 def test_a_config_file_is_the_only_argument(workspace, tmp_path, suffix):  # noqa: F811
     flags = distill_args(workspace, "fbt", tmp_path / "out") + ["--infonce_weight", "0.5"]

@@ -13,6 +13,7 @@ from typing import Literal
 import torch
 from torch import nn
 
+from ..errors import InputError
 from .heads import head_with_pre_logits
 
 Family = Literal["cnn", "attention", "mlp"]
@@ -158,16 +159,25 @@ class StagedBackbone(nn.Module):
         return f"family={self.family}, image_size={self.image_size}, stages=({stages})"
 
 
+class TooFewBlocksError(InputError, ValueError):
+    """An isotropic model has fewer blocks than the staged view has stages."""
+
+
+def check_enough_blocks(num_blocks: int, num_groups: int = NUM_STAGES) -> None:
+    """Every method reads a model as ``num_groups`` stages of at least one block each."""
+    if num_blocks < num_groups:
+        raise TooFewBlocksError(
+            f"an isotropic model needs at least {num_groups} blocks to be split into {num_groups} stages, this one "
+            f"has {num_blocks}. Give it at least {num_groups} blocks (depth, num_hidden_layers or num_blocks)."
+        )
+
+
 def split_evenly(blocks: list[nn.Module], num_groups: int = NUM_STAGES) -> list[nn.Sequential]:
     """Split an isotropic stack of L blocks into equal groups; the last group takes the rest.
 
     12 blocks -> 3/3/3/3; 10 blocks -> 2/2/2/4. Needs at least ``num_groups`` blocks.
     """
-    if len(blocks) < num_groups:
-        raise ValueError(
-            f"an isotropic model needs at least {num_groups} blocks to be split into {num_groups} "
-            f"stages, this one has {len(blocks)}"
-        )
+    check_enough_blocks(len(blocks), num_groups)
     size = len(blocks) // num_groups
     bounds = [i * size for i in range(num_groups)] + [len(blocks)]
     return [nn.Sequential(*blocks[bounds[i] : bounds[i + 1]]) for i in range(num_groups)]
@@ -180,8 +190,7 @@ OFA_SPLIT_SHARES = (2 / 12, 2 / 12, 6 / 12)
 
 def ofa_split_sizes(num_blocks: int) -> list[int]:
     """Group sizes of OFA-KD's split scaled to ``num_blocks`` (12 -> 2/2/6/2, 6 -> 1/1/3/1), each at least 1."""
-    if num_blocks < NUM_STAGES:
-        raise ValueError(f"an isotropic model needs at least {NUM_STAGES} blocks to be split, this one has {num_blocks}")
+    check_enough_blocks(num_blocks)
     sizes = [max(1, round(num_blocks * share)) for share in OFA_SPLIT_SHARES]
     while sum(sizes) > num_blocks - 1:  # the last stage keeps at least one block
         sizes[sizes.index(max(sizes))] -= 1

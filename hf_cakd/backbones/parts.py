@@ -7,7 +7,12 @@ from typing import Iterable
 import torch
 from torch import nn
 
+from ..errors import UsageError
 from .base import as_pair
+
+
+class FixedImageSizeError(UsageError, ValueError):
+    """A model that runs only at its configured input size was asked for another one."""
 
 
 class ModelMethod(nn.Module):
@@ -43,9 +48,10 @@ def fixed_image_size(model_name: str, configured, requested, reason: str) -> tup
     """The configured input size of a model that runs only at it; reject any other request."""
     configured = as_pair(configured)
     if requested is not None and tuple(requested) != configured:
-        raise ValueError(
+        raise FixedImageSizeError(
             f"{model_name} runs only at its configured image size {configured[0]}x{configured[1]} "
-            f"({reason}), but image_size {requested[0]}x{requested[1]} was requested. Resize the "
-            "images to the configured size or build the model for the new size."
+            f"({reason}), but image_size {requested[0]}x{requested[1]} was requested. Ask for "
+            f"{configured[0]} px (--student_image_size/--teacher_image_size), or build the model for the "
+            "new size (a timm: model built from scratch is built for its --<role>_image_size)."
         )
     return configured
