@@ -191,7 +191,7 @@ TUNING = {
         "published recipe": {"ofa_stages": "1,2,3,4", "ofa_loss_weight": 0.1},
         "gamma 1.5": {"ofa_gamma": 1.5},
     },
-    "fbt": {"bridge upsamples": {}, "bridge never upsamples": {"bridge_upsample": False}},
+    "fbt": {"bridge upsamples": {}, "bridge never upsamples": {"bridge_upsample": "false"}},
 }
 # Methods screened on some pairs only (the others: every pair). A bridge that keeps the CNN's 2x2 grid needs a
 # suffix that runs on any grid: the ViTs do, the Mixer's token MLP does not.

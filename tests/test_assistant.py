@@ -286,14 +286,16 @@ def test_a_bridge_that_never_upsamples_keeps_the_cnn_grid_where_the_suffix_runs_
     views = [staged_view(model, IMAGE_SIZE) for model in (teacher, student)]
     source, target = views[0].stage_infos[2], views[1].stage_infos[2]
     assert source.grid == (2, 2) and target.grid[0] > 2  # a 32 px ResNet's stage 3 is smaller than any suffix grid
+    upsampling = AssistantModel.from_views(*views, bridge_upsample=True).eval()
+    assert upsampling.final_stage_info == views[1].stage_infos[3]
+    auto = AssistantModel.from_views(*views, bridge_upsample="auto")  # upsample only where the suffix needs it
+    assert auto.config.bridge_upsample is not views[1].runs_on_any_grid
     if not views[1].runs_on_any_grid:
-        with pytest.raises(ValueError, match=r"bridge_upsample=False .* keep bridge_upsample=True") as refused:
+        with pytest.raises(ValueError, match=r"bridge_upsample=False .* set bridge_upsample to true or auto") as refused:
             AssistantModel.from_views(*views, bridge_upsample=False)
         assert isinstance(refused.value, UsageError)  # the CLI prints it as one line and exits with 2
         return
     assistant = AssistantModel.from_views(*views, bridge_upsample=False).eval()
-    upsampling = AssistantModel.from_views(*views).eval()
-    assert upsampling.final_stage_info == views[1].stage_infos[3]
     assert assistant.final_stage_info == StageInfo("tokens", target.channels, (2, 2), target.num_prefix_tokens)
     pixel_values = pixels(seed=4)
     with torch.no_grad():

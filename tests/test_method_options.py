@@ -111,6 +111,19 @@ def test_fbt_defaults_are_the_paper_recipe():
     assert set(method.log_values()) == TEMPERATURES["fbt"]
 
 
+def test_fbt_bridge_upsample_auto_keeps_the_cnn_grid_for_a_vit_and_upsamples_for_a_mixer():
+    assert method_config("fbt").bridge_upsample == "true"
+    assert build_method("fbt").final_infos["assistant"].grid == (8, 8)  # the 2x2 stage 3 upsampled to the ViT's grid
+    to_vit = build_method("fbt", bridge_upsample="auto")  # a 32 px ResNet's stage 3 is 2x2, the tiny ViT's grid 8x8
+    assert to_vit.assistant.config.bridge_upsample is False and to_vit.final_infos["assistant"].grid == (2, 2)
+    to_mixer = build_method("fbt", student="timm-mixer", bridge_upsample="auto")  # its token MLP is sized for 8x8
+    assert to_mixer.assistant.config.bridge_upsample is True
+    assert to_mixer.final_infos["assistant"] == to_mixer.student_view.stage_infos[3]
+    assert method_config("fbt", {"bridge_upsample": False}).bridge_upsample == "false"  # as a config file holds it
+    with pytest.raises(ValueError, match=r"bridge_upsample must be one of \('auto', 'true', 'false'\), got 'never'"):
+        method_config("fbt", {"bridge_upsample": "never"})
+
+
 def test_fbt_deep_supervision_branches_learn_the_teachers_logits():
     method = build_method("fbt", fbt_deep_supervision="1,3", fbt_deep_supervision_weight=0.1)
     losses, student, teacher, _ = run(method, grad=True)
@@ -239,7 +252,8 @@ OPTION_RUNS = {
     "fbt-gate": ("fbt", dict(fbt_assistant_gate="ce"), FBT_DEFAULT_TERMS, {"gate_assistant_student"}),
     "fbt-pre-logits": ("fbt", dict(infonce_feature="pre_logits"), FBT_DEFAULT_TERMS, set()),
     "fbt-mask-same-label": ("fbt", dict(infonce_mask_same_label=True), FBT_DEFAULT_TERMS, set()),
-    "fbt-no-upsample": ("fbt", dict(bridge_upsample=False), FBT_DEFAULT_TERMS, set()),
+    "fbt-bridge-keeps-the-grid": ("fbt", dict(bridge_upsample="false"), FBT_DEFAULT_TERMS, set()),
+    "fbt-bridge-auto": ("fbt", dict(bridge_upsample="auto"), FBT_DEFAULT_TERMS, set()),
 }
 
 

@@ -134,8 +134,8 @@ class AssistantModel(AssistantPreTrainedModel):
         if self.bridge.target.grid != target.grid and not self.suffix.runs_on_any_grid:
             raise BridgeGridError(
                 f"bridge_upsample=False hands stage 4 of the {type(self.suffix.model).__name__} a "
-                f"{self.bridge.target.grid} grid, but its stages run only on {target.grid}: keep bridge_upsample=True "
-                "for this pair (a smaller grid needs a suffix such as ViT or DeiT)."
+                f"{self.bridge.target.grid} grid, but its stages run only on {target.grid}: set bridge_upsample to true "
+                "or auto for this pair (a smaller grid needs a suffix such as ViT or DeiT)."
             )
         self.post_init()
 
@@ -165,12 +165,20 @@ class AssistantModel(AssistantPreTrainedModel):
 
     @classmethod
     def from_views(
-        cls, teacher: StagedBackbone, student: StagedBackbone, bridge_type: str = "auto", **config_kwargs
+        cls,
+        teacher: StagedBackbone,
+        student: StagedBackbone,
+        bridge_type: str = "auto",
+        bridge_upsample: bool | str = True,
+        **config_kwargs,
     ) -> "AssistantModel":
         """Choose the prefix by module function (docs/method.md) and build F on the given staged views.
 
         ``bridge_type="auto"`` uses the attention bridge when prefix and suffix come from
-        different families and the linear one when they share a family.
+        different families and the linear one when they share a family. ``bridge_upsample``: True
+        upsamples a prefix grid smaller than the suffix's to the suffix's, False keeps it (only a
+        suffix that runs on any grid takes it: ViT, DeiT), ``"auto"`` keeps it where the suffix
+        allows and upsamples for the others (Mixer, Swin).
         """
         views = {"teacher": teacher, "student": student}
         prefix_role = fusion_roles(teacher.family, student.family)
@@ -178,11 +186,14 @@ class AssistantModel(AssistantPreTrainedModel):
         prefix, suffix = views[prefix_role], views[suffix_role]
         if bridge_type == "auto":
             bridge_type = "linear" if prefix.family == suffix.family else "attention"
+        if bridge_upsample == "auto":
+            bridge_upsample = not suffix.runs_on_any_grid
         config = AssistantConfig(
             prefix_role=prefix_role,
             prefix_image_size=list(prefix.image_size),
             suffix_image_size=list(suffix.image_size),
             bridge_type=bridge_type,
+            bridge_upsample=bridge_upsample,
             **_classifier_labels(suffix.model),
             **config_kwargs,
         )

@@ -28,9 +28,10 @@ Options beyond the paper, all off by default (the defaults are the recipe above)
   head's last Linear: pooled, and normed where the model norms it; hf_cakd.backbones.heads)
   instead of the smoothed stage-4 features. F's pre-logits come from the head it borrows.
 * ``infonce_mask_same_label``: images of the same class are not InfoNCE negatives.
-* ``bridge_upsample false``: a CNN stage-3 map smaller than the suffix's grid (2x2 against a 32 px
-  ViT's 8x8) is bridged at its own grid, so F's last stage runs on 4 tokens, not 64 invented ones;
-  only for suffixes that run on any grid (``StagedBackbone.runs_on_any_grid``: ViT, DeiT).
+* ``bridge_upsample``: a CNN stage-3 map smaller than the suffix's grid (2x2 against a 32 px ViT's
+  8x8) is bridged at its own grid (``false``), so F's last stage runs on 4 tokens, not 64 invented
+  ones; only suffixes that run on any grid take it (``StagedBackbone.runs_on_any_grid``: ViT, DeiT).
+  ``true`` (default) upsamples it to the suffix's grid; ``auto`` is ``false`` where the suffix allows.
 * ``fbt_transfer_paths``: which of the three paths transfer (comma list of ``teacher_student``,
   ``teacher_assistant``, ``assistant_student``; all by default). Dropping one is the paper's
   ablation; the cross-entropy terms of S and F stay.
@@ -60,6 +61,7 @@ PAIRS = (("teacher", "student"), ("teacher", "assistant"), ("assistant", "studen
 PATH_NAMES = tuple(f"{source}_{learner}" for source, learner in PAIRS)
 LOGIT_LOSSES = ("ofa", "kd")
 BRIDGE_TYPES = ("auto", "attention", "linear")
+BRIDGE_UPSAMPLING = {"auto": "auto", "true": True, "false": False}  # flag value -> AssistantModel.from_views
 INFONCE_FEATURES = ("stage4", "pre_logits")
 ASSISTANT_GATES = ("none", "ce")
 
@@ -102,11 +104,12 @@ class FBTConfig(MethodConfig):
     bridge_type: str = field(
         default="auto", metadata={"help": "'auto', 'attention' or 'linear' bridge in the assistant."}
     )
-    bridge_upsample: bool = field(
-        default=True,
+    bridge_upsample: str = field(
+        default="true",
         metadata={
-            "help": "Upsample a CNN stage-3 map smaller than the suffix's grid to that grid (default). False keeps "
-            "the smaller grid, as FBT's bridge never upsamples; needs a suffix that runs on any grid (ViT, DeiT)."
+            "help": "A CNN stage-3 map smaller than the suffix's grid: 'true' (default) upsamples it to the suffix's "
+            "grid, 'false' keeps it (FBT's bridge never upsamples; needs a suffix that runs on any grid: ViT, DeiT), "
+            "'auto' keeps it where the suffix allows and upsamples for Mixer and Swin."
         },
     )
     fbt_deep_supervision: str = field(
@@ -154,6 +157,9 @@ class FBTConfig(MethodConfig):
             raise ValueError(f"fbt_logit_loss must be one of {LOGIT_LOSSES}, got {self.fbt_logit_loss!r}")
         if self.bridge_type not in BRIDGE_TYPES:
             raise ValueError(f"bridge_type must be one of {BRIDGE_TYPES}, got {self.bridge_type!r}")
+        self.bridge_upsample = str(self.bridge_upsample).lower()  # a config file may hold true/false
+        if self.bridge_upsample not in BRIDGE_UPSAMPLING:
+            raise ValueError(f"bridge_upsample must be one of {tuple(BRIDGE_UPSAMPLING)}, got {self.bridge_upsample!r}")
         pooling = str(self.infonce_pooling)
         if pooling != "avg" and not (pooling.isdigit() and int(pooling) > 0):
             raise ValueError(f"infonce_pooling must be 'avg' or a positive integer k (k x k pooling), got {pooling!r}")
@@ -202,7 +208,7 @@ class FuseBeforeTransfer(DistillationMethod):
             student,
             bridge_type=config.bridge_type,
             stage_split=config.stage_split,
-            bridge_upsample=config.bridge_upsample,
+            bridge_upsample=BRIDGE_UPSAMPLING[config.bridge_upsample],
         )
         self.prefix_role = self.assistant.config.prefix_role
         self.final_infos = {
