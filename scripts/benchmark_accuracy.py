@@ -604,13 +604,14 @@ def collect_results(profile_name: str, profile: Profile, options: argparse.Names
         results = _finished(run.directory)
         if results is not None:
             summary = _run_summary(results, seed=run.seed, dir=shown_path(run.directory))
-            if run.method_config:
-                summary["options"] = run.method_config
         else:
             summary = recorded(record, run.record)
         if summary is None:
             missing.append(run.label)
-        elif run.part == "tuning":
+            continue
+        if run.method_config:  # the flags as this version spells them
+            summary["options"] = run.method_config
+        if run.part == "tuning":
             tuning.setdefault(run.pair, {}).setdefault(run.method, {})[run.variant] = summary
         elif run.part == "ablation":
             ablation.setdefault(run.pair, {})[run.variant] = summary
@@ -620,7 +621,7 @@ def collect_results(profile_name: str, profile: Profile, options: argparse.Names
         "profile": profile_name,
         "data": shown_path(options.data),
         "schedule": schedule(profile),
-        "machine": machine_info(),
+        "machines": _machines(record),
         "models": {role: model | {"spec": shown_path(model["spec"])} for role, model in models.items()},
         "teachers": teachers,
         "pairs": {
@@ -638,6 +639,15 @@ def collect_results(profile_name: str, profile: Profile, options: argparse.Names
         "tuning": tuning,
         "missing": missing,
     }
+
+
+def _machines(record: dict | None) -> list[dict]:
+    """The machines the collected runs trained on: those ``record`` names (runs kept from it), then this one."""
+    machines = list(record.get("machines", [record["machine"]] if "machine" in record else [])) if record else []
+    here = machine_info()
+    if all((machine["cpu"], machine["gpu"]) != (here["cpu"], here["gpu"]) for machine in machines):
+        machines.append(here)
+    return machines
 
 
 def _method_row(runs: list[dict]) -> dict:
@@ -812,12 +822,17 @@ def _link(path: Path, start: Path) -> str | None:
     return os.path.relpath(path, start) if path.is_relative_to(REPO) and start.is_relative_to(REPO) else None
 
 
+def _hardware(machine: dict) -> str:
+    """``cpu (AMD EPYC, 2 cores)`` or ``cuda (NVIDIA H100)``."""
+    return f"{machine['device']} ({machine['gpu'] or str(machine['cpu']) + ', ' + str(machine['cpu_count']) + ' cores'})"
+
+
 def markdown_table(results: dict, chart: str | None = None) -> str:
     """The README region: settings, one row per pair, one column per method, FBT's assistant F."""
     methods = _methods(results)
-    sched, machine, models = results["schedule"], results["machine"], results["models"]
+    sched, models = results["schedule"], results["models"]
     seeds = len(sched["seeds"])
-    hardware = machine["gpu"] or f"{machine['cpu']}, {machine['cpu_count']} cores"
+    hardware = " and ".join(map(_hardware, results["machines"]))
     evaluation = f"{sched['eval_samples']:,}" if sched["eval_samples"] else "all 10,000"
     baselines = [m for m in methods if m != "fbt"]
     peers = [note for method, note in PEER_NOTES.items() if method in methods]
@@ -829,7 +844,7 @@ def markdown_table(results: dict, chart: str | None = None) -> str:
         f"{seeds} seed{'s' if seeds > 1 else ''}{' (mean ± std)' if seeds > 1 else ''}; every method at hf_cakd's "
         f"default flags, `none` is the student trained alone"
         + (f"; {' and '.join(peers)} (tests/test_timm_peers.py)" if peers else "")
-        + f". F is FBT's assistant, evaluated like the student. {machine['device']} ({hardware}), "
+        + f". F is FBT's assistant, evaluated like the student. Trained on {hardware}, "
         f"{_training_minutes(results):.0f} min of training in all. Reproduce: `{COMMAND}` "
         "(`--profile full` on a GPU; see the script's docstring).",
         "",

@@ -76,6 +76,15 @@ def test_a_fresh_clone_resumes_from_the_committed_results(bench, tmp_path):
     assert not {run.label for run in left} & {"cnn_to_vit none seed 0", "cnn_to_vit kd T=8 seed 0 (validation)"}
     again = bench.collect_results("smoke", profile, options(bench, clone), models(bench))
     assert again["pairs"] == results["pairs"] and again["tuning"] == results["tuning"]
+    assert again["machines"] == results["machines"] and len(results["machines"]) == 1  # one machine trained all
+
+    # Runs kept from a record trained elsewhere: the table names both machines.
+    here = results["machines"][0]
+    results["machines"] = [here | {"cpu": "Elsewhere CPU", "cpu_count": 8}]
+    (clone / "results.json").write_text(json.dumps(results))
+    again = bench.collect_results("smoke", profile, options(bench, clone), models(bench))
+    assert [machine["cpu"] for machine in again["machines"]] == ["Elsewhere CPU", here["cpu"]]
+    assert f"Trained on cpu (Elsewhere CPU, 8 cores) and cpu ({here['cpu']}, " in bench.markdown_table(again)
 
     # A record of another schedule is not this benchmark's: nothing is taken from it.
     results["schedule"]["epochs"] = 99
