@@ -628,8 +628,7 @@ def collect_results(profile_name: str, profile: Profile, options: argparse.Names
             pair: {
                 "teacher": PAIRS[pair][0],
                 "student": PAIRS[pair][1],
-                "teacher_top1": teachers[PAIRS[pair][0]]["top1"],
-                "teacher_top5": teachers[PAIRS[pair][0]]["top5"],
+                "teacher_top1": _taught_by(rows, teachers[PAIRS[pair][0]]),
                 "methods": {method: _method_row(method_runs) for method, method_runs in rows.items()},
             }
             for pair, rows in pairs.items()
@@ -639,6 +638,14 @@ def collect_results(profile_name: str, profile: Profile, options: argparse.Names
         "tuning": tuning,
         "missing": missing,
     }
+
+
+def _taught_by(rows: dict[str, list[dict]], teacher: dict) -> float:
+    """The top-1 of the teacher the pair's runs learned from, as they recorded it (a teacher retrained for some
+    pairs, on another machine, is not theirs); the teacher's own results.json for runs that did not record it."""
+    return statistics.fmean(
+        run.get("teacher_top1", teacher["top1"]) for method_runs in rows.values() for run in method_runs
+    )
 
 
 def _machines(record: dict | None) -> list[dict]:

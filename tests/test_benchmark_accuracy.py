@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -65,6 +66,10 @@ def test_a_fresh_clone_resumes_from_the_committed_results(bench, tmp_path):
     assert results["tuning"]["cnn_to_vit"]["kd"]["T=8"]["options"] == {"kd_temperature": 8.0}
     assert "cnn_to_vit ofa seed 0" in results["missing"] and "teacher vit_teacher" in results["missing"]
     assert len(results["missing"]) == 1 + len(planned) - 4  # the ViT teacher, and all runs but four
+    shutil.rmtree(bench._teacher_dir(tmp_path, "cnn_teacher"))
+    finish(bench._teacher_dir(tmp_path, "cnn_teacher"), 0.75)  # retrained: the runs above were taught by 0.7
+    retrained = bench.collect_results("smoke", profile, opts, models(bench))
+    assert retrained["teachers"]["cnn_teacher"]["top1"] == 0.75 and retrained["pairs"]["cnn_to_vit"]["teacher_top1"] == 0.7
 
     # The run folders are not in git: a clone holds only results.json, and resumes from it.
     (tmp_path / "results.json").write_text(json.dumps(results))
