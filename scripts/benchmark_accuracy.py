@@ -628,7 +628,7 @@ def collect_results(profile_name: str, profile: Profile, options: argparse.Names
             pair: {
                 "teacher": PAIRS[pair][0],
                 "student": PAIRS[pair][1],
-                "teacher_top1": _taught_by(rows, teachers[PAIRS[pair][0]]),
+                "teacher_top1_range": _taught_by(rows, teachers[PAIRS[pair][0]]),
                 "methods": {method: _method_row(method_runs) for method, method_runs in rows.items()},
             }
             for pair, rows in pairs.items()
@@ -640,12 +640,12 @@ def collect_results(profile_name: str, profile: Profile, options: argparse.Names
     }
 
 
-def _taught_by(rows: dict[str, list[dict]], teacher: dict) -> float:
-    """The top-1 of the teacher the pair's runs learned from, as they recorded it (a teacher retrained for some
-    pairs, on another machine, is not theirs); the teacher's own results.json for runs that did not record it."""
-    return statistics.fmean(
-        run.get("teacher_top1", teacher["top1"]) for method_runs in rows.values() for run in method_runs
-    )
+def _taught_by(rows: dict[str, list[dict]], teacher: dict) -> list[float]:
+    """The lowest and highest top-1 of the teachers the pair's runs learned from, as they recorded it (a teacher
+    retrained for some runs, on another machine, is not the others'); the teacher's own results.json for runs
+    that did not record it."""
+    values = [run.get("teacher_top1", teacher["top1"]) for method_runs in rows.values() for run in method_runs]
+    return [min(values), max(values)]
 
 
 def _machines(record: dict | None) -> list[dict]:
@@ -829,6 +829,11 @@ def _link(path: Path, start: Path) -> str | None:
     return os.path.relpath(path, start) if path.is_relative_to(REPO) and start.is_relative_to(REPO) else None
 
 
+def _teacher_cell(top1_range: list[float]) -> str:
+    low, high = (f"{100 * value:.2f}" for value in top1_range)
+    return low if low == high else f"{low}-{high}"
+
+
 def _hardware(machine: dict) -> str:
     """``cpu (AMD EPYC, 2 cores)`` or ``cuda (NVIDIA H100)``."""
     return f"{machine['device']} ({machine['gpu'] or str(machine['cpu']) + ', ' + str(machine['cpu_count']) + ' cores'})"
@@ -869,7 +874,7 @@ def markdown_table(results: dict, chart: str | None = None) -> str:
         lines.append(
             f"| {name} | {teacher['name']} ({_params(teacher['params'])}, {teacher['image_size']} px) -> "
             f"{student['name']} ({_params(student['params'])}, {student['image_size']} px) "
-            f"| {100 * pair['teacher_top1']:.2f} | " + " | ".join(cells) + f" | {gain} | "
+            f"| {_teacher_cell(pair['teacher_top1_range'])} | " + " | ".join(cells) + f" | {gain} | "
             + _cell(rows.get("fbt"), "assistant_top1", seeds) + " |"
         )
     lines += [
@@ -971,7 +976,7 @@ def plot(results: dict, path: Path) -> None:
         bars = ax.bar(offsets, means, width, yerr=errors, capsize=3, label=method)
         ax.bar_label(bars, fmt="%.1f", fontsize=7, padding=2)
     for p, (_, pair) in enumerate(pairs):
-        teacher = 100 * pair["teacher_top1"]
+        teacher = 100 * max(pair["teacher_top1_range"])
         ax.hlines(teacher, p - 0.45, p + 0.45, colors="black", linestyles="--", label="teacher" if p == 0 else None)
         ax.annotate(f"{teacher:.1f}", (p + 0.45, teacher), xytext=(2, 0), textcoords="offset points", fontsize=7)
     ax.set_xticks(range(len(pairs)), [name.replace("_", " ") for name, _ in pairs])
