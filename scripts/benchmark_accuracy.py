@@ -191,10 +191,15 @@ TUNING = {
         "published recipe": {"ofa_stages": "1,2,3,4", "ofa_loss_weight": 0.1},
         "gamma 1.5": {"ofa_gamma": 1.5},
     },
-    "fbt": {"bridge upsamples": {}, "bridge never upsamples": {"bridge_upsample": "false"}},
+    "fbt": {
+        "bridge upsamples": {"bridge_upsample": "true"},
+        "bridge never upsamples": {"bridge_upsample": "false"},
+        "OFA's branches on stages 1-3": {"fbt_deep_supervision": "1,2,3", "fbt_deep_supervision_weight": 1.0},
+    },
 }
-# Methods screened on some pairs only (the others: every pair). A bridge that keeps the CNN's 2x2 grid needs a
-# suffix that runs on any grid: the ViTs do, the Mixer's token MLP does not.
+# Methods screened on some pairs only (the others: every pair). fbt's screen compares bridges on the pairs whose
+# suffix runs on any grid (the ViTs; the default bridge_upsample "auto" keeps the CNN's 2x2 grid for the ViT
+# student, upsamples it for the ViT teacher), which the Mixer's token MLP does not.
 TUNING_PAIRS = {"fbt": ("cnn_to_vit", "vit_to_cnn")}
 VALIDATION_FRACTION = 10  # the last 1/10 of the train split (CIFAR-10: rows 45,000-49,999) is the validation split
 BENCHMARK_PARTS = ("tuning", "table", "ablation")

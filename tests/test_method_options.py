@@ -111,12 +111,15 @@ def test_fbt_defaults_are_the_paper_recipe():
     assert set(method.log_values()) == TEMPERATURES["fbt"]
 
 
-def test_fbt_bridge_upsample_auto_keeps_the_cnn_grid_for_a_vit_and_upsamples_for_a_mixer():
-    assert method_config("fbt").bridge_upsample == "true"
-    assert build_method("fbt").final_infos["assistant"].grid == (8, 8)  # the 2x2 stage 3 upsampled to the ViT's grid
-    to_vit = build_method("fbt", bridge_upsample="auto")  # a 32 px ResNet's stage 3 is 2x2, the tiny ViT's grid 8x8
+def test_fbt_bridge_keeps_the_cnn_grid_for_a_vit_student_and_upsamples_for_a_teacher_or_a_mixer_by_default():
+    assert method_config("fbt").bridge_upsample == "auto"
+    to_vit = build_method("fbt")  # a 32 px ResNet's stage 3 is 2x2, the tiny ViT's grid 8x8
     assert to_vit.assistant.config.bridge_upsample is False and to_vit.final_infos["assistant"].grid == (2, 2)
-    to_mixer = build_method("fbt", student="timm-mixer", bridge_upsample="auto")  # its token MLP is sized for 8x8
+    upsampled = build_method("fbt", bridge_upsample="true")
+    assert upsampled.final_infos["assistant"].grid == (8, 8)
+    from_vit = build_method("fbt", teacher="hf-vit", student="hf-resnet")  # F's suffix: the frozen ViT teacher's
+    assert from_vit.assistant.config.bridge_upsample is True and from_vit.final_infos["assistant"].grid == (8, 8)
+    to_mixer = build_method("fbt", student="timm-mixer")  # its token MLP is sized for its own 8x8 grid
     assert to_mixer.assistant.config.bridge_upsample is True
     assert to_mixer.final_infos["assistant"] == to_mixer.student_view.stage_infos[3]
     assert method_config("fbt", {"bridge_upsample": False}).bridge_upsample == "false"  # as a config file holds it
@@ -253,7 +256,7 @@ OPTION_RUNS = {
     "fbt-pre-logits": ("fbt", dict(infonce_feature="pre_logits"), FBT_DEFAULT_TERMS, set()),
     "fbt-mask-same-label": ("fbt", dict(infonce_mask_same_label=True), FBT_DEFAULT_TERMS, set()),
     "fbt-bridge-keeps-the-grid": ("fbt", dict(bridge_upsample="false"), FBT_DEFAULT_TERMS, set()),
-    "fbt-bridge-auto": ("fbt", dict(bridge_upsample="auto"), FBT_DEFAULT_TERMS, set()),
+    "fbt-bridge-upsamples": ("fbt", dict(bridge_upsample="true"), FBT_DEFAULT_TERMS, set()),
 }
 
 

@@ -169,7 +169,7 @@ class AssistantModel(AssistantPreTrainedModel):
         teacher: StagedBackbone,
         student: StagedBackbone,
         bridge_type: str = "auto",
-        bridge_upsample: bool | str = True,
+        bridge_upsample: bool | str = "auto",
         **config_kwargs,
     ) -> "AssistantModel":
         """Choose the prefix by module function (docs/method.md) and build F on the given staged views.
@@ -177,8 +177,10 @@ class AssistantModel(AssistantPreTrainedModel):
         ``bridge_type="auto"`` uses the attention bridge when prefix and suffix come from
         different families and the linear one when they share a family. ``bridge_upsample``: True
         upsamples a prefix grid smaller than the suffix's to the suffix's, False keeps it (only a
-        suffix that runs on any grid takes it: ViT, DeiT), ``"auto"`` keeps it where the suffix
-        allows and upsamples for the others (Mixer, Swin).
+        suffix that runs on any grid takes it: ViT, DeiT), ``"auto"`` (FBT's default) keeps it
+        where the suffix is the student's and runs on any grid (it learns on the grid it is given)
+        and upsamples for a teacher's suffix (trained on its own grid, and frozen) and for Mixer
+        and Swin.
         """
         views = {"teacher": teacher, "student": student}
         prefix_role = fusion_roles(teacher.family, student.family)
@@ -187,7 +189,7 @@ class AssistantModel(AssistantPreTrainedModel):
         if bridge_type == "auto":
             bridge_type = "linear" if prefix.family == suffix.family else "attention"
         if bridge_upsample == "auto":
-            bridge_upsample = not suffix.runs_on_any_grid
+            bridge_upsample = not (suffix_role == "student" and suffix.runs_on_any_grid)
         config = AssistantConfig(
             prefix_role=prefix_role,
             prefix_image_size=list(prefix.image_size),

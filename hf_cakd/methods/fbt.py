@@ -31,7 +31,8 @@ Options beyond the paper, all off by default (the defaults are the recipe above)
 * ``bridge_upsample``: a CNN stage-3 map smaller than the suffix's grid (2x2 against a 32 px ViT's
   8x8) is bridged at its own grid (``false``), so F's last stage runs on 4 tokens, not 64 invented
   ones; only suffixes that run on any grid take it (``StagedBackbone.runs_on_any_grid``: ViT, DeiT).
-  ``true`` (default) upsamples it to the suffix's grid; ``auto`` is ``false`` where the suffix allows.
+  ``true`` upsamples it to the suffix's grid; ``auto`` (default) is ``false`` where the suffix is a
+  student's that runs on any grid (a frozen teacher's last stage keeps the grid it was trained on).
 * ``fbt_transfer_paths``: which of the three paths transfer (comma list of ``teacher_student``,
   ``teacher_assistant``, ``assistant_student``; all by default). Dropping one is the paper's
   ablation; the cross-entropy terms of S and F stay.
@@ -105,11 +106,12 @@ class FBTConfig(MethodConfig):
         default="auto", metadata={"help": "'auto', 'attention' or 'linear' bridge in the assistant."}
     )
     bridge_upsample: str = field(
-        default="true",
+        default="auto",
         metadata={
-            "help": "A CNN stage-3 map smaller than the suffix's grid: 'true' (default) upsamples it to the suffix's "
-            "grid, 'false' keeps it (FBT's bridge never upsamples; needs a suffix that runs on any grid: ViT, DeiT), "
-            "'auto' keeps it where the suffix allows and upsamples for Mixer and Swin."
+            "help": "A CNN stage-3 map smaller than the suffix's grid: 'auto' (default) keeps it where the suffix is "
+            "a student that runs on any grid (ViT, DeiT: 1.04x kd's FLOPs instead of 1.35x, see "
+            "benchmarks/accuracy/experiments.md) and upsamples it for a teacher's suffix and for Mixer and Swin; "
+            "'true' always upsamples it to the suffix's grid; 'false' never does (FBT's bridge only downsamples)."
         },
     )
     fbt_deep_supervision: str = field(
