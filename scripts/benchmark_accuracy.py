@@ -647,10 +647,10 @@ def collect_results(profile_name: str, profile: Profile, options: argparse.Names
 
 def _taught_by(rows: dict[str, list[dict]], teacher: dict) -> list[float]:
     """The lowest and highest top-1 of the teachers the pair's runs learned from, as they recorded it (a teacher
-    retrained for some runs, on another machine, is not the others'); the teacher's own results.json for runs
-    that did not record it."""
-    values = [run.get("teacher_top1", teacher["top1"]) for method_runs in rows.values() for run in method_runs]
-    return [min(values), max(values)]
+    retrained for some runs, on another machine, is not the others'); the teacher's own results.json when no run
+    recorded one."""
+    values = [run["teacher_top1"] for method_runs in rows.values() for run in method_runs if "teacher_top1" in run]
+    return [min(values), max(values)] if values else [teacher["top1"]] * 2
 
 
 def _machines(record: dict | None) -> list[dict]:

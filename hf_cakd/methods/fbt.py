@@ -73,8 +73,8 @@ class FBTConfig(MethodConfig):
         default="ofa",
         metadata={
             "help": "How an isotropic model's blocks (ViT, Mixer) form its four stages: 'ofa' (default for fbt: OFA-KD's "
-            "boundaries, 12 -> 2/2/6/2, so F re-runs a small last stage: 1.35x kd's FLOPs on the speed pair instead "
-            "of 1.66x, and +3.4 points for a CNN student on the validation screen, see "
+            "boundaries, 12 -> 2/2/6/2, so F re-runs a small last stage: with an upsampling bridge 1.35x kd's FLOPs on "
+            "the speed pair instead of 1.66x, and +3.4 points for a CNN student on the validation screen, see "
             "benchmarks/accuracy/experiments.md) or 'even' (12 -> 3/3/3/3)."
         },
     )
