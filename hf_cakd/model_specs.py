@@ -261,6 +261,7 @@ def load_classifier(
     ``{dataset label: checkpoint label}`` for names that differ) keeps the matching classifier
     rows, or ``replace_head`` puts a new head on.
     """
+    model_args_flag = f"--{role}_model_args" if role else "model_args"
     with _explained_load_failures(spec, role, from_pretrained_kwargs):
         if isinstance(spec, PretrainedConfig):
             return _from_config(spec, id2label)
@@ -273,14 +274,12 @@ def load_classifier(
             except TypeError as err:  # timm passes model_args on to the model class unchecked
                 if not model_args:
                     raise
-                flag = f"--{role}_model_args" if role else "model_args"
                 raise UsageError(
-                    f"{flag} {json.dumps(model_args)} cannot build {spec}: {err}. Pass only arguments its model "
+                    f"{model_args_flag} {json.dumps(model_args)} cannot build {spec}: {err}. Pass only arguments its model "
                     f"class takes and its name does not already set (timm.create_model({architecture!r}) shows them)."
                 ) from err
         if model_args:
-            flag = f"--{role}_model_args" if role else "model_args"
-            raise UsageError(f"{flag} only apply to 'timm:<architecture>' specs, not {spec!r}.")
+            raise UsageError(f"{model_args_flag} only apply to 'timm:<architecture>' specs, not {spec!r}.")
         if _is_config_only(spec):
             logger.info("%s holds a config but no weights: building the model from scratch.", spec)
             return _from_config(AutoConfig.from_pretrained(spec), id2label)  # _name_or_path: spec

@@ -382,17 +382,16 @@ def _default_timm_resolution(role: str, model_args, training_args, data) -> bool
     spec, size_flag = getattr(model_args, role), f"{role}_image_size"
     if not (spec and spec.startswith(TIMM_PREFIX)):
         return False
-    from_data = not getattr(training_args, size_flag)
-    side = _image_side(data) if from_data else getattr(training_args, size_flag)
+    requested = getattr(training_args, size_flag)
+    side = requested or _image_side(data)
     setattr(training_args, size_flag, side)
     timm_args = getattr(model_args, f"{role}_model_args") or {}
     if get_pretrained_cfg(spec[len(TIMM_PREFIX) :]).fixed_input_size and "img_size" not in timm_args:
         setattr(model_args, f"{role}_model_args", {**timm_args, "img_size": side})
-    if from_data:
-        logger.info(
-            "%s %s is built from scratch: it runs at the data's %d px (--%s to change).", role.capitalize(), spec, side, size_flag
-        )
-    return from_data
+    if requested:
+        return False
+    logger.info("%s %s is built from scratch: it runs at the data's %d px (--%s to change).", role.capitalize(), spec, side, size_flag)
+    return True
 
 
 def _image_side(data) -> int:

@@ -655,7 +655,8 @@ def _taught_by(rows: dict[str, list[dict]], teacher: dict) -> list[float]:
 
 def _machines(record: dict | None) -> list[dict]:
     """The machines the collected runs trained on: those ``record`` names (runs kept from it), then this one."""
-    machines = list(record.get("machines", [record["machine"]] if "machine" in record else [])) if record else []
+    # A record written before runs listed their machines names one, as "machine".
+    machines = [] if record is None else list(record.get("machines") or [record["machine"]])
     here = machine_info()
     if all((machine["cpu"], machine["gpu"]) != (here["cpu"], here["gpu"]) for machine in machines):
         machines.append(here)
@@ -841,7 +842,8 @@ def _teacher_cell(top1_range: list[float]) -> str:
 
 def _hardware(machine: dict) -> str:
     """``cpu (AMD EPYC, 2 cores)`` or ``cuda (NVIDIA H100)``."""
-    return f"{machine['device']} ({machine['gpu'] or str(machine['cpu']) + ', ' + str(machine['cpu_count']) + ' cores'})"
+    detail = machine["gpu"] or f"{machine['cpu']}, {machine['cpu_count']} cores"
+    return f"{machine['device']} ({detail})"
 
 
 def markdown_table(results: dict, chart: str | None = None) -> str:
