@@ -57,6 +57,17 @@ renormalises the student's batch for the teacher inside the step; ours gets the 
 the pipeline (``teacher_pixel_values``). ``ofa`` and ``fbt`` have no timm counterpart and are shown
 for scale.
 
+**The headline pair** (``--pair headline``): the design card's call, a ViT-B/16 teacher
+(``google/vit-base-patch16-224``'s architecture) -> the CLI's default student for it, a ResNet-18, both at
+224 px, built from their transformers configs (written into ``<output_dir>/models/``, random weights: cost
+does not depend on them). ``--variants`` adds rows of a method at other options, e.g. fbt with
+``bridge_downsample 2``. FLOPs and memory do not depend on the machine; on a CPU the step is timed at a
+small batch:
+
+    python -m benchmarks.speed --pair headline --batch_size 2 --steps 3 --warmup 1 --no_peer --num_workers "" \
+        --variants '{"fbt, bridge_downsample 2": ["fbt", {"bridge_downsample": 2}]}' \
+        --output_dir benchmarks/speed/headline --readme_region benchmark-speed-headline
+
 Timings depend on the machine and on what else runs on it: measure on an idle one.
 """
 
@@ -69,6 +80,8 @@ import sys
 from pathlib import Path
 
 import torch
+from transformers import ResNetConfig, ViTConfig, ViTImageProcessor
+from transformers.image_utils import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 
 from benchmarks.common import (
     REPO,
@@ -97,6 +110,27 @@ TIMM_TEACHER = "timm:resnet18"
 TIMM_TEACHER_ARGS = {"layers": [1, 1, 1, 1], "channels": [32, 64, 128, 256], "stem_width": 32}
 TIMM_STUDENT = "timm:vit_tiny_patch16_224"
 TIMM_STUDENT_ARGS = {"img_size": 32, "patch_size": 4, "embed_dim": 96, "depth": 6, "num_heads": 3, "mlp_ratio": 2.0}
+
+
+# The design card's pair at 224 px: ViT-B/16 (transformers' ViTConfig defaults) -> ResNet-18, as configs.
+HEADLINE_SIZE = 224
+HEADLINE_MODELS = {
+    "vit-base-patch16-224": (ViTConfig(), (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)),
+    "resnet-18": (
+        ResNetConfig(embedding_size=64, hidden_sizes=[64, 128, 256, 512], depths=[2, 2, 2, 2], layer_type="basic"),
+        IMAGENET_DEFAULT_MEAN,
+        IMAGENET_DEFAULT_STD,
+    ),
+}
+
+
+def write_headline_models(root: Path) -> tuple[str, str]:
+    """Config-only directories of the headline pair (``load_classifier`` builds them from scratch)."""
+    for name, (config, mean, std) in HEADLINE_MODELS.items():
+        config.save_pretrained(root / name)
+        size = {"height": HEADLINE_SIZE, "width": HEADLINE_SIZE}
+        ViTImageProcessor(size=size, image_mean=list(mean), image_std=list(std)).save_pretrained(root / name)
+    return str(root / "vit-base-patch16-224"), str(root / "resnet-18")
 
 
 # ---- the run ----
@@ -145,7 +179,9 @@ def run(options: argparse.Namespace) -> dict:
         pipeline_batches=options.pipeline_batches,
     )
     results = {"machine": machine_info(options.device), "settings": settings.to_dict()}
-    methods = [_measure("methods", StepRow(method, pair, method=method), settings) for method in options.methods]
+    rows = [StepRow(method, pair, method=method) for method in options.methods]
+    rows += [StepRow(name, pair, method=method, method_config=config) for name, (method, config) in options.variants.items()]
+    methods = [_measure("methods", row, settings) for row in rows]
     _add_ratios(methods, "kd")
     results["methods"] = methods
 
@@ -255,8 +291,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter
     )
+    parser.add_argument(
+        "--pair",
+        choices=("demo", "headline"),
+        default="demo",
+        help="demo: --teacher/--student (default: the demo's ResNet teacher -> ViT student at 32 px); headline: "
+        "ViT-B/16 -> ResNet-18 at 224 px from configs, written into <output_dir>/models/.",
+    )
     parser.add_argument("--teacher", default=str(REPO / "demo_data/models/resnet-teacher-config"))
     parser.add_argument("--student", default=str(REPO / "demo_data/models/vit-student-config"))
+    parser.add_argument(
+        "--variants",
+        type=_json,
+        default={},
+        help='More rows: JSON {"row name": ["method", {options}]}, e.g. a method at non-default options.',
+    )
     parser.add_argument("--teacher_model_args", type=_json, help="JSON timm.create_model kwargs for a timm: teacher.")
     parser.add_argument("--student_model_args", type=_json, help="JSON timm.create_model kwargs for a timm: student.")
     parser.add_argument("--timm_teacher", default=TIMM_TEACHER, help="Teacher of the timm.task comparison.")
@@ -287,6 +336,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--no_readme", action="store_true", help="Write results.json and table.md only.")
     parser.add_argument("--report_only", action="store_true", help="Regenerate the tables from results.json.")
     options = parser.parse_args(argv)
+    options.variants = options.variants or {}
+    if options.pair == "headline" and not options.report_only:
+        options.teacher, options.student = write_headline_models(options.output_dir / "models")
+        options.image_size = HEADLINE_SIZE
     unknown = set(options.methods) - set(benchmark_methods())
     if unknown:
         parser.error(f"unknown methods {sorted(unknown)}; choose from {', '.join(benchmark_methods())}")
