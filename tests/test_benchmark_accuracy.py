@@ -3,20 +3,33 @@ folders and from the committed record, the validation split, the validation-scre
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import shutil
 from pathlib import Path
 
 from datasets import ClassLabel, Dataset, Features, Image, Value
+import pytest
 from PIL import Image as PILImage
+from transformers import ViTForImageClassification
 
 from benchmarks.accuracy import profiles
 from benchmarks.accuracy.report import markdown_table, tuning_table
 from benchmarks.accuracy.results import collect_results
 from benchmarks.accuracy.run import parse_args
-from benchmarks.accuracy.runs import ablation_dir, pending_runs, run_dir, teacher_dir, tuning_dir, validation_data
+from benchmarks.accuracy.runs import (
+    BENCHMARK_PARTS,
+    ablation_dir,
+    pending_runs,
+    planned_runs,
+    run_dir,
+    teacher_dir,
+    tuning_dir,
+    validation_data,
+)
 from benchmarks.common import benchmark_methods
+from hf_cakd import load_classifier, staged_view
 from hf_cakd.data import load_image_dataset
 
 
@@ -124,6 +137,7 @@ def test_screen_table_marks_the_best_setting_per_pair():
         return {"seed": 0, "top1": top1}
 
     results = {
+        "profile": "quick",
         "schedule": {"seeds": [0, 1, 2]},
         "tuning": {
             "p1": {
@@ -157,3 +171,23 @@ def test_parts_of_the_benchmark_are_selected_by_flag(tmp_path):
         profile, options(tmp_path, "--parts", "tuning", "--pairs", "cnn_to_mlp", "--settings", "published recipe")
     )
     assert [run.label for run in published] == ["cnn_to_mlp ofa published recipe seed 0 (validation)"]
+
+
+def test_the_headline_profile_pairs_a_committed_vit_teacher_with_cnn_students_whose_stage3_is_its_grid(tmp_path):
+    profile = profiles.PROFILES["headline"]
+    assert profile.teacher_roles() == ["vit_teacher"] and profile.committed_teachers == {"vit_teacher": "vit-p16-64"}
+    labels = {i: str(i) for i in range(10)}
+    teacher_recipe = profile.models["vit_teacher"]
+    teacher = staged_view(ViTForImageClassification(teacher_recipe.config), teacher_recipe.image_size)
+    for _, student_role in profile.pairs.values():
+        recipe = profile.models[student_role]
+        student = staged_view(load_classifier(str(recipe.save(tmp_path / student_role)), labels), recipe.image_size)
+        assert student.family == "cnn" and student.stage_infos[2].grid == teacher.stage_infos[3].grid == (4, 4)
+    planned = planned_runs(profile, tmp_path, list(profile.pairs), profile.seeds, benchmark_methods(), BENCHMARK_PARTS)
+    assert {run.part for run in planned} == {"tuning", "table"}  # no ablation yet
+    assert len([run for run in planned if run.part == "table"]) == 2 * len(benchmark_methods()) * 3
+    screened = {(run.method, run.variant) for run in planned if run.part == "tuning"}
+    assert ("fbt", "bridge downsamples 2x") in screened and ("ofa", "default") in screened
+    unbuilt = dataclasses.replace(profile, committed_teachers={"vit_teacher": "not-built"})
+    with pytest.raises(SystemExit, match="committed teacher not-built, not built yet: python -m benchmarks.accuracy.teachers not-built"):
+        profiles.committed_teacher(unbuilt, "vit_teacher")

@@ -14,7 +14,7 @@ from hf_cakd import load_classifier
 from hf_cakd.data import load_image_dataset
 from hf_cakd.methods import method_class
 
-from .profiles import PAIRS, TEACHER_METHOD, Profile, schedule, write_model_dirs
+from .profiles import TEACHER_METHOD, Profile, schedule, write_model_dirs
 from .runs import BENCHMARK_PARTS, planned_runs
 
 
@@ -79,15 +79,15 @@ def estimate_profile(profile: Profile, options: argparse.Namespace) -> dict:
 
     teachers = [
         project(f"teacher {role}", role, role, TEACHER_METHOD, profile.teacher_train_samples, profile.teacher_epochs)
-        for role in sorted({teacher for teacher, _ in PAIRS.values()})
+        for role in profile.teacher_roles()
     ]
     methods = benchmark_methods()
     students = {
         (pair, method): project(f"{pair} {method}", teacher, student, method, profile.train_samples, profile.epochs)
-        for pair, (teacher, student) in PAIRS.items()
+        for pair, (teacher, student) in profile.pairs.items()
         for method in methods
     }
-    planned = planned_runs(profile, options.output_dir, list(PAIRS), profile.seeds, methods, BENCHMARK_PARTS)
+    planned = planned_runs(profile, options.output_dir, list(profile.pairs), profile.seeds, methods, BENCHMARK_PARTS)
     return {
         "schedule": schedule(profile),
         "models": {role: model | {"spec": shown_path(model["spec"])} for role, model in models.items()},

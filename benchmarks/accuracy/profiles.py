@@ -21,6 +21,7 @@ from transformers.image_utils import (
     IMAGENET_STANDARD_STD,
 )
 
+from benchmarks.accuracy.teachers.build import TEACHERS, is_built, teacher_dir
 from benchmarks.common import Schedule
 from hf_cakd import load_classifier, staged_view
 
@@ -105,11 +106,17 @@ def _mixer(image_size: int, mlp_ratio: tuple[float, float], name: str) -> ModelR
     return ModelRecipe(name, config, image_size, *TOKEN_NORM)
 
 
-def _mobilenet_v2(width: float, name: str) -> ModelRecipe:
+def _mobilenet_v2(width: float, name: str, image_size: int = 32) -> ModelRecipe:
     # transformers' default classifier dropout (0.8) cost the student alone 2.1 points on the validation
     # screen (benchmarks/accuracy/experiments.md); 0.2 is MobileNetV2's own recipe.
-    config = MobileNetV2Config(depth_multiplier=width, image_size=32, classifier_dropout_prob=0.2)
-    return ModelRecipe(name, config, 32)
+    config = MobileNetV2Config(depth_multiplier=width, image_size=image_size, classifier_dropout_prob=0.2)
+    return ModelRecipe(name, config, image_size)
+
+
+def _committed(name: str) -> ModelRecipe:
+    """A committed teacher (benchmarks/accuracy/teachers/) described as a recipe."""
+    teacher = TEACHERS[name]
+    return ModelRecipe(teacher.description, teacher.config, teacher.image_size, teacher.mean, teacher.std)
 
 
 QUICK_MODELS = {
@@ -130,9 +137,34 @@ FULL_MODELS = {
 }
 
 
+# The CNN-student direction as the headline call has it (an attention teacher, a CNN student whose stage-3 grid
+# is the teacher's token grid: ViT-B/16 and ResNet-18 at 224 px are both 14x14), scaled to a CPU: the committed
+# ViT teacher's 4x4 tokens at 64 px, and CNN students at 64 px, whose stage 3 is 4x4 (docs/method.md).
+HEADLINE_PAIRS = {"vit_to_resnet": ("vit_teacher", "resnet_student"), "vit_to_mobilenet": ("vit_teacher", "mobilenet_student")}
+HEADLINE_MODELS = {
+    "vit_teacher": _committed("vit-p16-64"),
+    "resnet_student": ModelRecipe(
+        "ResNet-18 layout (2-2-2-2 basic blocks), widths 16-128",
+        ResNetConfig(embedding_size=16, hidden_sizes=[16, 32, 64, 128], depths=[2, 2, 2, 2], layer_type="basic"),
+        64,
+    ),
+    "mobilenet_student": _mobilenet_v2(0.5, "MobileNetV2 x0.5", image_size=64),
+}
+HEADLINE_TUNING = {  # fbt's candidates for CNN students, beside the student alone and ofa on the same rows
+    "none": {"default": {}},
+    "ofa": {"default": {}},
+    "fbt": {
+        "default": {},
+        "bridge downsamples 2x": {"bridge_downsample": 2},
+        "bridge aligned to T's stage 3": {"bridge_alignment_weight": 1.0},
+        "OFA's branches on stages 1-3": {"fbt_deep_supervision": "1,2,3", "fbt_deep_supervision_weight": 1.0},
+    },
+}
+
+
 @dataclass(frozen=True)
 class Profile:
-    """One schedule for all runs of a benchmark."""
+    """One schedule for all runs of a benchmark, its pairs and the settings it screens and ablates."""
 
     models: dict[str, ModelRecipe]
     train_samples: int | None  # students train on the first N rows of the train split; None: all
@@ -146,6 +178,14 @@ class Profile:
     max_steps: int = -1  # > 0: stop every run after this many steps (smoke)
     dataloader_workers: int = 0
     bf16: bool = False  # on CUDA only
+    pairs: dict[str, tuple[str, str]] = field(default_factory=lambda: PAIRS)
+    tuning: dict[str, dict[str, dict]] = field(default_factory=lambda: TUNING)
+    tuning_pairs: dict[str, tuple[str, ...]] = field(default_factory=lambda: TUNING_PAIRS)
+    ablations: dict[str, dict] = field(default_factory=lambda: ABLATIONS)
+    committed_teachers: dict[str, str] = field(default_factory=dict)  # role -> benchmarks/accuracy/teachers/<name>
+
+    def teacher_roles(self) -> list[str]:
+        return sorted({teacher for teacher, _ in self.pairs.values()})
 
 
 PROFILES = {
@@ -164,6 +204,21 @@ PROFILES = {
         bf16=True,
     ),
 }
+PROFILES["headline"] = Profile(
+    HEADLINE_MODELS,
+    45_000,  # every training row but the validation split's
+    None,  # the teacher is committed, not trained here
+    None,
+    epochs=5,
+    teacher_epochs=0,
+    seeds=(0, 1, 2),
+    batch_size=128,
+    pairs=HEADLINE_PAIRS,
+    tuning=HEADLINE_TUNING,
+    tuning_pairs={},
+    ablations={},
+    committed_teachers={"vit_teacher": "vit-p16-64"},
+)
 ESTIMATED_PROFILE = "quick"  # what the smoke profile times
 
 
@@ -171,7 +226,7 @@ def write_model_dirs(profile: Profile, root: Path) -> dict[str, dict]:
     """Save each role's config-only directory; describe it (parameters, family, input size)."""
     described = {}
     for role, recipe in profile.models.items():
-        directory = recipe.save(root / role)
+        directory = committed_teacher(profile, role) or recipe.save(root / role)
         model = load_classifier(str(directory), {i: str(i) for i in range(10)})
         described[role] = {
             "name": recipe.name,
@@ -181,6 +236,17 @@ def write_model_dirs(profile: Profile, root: Path) -> dict[str, dict]:
             "image_size": recipe.image_size,
         }
     return described
+
+
+def committed_teacher(profile: Profile, role: str) -> Path | None:
+    """The committed folder of a role's teacher, or None when the benchmark trains it."""
+    name = profile.committed_teachers.get(role)
+    if name is None:
+        return None
+    directory = teacher_dir(name)
+    if not is_built(directory):
+        raise SystemExit(f"The {role} is the committed teacher {name}, not built yet: python -m benchmarks.accuracy.teachers {name}")
+    return directory
 
 
 def schedule(profile: Profile) -> dict:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from benchmarks.common import REPO, benchmark_methods, pyplot, write_table
 
-from .profiles import ABLATED_METHOD, ABLATIONS, TUNING, VALIDATION_FRACTION
+from .profiles import ABLATED_METHOD, PROFILES, VALIDATION_FRACTION
 
 
 README_REGION = "benchmark-accuracy"
@@ -141,18 +141,19 @@ def markdown_table(results: dict, chart: str | None = None) -> str:
 def ablation_table(results: dict) -> list[str]:
     """fbt with one part off against full fbt, both at the profile's first seed."""
     first_seed = results["schedule"]["seeds"][0]
+    ablations = PROFILES[results["profile"]].ablations
     lines = [
         f"Ablation of `{ABLATED_METHOD}` (seed {first_seed} only; differences under about one point are within "
         "a seed's noise): student top-1 (%), change against full fbt at the same seed, F's top-1.",
         "",
-        "| pair | full fbt | " + " | ".join(ABLATIONS) + " |",
-        "| --- | ---: |" + " ---: |" * len(ABLATIONS),
+        "| pair | full fbt | " + " | ".join(ablations) + " |",
+        "| --- | ---: |" + " ---: |" * len(ablations),
     ]
     for pair, variants in results["ablation"].items():
         full_runs = results["pairs"].get(pair, {}).get("methods", {}).get(ABLATED_METHOD, {}).get("runs", [])
         full = next((run for run in full_runs if run["seed"] == first_seed), None)
         cells = []
-        for variant in ABLATIONS:
+        for variant in ablations:
             run = variants.get(variant)
             if run is None:
                 cells.append("-")
@@ -178,7 +179,7 @@ def tuning_table(results: dict) -> list[str]:
         "| method | setting | " + " | ".join(pairs) + " | mean |",
         "| --- | --- |" + " ---: |" * (len(pairs) + 1),
     ]
-    for method, settings in TUNING.items():
+    for method, settings in PROFILES[results["profile"]].tuning.items():
         best = {
             pair: max((run["top1"] for run in results["tuning"][pair].get(method, {}).values()), default=None)
             for pair in pairs

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from benchmarks.common import benchmark_methods, machine_info, shown_path
 
-from .profiles import PAIRS, Profile, schedule
+from .profiles import Profile, committed_teacher, schedule
 from .runs import (
     BENCHMARK_PARTS,
     finished_results,
@@ -26,15 +26,16 @@ def collect_results(profile_name: str, profile: Profile, options: argparse.Names
     output_dir: Path = options.output_dir
     record = previous_results(output_dir, profile)
     teachers, pairs, ablation, tuning, missing = {}, {}, {}, {}, []
-    for role in sorted({teacher for teacher, _ in PAIRS.values()}):
-        results = finished_results(teacher_dir(output_dir, role))
+    for role in profile.teacher_roles():
+        directory = committed_teacher(profile, role) or teacher_dir(output_dir, role)
+        results = finished_results(directory)
         if results is not None:
-            teachers[role] = _run_summary(results, dir=shown_path(teacher_dir(output_dir, role)))
+            teachers[role] = _run_summary(results, dir=shown_path(directory))
         elif (kept := recorded(record, ("teachers", role))) is not None:
             teachers[role] = kept
         else:
             missing.append(f"teacher {role}")
-    runs = planned_runs(profile, output_dir, list(PAIRS), profile.seeds, benchmark_methods(), BENCHMARK_PARTS)
+    runs = planned_runs(profile, output_dir, list(profile.pairs), profile.seeds, benchmark_methods(), BENCHMARK_PARTS)
     for run in runs:
         results = finished_results(run.directory)
         if results is not None:
@@ -61,13 +62,13 @@ def collect_results(profile_name: str, profile: Profile, options: argparse.Names
         "teachers": teachers,
         "pairs": {
             pair: {
-                "teacher": PAIRS[pair][0],
-                "student": PAIRS[pair][1],
-                "teacher_top1_range": _taught_by(rows, teachers[PAIRS[pair][0]]),
+                "teacher": profile.pairs[pair][0],
+                "student": profile.pairs[pair][1],
+                "teacher_top1_range": _taught_by(rows, teachers[profile.pairs[pair][0]]),
                 "methods": {method: _method_row(method_runs) for method, method_runs in rows.items()},
             }
             for pair, rows in pairs.items()
-            if PAIRS[pair][0] in teachers
+            if profile.pairs[pair][0] in teachers
         },
         "ablation": ablation,
         "tuning": tuning,

@@ -4,6 +4,7 @@
     .venv/bin/python -m benchmarks.accuracy --profile full --data /data/cifar10   # GPU, 3 seeds
     .venv/bin/python -m benchmarks.accuracy --profile smoke --output_dir /tmp/bench-smoke
     .venv/bin/python -m benchmarks.accuracy --profile quick --report_only   # chart/table/README again
+    .venv/bin/python -m benchmarks.accuracy --profile headline --readme ''   # the CNN-student pairs
 
 What is run
 -----------
@@ -87,6 +88,13 @@ Profiles and the quick profile's budget
   its students trained alone by 19 to 27 points), batch 128, 3 seeds, evaluation on all 10,000
   test images. Settings were chosen on a validation split of the training images (the
   validation screen above, and FBT's options: benchmarks/accuracy/experiments.md), never on this test split.
+- ``headline`` (2-core CPU): the CNN-student direction shaped like the headline call (an attention
+  teacher whose token grid is the CNN student's stage-3 grid, as ViT-B/16's and ResNet-18's are at
+  224 px): the committed teacher ``benchmarks/accuracy/teachers/vit-p16-64`` (a ViT with 4x4 tokens at
+  64 px, trained alone once by ``python -m benchmarks.accuracy.teachers vit-p16-64``, never retrained
+  here) -> a ResNet-18-layout student (widths 16-128) and MobileNetV2 x0.5, both at 64 px (stage 3:
+  4x4); students on all 45,000 training rows before the validation split; its screen
+  (``HEADLINE_TUNING``) holds fbt's candidates for CNN students beside the student alone and ofa.
 - ``full`` (one GPU): the larger models, all 50,000 training images, teachers 100 epochs,
   students 50 epochs, batch 256, 3 seeds, 8 data-loading workers, bf16 on CUDA.
 
@@ -127,7 +135,7 @@ from pathlib import Path
 from benchmarks.common import REPO, benchmark_methods, read_results, setup_logging, write_results
 
 from .estimate import estimate_profile, estimate_table
-from .profiles import ABLATIONS, ESTIMATED_PROFILE, PAIRS, PROFILES, TUNING, write_model_dirs
+from .profiles import ESTIMATED_PROFILE, PROFILES, write_model_dirs
 from .report import write_report
 from .results import collect_results
 from .runs import BENCHMARK_PARTS, run_benchmark
@@ -154,18 +162,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         f"{HUB_CIFAR10}).",
     )
     parser.add_argument("--output_dir", type=Path, help="Default: benchmarks/accuracy/<profile>.")
-    parser.add_argument("--pairs", nargs="+", choices=sorted(PAIRS), help="Train only these pairs (default: all).")
+    pairs = {pair for profile in PROFILES.values() for pair in profile.pairs}
+    ablations = {variant for profile in PROFILES.values() for variant in profile.ablations}
+    settings = {setting for profile in PROFILES.values() for each in profile.tuning.values() for setting in each}
+    parser.add_argument("--pairs", nargs="+", choices=sorted(pairs), help="Train only these pairs (default: all).")
     parser.add_argument("--seeds", nargs="+", type=int, help="Train only these seeds (default: the profile's).")
     parser.add_argument(
         "--methods", nargs="+", choices=benchmark_methods(), help="Train only these methods (default: all)."
     )
     parser.add_argument(
-        "--ablations", nargs="+", choices=list(ABLATIONS), help="Train only these ablation variants (default: all)."
+        "--ablations", nargs="+", choices=sorted(ablations), help="Train only these ablation variants (default: all)."
     )
     parser.add_argument(
         "--settings",
         nargs="+",
-        choices=sorted({setting for settings in TUNING.values() for setting in settings}),
+        choices=sorted(settings),
         help="Train only these settings of the validation screen (default: all).",
     )
     parser.add_argument(
@@ -185,6 +196,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--readme", type=Path, help="Where the table goes (default: README.md, not for smoke).")
     parser.add_argument("--no_readme", action="store_true", help="Leave README.md alone.")
     options = parser.parse_args(argv)
+    unknown = set(options.pairs or ()) - set(PROFILES[options.profile].pairs)
+    if unknown:
+        parser.error(f"--pairs {' '.join(sorted(unknown))}: not pairs of --profile {options.profile}")
     options.output_dir = options.output_dir or REPO / "benchmarks" / "accuracy" / options.profile
     if options.readme is None and not options.no_readme and options.profile != "smoke":
         options.readme = REPO / "README.md"

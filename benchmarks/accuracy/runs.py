@@ -18,17 +18,7 @@ from hf_cakd.data import load_image_dataset
 from hf_cakd.methods import method_class
 from hf_cakd.pipeline import DataArguments, ModelArguments, distill
 
-from .profiles import (
-    ABLATED_METHOD,
-    ABLATIONS,
-    PAIRS,
-    TEACHER_METHOD,
-    TUNING,
-    TUNING_PAIRS,
-    VALIDATION_FRACTION,
-    Profile,
-    schedule,
-)
+from .profiles import ABLATED_METHOD, TEACHER_METHOD, VALIDATION_FRACTION, Profile, committed_teacher, schedule
 
 
 BENCHMARK_PARTS = ("tuning", "table", "ablation")
@@ -124,8 +114,8 @@ def planned_runs(profile: Profile, output_dir: Path, pairs, seeds, methods, part
             method_config or None,
         )
         for pair in (pairs if "tuning" in parts else ())
-        for method, settings in TUNING.items()
-        if method in methods and pair in TUNING_PAIRS.get(method, PAIRS)
+        for method, settings in profile.tuning.items()
+        if method in methods and pair in profile.tuning_pairs.get(method, profile.pairs)
         for setting, method_config in settings.items()
     ]
     runs += [
@@ -143,10 +133,10 @@ def planned_runs(profile: Profile, output_dir: Path, pairs, seeds, methods, part
             ablation_dir(output_dir, pair, variant),
             f"{pair} {ABLATED_METHOD} {variant} seed {first_seed}",
             variant,
-            ABLATIONS[variant],
+            profile.ablations[variant],
         )
         for pair in (pairs if "ablation" in parts else ())
-        for variant in ABLATIONS
+        for variant in profile.ablations
     ]
     return runs
 
@@ -182,7 +172,7 @@ def pending_runs(profile: Profile, options: argparse.Namespace) -> list[PlannedR
     selected = planned_runs(
         profile,
         options.output_dir,
-        options.pairs or list(PAIRS),
+        options.pairs or list(profile.pairs),
         options.seeds if options.seeds is not None else list(profile.seeds),
         options.methods or benchmark_methods(),
         options.parts,
@@ -245,7 +235,8 @@ def run_benchmark(profile: Profile, options: argparse.Namespace, models: dict[st
             overwrite_output_dir=True,
         )
 
-    for role in sorted({PAIRS[run.pair][0] for run in pending if method_class(run.method).requires_teacher}):
+    needed = {profile.pairs[run.pair][0] for run in pending if method_class(run.method).requires_teacher}
+    for role in sorted(needed - set(profile.committed_teachers)):
         run_once(
             teacher_dir(output_dir, role),
             f"teacher {role}",
@@ -257,14 +248,15 @@ def run_benchmark(profile: Profile, options: argparse.Namespace, models: dict[st
             num_train_epochs=profile.teacher_epochs,
         )
     for run in pending:
-        teacher_role, student_role = PAIRS[run.pair]
+        teacher_role, student_role = profile.pairs[run.pair]
+        teacher = committed_teacher(profile, teacher_role) or teacher_dir(output_dir, teacher_role)
         source = str(validation_data(options.data, output_dir)) if run.validation else options.data
         run_once(
             run.directory,
             run.label,
             profile,
             data(source, profile.train_samples, run.validation),
-            ModelArguments(student=models[student_role]["spec"], teacher=str(teacher_dir(output_dir, teacher_role))),
+            ModelArguments(student=models[student_role]["spec"], teacher=str(teacher)),
             method=run.method,
             method_config=run.method_config,
             seed=run.seed,
