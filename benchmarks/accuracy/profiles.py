@@ -209,7 +209,7 @@ PROFILES["headline"] = Profile(
     45_000,  # every training row but the validation split's
     None,  # the teacher is committed, not trained here
     None,
-    epochs=5,
+    epochs=3,
     teacher_epochs=0,
     seeds=(0, 1, 2),
     batch_size=128,
