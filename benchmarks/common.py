@@ -7,7 +7,7 @@ benchmark imports another. Methods and their options come from the registry (``h
 - settings: :class:`Schedule` (the optimisation of a benchmark run), :class:`ModelPair`,
   :class:`StepSettings` and :class:`StepRow` (one timed training step);
 - methods: :func:`benchmark_methods` (registry order for tables), :func:`options_for`;
-- runs: :func:`training_arguments`, :func:`setup_logging`;
+- runs: :func:`training_arguments` (logging as ``hf-cakd distill`` sets it up: ``hf_cakd.cli.setup_logging``);
 - measurements: :func:`measure_step` (in this process), :func:`measure_step_in_fresh_process`,
   :func:`measure_pipeline`, :func:`machine_info`;
 - outputs: :func:`shown_path`, :func:`write_results`, :func:`read_results`, :func:`write_table`,
@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import concurrent.futures
 import json
-import logging
 import multiprocessing
 import os
 import platform
@@ -156,14 +155,6 @@ def training_arguments(
     return DistillationTrainingArguments(
         output_dir=str(output_dir), method=method, method_config=method_config, **(settings | kwargs)
     )
-
-
-def setup_logging() -> None:
-    """hf_cakd's progress at INFO, transformers' warnings, as ``hf-cakd distill`` shows them."""
-    import transformers
-
-    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
-    transformers.utils.logging.set_verbosity_warning()
 
 
 def default_device() -> str:

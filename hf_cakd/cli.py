@@ -106,11 +106,16 @@ def parse_distill_args(argv: list[str]) -> tuple[ModelArguments, DataArguments, 
     return model_args, data_args, training_args
 
 
+def setup_logging() -> None:
+    """What a command-line run shows: hf_cakd's progress at INFO, transformers' warnings."""
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
+    transformers.utils.logging.set_verbosity_warning()
+
+
 def distill_main(argv: list[str] | None = None, callbacks: list | None = None) -> dict:
     """``hf-cakd distill``: parse ``argv`` and run :func:`hf_cakd.distill`."""
     model_args, data_args, training_args = parse_distill_args(list(sys.argv[1:] if argv is None else argv))
-    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
-    transformers.utils.logging.set_verbosity_warning()
+    setup_logging()
     return distill(model_args, data_args, training_args, callbacks=callbacks)
 
 

@@ -107,7 +107,10 @@ def _saved_student_state(student: PreTrainedModel, checkpoint_dir: str) -> dict[
     saved, info = type(student).from_pretrained(checkpoint_dir, output_loading_info=True)
     problems = {key: sorted(map(str, info[key])) for key in ("missing_keys", "unexpected_keys", "mismatched_keys")}
     if any(problems.values()):
-        raise RuntimeError(f"The student saved in {checkpoint_dir} does not match the model being trained: {problems}")
+        raise InputError(
+            f"The student saved in {checkpoint_dir} does not match the model being trained: {problems}. Resume with "
+            "the same --student, or pass another --output_dir to start a new run."
+        )
     return saved.state_dict()
 
 

@@ -3,9 +3,16 @@ unless asked, and the original message even when the error was raised in a DataL
 
 from __future__ import annotations
 
+import importlib
+import inspect
+import pkgutil
+
 import pytest
+from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+import hf_cakd
+from hf_cakd.backbones import UnsupportedArchitectureError, staged_view
 from hf_cakd.data import DataError, UndecodableImageError
 from hf_cakd.errors import (
     DistillationError,
@@ -69,10 +76,39 @@ def test_numerical_error_is_still_a_floating_point_error():
         raise NumericalError("loss is nan")
 
 
-@pytest.mark.parametrize("error_type", [DataError, UndecodableImageError, LabelMismatchError, LabelMappingError])
+@pytest.mark.parametrize(
+    "error_type", [DataError, UndecodableImageError, LabelMismatchError, LabelMappingError, UnsupportedArchitectureError]
+)
 def test_existing_errors_are_input_errors_and_value_errors(error_type):
     assert issubclass(error_type, InputError) and issubclass(error_type, ValueError)
     assert issubclass(error_type, DistillationError) and error_type.exit_code == 3
+
+
+def test_every_exception_class_of_hf_cakd_is_in_the_error_policy():
+    """A user-fixable problem exits with its code and one line: no exception type of hf_cakd outside errors.py's."""
+    defined = set()
+    for module_info in pkgutil.walk_packages(hf_cakd.__path__, prefix="hf_cakd."):
+        module = importlib.import_module(module_info.name)
+        defined |= {
+            cls
+            for cls in vars(module).values()
+            if inspect.isclass(cls) and issubclass(cls, BaseException) and cls.__module__ == module.__name__
+        }
+    assert UnsupportedArchitectureError in defined and DataError in defined  # the walk reached the subpackages
+    assert sorted(cls.__qualname__ for cls in defined if not issubclass(cls, DistillationError)) == []
+
+
+def test_an_unsupported_architecture_exits_with_3_naming_the_supported_ones(capsys, monkeypatch):
+    monkeypatch.delenv("HF_CAKD_DEBUG", raising=False)
+
+    class Mystery(nn.Module):
+        pass
+
+    with pytest.raises(SystemExit) as stopped:
+        run_cli(lambda argv: staged_view(Mystery()), [])
+    assert stopped.value.code == 3
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith("error: hf_cakd has no staged view for Mystery") and "register_adapter" in line
 
 
 class FailingRows(Dataset):

@@ -132,7 +132,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from benchmarks.common import REPO, benchmark_methods, read_results, setup_logging, write_results
+from benchmarks.common import REPO, benchmark_methods, read_results, write_results
+from hf_cakd.cli import setup_logging
 
 from .estimate import estimate_profile, estimate_table
 from .profiles import ESTIMATED_PROFILE, PROFILES, write_model_dirs

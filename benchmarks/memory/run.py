@@ -35,12 +35,12 @@ from benchmarks.common import (
     benchmark_methods,
     pyplot,
     read_results,
-    setup_logging,
     shown_path,
     training_arguments,
     write_results,
     write_table,
 )
+from hf_cakd.cli import setup_logging
 from hf_cakd.pipeline import DataArguments, ModelArguments, distill
 
 README_REGION = "benchmark-memory"

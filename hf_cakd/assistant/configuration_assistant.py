@@ -4,6 +4,13 @@ from __future__ import annotations
 
 from transformers import PretrainedConfig
 
+ROLES = ("teacher", "student")
+
+
+def other_role(role: str) -> str:
+    """The other model of the pair: the suffix's role for the prefix's, and back."""
+    return "student" if role == "teacher" else "teacher"
+
 
 class AssistantConfig(PretrainedConfig):
     """What the assistant is made of, so it can be rebuilt from the same teacher and student.
@@ -49,7 +56,7 @@ class AssistantConfig(PretrainedConfig):
         initializer_range: float = 0.02,
         **kwargs,
     ):
-        if prefix_role not in ("teacher", "student"):
+        if prefix_role not in ROLES:
             raise ValueError(f"prefix_role must be 'teacher' or 'student', got {prefix_role!r}")
         self.prefix_role = prefix_role
         self.prefix_image_size = list(prefix_image_size) if prefix_image_size else None
@@ -69,4 +76,4 @@ class AssistantConfig(PretrainedConfig):
 
     @property
     def suffix_role(self) -> str:
-        return "student" if self.prefix_role == "teacher" else "teacher"
+        return other_role(self.prefix_role)

@@ -28,7 +28,7 @@ from ..backbones import StagedBackbone, StageInfo, staged_view
 from ..backbones.base import resplit
 from ..errors import UsageError
 from .bridge import FusionBridge
-from .configuration_assistant import AssistantConfig
+from .configuration_assistant import AssistantConfig, other_role
 
 
 class BridgeGridError(UsageError, ValueError):
@@ -193,7 +193,7 @@ class AssistantModel(AssistantPreTrainedModel):
         """
         views = {"teacher": teacher, "student": student}
         prefix_role = fusion_roles(teacher.family, student.family)
-        suffix_role = "student" if prefix_role == "teacher" else "teacher"
+        suffix_role = other_role(prefix_role)
         prefix, suffix = views[prefix_role], views[suffix_role]
         if bridge_type == "auto":
             bridge_type = "linear" if prefix.family == suffix.family else "attention"

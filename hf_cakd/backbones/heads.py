@@ -23,6 +23,8 @@ import torch
 from torch import nn
 from torch.nn.modules.dropout import _DropoutNd
 
+from ..errors import InputError
+
 
 def head_with_pre_logits(head: nn.Module, hidden: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """``(logits, pre_logits)`` of ``head`` on a stage-4 output, the head run once."""
@@ -59,7 +61,7 @@ def _run_recorded(head: nn.Module, hidden: torch.Tensor) -> tuple[torch.Tensor, 
         for module in head.modules():
             module.__dict__.pop("_kept_input", None)
     if not linear_calls or linear_calls[-1][0].out_features != logits.shape[-1]:
-        raise ValueError(
+        raise InputError(
             f"Cannot find the classifier of the head {type(head).__name__}: pre-logits need a head whose last "
             "nn.Linear produces the logits."
         )
@@ -74,7 +76,7 @@ def _run_recorded(head: nn.Module, hidden: torch.Tensor) -> tuple[torch.Tensor, 
                 value = before
                 break
         if value.dim() != 2:
-            raise ValueError(
+            raise InputError(
                 f"The classifier of {type(head).__name__} reads a {tuple(value.shape)} tensor, not (batch, features)."
             )
         classifiers.append(linear)

@@ -13,7 +13,7 @@ from transformers import MobileNetV2ForImageClassification
 from .base import NUM_STAGES, StagedBackbone
 from .cnn_grids import default_image_size, map_stage_infos
 from .parts import ModelMethod
-from .registry import register_adapter, unwrap_timm
+from .registry import UnsupportedArchitectureError, register_adapter, unwrap_timm
 
 
 def group_by_reduction(blocks: list[nn.Module], reductions: list[int]) -> tuple[list[nn.Sequential], list[int]]:
@@ -21,7 +21,7 @@ def group_by_reduction(blocks: list[nn.Module], reductions: list[int]) -> tuple[
     earlier levels join the first group. Returns the groups and their reductions."""
     levels = sorted(set(reductions))[-NUM_STAGES:]
     if len(levels) < NUM_STAGES:
-        raise ValueError(
+        raise UnsupportedArchitectureError(
             f"the blocks reach only the reductions {levels}; a staged view needs {NUM_STAGES} "
             "resolution levels (a dilated model with output_stride < 32 has fewer)"
         )

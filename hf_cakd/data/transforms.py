@@ -28,6 +28,7 @@ from transformers.image_transforms import convert_to_rgb
 from transformers.image_utils import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 
 from ..backbones.registry import unwrap_timm
+from ..errors import InputError
 
 logger = logging.getLogger(__name__)
 
@@ -223,9 +224,10 @@ def _spec_from_processor(processor) -> ModelInputSpec:
     elif shortest:  # BiT/CLIP: shorter side, then the crop (square when none, so batches stack)
         resize, out = shortest, crop if center_crop else (shortest, shortest)
     else:
-        raise ValueError(
+        raise InputError(
             f"Cannot read an input size from {type(processor).__name__}.size={size}; "
-            "pass image_size= (and a processor with height/width or shortest_edge)."
+            "pass --student_image_size / --teacher_image_size (image_size= from Python), or a processor with "
+            "height/width or shortest_edge."
         )
     normalize = getattr(processor, "do_normalize", True)
     return ModelInputSpec(
