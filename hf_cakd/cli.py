@@ -82,16 +82,16 @@ def method_option_groups(method: str) -> tuple[type, ...]:
         metadata = {"help": f"{option.metadata['help']} (default: {_shown(option.default)})"}
         if hint is bool:
             metadata.update(nargs="?", const=True)
-        field = (option.name, hint | None, dataclasses.field(default=None, metadata=metadata))
-        sections[option.metadata["experimental"]].append(field)
+        flag = (option.name, hint | None, dataclasses.field(default=None, metadata=metadata))
+        sections[option.metadata["experimental"]].append(flag)
     titles = {
         False: f"--method {method} options",
         True: f"--method {method}: experimental options (beyond the paper, off by default; docs/method.md)",
     }
     groups = []
-    for experimental, fields in sections.items():
-        if fields:
-            group = dataclasses.make_dataclass(f"{method.title()}Options{len(groups)}", fields)
+    for experimental, flags in sections.items():
+        if flags:
+            group = dataclasses.make_dataclass(f"{method.title()}Options{len(groups)}", flags)
             group._argument_group_name = titles[experimental]
             groups.append(group)
     return tuple(groups)

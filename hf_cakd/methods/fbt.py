@@ -96,6 +96,8 @@ class FBTExperimentalOptions(MethodConfig):
 
 @dataclass
 class FBTConfig(FBTExperimentalOptions, OFALossOptions, KDLossOptions):
+    """FBT's options: the paper's recipe, its logit losses' (OFA's, Hinton's) and the experimental ones."""
+
     stage_split: StageSplit = option("ofa", STAGE_SPLIT_HELP)
     fbt_logit_loss: Literal["ofa", "kd"] = option(
         "ofa", "FBT's logit loss: 'ofa' (its options: --ofa_gamma, --ofa_temperature) or 'kd' (--kd_temperature)."
