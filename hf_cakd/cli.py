@@ -1,28 +1,33 @@
 """The ``hf-cakd`` command: ``hf-cakd distill <flags | run.yaml | run.json>`` and ``hf-cakd push <output_dir>``.
 
 ``scripts/distill.py`` is ``hf-cakd distill`` for ``accelerate launch``. Flags are the fields of
-:class:`~hf_cakd.pipeline.ModelArguments`, :class:`~hf_cakd.pipeline.DataArguments`, every
-method's options (one flag each, taken from the method registry) and
-:class:`~hf_cakd.DistillationTrainingArguments`. ``--help`` lists hf_cakd's flags and the common
-training ones; ``--help_all`` lists every ``TrainingArguments`` flag too.
+:class:`~hf_cakd.pipeline.ModelArguments`, :class:`~hf_cakd.pipeline.DataArguments`, the chosen
+method's options (one flag each, from its config in the method registry) and
+:class:`~hf_cakd.DistillationTrainingArguments`. ``--method X --help`` lists hf_cakd's flags, X's
+options with X's help, and the common training flags; ``--help_all`` lists every
+``TrainingArguments`` flag too. A config file takes the same flags as keys, and may group the
+method's options under its name (``fbt: {infonce_weight: 0.5}``).
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
+import json
 import logging
 import os
 import sys
 import typing
-from typing import Any
 
 import transformers
+import yaml
 from transformers import HfArgumentParser, TrainingArguments
 
 from .errors import InputError, UsageError, run_cli
 from .hub import push_student
-from .methods import METHODS, method_config
+from .methods import METHODS, method_class, method_config
+from .methods.base import refuse_unknown_options
 from .pipeline import DataArguments, ModelArguments, distill
 from .trainer import DistillationTrainingArguments
 
@@ -38,42 +43,67 @@ COMMON_TRAINING_FLAGS = {
 USAGE = (
     "hf-cakd distill --teacher MODEL --dataset DATA [--student MODEL] [--method {methods}] --output_dir DIR [flags]\n"
     "       hf-cakd distill run.yaml   (or run.json: the same flags as keys)\n"
-    "       --help: hf_cakd's flags; --help_all: every TrainingArguments flag too"
+    "       --method X --help: hf_cakd's flags and X's options (default method: {default}); --help_all: every "
+    "TrainingArguments flag too"
 )
-
-
-def method_options_dataclass() -> type:
-    """One optional field per option of any registered method; each help names the methods and defaults."""
-    options: dict[str, dict[str, Any]] = {}
-    for name, method in sorted(METHODS.items()):
-        hints = typing.get_type_hints(method.config_class)
-        for option in dataclasses.fields(method.config_class):
-            entry = options.setdefault(option.name, {"type": hints[option.name], "help": option.metadata.get("help", ""), "defaults": []})
-            entry["defaults"].append(f"{name} {option.default}")
-    fields = []
-    for option, entry in options.items():
-        metadata = {"help": f"{entry['help']} Default per method: {', '.join(entry['defaults'])}."}
-        if entry["type"] is bool:
-            metadata.update(nargs="?", const=True)
-        fields.append((option, entry["type"] | None, dataclasses.field(default=None, metadata=metadata)))
-    return dataclasses.make_dataclass("MethodOptions", fields)
-
-
-MethodOptions = method_options_dataclass()
-ARGUMENT_GROUPS = {
+DEFAULT_METHOD = DistillationTrainingArguments.method
+for dataclass_type, group in {
     ModelArguments: "models",
     DataArguments: "data",
-    MethodOptions: "method options (each applies to the methods its help names)",
     DistillationTrainingArguments: "training (transformers TrainingArguments, plus --method)",
-}
-
-
-for dataclass_type, group in ARGUMENT_GROUPS.items():
+}.items():
     dataclass_type._argument_group_name = group  # HfArgumentParser's --help section for its flags
 
 
-def build_parser(show_all: bool = False) -> HfArgumentParser:
-    parser = HfArgumentParser(tuple(ARGUMENT_GROUPS), usage=USAGE.format(methods=",".join(sorted(METHODS))))
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """HfArgumentParser's formatter, except for flags whose help states its default (a method option's flag
+    defaults to None, meaning the method's default)."""
+
+    def _get_help_string(self, action):
+        return action.help if "(default: " in (action.help or "") else super()._get_help_string(action)
+
+
+def _shown(value) -> str:
+    return (",".join(map(str, value)) or "none") if isinstance(value, tuple) else str(value)
+
+
+@functools.cache
+def method_option_groups(method: str) -> tuple[type, ...]:
+    """``method``'s options as flags: one dataclass per --help section (its options, then its experimental ones).
+
+    Every field defaults to None (not given: the method's default applies) and is converted by the
+    method's config; a tuple option (stages, paths) is read as its comma-separated text.
+    """
+    config_class = method_class(method).config_class
+    hints = typing.get_type_hints(config_class)
+    sections: dict[bool, list] = {False: [], True: []}
+    for option in dataclasses.fields(config_class):
+        hint = str if typing.get_origin(hints[option.name]) is tuple else hints[option.name]
+        metadata = {"help": f"{option.metadata['help']} (default: {_shown(option.default)})"}
+        if hint is bool:
+            metadata.update(nargs="?", const=True)
+        flag = (option.name, hint | None, dataclasses.field(default=None, metadata=metadata))
+        sections[option.metadata["experimental"]].append(flag)
+    titles = {
+        False: f"--method {method} options",
+        True: f"--method {method}: experimental options (beyond the paper, off by default; docs/method.md)",
+    }
+    groups = []
+    for experimental, flags in sections.items():
+        if flags:
+            group = dataclasses.make_dataclass(f"{method.title()}Options{len(groups)}", flags)
+            group._argument_group_name = titles[experimental]
+            groups.append(group)
+    return tuple(groups)
+
+
+def build_parser(method: str, show_all: bool = False) -> HfArgumentParser:
+    methods = ",".join(sorted(METHODS))
+    parser = HfArgumentParser(
+        (ModelArguments, DataArguments, *method_option_groups(method), DistillationTrainingArguments),
+        usage=USAGE.format(methods=methods, default=DEFAULT_METHOD),
+        formatter_class=HelpFormatter,
+    )
     if not show_all:
         base_fields = {f.name for f in dataclasses.fields(TrainingArguments)}
         for action in parser._actions:
@@ -82,22 +112,64 @@ def build_parser(show_all: bool = False) -> HfArgumentParser:
     return parser
 
 
+def chosen_method(argv: list[str]) -> str:
+    """The ``--method`` of a command line, or the default."""
+    pre_parser = argparse.ArgumentParser(add_help=False)
+    pre_parser.add_argument("--method", default=DEFAULT_METHOD)
+    return pre_parser.parse_known_args(argv)[0].method
+
+
+def read_config_file(path: str) -> dict:
+    """A run's flags as the keys of a .json/.yaml file; the method's options may sit under its name."""
+    if not os.path.isfile(path):
+        raise UsageError(f"No config file {path}: pass an existing .yaml/.json file, or the flags themselves.")
+    with open(path, encoding="utf-8") as f:
+        keys = json.load(f) if path.endswith(".json") else yaml.safe_load(f)
+    if not isinstance(keys, dict):
+        raise UsageError(f"{path} holds no mapping of flags to values: write one key per flag (e.g. `method: fbt`).")
+    method = keys.get("method", DEFAULT_METHOD)
+    for name in [key for key in keys if key in METHODS]:
+        options = keys.pop(name)
+        if name != method or not isinstance(options, dict):
+            raise UsageError(
+                f"{path} groups options under {name!r}, but the run's method is {method!r}: group {method}'s "
+                f"options under `{method}:` (or set `method: {name}`)."
+            )
+        given_twice = sorted(set(options) & set(keys))
+        if given_twice:
+            raise UsageError(f"{path} gives {', '.join(given_twice)} both under `{name}:` and at the top: keep one.")
+        keys.update(options)
+    return keys
+
+
+def _foreign_options(method: str, names) -> None:
+    """Refuse, as a usage error naming their methods, options of other methods among ``names``."""
+    every_option = {option for cls in METHODS.values() for option in cls.config_class.option_names()}
+    refuse_unknown_options(method, [name for name in names if name in every_option])
+
+
 def parse_distill_args(argv: list[str]) -> tuple[ModelArguments, DataArguments, DistillationTrainingArguments]:
     """Flags, or one config file, into the three argument dataclasses; the method's options join ``method_config``."""
     show_all = HELP_ALL_FLAG in argv
-    parser = build_parser(show_all)
+    from_file = len(argv) == 1 and argv[0].endswith(CONFIG_FILE_SUFFIXES)
+    keys = read_config_file(argv[0]) if from_file else None
+    method = keys.get("method", DEFAULT_METHOD) if from_file else chosen_method(argv)
+    # An unknown method is refused by the parser (--method's choices) or by method_config (a config file).
+    parser = build_parser(method if method in METHODS else DEFAULT_METHOD, show_all)
     if show_all:
         parser.print_help()
         raise SystemExit(0)
     try:
-        if len(argv) == 1 and argv[0].endswith(CONFIG_FILE_SUFFIXES):
-            if not os.path.isfile(argv[0]):
-                raise UsageError(f"No config file {argv[0]}: pass an existing .yaml/.json file, or the flags themselves.")
-            parse = parser.parse_json_file if argv[0].endswith(".json") else parser.parse_yaml_file
-            model_args, data_args, options, training_args = parse(argv[0])
+        if from_file:
+            _foreign_options(method, keys)
+            model_args, data_args, *options, training_args = parser.parse_dict(keys)
         else:
-            model_args, data_args, options, training_args = parser.parse_args_into_dataclasses(args=argv)
-        given = {name: value for name, value in dataclasses.asdict(options).items() if value is not None}
+            *parsed, unused = parser.parse_args_into_dataclasses(args=argv, return_remaining_strings=True)
+            _foreign_options(method, [flag[2:].split("=")[0].replace("-", "_") for flag in unused if flag.startswith("--")])
+            if unused:
+                raise UsageError(f"Unknown flags {' '.join(unused)}: `hf-cakd distill --method {method} --help` lists them.")
+            model_args, data_args, *options, training_args = parsed
+        given = {name: value for group in options for name, value in dataclasses.asdict(group).items() if value is not None}
         training_args.method_config = method_config(
             training_args.method, {**training_args.method_config, **given}
         ).to_dict()

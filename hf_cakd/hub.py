@@ -100,7 +100,8 @@ class CardInputs:
     method: str
     method_title: str
     method_options: dict[str, Any]
-    """The method's own options, name -> value, shown in the card."""
+    """The method's options that differ from its defaults, name -> value (JSON form): the card lists these and
+    links to ``results.json`` for all of them."""
     dataset: str
     eval_split: str | None
     """None: the run had no eval split, and the card has no results."""
@@ -124,6 +125,8 @@ class CardInputs:
     skipped_images: int = 0
     """Training images that could not be decoded and were skipped."""
     versions: dict[str, str] = field(default_factory=framework_versions)
+    experimental_options: Sequence[str] = ()
+    """Names of the method's experimental options (beyond the paper); the card marks them where they are set."""
 
     @property
     def effective_batch_size(self) -> int:

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import re
 
 import pytest
 import yaml
 from transformers import AutoModelForImageClassification
 
 from hf_cakd.cli import main as hf_cakd_main
-from hf_cakd.cli import distill_main
+from hf_cakd.cli import distill_main, parse_distill_args
 from hf_cakd.errors import UsageError
+from hf_cakd.methods import METHODS, method_class, method_config
 from test_distill_script import distill_args, workspace  # noqa: F401  (workspace: a fixture)
 
 
@@ -76,6 +79,8 @@ def test_a_config_file_is_the_only_argument(workspace, tmp_path, suffix):  # noq
     config.write_text(yaml.safe_dump(keys) if suffix == ".yaml" else json.dumps(keys))
     results = distill_main([str(config)])
     assert results["method_config"]["infonce_weight"] == 0.5 and results["method_config"]["projector_dim"] == 16
+    card = (tmp_path / "out" / "README.md").read_text(encoding="utf-8")  # the options set, not every option
+    assert "- infonce_weight: `0.5`\n- projector_dim: `16`\n- other options: `fbt`'s defaults" in card
     with pytest.raises(UsageError, match=f"No config file {tmp_path / 'missing'}{suffix}"):
         distill_main([str(tmp_path / f"missing{suffix}")])
 
@@ -99,3 +104,92 @@ def test_hf_cakd_names_its_commands_and_push_refuses_a_folder_without_a_student(
     with pytest.raises(SystemExit) as exit_info:
         hf_cakd_main(["push", str(tmp_path), "--repo_id", "user/repo"])
     assert exit_info.value.code == 3 and "holds no saved student" in capsys.readouterr().err
+
+
+# ---- method options: per-method --help, typed values, refusals, config files (no training) ----
+
+
+def help_sections(capsys, *argv) -> dict[str, str]:
+    """``hf-cakd distill <argv> --help`` as {section title: its text}."""
+    with pytest.raises(SystemExit) as exit_info:
+        distill_main([*argv, "--help"])
+    assert exit_info.value.code == 0
+    parts = re.split(r"^(\S.*):$", capsys.readouterr().out, flags=re.MULTILINE)
+    return dict(zip(parts[1::2], parts[2::2]))
+
+
+def flags_in(text: str) -> set[str]:
+    return set(re.findall(r"^  --(\w+)", text, flags=re.MULTILINE))
+
+
+@pytest.mark.parametrize("method", sorted(METHODS))
+def test_method_help_lists_that_methods_options_with_their_defaults(method, capsys):
+    sections = help_sections(capsys, "--method", method)
+    config_class = method_class(method).config_class
+    own = sections[f"--method {method} options"]
+    experimental_title = f"--method {method}: experimental options (beyond the paper, off by default; docs/method.md)"
+    experimental = sections.get(experimental_title, "")
+    assert flags_in(experimental) == set(config_class.experimental_option_names())
+    assert flags_in(own) | flags_in(experimental) == set(config_class.option_names())
+    others = {o for cls in METHODS.values() for o in cls.config_class.option_names()} - set(config_class.option_names())
+    assert not others & flags_in("".join(sections.values()))
+    for option in dataclasses.fields(config_class):  # the default is the method's, not the flag's None
+        shown = ",".join(map(str, option.default)) or "none" if isinstance(option.default, tuple) else option.default
+        assert f"(default: {shown})" in " ".join((own + experimental).split()), option.name
+
+
+def test_each_method_speaks_of_its_own_options_in_its_help(capsys):
+    kd = " ".join(help_sections(capsys, "--method", "kd")["--method kd options"].split())
+    assert "--logit_weight LOGIT_WEIGHT, --logit-weight LOGIT_WEIGHT Weight of the KD term. (default: 1.0)" in kd
+    ofa = " ".join(help_sections(capsys, "--method", "ofa")["--method ofa options"].split())
+    assert "Width of each stage branch" in ofa and "InfoNCE" not in ofa
+    default = help_sections(capsys)  # no --method: the default method's options
+    assert "--method fbt options" in default and "(default: ofa)" in default["--method fbt options"]  # stage_split
+
+
+def test_method_flags_parse_into_typed_options(tmp_path):
+    base = ["--output_dir", str(tmp_path), "--use_cpu"]
+    _, _, args = parse_distill_args(
+        ["--method", "ofa", *base, "--ofa_stages", "1,2,3,4", "--ofa_loss_weight", "0.1", "--ofa_final_logits", "false"]
+    )
+    assert {k: args.method_config[k] for k in ("ofa_stages", "ofa_loss_weight", "ofa_final_logits")} == {
+        "ofa_stages": [1, 2, 3, 4], "ofa_loss_weight": 0.1, "ofa_final_logits": False,
+    }  # fmt: skip
+    _, _, args = parse_distill_args(
+        [*base, "--bridge_upsample", "false", "--fbt_transfer_paths", "assistant_student,teacher_student",
+         "--infonce_mask_same_label", "--fbt_deep_supervision", "3,1", "--kd_temperature", "2"]
+    )  # fmt: skip
+    config = method_config("fbt", args.method_config)
+    assert (config.bridge_upsample, config.infonce_mask_same_label, config.kd_temperature) == ("false", True, 2.0)
+    assert config.fbt_transfer_paths == ("teacher_student", "assistant_student") and config.fbt_deep_supervision == (1, 3)
+    assert json.loads(json.dumps(args.method_config)) == config.to_dict()  # JSON form: what results.json holds
+
+
+def test_flags_of_another_method_or_none_are_usage_errors_naming_them(tmp_path):
+    base = ["--output_dir", str(tmp_path), "--use_cpu"]
+    with pytest.raises(UsageError, match=r"^--fitnet_stage do\(es\) not apply to --method kd \(an option of fitnet\); "):
+        parse_distill_args(["--method", "kd", *base, "--fitnet_stage", "2"])
+    # ofa's branch width has its own name: projector_dim is fbt's InfoNCE projectors'.
+    with pytest.raises(UsageError, match=r"^--projector_dim do\(es\) not apply to --method ofa \(an option of fbt\).*--ofa_branch_dim"):
+        parse_distill_args(["--method", "ofa", *base, "--projector_dim", "16"])
+    with pytest.raises(UsageError, match=r"^Unknown flags --no_such_flag 3: `hf-cakd distill --method fbt --help` lists them"):
+        parse_distill_args([*base, "--no_such_flag", "3"])
+    with pytest.raises(UsageError, match=r"^ofa_stages is a comma list of 1, 2, 3, 4 \(or empty\), got '1,5'"):
+        parse_distill_args(["--method", "ofa", *base, "--ofa_stages", "1,5"])
+
+
+def test_a_config_file_may_group_the_methods_options_under_its_name(tmp_path):
+    config = tmp_path / "run.yaml"
+    run = {"method": "ofa", "output_dir": str(tmp_path / "out"), "use_cpu": True}
+    config.write_text(yaml.safe_dump(run | {"ofa": {"ofa_stages": [1, 2, 3, 4], "ofa_loss_weight": "1e-1"}}))
+    _, _, args = parse_distill_args([str(config)])
+    assert (args.method_config["ofa_stages"], args.method_config["ofa_loss_weight"]) == ([1, 2, 3, 4], 0.1)
+    refusals = {
+        "groups options under 'kd', but the run's method is 'ofa'": run | {"kd": {"kd_temperature": 2.0}},
+        "gives ofa_loss_weight both under `ofa:` and at the top": run | {"ofa_loss_weight": 1, "ofa": {"ofa_loss_weight": 2}},
+        r"--kd_temperature do\(es\) not apply to --method ofa \(an option of fbt, kd\)": run | {"kd_temperature": 2.0},
+    }
+    for message, keys in refusals.items():
+        config.write_text(yaml.safe_dump(keys))
+        with pytest.raises(UsageError, match=message):
+            parse_distill_args([str(config)])

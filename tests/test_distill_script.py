@@ -35,7 +35,7 @@ from hf_cakd.data import image_transforms, model_input_spec
 from hf_cakd.errors import UsageError
 from hf_cakd.methods import METHODS, method_class
 from hf_cakd.trainer import CHECKPOINT_COMPLETE_NAME, DistillationTrainer, last_complete_checkpoint
-from tiny_models import build
+from tiny_models import build, small_heads
 
 ROOT = Path(__file__).resolve().parents[1]
 CIFAR_NAMES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
@@ -85,7 +85,7 @@ def distill_args(workspace, method, output_dir, *extra, student=None):
         "--max_steps", "2",
         "--per_device_train_batch_size", "8",
         "--per_device_eval_batch_size", "16",
-        *(["--projector_dim", "16"] if "projector_dim" in method_class(method).config_class.option_names() else []),
+        *(arg for name, width in small_heads(method).items() for arg in (f"--{name}", str(width))),
         "--eval_strategy", "no",
         "--save_strategy", "no",
         "--logging_steps", "1",

@@ -35,7 +35,7 @@ def card_inputs(**overrides) -> CardInputs:
         teacher_family="attention",
         method="kd",
         method_title="Hinton knowledge distillation",
-        method_options={"kd_temperature": 4.0, "logit_weight": 1.0},
+        method_options={"kd_temperature": 2.0},
         dataset="uoft-cs/cifar10",
         eval_split="test",
         metrics={"teacher": {"top1": 0.9, "top5": 1.0}, "student": {"top1": 0.61234, "top5": 0.9}},
@@ -70,7 +70,7 @@ def test_card_states_the_training_the_teacher_and_distinct_top1_top5_results():
     assert "| student | 61.23 | 90.00 |" in text and "| teacher | 90.00 | 100.00 |" in text
     assert "- steps trained: 10\n- epochs seen: 1.28\n" in text
     assert "- effective batch size: 64 (8 per device x 2 processes x 4 accumulation steps)" in text
-    assert "- seed: 7" in text and "kd_temperature: `4.0`" in text and "student input resolution: 32x32" in text
+    assert "- seed: 7" in text and "student input resolution: 32x32" in text
     # Trainer's own training-results table and framework versions.
     assert "| Training Loss | Epoch | Step | Validation Loss | Top1 | Top5 |" in text
     for name in ("transformers", "torch", "datasets", "timm", "accelerate", "hf_cakd"):
@@ -79,6 +79,22 @@ def test_card_states_the_training_the_teacher_and_distinct_top1_top5_results():
     assert "github.com" not in text and "arxiv" not in text.lower() and "License: not set" not in text
     # What the card says is what ModelCard reads back.
     assert ModelCard(str(card)).data.to_dict() == metadata
+
+
+def test_card_lists_the_options_that_differ_from_the_defaults_marks_experimental_ones_and_links_all():
+    link = "(the full configuration: `method_config` in [results.json](results.json))"
+    text = student_model_card(card_inputs()).text
+    assert f"- kd_temperature: `2.0`\n- other options: `kd`'s defaults {link}\n" in text
+    text = student_model_card(card_inputs(method_options={})).text
+    assert f"- options: `kd`'s defaults {link}\n" in text and "kd_temperature" not in text
+    fbt = card_inputs(
+        method="fbt",
+        method_options={"fbt_transfer_paths": ["teacher_student", "assistant_student"], "fbt_deep_supervision": [1, 2]},
+        experimental_options=("fbt_deep_supervision", "infonce_mask_same_label"),
+    )
+    text = student_model_card(fbt).text
+    assert "- fbt_transfer_paths: `teacher_student,assistant_student`\n" in text  # as the flag takes it
+    assert "- fbt_deep_supervision: `1,2` (experimental)\n" in text and "infonce_mask_same_label" not in text
 
 
 def test_card_names_local_paths_by_their_base_name_only(tmp_path):

@@ -30,7 +30,7 @@ from hf_cakd.modeling_distillation import DISTILLATION_CONFIG_NAME
 from hf_cakd.trainer import CHECKPOINT_COMPLETE_NAME
 
 ASSISTANT_DIR = "assistant"  # FBT's AssistantModel, saved by its attribute name
-from tiny_models import IMAGE_SIZE, NUM_LABELS, build
+from tiny_models import IMAGE_SIZE, NUM_LABELS, build, small_heads
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -73,7 +73,7 @@ class ImageBatches(Dataset):
 def distillation_args(output_dir, method="fbt", **overrides) -> DistillationTrainingArguments:
     """Training arguments; overrides that are options of ``method`` go to its ``method_config``."""
     option_names = method_class(method).config_class.option_names()
-    options = {"projector_dim": 16} if "projector_dim" in option_names else {}
+    options = small_heads(method)
     options |= {name: overrides.pop(name) for name in list(overrides) if name in option_names}
     args = dict(
         output_dir=str(output_dir),

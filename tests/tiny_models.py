@@ -19,6 +19,16 @@ from transformers import SwinConfig, SwinForImageClassification, ViTConfig, ViTF
 
 IMAGE_SIZE = 32
 NUM_LABELS = 10
+# Narrow heads of the methods' own (FBT's projectors, OFA's branches) for tiny models.
+SMALL_HEADS = {"projector_dim": 16, "ofa_branch_dim": 16}
+
+
+def small_heads(method: str) -> dict[str, int]:
+    """The options of ``SMALL_HEADS`` that ``method`` has."""
+    from hf_cakd.methods import method_class
+
+    names = method_class(method).config_class.option_names()
+    return {name: width for name, width in SMALL_HEADS.items() if name in names}
 
 
 def timm_classifier(architecture: str, num_labels: int, **model_args):

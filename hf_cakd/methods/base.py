@@ -1,22 +1,24 @@
 """What every distillation method shares: its config, its inputs, the supervised term, the registry.
 
-A method is one file: a :class:`MethodConfig` subclass holding its options (each with its help
-text) and a :class:`DistillationMethod` subclass registered with :func:`register_method`. The
-CLI, the model card, the benchmarks and the tests read methods and options from ``METHODS``
-(docs/architecture.md shows a new method with one option).
+A method is one file: a :class:`MethodConfig` subclass holding its options (each declared with
+:func:`option`, its help text written for users) and a :class:`DistillationMethod` subclass
+registered with :func:`register_method`. The CLI, the model card, the benchmarks and the tests
+read methods and options from ``METHODS`` (docs/architecture.md shows a new method with one option).
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass, field, fields
-from typing import Any, Callable, ClassVar
+import typing
+from dataclasses import dataclass, field, fields
+from typing import Any, Callable, ClassVar, Literal
 
 import safetensors.torch
 import torch
 import torch.nn.functional as F
 from torch import nn
 from transformers import PreTrainedModel
+from transformers.hf_argparser import string_to_bool
 
 from ..backbones import NUM_STAGES, StagedBackbone, StagedOutput
 from ..backbones.base import STAGE_SPLITS
@@ -25,42 +27,95 @@ METHODS: dict[str, type["DistillationMethod"]] = {}
 # The method's own trainable parts that are not PreTrainedModels, beside the student in a checkpoint.
 METHOD_STATE_NAME = "distillation_method.safetensors"
 
+# Typed option values: a choice is a Literal, a list of choices a tuple of them.
+Stage = Literal[tuple(range(1, NUM_STAGES + 1))]
+StageSplit = Literal[STAGE_SPLITS]
+STAGE_SPLIT_HELP = (
+    "How an isotropic model's blocks (ViT, Mixer) form the four stages the method taps: 'even' (12 blocks -> "
+    "3/3/3/3) or 'ofa' (OFA-KD's boundaries, 12 -> 2/2/6/2, a small last stage). Hierarchical models keep their stages."
+)
+
+
+def option(default: Any, help: str, *, experimental: bool = False) -> Any:
+    """A method option: its default and its ``--help`` text, which is user documentation (the evidence
+    behind a default belongs in docs/method.md). ``experimental``: beyond the published method, off by
+    default, under evaluation; ``--help`` and the card mark it so."""
+    return field(default=default, metadata={"help": help, "experimental": experimental})
+
+
+def _choice(name: str, choices: tuple, value: Any) -> Any:
+    """``value`` as one of ``choices``, also from its text (``"2"`` for 2) or a config file's true/false."""
+    if isinstance(value, bool):
+        value = str(value).lower()
+    for choice in choices:
+        if str(value).strip() == str(choice):
+            return choice
+    raise ValueError(f"{name} must be one of {choices}, got {value!r}")
+
+
+def _convert(name: str, hint: Any, value: Any) -> Any:
+    """An option's value in its declared type, from the form a flag, a config file or a JSON dict gives it."""
+    if typing.get_origin(hint) is Literal:
+        return _choice(name, typing.get_args(hint), value)
+    if typing.get_origin(hint) is tuple:  # tuple[Choice, ...]: "1,2,3", [1, 2, 3] or (1, 2, 3); "" for none
+        choices = typing.get_args(typing.get_args(hint)[0])
+        items = [item for item in value.split(",") if item.strip()] if isinstance(value, str) else list(value)
+        try:
+            chosen = [_choice(name, choices, item) for item in items]
+        except ValueError:
+            raise ValueError(f"{name} is a comma list of {', '.join(map(str, choices))} (or empty), got {value!r}") from None
+        if len(set(chosen)) != len(chosen):
+            raise ValueError(f"{name} names an entry twice: {value!r}")
+        return tuple(sorted(chosen, key=choices.index))
+    if hint is bool and isinstance(value, str):
+        try:
+            return string_to_bool(value)
+        except Exception:
+            raise ValueError(f"{name} is true or false, got {value!r}") from None
+    if hint in (int, float) and isinstance(value, str):
+        try:
+            return hint(value)
+        except ValueError:
+            raise ValueError(f"{name} takes {'an integer' if hint is int else 'a number'}, got {value!r}") from None
+    return value
+
 
 @dataclass
 class MethodConfig:
-    """Options every method has; a method's config subclasses this and adds its own."""
+    """Options every method has; a method's config subclasses this and adds its own.
 
-    ce_weight: float = field(default=1.0, metadata={"help": "Weight of the supervised cross-entropy term(s)."})
-    stage_split: str = field(
-        default="even",
-        metadata={
-            "help": "How an isotropic model's blocks (ViT, Mixer) form the four stages the method taps: 'even' "
-            "(12 blocks -> 3/3/3/3) or 'ofa' (OFA-KD's boundaries, 12 -> 2/2/6/2: a small last stage, so FBT's "
-            "assistant re-runs less of the student). Hierarchical models keep their stages."
-        },
-    )
+    Options are typed (numbers, flags, ``Literal`` choices, tuples of choices such as stages). Each
+    is also taken in the form a flag, a config file or a JSON dict gives it (``"1,2,3"`` or
+    ``[1, 2, 3]`` for stages, ``"true"`` for a flag, ``"0.5"`` for a number) and converted here;
+    :meth:`to_dict` gives the JSON form back (tuples as lists). Options that several methods share
+    live in one option group (a ``MethodConfig`` subclass such as ``OFALossOptions``) that each of
+    their configs inherits, so each option has one meaning and one help text.
+    """
+
+    ce_weight: float = option(1.0, "Weight of the supervised cross-entropy term(s).")
+    stage_split: StageSplit = option("even", STAGE_SPLIT_HELP)
 
     def __post_init__(self):
-        if self.stage_split not in STAGE_SPLITS:
-            raise ValueError(f"stage_split must be one of {STAGE_SPLITS}, got {self.stage_split!r}")
+        hints = typing.get_type_hints(type(self))
+        for option_field in fields(self):
+            setattr(self, option_field.name, _convert(option_field.name, hints[option_field.name], getattr(self, option_field.name)))
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """Every option in JSON form (``distillation_config.json``, ``results.json``)."""
+        return {f.name: list(value) if isinstance(value := getattr(self, f.name), tuple) else value for f in fields(self)}
+
+    def changed_options(self) -> dict[str, Any]:
+        """The options (JSON form) that differ from the method's defaults: what the card lists."""
+        defaults = type(self)().to_dict()
+        return {name: value for name, value in self.to_dict().items() if value != defaults[name]}
 
     @classmethod
     def option_names(cls) -> list[str]:
         return [f.name for f in fields(cls)]
 
-
-def parse_stages(text: str, option: str) -> tuple[int, ...]:
-    """Stage numbers from an option such as ``"1,2,3"`` (1-based, sorted, no repeats); ``""``: none."""
-    parts = [part.strip() for part in str(text).split(",") if part.strip()]
-    if not all(part.isdigit() and 1 <= int(part) <= NUM_STAGES for part in parts):
-        raise ValueError(f"{option} takes comma-separated stage numbers 1-{NUM_STAGES} (e.g. '1,2,3') or '', got {text!r}")
-    stages = sorted({int(part) for part in parts})
-    if len(stages) != len(parts):
-        raise ValueError(f"{option} names a stage twice: {text!r}")
-    return tuple(stages)
+    @classmethod
+    def experimental_option_names(cls) -> list[str]:
+        return [f.name for f in fields(cls) if f.metadata["experimental"]]
 
 
 def num_labels_of(view: StagedBackbone) -> int:
@@ -86,6 +141,20 @@ def method_class(name: str) -> type["DistillationMethod"]:
     return METHODS[name]
 
 
+def refuse_unknown_options(name: str, options) -> None:
+    """Refuse, in one line, option names that ``--method name`` does not have, saying whose options they are."""
+    own = method_class(name).config_class.option_names()
+    unknown = sorted(set(options) - set(own))
+    if not unknown:
+        return
+    owners = sorted({other for other, cls in METHODS.items() for o in unknown if o in cls.config_class.option_names()})
+    whose = f" ({'an option' if len(unknown) == 1 else 'options'} of {', '.join(owners)})" if owners else ""
+    raise ValueError(
+        f"{', '.join('--' + o for o in unknown)} do(es) not apply to --method {name}{whose}; its options are "
+        f"{', '.join('--' + o for o in own)}."
+    )
+
+
 def method_config(name: str, options: "MethodConfig | dict[str, Any] | None" = None) -> MethodConfig:
     """The typed config of method ``name`` from a config, a dict of options, or None (defaults)."""
     config_class = method_class(name).config_class
@@ -94,12 +163,7 @@ def method_config(name: str, options: "MethodConfig | dict[str, Any] | None" = N
             raise TypeError(f"--method {name} takes a {config_class.__name__}, got a {type(options).__name__}.")
         return options
     options = dict(options or {})
-    unknown = sorted(set(options) - set(config_class.option_names()))
-    if unknown:
-        raise ValueError(
-            f"{', '.join('--' + o for o in unknown)} do(es) not apply to --method {name}; its options are "
-            f"{', '.join('--' + o for o in config_class.option_names())}."
-        )
+    refuse_unknown_options(name, options)
     return config_class(**options)
 
 

@@ -8,18 +8,19 @@ purpose: timm reads pre-logits after the head's dropout in training mode, these 
 before it (see hf_cakd.backbones.heads). docs/method.md compares it with the other methods.
 """
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch.nn.functional as F
 from torch import nn
 
-from .base import DistillationMethod, MethodConfig, register_method
+from .base import DistillationMethod, MethodConfig, option, register_method
 
 
 @dataclass
 class FeatureKDConfig(MethodConfig):
-    # fitnet has this option too and the CLI shows one flag for both: one help that fits both.
-    feature_weight: float = field(default=5.0, metadata={"help": "Weight of the feature-matching term."})
+    feature_weight: float = option(
+        5.0, "Weight of the squared error between the student's pre-logits (projected) and the teacher's."
+    )
 
 
 @register_method("feature_kd", title="pooled-feature KD (timm's FeatureDistillationTask)")

@@ -4,21 +4,16 @@ Kept as the baseline docs/method.md explains: across architectures the same know
 different places of a CNN map and a token grid, so pixel-wise matching misleads.
 """
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from ..losses import FitNetLoss
-from .base import DistillationMethod, MethodConfig, register_method
+from .base import DistillationMethod, MethodConfig, Stage, option, register_method
 
 
 @dataclass
 class FitNetConfig(MethodConfig):
-    fitnet_stage: int = field(default=3, metadata={"help": "Stage (1..4) the FitNet hint is taken from."})
-    feature_weight: float = field(default=1.0, metadata={"help": "Weight of the feature-matching term."})
-
-    def __post_init__(self):
-        super().__post_init__()
-        if not 1 <= self.fitnet_stage <= 4:
-            raise ValueError(f"fitnet_stage is a stage number 1..4, got {self.fitnet_stage}")
+    fitnet_stage: Stage = option(3, "Stage (1-4) whose output the student matches, through a projector.")
+    feature_weight: float = option(1.0, "Weight of the FitNet hint (the pixel-wise squared error on that stage).")
 
 
 @register_method("fitnet", title="FitNet feature hints")

@@ -19,51 +19,50 @@ Our branch is deliberately light (1x1 conv, global pooling, norm, linear) rather
 stack of blocks, so its cost stays comparable with the other methods'; see the benchmarks.
 """
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from torch import nn
 
 from ..losses import LogitBranch, ofa_loss
-from .base import DistillationMethod, MethodConfig, num_labels_of, parse_stages, register_method
+from .base import DistillationMethod, MethodConfig, Stage, num_labels_of, option, register_method
 
-__all__ = ["LogitBranch", "OFAConfig", "OneForAll"]
+__all__ = ["LogitBranch", "OFAConfig", "OFALossOptions", "OneForAll"]
 
 
 @dataclass
-class OFAConfig(MethodConfig):
-    ofa_gamma: float = field(default=1.0, metadata={"help": "OFA exponent gamma >= 1 (1: soft-target CE)."})
-    ofa_temperature: float = field(default=1.0, metadata={"help": "Temperature of the OFA loss."})
-    logit_weight: float = field(
-        default=1.0, metadata={"help": "Weight of the OFA term on the student's own logits (ofa_final_logits)."}
-    )
-    projector_dim: int = field(default=256, metadata={"help": "Width of OFA's stage branches."})
-    ofa_stages: str = field(
-        default="1,2,3",
-        metadata={
-            "help": "Student stages that get a logit branch, e.g. '1,2,3' (default; stage 4 is then read through "
-            "the student's own head) or '1,2,3,4' (the published recipe, with --ofa_loss_weight 0.1); '' for none."
-        },
-    )
-    ofa_loss_weight: float = field(
-        default=1.0,
-        metadata={"help": "Weight of each branch's OFA term (the published recipe: 0.1 on CIFAR-100, 1 on ImageNet)."},
-    )
-    ofa_final_logits: bool = field(
-        default=True, metadata={"help": "Also apply the OFA loss to the student's own logits, weighted logit_weight."}
-    )
+class OFALossOptions(MethodConfig):
+    """OFA's logit loss, shared by ``ofa`` and ``fbt`` (its default logit loss)."""
+
+    ofa_gamma: float = option(1.0, "OFA's exponent gamma >= 1: 1 is cross-entropy to the teacher's soft targets, more weighs the label up.")
+    ofa_temperature: float = option(1.0, "Temperature of the OFA loss (both distributions; no T^2 factor).")
 
     def __post_init__(self):
         super().__post_init__()
-        self.ofa_stages = ",".join(map(str, parse_stages(self.ofa_stages, "ofa_stages")))
+        if self.ofa_gamma < 1:
+            raise ValueError(f"ofa_gamma must be >= 1 (less would down-weight the label), got {self.ofa_gamma}")
+        if self.ofa_temperature <= 0:
+            raise ValueError(f"ofa_temperature must be positive, got {self.ofa_temperature}")
 
-    @property
-    def stages(self) -> tuple[int, ...]:
-        return parse_stages(self.ofa_stages, "ofa_stages")
+    def ofa_logit_loss(self, learner_logits, teacher_logits, labels):
+        return ofa_loss(learner_logits, teacher_logits, labels, self.ofa_gamma, self.ofa_temperature)
+
+
+@dataclass
+class OFAConfig(OFALossOptions):
+    ofa_stages: tuple[Stage, ...] = option(
+        (1, 2, 3),
+        "Student stages that get a logit branch, comma-separated: '1,2,3' reads stage 4 through the student's own "
+        "head; '1,2,3,4' with --ofa_loss_weight 0.1 is the published recipe; '' for none.",
+    )
+    ofa_loss_weight: float = option(1.0, "Weight of each branch's OFA term.")
+    ofa_branch_dim: int = option(256, "Width of each stage branch (its 1x1 convolution's output channels).")
+    ofa_final_logits: bool = option(True, "Also apply the OFA loss to the student's own logits, weighted --logit_weight.")
+    logit_weight: float = option(1.0, "Weight of the OFA term on the student's own logits.")
 
     @property
     def final_logits_term(self) -> str:
         """The name of the own-logits term: ``ofa_stage4`` (it stands in for stage 4) unless stage 4 has a branch."""
-        return "ofa_logits" if 4 in self.stages else "ofa_stage4"
+        return "ofa_logits" if 4 in self.ofa_stages else "ofa_stage4"
 
 
 @register_method("ofa", title="OFA (One-for-All) distillation")
@@ -74,21 +73,18 @@ class OneForAll(DistillationMethod):
     def __init__(self, student, teacher, config):
         super().__init__(student, teacher, config)
         num_labels = num_labels_of(student)
-        self.branch_stages = config.stages
         # One branch per selected stage, in stage order (branches.0 is the first selected stage).
         self.branches = nn.ModuleList(
-            LogitBranch(student.stage_infos[stage - 1], num_labels, config.projector_dim) for stage in self.branch_stages
+            LogitBranch(student.stage_infos[stage - 1], num_labels, config.ofa_branch_dim) for stage in config.ofa_stages
         )
-
-    def _ofa(self, logits, teacher, labels):
-        return ofa_loss(logits, teacher.logits, labels, self.config.ofa_gamma, self.config.ofa_temperature)
 
     def forward(self, student, teacher, labels):
         config = self.config
         losses = {"ce": self.supervised_loss(student.logits, labels)}
-        for stage, branch in zip(self.branch_stages, self.branches):
+        for stage, branch in zip(config.ofa_stages, self.branches):
             branch_logits = branch(student.features[stage - 1])
-            losses[f"ofa_stage{stage}"] = config.ofa_loss_weight * self._ofa(branch_logits, teacher, labels)
+            losses[f"ofa_stage{stage}"] = config.ofa_loss_weight * config.ofa_logit_loss(branch_logits, teacher.logits, labels)
         if config.ofa_final_logits:
-            losses[config.final_logits_term] = config.logit_weight * self._ofa(student.logits, teacher, labels)
+            own = config.ofa_logit_loss(student.logits, teacher.logits, labels)
+            losses[config.final_logits_term] = config.logit_weight * own
         return losses
