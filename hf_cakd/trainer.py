@@ -61,8 +61,20 @@ class DistillationTrainingArguments(TrainingArguments):
     )
     # Image columns must reach the collator; only the student's labels are labels.
     remove_unused_columns: bool = field(default=False, metadata={"help": "Keep image columns (needed)."})
+    dataloader_num_workers: int | None = field(
+        default=None,
+        metadata={
+            "help": "DataLoader worker processes. Default: 0 on CPU; on an accelerator, one per core available to each "
+            "training process, less one for training itself, with persistent workers (and pinned memory, the default)."
+        },
+    )
 
     def __post_init__(self):
+        # Decided before TrainingArguments checks the loader settings; the trainer logs it, once logging is set up.
+        self.loader_defaults = self.dataloader_num_workers is None and not self.use_cpu and torch.accelerator.is_available()
+        if self.dataloader_num_workers is None:
+            self.dataloader_num_workers = accelerator_loader_workers() if self.loader_defaults else 0
+            self.dataloader_persistent_workers = self.dataloader_persistent_workers or self.loader_defaults
         super().__post_init__()
         options = self.method_config
         if isinstance(options, str):
@@ -70,6 +82,13 @@ class DistillationTrainingArguments(TrainingArguments):
         self.method_config = method_config(self.method, options).to_dict()
         if self.label_names is None:
             self.label_names = ["labels"]
+
+
+def accelerator_loader_workers() -> int:
+    """DataLoader workers per training process on an accelerator: the cores this process may run on (its CPU
+    affinity) shared among this machine's training processes (``LOCAL_WORLD_SIZE``), less one for training."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, cores // int(os.environ.get("LOCAL_WORLD_SIZE", "1")) - 1)
 
 
 def last_complete_checkpoint(output_dir: str) -> str | None:
@@ -199,6 +218,12 @@ class DistillationTrainer(Trainer):
         self._loss_term_count = 0
         self._skipped_images: dict[str, torch.Tensor | int] = {}
         self.device_views = device_views
+        if args.loader_defaults:
+            logger.info(
+                "DataLoader on %s: %d workers (the cores available to each process, less one for training), "
+                "persistent, %s memory; --dataloader_num_workers to choose.",
+                args.device.type, args.dataloader_num_workers, "pinned" if args.dataloader_pin_memory else "pageable",
+            )
         self.preemption = PreemptionCallback()
         self.add_callback(self.preemption)
 
