@@ -11,16 +11,18 @@ from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
 
-from hf_cakd.benchmarking import REPO, Schedule, benchmark_methods, setup_logging, training_arguments
-from hf_cakd.pipeline import DataArguments, ModelArguments, distill
+from hf_cakd.cli import distill_main
+from hf_cakd.methods import METHODS
 
+REPO = Path(__file__).resolve().parents[1]
 OUTPUT_DIR = REPO / "outputs/demo"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--method", default="fbt", choices=benchmark_methods())
+    parser.add_argument("--method", default="fbt", choices=sorted(METHODS))
     parser.add_argument("--num_train_epochs", type=float, default=10)
     parser.add_argument("--seed", type=int, default=0)
     return parser.parse_args(argv)
@@ -28,28 +30,29 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> dict:
     options = parse_args(argv)
-    setup_logging()
-    models = ModelArguments(
-        student=str(REPO / "demo_data/models/vit-student-config"),
-        teacher=str(REPO / "demo_data/models/resnet-teacher-cifar10"),
-    )
-    data = DataArguments(dataset=str(REPO / "demo_data/cifar10"), overwrite_output_dir=True)
-    training_args = training_arguments(
-        OUTPUT_DIR,
-        options.method,
-        schedule=Schedule(warmup=80),
-        num_train_epochs=options.num_train_epochs,
-        per_device_train_batch_size=64,
-        per_device_eval_batch_size=250,
-        eval_strategy="no",
-        save_strategy="no",
-        logging_steps=20,
-        disable_tqdm=False,
-        use_cpu=True,
-        seed=options.seed,
-    )
+    flags = {
+        "student": REPO / "demo_data/models/vit-student-config",
+        "teacher": REPO / "demo_data/models/resnet-teacher-cifar10",
+        "dataset": REPO / "demo_data/cifar10",
+        "output_dir": OUTPUT_DIR,
+        "overwrite_output_dir": True,
+        "method": options.method,
+        "num_train_epochs": options.num_train_epochs,
+        "seed": options.seed,
+        "learning_rate": 1e-3,
+        "weight_decay": 0.05,
+        "warmup_steps": 80,
+        "lr_scheduler_type": "cosine",
+        "per_device_train_batch_size": 64,
+        "per_device_eval_batch_size": 250,
+        "eval_strategy": "no",
+        "save_strategy": "no",
+        "logging_steps": 20,
+        "report_to": "none",
+        "use_cpu": True,
+    }
     start = time.perf_counter()
-    results = distill(models, data, training_args)
+    results = distill_main([item for name, value in flags.items() for item in (f"--{name}", str(value))])
     minutes = (time.perf_counter() - start) / 60
     metrics, families = results["metrics"], results["families"]
     print()

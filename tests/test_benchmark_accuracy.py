@@ -1,4 +1,4 @@
-"""scripts/benchmark_accuracy.py without training: which runs are left, what results.json collects from run
+"""benchmarks/accuracy without training: which runs are left, what results.json collects from run
 folders and from the committed record, the validation split, the validation-screen table."""
 
 from __future__ import annotations
@@ -12,12 +12,12 @@ import pytest
 from datasets import ClassLabel, Dataset, Features, Image, Value
 from PIL import Image as PILImage
 
-from script_modules import load_script
+from benchmarks.accuracy import run as bench_module
 
 
 @pytest.fixture(scope="module")
 def bench():
-    return load_script("benchmark_accuracy")
+    return bench_module
 
 
 def options(bench, output_dir: Path, *argv: str):

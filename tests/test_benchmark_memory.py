@@ -1,4 +1,4 @@
-"""scripts/benchmark_memory.py: the RSS summary against a hand computation, and a short real run."""
+"""benchmarks/memory: the RSS summary against a hand computation, and a short real run."""
 
 from __future__ import annotations
 
@@ -6,12 +6,12 @@ import json
 
 import pytest
 
-from script_modules import load_script
+from benchmarks.memory import run as memory_module
 
 
 @pytest.fixture(scope="module")
 def memory_script():
-    return load_script("benchmark_memory")
+    return memory_module
 
 
 def sample(step, event, rss_mb):

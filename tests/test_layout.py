@@ -43,6 +43,11 @@ def test_no_import_circle_in_hf_cakd():
     assert not circles, f"modules on an import circle: {circles}"
 
 
+def test_scripts_hold_only_the_users_entry_points():
+    """Benchmarks and experiments live in benchmarks/, outside the package and outside scripts/."""
+    assert sorted(p.name for p in (ROOT / "scripts").glob("*.py")) == ["demo.py", "distill.py", "make_demo_data.py"]
+
+
 def test_scripts_never_import_each_other_and_distill_stays_thin():
     scripts = {p.stem for p in (ROOT / "scripts").glob("*.py")}
     for path in (ROOT / "scripts").glob("*.py"):

@@ -127,6 +127,43 @@ def test_fbt_bridge_keeps_the_cnn_grid_for_a_vit_student_and_upsamples_for_a_tea
         method_config("fbt", {"bridge_upsample": "never"})
 
 
+def test_fbt_bridge_downsample_shrinks_the_grid_of_fs_last_stage():
+    from_vit = build_method("fbt", teacher="hf-vit", student="hf-resnet")  # F's suffix: the ViT teacher's 8x8
+    halved = build_method("fbt", teacher="hf-vit", student="hf-resnet", bridge_downsample=2)
+    assert from_vit.final_infos["assistant"].grid == (8, 8) and halved.final_infos["assistant"].grid == (4, 4)
+    losses, student, teacher, _ = run(halved)
+    assert set(losses) == FBT_DEFAULT_TERMS
+    fused = halved._assistant_output(student, teacher)
+    prefix_tokens = teacher.features[3].shape[1] - 64
+    assert fused.last_hidden_state.shape[1] == prefix_tokens + 16  # a quarter of the ViT's 64 patch tokens
+    with pytest.raises(ValueError, match=r"bridge_downsample=2 hands stage 4 .* leave bridge_downsample at 1"):
+        build_method("fbt", student="timm-mixer", bridge_downsample=2)  # the Mixer's token MLP has a fixed size
+    with pytest.raises(ValueError, match=r"bridge_downsample must be a positive integer, got 0"):
+        method_config("fbt", {"bridge_downsample": 0})
+
+
+def test_fbt_bridge_alignment_is_the_relative_error_to_the_suffixs_own_stage3_input():
+    method = build_method("fbt", teacher="hf-vit", student="hf-resnet", bridge_alignment_weight=0.5, bridge_downsample=2)
+    losses, student, teacher, _ = run(method)
+    assert set(losses) == FBT_DEFAULT_TERMS | {"bridge_alignment"}
+    fused = method._assistant_output(student, teacher)
+    # By hand: the teacher's stage-3 patch tokens (CLS dropped) as an 8x8 map, 2x2 averages -> 4x4, against the
+    # bridge's patch tokens (its learned prefix dropped).
+    stage3 = teacher.features[2]
+    prefix = stage3.shape[1] - 64
+    target = stage3[:, prefix:].reshape(B, 8, 8, -1).permute(0, 3, 1, 2)
+    target = target.reshape(B, -1, 4, 2, 4, 2).mean(dim=(3, 5))
+    bridged = fused.bridged[:, prefix:].reshape(B, 4, 4, -1).permute(0, 3, 1, 2)
+    expected = 0.5 * ((bridged - target) ** 2).mean() / (target**2).mean()
+    torch.testing.assert_close(losses["bridge_alignment"], expected)
+    # It trains the bridge (and the CNN prefix, the student's stages) only: the teacher's features are the target.
+    method.train()
+    losses, *_ = run(method, grad=True)
+    losses["bridge_alignment"].backward()
+    assert method.assistant.bridge.resample.weight.grad.abs().sum() > 0
+    assert all(p.grad is None for p in method.teacher_view.parameters())
+
+
 def test_fbt_deep_supervision_branches_learn_the_teachers_logits():
     method = build_method("fbt", fbt_deep_supervision="1,3", fbt_deep_supervision_weight=0.1)
     losses, student, teacher, _ = run(method, grad=True)
@@ -257,6 +294,8 @@ OPTION_RUNS = {
     "fbt-mask-same-label": ("fbt", dict(infonce_mask_same_label=True), FBT_DEFAULT_TERMS, set()),
     "fbt-bridge-keeps-the-grid": ("fbt", dict(bridge_upsample="false"), FBT_DEFAULT_TERMS, set()),
     "fbt-bridge-upsamples": ("fbt", dict(bridge_upsample="true"), FBT_DEFAULT_TERMS, set()),
+    "fbt-bridge-downsamples": ("fbt", dict(bridge_downsample=2), FBT_DEFAULT_TERMS, set()),
+    "fbt-bridge-alignment": ("fbt", dict(bridge_alignment_weight=1.0), FBT_DEFAULT_TERMS | {"bridge_alignment"}, set()),
 }
 
 

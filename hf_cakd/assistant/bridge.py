@@ -7,7 +7,9 @@ It turns one model's stage-3 output into the input another model's stage 4 expec
    when the source grid is an integer multiple of the target's, its transposed twin when it is an
    integer fraction, adaptive average pooling + 1x1 convolution otherwise. With ``upsample=False``
    a source grid smaller than the target's is kept (a 1x1 convolution maps the channels): FBT's
-   bridge only ever downsamples, and a suffix that runs on any grid needs no invented positions;
+   bridge only ever downsamples, and a suffix that runs on any grid needs no invented positions.
+   ``downsample=k`` then divides that grid by ``k`` in each direction (a suffix that runs on any
+   grid does ``k**2`` times less work);
 3. ``"attention"`` bridges add a learned position embedding and run one transformer block, so
    every position sees the whole image (local CNN features become global tokens); ``"linear"``
    bridges (used when the two models already share a family) stop after the projection;
@@ -40,11 +42,12 @@ def _resampler(source: StageInfo, target: StageInfo) -> nn.Module:
     return nn.Sequential(nn.AdaptiveAvgPool2d(target.grid), nn.Conv2d(source.channels, target.channels, 1))
 
 
-def bridged_grid(source: StageInfo, target: StageInfo, upsample: bool = True) -> tuple[int, int]:
+def bridged_grid(source: StageInfo, target: StageInfo, upsample: bool = True, downsample: int = 1) -> tuple[int, int]:
     """The grid the bridge hands the target's stage 4: the target's, or with ``upsample=False`` the
-    source's when it is smaller in either direction."""
+    source's when it is smaller in either direction; divided by ``downsample`` (at least 1x1)."""
     smaller = source.grid[0] < target.grid[0] or source.grid[1] < target.grid[1]
-    return tuple(source.grid) if smaller and not upsample else tuple(target.grid)
+    grid = source.grid if smaller and not upsample else target.grid
+    return tuple(max(1, size // downsample) for size in grid)
 
 
 def default_num_heads(dim: int, head_dim: int = 64) -> int:
@@ -64,13 +67,16 @@ class FusionBridge(nn.Module):
         num_heads: int | None = None,
         mlp_ratio: float = 2.0,
         upsample: bool = True,
+        downsample: int = 1,
     ):
         super().__init__()
         if bridge_type not in BRIDGE_TYPES:
             raise ValueError(f"bridge_type must be one of {BRIDGE_TYPES}, got {bridge_type!r}")
+        if downsample < 1:
+            raise ValueError(f"downsample must be a positive integer, got {downsample!r}")
         self.source = source
         # What the bridge outputs: the target's layout and channels on the bridged grid.
-        self.target = replace(target, grid=bridged_grid(source, target, upsample))
+        self.target = replace(target, grid=bridged_grid(source, target, upsample, downsample))
         dim = target.channels
         num_tokens = self.target.grid[0] * self.target.grid[1]
         self.resample = _resampler(source, self.target)

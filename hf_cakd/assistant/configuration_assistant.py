@@ -21,6 +21,8 @@ class AssistantConfig(PretrainedConfig):
             about one per 64 channels).
         bridge_upsample: ``False`` keeps a source grid smaller than the target's instead of
             upsampling it; needs a suffix view that runs on any grid (ViT, DeiT).
+        bridge_downsample: divides the bridged grid by this factor in each direction (2: a 14x14
+            grid becomes 7x7); above 1 it needs a suffix view that runs on any grid.
         prefix_model_config, suffix_model_config: full configs of the two models; only used to
             build a standalone assistant that owns copies of every module.
         stage_split: how isotropic models' blocks form their stages (``hf_cakd.backbones.base.resplit``),
@@ -40,6 +42,7 @@ class AssistantConfig(PretrainedConfig):
         bridge_num_heads: int | None = None,
         bridge_mlp_ratio: float = 2.0,
         bridge_upsample: bool = True,
+        bridge_downsample: int = 1,
         prefix_model_config: dict | None = None,
         suffix_model_config: dict | None = None,
         stage_split: str = "even",
@@ -57,6 +60,7 @@ class AssistantConfig(PretrainedConfig):
         self.bridge_num_heads = bridge_num_heads
         self.bridge_mlp_ratio = bridge_mlp_ratio
         self.bridge_upsample = bridge_upsample
+        self.bridge_downsample = bridge_downsample
         self.prefix_model_config = prefix_model_config
         self.suffix_model_config = suffix_model_config
         self.stage_split = stage_split

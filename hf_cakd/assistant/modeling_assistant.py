@@ -32,19 +32,21 @@ from .configuration_assistant import AssistantConfig
 
 
 class BridgeGridError(UsageError, ValueError):
-    """``bridge_upsample=False`` asked of a suffix whose stages run only on their own grid (a flag the pair cannot
-    take: exit code 2 from the CLI)."""
+    """``bridge_upsample=False`` or ``bridge_downsample`` > 1 asked of a suffix whose stages run only on their own
+    grid (a flag the pair cannot take: exit code 2 from the CLI)."""
 
 
 @dataclass
 class AssistantOutput(ModelOutput):
     """``logits`` of F; ``last_hidden_state`` is F's final-stage feature (suffix stage 4); ``pre_logits``
-    what F's classifier reads, when the suffix view captures it (``capture_pre_logits``)."""
+    what F's classifier reads, when the suffix view captures it (``capture_pre_logits``); ``bridged`` the
+    bridge's output, the input of F's last stage (laid out as ``AssistantModel.bridge.target`` says)."""
 
     loss: Optional[torch.Tensor] = None
     logits: Optional[torch.Tensor] = None
     last_hidden_state: Optional[torch.Tensor] = None
     pre_logits: Optional[torch.Tensor] = None
+    bridged: Optional[torch.Tensor] = None
 
 
 def fusion_roles(teacher_family: str, student_family: str) -> str:
@@ -129,13 +131,20 @@ class AssistantModel(AssistantPreTrainedModel):
             )
         config.source_stage, config.target_stage = _stage_dict(source), _stage_dict(target)
         self.bridge = FusionBridge(
-            source, target, config.bridge_type, config.bridge_num_heads, config.bridge_mlp_ratio, config.bridge_upsample
+            source,
+            target,
+            config.bridge_type,
+            config.bridge_num_heads,
+            config.bridge_mlp_ratio,
+            config.bridge_upsample,
+            config.bridge_downsample,
         )
         if self.bridge.target.grid != target.grid and not self.suffix.runs_on_any_grid:
+            asked = "bridge_upsample=False" if config.bridge_downsample == 1 else f"bridge_downsample={config.bridge_downsample}"
             raise BridgeGridError(
-                f"bridge_upsample=False hands stage 4 of the {type(self.suffix.model).__name__} a "
-                f"{self.bridge.target.grid} grid, but its stages run only on {target.grid}: set bridge_upsample to true "
-                "or auto for this pair (a smaller grid needs a suffix such as ViT or DeiT)."
+                f"{asked} hands stage 4 of the {type(self.suffix.model).__name__} a {self.bridge.target.grid} grid, "
+                f"but its stages run only on {target.grid}: leave bridge_downsample at 1 and set bridge_upsample to "
+                "true or auto for this pair (another grid needs a suffix such as ViT or DeiT)."
             )
         self.post_init()
 
@@ -223,7 +232,11 @@ class AssistantModel(AssistantPreTrainedModel):
         output = self.suffix.forward_from(3, bridged)
         loss = None if labels is None else nn.functional.cross_entropy(output.logits.float(), labels)
         return AssistantOutput(
-            loss=loss, logits=output.logits, last_hidden_state=output.features[-1], pre_logits=output.pre_logits
+            loss=loss,
+            logits=output.logits,
+            last_hidden_state=output.features[-1],
+            pre_logits=output.pre_logits,
+            bridged=bridged,
         )
 
     def save_standalone(self, save_directory: str, **kwargs) -> None:

@@ -33,6 +33,13 @@ Options beyond the paper, all off by default (the defaults are the recipe above)
   ones; only suffixes that run on any grid take it (``StagedBackbone.runs_on_any_grid``: ViT, DeiT).
   ``true`` upsamples it to the suffix's grid; ``auto`` (default) is ``false`` where the suffix is a
   student's that runs on any grid (a frozen teacher's last stage keeps the grid it was trained on).
+* ``bridge_downsample k``: the bridged grid is divided by ``k`` in each direction, so F's last
+  stage runs on ``k**2`` times fewer tokens (a ViT-B/16 teacher's 14x14 at 224 px becomes 7x7).
+  Only suffixes that run on any grid take it.
+* ``bridge_alignment_weight w``: a term ``bridge_alignment`` pulls the bridge's output towards what
+  the suffix model itself feeds its last stage on the same image (its own stage-3 output, pooled to
+  the bridged grid, detached): F's last stage, a frozen teacher's in particular, then sees inputs
+  like those it was trained on. The error is relative (divided by the target's mean square).
 * ``fbt_transfer_paths``: which of the three paths transfer (comma list of ``teacher_student``,
   ``teacher_assistant``, ``assistant_student``; all by default). Dropping one is the paper's
   ablation; the cross-entropy terms of S and F stay.
@@ -45,6 +52,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..assistant import AssistantModel
+from ..backbones import to_map
 from ..losses import (
     FeatureProjector,
     LearnableTemperature,
@@ -114,6 +122,20 @@ class FBTConfig(MethodConfig):
             "'true' always upsamples it to the suffix's grid; 'false' never does (FBT's bridge only downsamples)."
         },
     )
+    bridge_downsample: int = field(
+        default=1,
+        metadata={
+            "help": "Divide the grid the bridge hands F's last stage by this factor in each direction (2: a 14x14 "
+            "grid becomes 7x7, a quarter of that stage's work). Needs a last stage that runs on any grid (ViT, DeiT)."
+        },
+    )
+    bridge_alignment_weight: float = field(
+        default=0.0,
+        metadata={
+            "help": "Weight of a term that pulls the bridge's output towards the suffix model's own stage-3 output "
+            "on the same image (the input its last stage sees in its own forward); 0 (default): off."
+        },
+    )
     fbt_deep_supervision: str = field(
         default="",
         metadata={
@@ -167,6 +189,10 @@ class FBTConfig(MethodConfig):
             raise ValueError(f"infonce_pooling must be 'avg' or a positive integer k (k x k pooling), got {pooling!r}")
         self.infonce_pooling = pooling
         self.fbt_deep_supervision = ",".join(map(str, parse_stages(self.fbt_deep_supervision, "fbt_deep_supervision")))
+        if self.bridge_downsample < 1:
+            raise ValueError(f"bridge_downsample must be a positive integer, got {self.bridge_downsample}")
+        if self.bridge_alignment_weight < 0:
+            raise ValueError(f"bridge_alignment_weight must be >= 0, got {self.bridge_alignment_weight}")
         if self.fbt_assistant_warmup_steps < 0:
             raise ValueError(f"fbt_assistant_warmup_steps must be >= 0, got {self.fbt_assistant_warmup_steps}")
         if self.fbt_assistant_gate not in ASSISTANT_GATES:
@@ -211,8 +237,10 @@ class FuseBeforeTransfer(DistillationMethod):
             bridge_type=config.bridge_type,
             stage_split=config.stage_split,
             bridge_upsample=BRIDGE_UPSAMPLING[config.bridge_upsample],
+            bridge_downsample=config.bridge_downsample,
         )
         self.prefix_role = self.assistant.config.prefix_role
+        self.suffix_role = self.assistant.config.suffix_role
         self.final_infos = {
             "teacher": teacher.stage_infos[3],
             "student": student.stage_infos[3],
@@ -311,12 +339,25 @@ class FuseBeforeTransfer(DistillationMethod):
                 nce_term, logit_term = assistant_scale * nce_term, assistant_scale * logit_term
             losses[f"infonce_{pair}"] = nce_term
             losses[f"{config.fbt_logit_loss}_{pair}"] = logit_term
+        if config.bridge_alignment_weight:
+            suffix_output = teacher if self.suffix_role == "teacher" else student
+            losses["bridge_alignment"] = config.bridge_alignment_weight * self._bridge_alignment(
+                fused.bridged, suffix_output.features[2]
+            )
         for stage, branch in zip(self.deep_supervision_stages, self.deep_branches):
             branch_logits = branch(student.features[stage - 1])
             losses[f"deep_supervision_stage{stage}"] = config.fbt_deep_supervision_weight * self._logit_loss(
                 branch_logits, teacher.logits, labels
             )
         return losses
+
+    def _bridge_alignment(self, bridged: torch.Tensor, suffix_stage3: torch.Tensor) -> torch.Tensor:
+        """Mean squared error between the bridge's output map and the suffix's own stage-3 map pooled to the
+        bridged grid (detached), relative to that target's mean square."""
+        bridge = self.assistant.bridge
+        target = to_map(suffix_stage3.detach(), self.assistant.suffix.stage_infos[2]).float()
+        target = F.adaptive_avg_pool2d(target, bridge.target.grid)
+        return F.mse_loss(to_map(bridged, bridge.target).float(), target) / target.pow(2).mean().clamp_min(1e-12)
 
     def no_weight_decay_names(self):
         # Weight decay would pull the learnable temperatures towards tau = 1.

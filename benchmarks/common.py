@@ -1,8 +1,8 @@
-"""What the benchmark scripts share: typed settings, timed training steps, results files and README tables.
+"""What the benchmarks share: typed settings, timed training steps, results files and README tables.
 
-``scripts/benchmark_*.py`` and ``scripts/demo.py`` build runs from these pieces and call
+``benchmarks/{accuracy,speed,memory}`` build runs from these pieces and call
 :func:`hf_cakd.pipeline.distill` (or the :class:`~hf_cakd.DistillationTrainer`) directly; no
-script imports another. Methods and their options come from the registry (``hf_cakd.methods``).
+benchmark imports another. Methods and their options come from the registry (``hf_cakd.methods``).
 
 - settings: :class:`Schedule` (the optimisation of a benchmark run), :class:`ModelPair`,
   :class:`StepSettings` and :class:`StepRow` (one timed training step);
@@ -32,8 +32,8 @@ from typing import Any
 
 import torch
 
-from .methods import METHODS, method_class
-from .trainer import DistillationTrainingArguments
+from hf_cakd.methods import METHODS, method_class
+from hf_cakd.trainer import DistillationTrainingArguments
 
 # The source checkout the benchmarks run from: paths under it are recorded relative to it.
 REPO = Path(__file__).resolve().parents[1]
@@ -74,7 +74,7 @@ class ModelPair:
 
     def load(self, id2label: dict, with_teacher: bool = True):
         """``(student, teacher)``; the teacher frozen, or None."""
-        from .model_specs import load_classifier
+        from hf_cakd.model_specs import load_classifier
 
         student = load_classifier(self.student, id2label, model_args=self.student_model_args)
         teacher = None
@@ -211,7 +211,7 @@ def _step_arguments(settings: StepSettings, method: str, output_dir: str, method
 
 def _our_step(row: StepRow, settings: StepSettings, batch: dict, output_dir: str):
     """The DistillationTrainer's own training_step, then its own optimizer's step."""
-    from .trainer import DistillationTrainer
+    from hf_cakd.trainer import DistillationTrainer
 
     student, teacher = row.pair.load(settings.id2label, with_teacher=method_class(row.method).requires_teacher)
     args = _step_arguments(settings, row.method, output_dir, row.method_config)
@@ -259,7 +259,7 @@ def _timm_task_step(row: StepRow, settings: StepSettings, batch: dict, output_di
 
 
 def measure_step(row: StepRow, settings: StepSettings) -> dict:
-    """Median step time, peak memory and FLOPs of one row, in this process (see scripts/benchmark_speed.py)."""
+    """Median step time, peak memory and FLOPs of one row, in this process (see benchmarks/speed/run.py)."""
     # Everything imported before the memory baseline, so that it is not counted as the row's.
     import timm.task  # noqa: F401
     import transformers
@@ -317,8 +317,8 @@ def measure_pipeline(settings: StepSettings, num_workers: int) -> dict:
     """Images/s of load_image_dataset -> DistillationTransform -> DistillationCollator in a DataLoader."""
     from torch.utils.data import DataLoader
 
-    from .data import DistillationCollator, DistillationTransform, load_image_dataset
-    from .model_specs import load_image_processor
+    from hf_cakd.data import DistillationCollator, DistillationTransform, load_image_dataset
+    from hf_cakd.model_specs import load_image_processor
 
     pair = settings.pair
     data = load_image_dataset(settings.dataset)

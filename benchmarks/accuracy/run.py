@@ -1,10 +1,9 @@
-#!/usr/bin/env python
 """Does FBT beat KD, OFA and no distillation? Top-1 on real CIFAR-10, three heterogeneous pairs.
 
-    .venv/bin/python scripts/benchmark_accuracy.py --profile quick     # CPU, about 5 hours, 3 seeds
-    .venv/bin/python scripts/benchmark_accuracy.py --profile full --data /data/cifar10   # GPU, 3 seeds
-    .venv/bin/python scripts/benchmark_accuracy.py --profile smoke --output_dir /tmp/bench-smoke
-    .venv/bin/python scripts/benchmark_accuracy.py --profile quick --report_only   # chart/table/README again
+    .venv/bin/python -m benchmarks.accuracy --profile quick     # CPU, about 5 hours, 3 seeds
+    .venv/bin/python -m benchmarks.accuracy --profile full --data /data/cifar10   # GPU, 3 seeds
+    .venv/bin/python -m benchmarks.accuracy --profile smoke --output_dir /tmp/bench-smoke
+    .venv/bin/python -m benchmarks.accuracy --profile quick --report_only   # chart/table/README again
 
 What is run
 -----------
@@ -53,7 +52,7 @@ screen (benchmarks/accuracy/experiments.md); the test split never chooses a sett
 exists. Then, seed by seed (so an interrupted benchmark has whole seeds), every pair x method (every
 registered method, ``hf_cakd.methods.METHODS``: ``none``, ``kd``, ``feature_kd``, ``fitnet``, ``ofa``,
 ``fbt``) is one ``distill`` call into ``<output_dir>/runs/<pair>/<method>/seed<k>/``, all with the same
-schedule (``hf_cakd.benchmarking.Schedule``: AdamW, cosine decay, 5% warm-up, weight decay 0.05,
+schedule (``benchmarks.common.Schedule``: AdamW, cosine decay, 5% warm-up, weight decay 0.05,
 ``epochs``) and every method at its config's defaults; methods that need no teacher (``none``) get
 none. ``kd`` and ``feature_kd`` are the losses of timm's ``LogitDistillationTask`` (T=4) and
 ``FeatureDistillationTask`` (tests/test_timm_peers.py), the peers a timm user would pick. Last, the
@@ -87,7 +86,7 @@ Profiles and the quick profile's budget
   paper's pretrained teachers do: on the validation screens of experiments.md each teacher beat
   its students trained alone by 19 to 27 points), batch 128, 3 seeds, evaluation on all 10,000
   test images. Settings were chosen on a validation split of the training images (the
-  validation screen above, and FBT's options in scripts/screen_vit_to_cnn.py), never on this test split.
+  validation screen above, and FBT's options: benchmarks/accuracy/experiments.md), never on this test split.
 - ``full`` (one GPU): the larger models, all 50,000 training images, teachers 100 epochs,
   students 50 epochs, batch 256, 3 seeds, 8 data-loading workers, bf16 on CUDA.
 
@@ -143,7 +142,7 @@ from transformers.image_utils import (
 )
 
 from hf_cakd import load_classifier, staged_view
-from hf_cakd.benchmarking import (
+from benchmarks.common import (
     REPO,
     ModelPair,
     Schedule,
@@ -206,7 +205,7 @@ BENCHMARK_PARTS = ("tuning", "table", "ablation")
 # CNNs get the ImageNet statistics, ViT and Mixer the 0.5 ones, as their transformers/timm configs do.
 CNN_NORM = (tuple(IMAGENET_DEFAULT_MEAN), tuple(IMAGENET_DEFAULT_STD))
 TOKEN_NORM = (tuple(IMAGENET_STANDARD_MEAN), tuple(IMAGENET_STANDARD_STD))
-COMMAND = ".venv/bin/python scripts/benchmark_accuracy.py --profile quick"
+COMMAND = ".venv/bin/python -m benchmarks.accuracy --profile quick"
 
 
 # ---- models and profiles ----
@@ -865,7 +864,7 @@ def markdown_table(results: dict, chart: str | None = None) -> str:
         + (f"; {' and '.join(peers)} (tests/test_timm_peers.py)" if peers else "")
         + f". F is FBT's assistant, evaluated like the student. Trained on {hardware}, "
         f"{_training_minutes(results):.0f} min of training in all. Reproduce: `{COMMAND}` "
-        "(`--profile full` on a GPU; see the script's docstring).",
+        "(`--profile full` on a GPU; see benchmarks/accuracy/run.py).",
         "",
         "| pair | teacher -> student | teacher | " + " | ".join(methods) + " | fbt - best other | F (fbt) |",
         "| --- | --- | ---: |" + " ---: |" * len(methods) + " ---: | ---: |",
@@ -1087,6 +1086,3 @@ def main(argv: list[str] | None = None) -> dict:
         print(estimate_table(estimate))
     return results
 
-
-if __name__ == "__main__":
-    main(sys.argv[1:])

@@ -1,7 +1,6 @@
-#!/usr/bin/env python
 """Screen FBT's options on the accuracy benchmark's ``vit_to_cnn`` pair, on a validation split.
 
-    OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 PYTHONPATH=. .venv/bin/python scripts/screen_vit_to_cnn.py \
+    OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 PYTHONPATH=. .venv/bin/python -m benchmarks.accuracy.experiments.screen_vit_to_cnn \
         --deadline 15:40
 
 The issue "FBT must earn its place", point 4: which of FBT's options help a CNN student? Options are
@@ -12,7 +11,7 @@ chosen on images the benchmark never tests on, so that the test split stays clea
 first ``--train_samples``) and whose ``test.parquet`` is rows ``[45,000, 50,000)`` of the *train* split:
 the validation images. CIFAR-10's test split is never read.
 
-**Models and schedule**, as ``scripts/benchmark_accuracy.py --profile quick`` builds them: a
+**Models and schedule**, as ``python -m benchmarks.accuracy --profile quick`` builds them: a
 transformers ViT teacher (patch 4, width 128, 6 layers, 4 heads, MLP x2; 32 px) trained with
 ``method none`` for ``--teacher_epochs`` on the 20,000 rows (cached in ``--work_dir``/teacher and reused);
 a MobileNetV2 x0.5 student (32 px), ``--epochs`` on ``--train_samples`` rows; batch 128, AdamW lr 1e-3,
@@ -53,7 +52,7 @@ from transformers.image_utils import (
     IMAGENET_STANDARD_STD,
 )
 
-from hf_cakd.benchmarking import REPO, Schedule, machine_info, setup_logging, shown_path, training_arguments
+from benchmarks.common import REPO, Schedule, machine_info, setup_logging, shown_path, training_arguments
 from hf_cakd.methods import method_class
 from hf_cakd.pipeline import DataArguments, ModelArguments, distill
 

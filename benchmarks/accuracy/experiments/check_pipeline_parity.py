@@ -1,7 +1,6 @@
-#!/usr/bin/env python
 """Train one student two ways, a plain timm/torch loop and hf_cakd's CLI, and compare their top-1.
 
-    OMP_NUM_THREADS=1 PYTHONPATH=. python scripts/check_pipeline_parity.py \\
+    OMP_NUM_THREADS=1 PYTHONPATH=. python -m benchmarks.accuracy.experiments.check_pipeline_parity \\
         --data /work/shared/datasets/cifar10 --out benchmarks/accuracy/parity/baseline.json
 
 (A) ``plain``: ``timm.create_model``, torchvision reflect-pad 4 / random crop 32 / flip,

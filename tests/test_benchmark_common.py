@@ -1,10 +1,10 @@
-"""hf_cakd.benchmarking: the pieces the benchmark scripts share (no training here)."""
+"""benchmarks.common: the pieces the benchmarks share (no training here)."""
 
 from __future__ import annotations
 
 import pytest
 
-from hf_cakd.benchmarking import (
+from benchmarks.common import (
     REPO,
     Schedule,
     benchmark_methods,

@@ -1,0 +1,1 @@
+"""The accuracy benchmark: ``python -m benchmarks.accuracy`` (see run.py)."""

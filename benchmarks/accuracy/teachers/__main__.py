@@ -1,0 +1,3 @@
+from benchmarks.accuracy.teachers.build import main
+
+main()

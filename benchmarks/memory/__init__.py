@@ -1,0 +1,1 @@
+"""The memory benchmark: ``python -m benchmarks.memory`` (see run.py)."""
