@@ -9,11 +9,8 @@ setup(
     long_description=Path(__file__).with_name("README.md").read_text(encoding="utf-8"),
     long_description_content_type="text/markdown",
     license="Apache-2.0",
-    # The card templates live at the top of the repository (model_cards/) and install inside the
-    # package, as hf_cakd/model_cards/, where hf_cakd.hub looks for them first.
-    packages=find_packages(include=["hf_cakd", "hf_cakd.*"]) + ["hf_cakd.model_cards"],
-    package_dir={"hf_cakd.model_cards": "model_cards"},
-    package_data={"hf_cakd.model_cards": ["*.jinja"]},
+    packages=find_packages(include=["hf_cakd", "hf_cakd.*"]),
+    package_data={"hf_cakd": ["model_cards/*.jinja"]},
     entry_points={"console_scripts": ["hf-cakd = hf_cakd.cli:main"]},
     python_requires=">=3.10",
     install_requires=[

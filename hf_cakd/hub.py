@@ -1,6 +1,7 @@
 """The distilled student on the Hub: its model card, its push, and a folder timm can load too.
 
-- :func:`student_model_card` renders the card (``model_cards/student.md.jinja``) from plain values
+- :func:`student_model_card` renders the card (``model_cards/student.md.jinja``, package data through the
+  ``hf_cakd/model_cards`` link) from plain values
   gathered in a :class:`CardInputs`; :func:`default_license` and :func:`framework_versions` give
   two of them.
 - :func:`push_student` uploads an output folder (the student at the top), retrying transient failures.
@@ -37,11 +38,8 @@ TEMPLATE_NAME = "student.md.jinja"
 
 
 def default_template_path() -> Path:
-    """The student card template: inside the installed package, else at the top of a source checkout."""
-    installed = files("hf_cakd") / "model_cards" / TEMPLATE_NAME
-    if installed.is_file():
-        return Path(str(installed))
-    return Path(__file__).resolve().parents[1] / "model_cards" / TEMPLATE_NAME
+    """The student card template, package data of hf_cakd."""
+    return Path(str(files("hf_cakd") / "model_cards" / TEMPLATE_NAME))
 
 
 # ---- the card ----

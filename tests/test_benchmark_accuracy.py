@@ -1,27 +1,40 @@
-"""benchmarks/accuracy without training: which runs are left, what results.json collects from run
+"""The accuracy benchmark (benchmarks/accuracy) without training: which runs are left, what results.json collects from run
 folders and from the committed record, the validation split, the validation-screen table."""
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import shutil
 from pathlib import Path
 
-import pytest
 from datasets import ClassLabel, Dataset, Features, Image, Value
+import pytest
 from PIL import Image as PILImage
+from transformers import ViTForImageClassification
 
-from benchmarks.accuracy import run as bench_module
+from benchmarks.accuracy import profiles
+from benchmarks.accuracy.report import markdown_table, tuning_table
+from benchmarks.accuracy.results import collect_results
+from benchmarks.accuracy.run import parse_args
+from benchmarks.accuracy.runs import (
+    BENCHMARK_PARTS,
+    ablation_dir,
+    pending_runs,
+    planned_runs,
+    run_dir,
+    teacher_dir,
+    tuning_dir,
+    validation_data,
+)
+from benchmarks.common import benchmark_methods
+from hf_cakd import load_classifier, staged_view
+from hf_cakd.data import load_image_dataset
 
 
-@pytest.fixture(scope="module")
-def bench():
-    return bench_module
-
-
-def options(bench, output_dir: Path, *argv: str):
-    return bench.parse_args(["--profile", "smoke", "--output_dir", str(output_dir), "--report_only", *argv])
+def options(output_dir: Path, *argv: str):
+    return parse_args(["--profile", "smoke", "--output_dir", str(output_dir), "--report_only", *argv])
 
 
 def finish(directory: Path, top1: float, assistant: float | None = None) -> None:
@@ -33,32 +46,32 @@ def finish(directory: Path, top1: float, assistant: float | None = None) -> None
     (directory / "results.json").write_text(json.dumps({"metrics": metrics, "train_seconds": 60.0}))
 
 
-def models(bench):
-    return {role: {"name": role, "spec": role, "params": 1, "family": "cnn", "image_size": 32} for role in bench.QUICK_MODELS}
+def models():
+    return {role: {"name": role, "spec": role, "params": 1, "family": "cnn", "image_size": 32} for role in profiles.QUICK_MODELS}
 
 
-def test_a_fresh_clone_resumes_from_the_committed_results(bench, tmp_path):
-    profile = bench.PROFILES["smoke"]
-    opts = options(bench, tmp_path)
-    planned = bench.pending_runs(profile, opts)
+def test_a_fresh_clone_resumes_from_the_committed_results(tmp_path):
+    profile = profiles.PROFILES["smoke"]
+    opts = options(tmp_path)
+    planned = pending_runs(profile, opts)
     tuning = sum(
         len(settings)
-        for pair in bench.PAIRS
-        for method, settings in bench.TUNING.items()
-        if pair in bench.TUNING_PAIRS.get(method, bench.PAIRS)
+        for pair in profiles.PAIRS
+        for method, settings in profiles.TUNING.items()
+        if pair in profiles.TUNING_PAIRS.get(method, profiles.PAIRS)
     )
-    assert bench.TUNING_PAIRS["fbt"] == ("cnn_to_vit", "vit_to_cnn")  # the Mixer suffix runs on its own grid only
-    per_pair = len(profile.seeds) * len(bench.benchmark_methods()) + len(bench.ABLATIONS)
-    assert len(planned) == tuning + len(bench.PAIRS) * per_pair
+    assert profiles.TUNING_PAIRS["fbt"] == ("cnn_to_vit", "vit_to_cnn")  # the Mixer suffix runs on its own grid only
+    per_pair = len(profile.seeds) * len(benchmark_methods()) + len(profiles.ABLATIONS)
+    assert len(planned) == tuning + len(profiles.PAIRS) * per_pair
     assert [run.validation for run in planned[:tuning]] == [True] * tuning  # the screen comes first
     assert {run.pair for run in planned[:tuning] if run.method == "fbt"} == {"cnn_to_vit", "vit_to_cnn"}
 
-    finish(bench._teacher_dir(tmp_path, "cnn_teacher"), 0.7)
-    finish(bench._run_dir(tmp_path, "cnn_to_vit", "none", 0), 0.40)
-    finish(bench._run_dir(tmp_path, "cnn_to_vit", "fbt", 0), 0.46, assistant=0.65)
-    finish(bench._ablation_dir(tmp_path, "cnn_to_vit", "without F -> S"), 0.45, assistant=0.64)
-    finish(bench._tuning_dir(tmp_path, "cnn_to_vit", "kd", "T=8"), 0.41)
-    results = bench.collect_results("smoke", profile, opts, models(bench))
+    finish(teacher_dir(tmp_path, "cnn_teacher"), 0.7)
+    finish(run_dir(tmp_path, "cnn_to_vit", "none", 0), 0.40)
+    finish(run_dir(tmp_path, "cnn_to_vit", "fbt", 0), 0.46, assistant=0.65)
+    finish(ablation_dir(tmp_path, "cnn_to_vit", "without F -> S"), 0.45, assistant=0.64)
+    finish(tuning_dir(tmp_path, "cnn_to_vit", "kd", "T=8"), 0.41)
+    results = collect_results("smoke", profile, opts, models())
     pair = results["pairs"]["cnn_to_vit"]
     assert pair["teacher_top1_range"] == [0.7, 0.7] and pair["methods"]["none"]["top1"] == {"mean": 0.40, "std": 0.0}
     assert pair["methods"]["fbt"]["assistant_top1"]["mean"] == 0.65 and pair["methods"]["fbt"]["runs"][0]["teacher_top1"] == 0.7
@@ -66,9 +79,9 @@ def test_a_fresh_clone_resumes_from_the_committed_results(bench, tmp_path):
     assert results["tuning"]["cnn_to_vit"]["kd"]["T=8"]["options"] == {"kd_temperature": 8.0}
     assert "cnn_to_vit ofa seed 0" in results["missing"] and "teacher vit_teacher" in results["missing"]
     assert len(results["missing"]) == 1 + len(planned) - 4  # the ViT teacher, and all runs but four
-    shutil.rmtree(bench._teacher_dir(tmp_path, "cnn_teacher"))
-    finish(bench._teacher_dir(tmp_path, "cnn_teacher"), 0.75)  # retrained: the runs above were taught by 0.7
-    retrained = bench.collect_results("smoke", profile, opts, models(bench))
+    shutil.rmtree(teacher_dir(tmp_path, "cnn_teacher"))
+    finish(teacher_dir(tmp_path, "cnn_teacher"), 0.75)  # retrained: the runs above were taught by 0.7
+    retrained = collect_results("smoke", profile, opts, models())
     assert retrained["teachers"]["cnn_teacher"]["top1"] == 0.75 and retrained["pairs"]["cnn_to_vit"]["teacher_top1_range"] == [0.7, 0.7]
 
     # The run folders are not in git: a clone holds only results.json, and resumes from it.
@@ -76,10 +89,10 @@ def test_a_fresh_clone_resumes_from_the_committed_results(bench, tmp_path):
     clone = tmp_path / "clone"
     clone.mkdir()
     (clone / "results.json").write_text(json.dumps(results))
-    left = bench.pending_runs(profile, options(bench, clone))
+    left = pending_runs(profile, options(clone))
     assert len(left) == len(planned) - 4
     assert not {run.label for run in left} & {"cnn_to_vit none seed 0", "cnn_to_vit kd T=8 seed 0 (validation)"}
-    again = bench.collect_results("smoke", profile, options(bench, clone), models(bench))
+    again = collect_results("smoke", profile, options(clone), models())
     assert again["pairs"] == results["pairs"] and again["tuning"] == results["tuning"]
     assert again["machines"] == results["machines"] and len(results["machines"]) == 1  # one machine trained all
 
@@ -87,14 +100,14 @@ def test_a_fresh_clone_resumes_from_the_committed_results(bench, tmp_path):
     here = results["machines"][0]
     results["machines"] = [here | {"cpu": "Elsewhere CPU", "cpu_count": 8}]
     (clone / "results.json").write_text(json.dumps(results))
-    again = bench.collect_results("smoke", profile, options(bench, clone), models(bench))
+    again = collect_results("smoke", profile, options(clone), models())
     assert [machine["cpu"] for machine in again["machines"]] == ["Elsewhere CPU", here["cpu"]]
-    assert f"Trained on cpu (Elsewhere CPU, 8 cores) and cpu ({here['cpu']}, " in bench.markdown_table(again)
+    assert f"Trained on cpu (Elsewhere CPU, 8 cores) and cpu ({here['cpu']}, " in markdown_table(again)
 
     # A record of another schedule is not this benchmark's: nothing is taken from it.
     results["schedule"]["epochs"] = 99
     (clone / "results.json").write_text(json.dumps(results))
-    assert len(bench.pending_runs(profile, options(bench, clone))) == len(planned)
+    assert len(pending_runs(profile, options(clone))) == len(planned)
 
 
 def png(value: int) -> bytes:
@@ -103,7 +116,7 @@ def png(value: int) -> bytes:
     return buffer.getvalue()
 
 
-def test_validation_split_is_the_last_tenth_of_the_train_split(bench, tmp_path):
+def test_validation_split_is_the_last_tenth_of_the_train_split(tmp_path):
     features = Features(img=Image(), label=ClassLabel(names=["a", "b"]), row=Value("int32"))
     rows = {"img": [{"bytes": png(i), "path": None} for i in range(30)], "label": [i % 2 for i in range(30)]}
     source = tmp_path / "cifar"
@@ -112,18 +125,19 @@ def test_validation_split_is_the_last_tenth_of_the_train_split(bench, tmp_path):
     Dataset.from_dict(rows | {"row": list(range(30))}, features=features).select(range(5)).to_parquet(
         str(source / "test.parquet")
     )
-    target = bench.validation_data(str(source), tmp_path / "out")
+    target = validation_data(str(source), tmp_path / "out")
     assert sorted(path.name for path in target.iterdir()) == ["train.parquet", "validation.parquet"]
-    split = bench.load_image_dataset(str(target), eval_split="validation")
+    split = load_image_dataset(str(target), eval_split="validation")
     assert split.train["row"] == list(range(27)) and split.eval["row"] == [27, 28, 29]
     assert split.id2label == {0: "a", 1: "b"}
 
 
-def test_screen_table_marks_the_best_setting_per_pair(bench):
+def test_screen_table_marks_the_best_setting_per_pair():
     def run(top1):
         return {"seed": 0, "top1": top1}
 
     results = {
+        "profile": "quick",
         "schedule": {"seeds": [0, 1, 2]},
         "tuning": {
             "p1": {
@@ -133,7 +147,7 @@ def test_screen_table_marks_the_best_setting_per_pair(bench):
             "p2": {"kd": {"T=2": run(0.50), "T=4": run(0.40)}},
         },
     }
-    lines = bench.tuning_table(results)
+    lines = tuning_table(results)
     rows = {line.split(" | ")[1]: line for line in lines if line.startswith("| kd |")}
     assert rows["T=2: `--kd_temperature 2.0`"].endswith("| 30.00 | **50.00** | 40.00 |")
     assert rows["T=4 (default)"].endswith("| **32.00** | 40.00 | 36.00 |")
@@ -143,17 +157,37 @@ def test_screen_table_marks_the_best_setting_per_pair(bench):
     assert fbt[0].endswith("| **45.00**, F 60.00 | - | - |")  # F beside its student
 
 
-def test_parts_of_the_benchmark_are_selected_by_flag(bench, tmp_path):
-    profile = bench.PROFILES["smoke"]
-    only = bench.pending_runs(
-        profile, options(bench, tmp_path, "--parts", "ablation", "tuning", "--pairs", "cnn_to_mlp", "--methods", "kd",
+def test_parts_of_the_benchmark_are_selected_by_flag(tmp_path):
+    profile = profiles.PROFILES["smoke"]
+    only = pending_runs(
+        profile, options(tmp_path, "--parts", "ablation", "tuning", "--pairs", "cnn_to_mlp", "--methods", "kd",
                          "--ablations", "without F -> S")
     )
     assert [run.label for run in only] == [
-        f"cnn_to_mlp kd {setting} seed 0 (validation)" for setting in bench.TUNING["kd"]
+        f"cnn_to_mlp kd {setting} seed 0 (validation)" for setting in profiles.TUNING["kd"]
     ] + ["cnn_to_mlp fbt without F -> S seed 0"]
     assert only[-1].method_config == {"fbt_transfer_paths": "teacher_student,teacher_assistant"}
-    published = bench.pending_runs(
-        profile, options(bench, tmp_path, "--parts", "tuning", "--pairs", "cnn_to_mlp", "--settings", "published recipe")
+    published = pending_runs(
+        profile, options(tmp_path, "--parts", "tuning", "--pairs", "cnn_to_mlp", "--settings", "published recipe")
     )
     assert [run.label for run in published] == ["cnn_to_mlp ofa published recipe seed 0 (validation)"]
+
+
+def test_the_headline_profile_pairs_a_committed_vit_teacher_with_cnn_students_whose_stage3_is_its_grid(tmp_path):
+    profile = profiles.PROFILES["headline"]
+    assert profile.teacher_roles() == ["vit_teacher"] and profile.committed_teachers == {"vit_teacher": "vit-p16-64"}
+    labels = {i: str(i) for i in range(10)}
+    teacher_recipe = profile.models["vit_teacher"]
+    teacher = staged_view(ViTForImageClassification(teacher_recipe.config), teacher_recipe.image_size)
+    for _, student_role in profile.pairs.values():
+        recipe = profile.models[student_role]
+        student = staged_view(load_classifier(str(recipe.save(tmp_path / student_role)), labels), recipe.image_size)
+        assert student.family == "cnn" and student.stage_infos[2].grid == teacher.stage_infos[3].grid == (4, 4)
+    planned = planned_runs(profile, tmp_path, list(profile.pairs), profile.seeds, benchmark_methods(), BENCHMARK_PARTS)
+    assert {run.part for run in planned} == {"tuning", "table"}  # no ablation yet
+    assert len([run for run in planned if run.part == "table"]) == 2 * len(benchmark_methods()) * 3
+    screened = {(run.method, run.variant) for run in planned if run.part == "tuning"}
+    assert ("fbt", "bridge downsamples 2x") in screened and ("ofa", "default") in screened
+    unbuilt = dataclasses.replace(profile, committed_teachers={"vit_teacher": "not-built"})
+    with pytest.raises(SystemExit, match="committed teacher not-built, not built yet: python -m benchmarks.accuracy.teachers not-built"):
+        profiles.committed_teacher(unbuilt, "vit_teacher")

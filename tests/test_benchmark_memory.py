@@ -6,19 +6,14 @@ import json
 
 import pytest
 
-from benchmarks.memory import run as memory_module
-
-
-@pytest.fixture(scope="module")
-def memory_script():
-    return memory_module
+from benchmarks.memory.run import main, summarise
 
 
 def sample(step, event, rss_mb):
     return {"step": step, "event": event, "seconds": 0.0, "rss_mb": rss_mb}
 
 
-def test_summary_measures_growth_from_the_first_save_on(memory_script):
+def test_summary_measures_growth_from_the_first_save_on():
     samples = [
         sample(0, "train_begin", 100.0),
         sample(100, "step", 300.0),  # warm-up allocations: not counted as growth
@@ -28,7 +23,7 @@ def test_summary_measures_growth_from_the_first_save_on(memory_script):
         sample(400, "save", 354.0),
         sample(400, "train_end", 356.0),
     ]
-    summary = memory_script.summarise(samples)
+    summary = summarise(samples)
     assert summary["first_save_step"] == 200 and summary["rss_at_first_save_mb"] == 350.0
     assert summary["growth_after_first_save_mb"] == pytest.approx(6.0)
     # least squares through (200, 350), (300, 352), (400, 354), (400, 356): mean (325, 353),
@@ -38,13 +33,13 @@ def test_summary_measures_growth_from_the_first_save_on(memory_script):
     assert (summary["evaluations"], summary["saves"]) == (1, 2)
 
 
-def test_summary_needs_a_checkpoint(memory_script):
+def test_summary_needs_a_checkpoint():
     with pytest.raises(ValueError, match="No checkpoint was saved.*--every"):
-        memory_script.summarise([sample(0, "train_begin", 1.0), sample(10, "train_end", 2.0)])
+        summarise([sample(0, "train_begin", 1.0), sample(10, "train_end", 2.0)])
 
 
-def test_short_run_records_rss_at_steps_evaluations_and_saves(memory_script, tmp_path):
-    results = memory_script.main(
+def test_short_run_records_rss_at_steps_evaluations_and_saves(tmp_path):
+    results = main(
         ["--epochs", "0.1", "--every", "4", "--sample_every", "2", "--output_dir", str(tmp_path), "--no_readme"]
     )
     samples = results["samples"]

@@ -30,8 +30,7 @@ def test_the_installed_wheel_ships_the_card_template_and_the_cli_entry_point(tmp
     source.mkdir()
     for name in ("setup.py", "README.md"):
         shutil.copy(REPO / name, source / name)
-    for name in ("hf_cakd", "model_cards"):
-        shutil.copytree(REPO / name, source / name, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(REPO / "hf_cakd", source / "hf_cakd", ignore=shutil.ignore_patterns("__pycache__"))
     pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "--no-input", "-q"]
     subprocess.run([*pip, "wheel", "--no-deps", "--no-build-isolation", "-w", tmp_path / "dist", source], check=True)
     (wheel,) = (tmp_path / "dist").glob("hf_cakd-*.whl")

@@ -1,0 +1,264 @@
+"""The accuracy benchmark's pairs, model recipes, profiles and the settings it screens (see run.py's docstring)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from transformers import (
+    MobileNetV2Config,
+    PretrainedConfig,
+    ResNetConfig,
+    TimmWrapperConfig,
+    ViTConfig,
+    ViTImageProcessor,
+)
+from transformers.image_utils import (
+    IMAGENET_DEFAULT_MEAN,
+    IMAGENET_DEFAULT_STD,
+    IMAGENET_STANDARD_MEAN,
+    IMAGENET_STANDARD_STD,
+)
+
+from benchmarks.accuracy.teachers.build import TEACHERS, is_built, teacher_dir
+from benchmarks.common import Schedule
+from hf_cakd import load_classifier, staged_view
+
+TEACHER_METHOD = "none"  # teachers are trained alone, on the labels
+PAIRS = {  # pair -> (teacher role, student role)
+    "cnn_to_vit": ("cnn_teacher", "vit_student"),
+    "vit_to_cnn": ("vit_teacher", "cnn_student"),
+    "cnn_to_mlp": ("cnn_teacher", "mlp_student"),
+}
+# The paper's ablation (one seed, the profile's first): fbt with one part switched off.
+ABLATIONS = {
+    "without InfoNCE": {"infonce_weight": 0.0},
+    "without the logit loss": {"logit_weight": 0.0},
+    "without T -> F": {"fbt_transfer_paths": "teacher_student,assistant_student"},
+    "without F -> S": {"fbt_transfer_paths": "teacher_student,teacher_assistant"},
+}
+ABLATED_METHOD = "fbt"
+# Settings screened on the validation split (the first seed): {method: {setting: method_config}}; {} is the
+# method's default, which the table runs.
+TUNING = {
+    "kd": {"T=2": {"kd_temperature": 2.0}, "T=4": {}, "T=8": {"kd_temperature": 8.0}},
+    "ofa": {
+        "branches on stages 1-3, weight 1": {},
+        "published recipe": {"ofa_stages": "1,2,3,4", "ofa_loss_weight": 0.1},
+        "gamma 1.5": {"ofa_gamma": 1.5},
+    },
+    "fbt": {
+        "bridge upsamples": {"bridge_upsample": "true"},
+        "bridge never upsamples": {"bridge_upsample": "false"},
+        "OFA's branches on stages 1-3": {"fbt_deep_supervision": "1,2,3", "fbt_deep_supervision_weight": 1.0},
+    },
+}
+# Methods screened on some pairs only (the others: every pair). fbt's screen compares bridges on the pairs whose
+# suffix runs on any grid (the ViTs; the default bridge_upsample "auto" keeps the CNN's 2x2 grid for the ViT
+# student, upsamples it for the ViT teacher), which the Mixer's token MLP does not.
+TUNING_PAIRS = {"fbt": ("cnn_to_vit", "vit_to_cnn")}
+VALIDATION_FRACTION = 10  # the last 1/10 of the train split (CIFAR-10: rows 45,000-49,999) is the validation split
+# CNNs get the ImageNet statistics, ViT and Mixer the 0.5 ones, as their transformers/timm configs do.
+CNN_NORM = (tuple(IMAGENET_DEFAULT_MEAN), tuple(IMAGENET_DEFAULT_STD))
+TOKEN_NORM = (tuple(IMAGENET_STANDARD_MEAN), tuple(IMAGENET_STANDARD_STD))
+
+
+@dataclass(frozen=True)
+class ModelRecipe:
+    """A classifier built from scratch: its config, and the resolution and normalisation of its inputs."""
+
+    name: str
+    config: PretrainedConfig
+    image_size: int
+    mean: tuple[float, ...] = CNN_NORM[0]
+    std: tuple[float, ...] = CNN_NORM[1]
+
+    def save(self, directory: Path) -> Path:
+        """A config-only directory: ``load_classifier`` builds the model, the processor gives its inputs."""
+        self.config.save_pretrained(directory)
+        size = {"height": self.image_size, "width": self.image_size}
+        ViTImageProcessor(size=size, image_mean=list(self.mean), image_std=list(self.std)).save_pretrained(directory)
+        return directory
+
+
+def _resnet(widths: list[int], name: str) -> ModelRecipe:
+    config = ResNetConfig(embedding_size=widths[0], hidden_sizes=widths, depths=[2, 2, 2, 2], layer_type="basic")
+    return ModelRecipe(name, config, 32)
+
+
+def _vit(width: int, layers: int, heads: int, mlp_ratio: int, name: str) -> ModelRecipe:
+    config = ViTConfig(
+        image_size=32,
+        patch_size=4,
+        hidden_size=width,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        intermediate_size=mlp_ratio * width,
+    )
+    return ModelRecipe(name, config, 32, *TOKEN_NORM)
+
+
+def _mixer(image_size: int, mlp_ratio: tuple[float, float], name: str) -> ModelRecipe:
+    config = TimmWrapperConfig(
+        architecture="mixer_s16_224", model_args={"img_size": image_size, "mlp_ratio": list(mlp_ratio)}
+    )
+    return ModelRecipe(name, config, image_size, *TOKEN_NORM)
+
+
+def _mobilenet_v2(width: float, name: str, image_size: int = 32) -> ModelRecipe:
+    # transformers' default classifier dropout (0.8) cost the student alone 2.1 points on the validation
+    # screen (benchmarks/accuracy/experiments.md); 0.2 is MobileNetV2's own recipe.
+    config = MobileNetV2Config(depth_multiplier=width, image_size=image_size, classifier_dropout_prob=0.2)
+    return ModelRecipe(name, config, image_size)
+
+
+def _committed(name: str) -> ModelRecipe:
+    """A committed teacher (benchmarks/accuracy/teachers/) described as a recipe."""
+    teacher = TEACHERS[name]
+    return ModelRecipe(teacher.description, teacher.config, teacher.image_size, teacher.mean, teacher.std)
+
+
+QUICK_MODELS = {
+    "cnn_teacher": _resnet([32, 64, 128, 256], "ResNet 2-2-2-2, widths 32-256"),
+    "vit_teacher": _vit(128, 6, 4, 2, "ViT patch 4, width 128, 6 layers"),
+    "vit_student": _vit(96, 6, 3, 2, "ViT patch 4, width 96, 6 layers"),
+    "cnn_student": _mobilenet_v2(0.5, "MobileNetV2 x0.5"),
+    "mlp_student": _mixer(64, (0.25, 0.5), "MLP-Mixer S/16, MLP ratios (0.25, 0.5)"),
+}
+
+
+FULL_MODELS = {
+    "cnn_teacher": _resnet([64, 128, 256, 512], "ResNet-18 (2-2-2-2, widths 64-512)"),
+    "vit_teacher": _vit(384, 12, 6, 4, "ViT-S patch 4 (width 384, 12 layers)"),
+    "vit_student": _vit(192, 12, 3, 4, "ViT-Ti patch 4 (width 192, 12 layers)"),
+    "cnn_student": _mobilenet_v2(1.0, "MobileNetV2 x1.0"),
+    "mlp_student": _mixer(128, (0.5, 2.0), "MLP-Mixer S/16, MLP ratios (0.5, 2.0)"),
+}
+
+
+# The CNN-student direction as the headline call has it (an attention teacher, a CNN student whose stage-3 grid
+# is the teacher's token grid: ViT-B/16 and ResNet-18 at 224 px are both 14x14), scaled to a CPU: the committed
+# ViT teacher's 4x4 tokens at 64 px, and CNN students at 64 px, whose stage 3 is 4x4 (docs/method.md).
+HEADLINE_PAIRS = {"vit_to_resnet": ("vit_teacher", "resnet_student"), "vit_to_mobilenet": ("vit_teacher", "mobilenet_student")}
+HEADLINE_MODELS = {
+    "vit_teacher": _committed("vit-p16-64"),
+    "resnet_student": ModelRecipe(
+        "ResNet-18 layout (2-2-2-2 basic blocks), widths 16-128",
+        ResNetConfig(embedding_size=16, hidden_sizes=[16, 32, 64, 128], depths=[2, 2, 2, 2], layer_type="basic"),
+        64,
+    ),
+    "mobilenet_student": _mobilenet_v2(0.5, "MobileNetV2 x0.5", image_size=64),
+}
+HEADLINE_TUNING = {  # fbt's candidates for CNN students, beside the student alone and ofa on the same rows
+    "none": {"default": {}},
+    "ofa": {"default": {}},
+    "fbt": {
+        "default": {},
+        "bridge downsamples 2x": {"bridge_downsample": 2},
+        "bridge aligned to T's stage 3": {"bridge_alignment_weight": 1.0},
+        "OFA's branches on stages 1-3": {"fbt_deep_supervision": "1,2,3", "fbt_deep_supervision_weight": 1.0},
+    },
+}
+
+
+@dataclass(frozen=True)
+class Profile:
+    """One schedule for all runs of a benchmark, its pairs and the settings it screens and ablates."""
+
+    models: dict[str, ModelRecipe]
+    train_samples: int | None  # students train on the first N rows of the train split; None: all
+    teacher_train_samples: int | None  # teachers likewise
+    eval_samples: int | None  # None: the whole test split
+    epochs: float
+    teacher_epochs: float
+    seeds: tuple[int, ...]
+    batch_size: int
+    schedule: Schedule = field(default_factory=Schedule)
+    max_steps: int = -1  # > 0: stop every run after this many steps (smoke)
+    dataloader_workers: int = 0
+    bf16: bool = False  # on CUDA only
+    pairs: dict[str, tuple[str, str]] = field(default_factory=lambda: PAIRS)
+    tuning: dict[str, dict[str, dict]] = field(default_factory=lambda: TUNING)
+    tuning_pairs: dict[str, tuple[str, ...]] = field(default_factory=lambda: TUNING_PAIRS)
+    ablations: dict[str, dict] = field(default_factory=lambda: ABLATIONS)
+    committed_teachers: dict[str, str] = field(default_factory=dict)  # role -> benchmarks/accuracy/teachers/<name>
+
+    def teacher_roles(self) -> list[str]:
+        return sorted({teacher for teacher, _ in self.pairs.values()})
+
+
+PROFILES = {
+    "smoke": Profile(QUICK_MODELS, 256, 256, 128, epochs=1, teacher_epochs=1, seeds=(0,), batch_size=32, max_steps=2),
+    "quick": Profile(QUICK_MODELS, 10_000, 20_000, None, epochs=5, teacher_epochs=8, seeds=(0, 1, 2), batch_size=128),
+    "full": Profile(
+        FULL_MODELS,
+        None,
+        None,
+        None,
+        epochs=50,
+        teacher_epochs=100,
+        seeds=(0, 1, 2),
+        batch_size=256,
+        dataloader_workers=8,
+        bf16=True,
+    ),
+}
+PROFILES["headline"] = Profile(
+    HEADLINE_MODELS,
+    45_000,  # every training row but the validation split's
+    None,  # the teacher is committed, not trained here
+    None,
+    epochs=5,
+    teacher_epochs=0,
+    seeds=(0, 1, 2),
+    batch_size=128,
+    pairs=HEADLINE_PAIRS,
+    tuning=HEADLINE_TUNING,
+    tuning_pairs={},
+    ablations={},
+    committed_teachers={"vit_teacher": "vit-p16-64"},
+)
+ESTIMATED_PROFILE = "quick"  # what the smoke profile times
+
+
+def write_model_dirs(profile: Profile, root: Path) -> dict[str, dict]:
+    """Save each role's config-only directory; describe it (parameters, family, input size)."""
+    described = {}
+    for role, recipe in profile.models.items():
+        directory = committed_teacher(profile, role) or recipe.save(root / role)
+        model = load_classifier(str(directory), {i: str(i) for i in range(10)})
+        described[role] = {
+            "name": recipe.name,
+            "spec": str(directory),
+            "params": sum(p.numel() for p in model.parameters()),
+            "family": staged_view(model, recipe.image_size).family,
+            "image_size": recipe.image_size,
+        }
+    return described
+
+
+def committed_teacher(profile: Profile, role: str) -> Path | None:
+    """The committed folder of a role's teacher, or None when the benchmark trains it."""
+    name = profile.committed_teachers.get(role)
+    if name is None:
+        return None
+    directory = teacher_dir(name)
+    if not is_built(directory):
+        raise SystemExit(f"The {role} is the committed teacher {name}, not built yet: python -m benchmarks.accuracy.teachers {name}")
+    return directory
+
+
+def schedule(profile: Profile) -> dict:
+    return {
+        "train_samples": profile.train_samples,
+        "teacher_train_samples": profile.teacher_train_samples,
+        "eval_samples": profile.eval_samples,
+        "epochs": profile.epochs,
+        "teacher_epochs": profile.teacher_epochs,
+        "seeds": list(profile.seeds),
+        "batch_size": profile.batch_size,
+        "max_steps": profile.max_steps,
+        **asdict(profile.schedule),
+        "bf16": profile.bf16 and torch.cuda.is_available(),
+    }

@@ -1,0 +1,235 @@
+"""The accuracy benchmark's report: the README table (with the ablation and validation-screen tables) and the chart."""
+
+from __future__ import annotations
+
+import os
+import statistics
+from pathlib import Path
+
+from benchmarks.common import REPO, benchmark_methods, pyplot, write_table
+
+from .profiles import ABLATED_METHOD, PROFILES, VALIDATION_FRACTION
+
+
+README_REGION = "benchmark-accuracy"
+COMMAND = ".venv/bin/python -m benchmarks.accuracy --profile quick"
+PEER_NOTES = {  # methods that are another library's recipe, and the test that shows it
+    "kd": "`kd` computes timm's `LogitDistillationTask` loss (T=4, weights 1 and 1)",
+    "feature_kd": "`feature_kd` timm's `FeatureDistillationTask` loss (pooled pre-logits MSE through a learned "
+    "projection, weight 5)",
+}
+
+
+def _methods(results: dict) -> list[str]:
+    """The methods with at least one finished run, in the benchmark's order."""
+    present = {method for pair in results["pairs"].values() for method in pair["methods"]}
+    return [method for method in benchmark_methods() if method in present]
+
+
+def _cell(row: dict | None, key: str, seeds: int, bold: bool = False) -> str:
+    """``mean ± std`` over the finished seeds, with their count when some are missing."""
+    if row is None or key not in row:
+        return "-"
+    summary, done = row[key], len(row["runs"])
+    text = f"{100 * summary['mean']:.2f}" + (f" ± {100 * summary['std']:.2f}" if done > 1 else "")
+    text = f"**{text}**" if bold else text
+    return text + (f" ({done}/{seeds} seeds)" if done < seeds else "")
+
+
+def _length(sched: dict, samples: int | None, epochs: float) -> str:
+    """How long a model trained: epochs over how many images (or the step cap of the smoke profile)."""
+    images = f"{samples:,}" if samples else "all 50,000"
+    if sched["max_steps"] > 0:
+        return f"{sched['max_steps']} steps on {images} images"
+    return f"{epochs:g} epoch{'s' if epochs != 1 else ''} on {images} images"
+
+
+def _training_minutes(results: dict) -> float:
+    """Training time of the teachers and of every run, the ablation and the validation screen included
+    (resumed benchmarks count the reused runs too)."""
+    seconds = sum(teacher["train_seconds"] for teacher in results["teachers"].values())
+    for pair in results["pairs"].values():
+        seconds += sum(run["train_seconds"] for row in pair["methods"].values() for run in row["runs"])
+    seconds += sum(run["train_seconds"] for variants in results.get("ablation", {}).values() for run in variants.values())
+    for methods in results.get("tuning", {}).values():
+        seconds += sum(run["train_seconds"] for settings in methods.values() for run in settings.values())
+    return seconds / 60
+
+
+def _params(count: int) -> str:
+    return f"{count / 1e6:.2f}M"
+
+
+def _link(path: Path, start: Path) -> str | None:
+    """``path`` relative to ``start`` when both lie in the repository (a README link), else None."""
+    path, start = path.resolve(), start.resolve()
+    return os.path.relpath(path, start) if path.is_relative_to(REPO) and start.is_relative_to(REPO) else None
+
+
+def _teacher_cell(top1_range: list[float]) -> str:
+    low, high = (f"{100 * value:.2f}" for value in top1_range)
+    return low if low == high else f"{low}-{high}"
+
+
+def _hardware(machine: dict) -> str:
+    """``cpu (AMD EPYC, 2 cores)`` or ``cuda (NVIDIA H100)``."""
+    detail = machine["gpu"] or f"{machine['cpu']}, {machine['cpu_count']} cores"
+    return f"{machine['device']} ({detail})"
+
+
+def markdown_table(results: dict, chart: str | None = None) -> str:
+    """The README region: settings, one row per pair, one column per method, FBT's assistant F."""
+    methods = _methods(results)
+    sched, models = results["schedule"], results["models"]
+    seeds = len(sched["seeds"])
+    hardware = " and ".join(map(_hardware, results["machines"]))
+    evaluation = f"{sched['eval_samples']:,}" if sched["eval_samples"] else "all 10,000"
+    baselines = [m for m in methods if m != "fbt"]
+    peers = [note for method, note in PEER_NOTES.items() if method in methods]
+    lines = [
+        f"Top-1 accuracy (%) on CIFAR-10 ({evaluation} test images), models from scratch, profile "
+        f"`{results['profile']}`: students {_length(sched, sched['train_samples'], sched['epochs'])}, teachers "
+        f"{_length(sched, sched['teacher_train_samples'], sched['teacher_epochs'])}; batch {sched['batch_size']}, "
+        f"AdamW lr {sched['learning_rate']:g}, cosine; "
+        f"{seeds} seed{'s' if seeds > 1 else ''}{' (mean ± std)' if seeds > 1 else ''}; every method at hf_cakd's "
+        f"default flags, `none` is the student trained alone"
+        + (f"; {' and '.join(peers)} (tests/test_timm_peers.py)" if peers else "")
+        + f". F is FBT's assistant, evaluated like the student. Trained on {hardware}, "
+        f"{_training_minutes(results):.0f} min of training in all. Reproduce: `{COMMAND}` "
+        "(`--profile full` on a GPU; see benchmarks/accuracy/run.py).",
+        "",
+        "| pair | teacher -> student | teacher | " + " | ".join(methods) + " | fbt - best other | F (fbt) |",
+        "| --- | --- | ---: |" + " ---: |" * len(methods) + " ---: | ---: |",
+    ]
+    for name, pair in results["pairs"].items():
+        teacher, student = models[pair["teacher"]], models[pair["student"]]
+        rows = pair["methods"]
+        means = {m: rows[m]["top1"]["mean"] for m in methods if m in rows}
+        best = max(means.values())
+        cells = [_cell(rows.get(m), "top1", seeds, bold=means.get(m) == best) for m in methods]
+        others = [means[m] for m in baselines if m in means]
+        gain = f"{100 * (means['fbt'] - max(others)):+.2f}" if "fbt" in means and others else "-"
+        lines.append(
+            f"| {name} | {teacher['name']} ({_params(teacher['params'])}, {teacher['image_size']} px) -> "
+            f"{student['name']} ({_params(student['params'])}, {student['image_size']} px) "
+            f"| {_teacher_cell(pair['teacher_top1_range'])} | " + " | ".join(cells) + f" | {gain} | "
+            + _cell(rows.get("fbt"), "assistant_top1", seeds) + " |"
+        )
+    lines += [
+        "",
+        "Training time per run (minutes, mean over seeds):",
+        "",
+        "| pair | " + " | ".join(methods) + " |",
+        "| --- |" + " ---: |" * len(methods),
+    ]
+    for name, pair in results["pairs"].items():
+        minutes = [
+            f"{pair['methods'][m]['train_seconds']['mean'] / 60:.1f}" if m in pair["methods"] else "-" for m in methods
+        ]
+        lines.append(f"| {name} | " + " | ".join(minutes) + " |")
+    if results.get("ablation"):
+        lines += ["", *ablation_table(results)]
+    if results.get("tuning"):
+        lines += ["", *tuning_table(results)]
+    if results.get("missing"):
+        lines += ["", f"Not finished yet ({len(results['missing'])} runs): " + ", ".join(results["missing"]) + "."]
+    if chart:
+        lines += ["", f"![Top-1 per pair and method]({chart})"]
+    return "\n".join(lines) + "\n"
+
+
+def ablation_table(results: dict) -> list[str]:
+    """fbt with one part off against full fbt, both at the profile's first seed."""
+    first_seed = results["schedule"]["seeds"][0]
+    ablations = PROFILES[results["profile"]].ablations
+    lines = [
+        f"Ablation of `{ABLATED_METHOD}` (seed {first_seed} only; differences under about one point are within "
+        "a seed's noise): student top-1 (%), change against full fbt at the same seed, F's top-1.",
+        "",
+        "| pair | full fbt | " + " | ".join(ablations) + " |",
+        "| --- | ---: |" + " ---: |" * len(ablations),
+    ]
+    for pair, variants in results["ablation"].items():
+        full_runs = results["pairs"].get(pair, {}).get("methods", {}).get(ABLATED_METHOD, {}).get("runs", [])
+        full = next((run for run in full_runs if run["seed"] == first_seed), None)
+        cells = []
+        for variant in ablations:
+            run = variants.get(variant)
+            if run is None:
+                cells.append("-")
+                continue
+            change = f" ({100 * (run['top1'] - full['top1']):+.2f})" if full else ""
+            assistant = f", F {100 * run['assistant_top1']:.2f}" if "assistant_top1" in run else ""
+            cells.append(f"{100 * run['top1']:.2f}{change}{assistant}")
+        full_cell = f"{100 * full['top1']:.2f}, F {100 * full['assistant_top1']:.2f}" if full else "-"
+        lines.append(f"| {pair} | {full_cell} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def tuning_table(results: dict) -> list[str]:
+    """The screened settings on the validation split, one row per method and setting, the best per pair bold;
+    F's top-1 beside FBT's student."""
+    first_seed = results["schedule"]["seeds"][0]
+    pairs = list(results["tuning"])
+    lines = [
+        f"Validation screen (seed {first_seed}; students trained as in the table, evaluated on the last "
+        f"1/{VALIDATION_FRACTION} of the train split, on which no student trains; the table runs "
+        "each method's default): student top-1 (%).",
+        "",
+        "| method | setting | " + " | ".join(pairs) + " | mean |",
+        "| --- | --- |" + " ---: |" * (len(pairs) + 1),
+    ]
+    for method, settings in PROFILES[results["profile"]].tuning.items():
+        best = {
+            pair: max((run["top1"] for run in results["tuning"][pair].get(method, {}).values()), default=None)
+            for pair in pairs
+        }
+        for setting, options in settings.items():
+            runs = [results["tuning"][pair].get(method, {}).get(setting) for pair in pairs]
+            cells = [
+                "-"
+                if run is None
+                else (f"**{100 * run['top1']:.2f}**" if run["top1"] == best[pair] else f"{100 * run['top1']:.2f}")
+                + (f", F {100 * run['assistant_top1']:.2f}" if "assistant_top1" in run else "")
+                for pair, run in zip(pairs, runs)
+            ]
+            mean = f"{100 * statistics.fmean(run['top1'] for run in runs):.2f}" if all(runs) else "-"
+            flags = ": " + " ".join(f"`--{key} {value}`" for key, value in options.items()) if options else " (default)"
+            lines.append(f"| {method} | {setting}{flags} | " + " | ".join(cells) + f" | {mean} |")
+    return lines
+
+
+def plot(results: dict, path: Path) -> None:
+    """Grouped bars: one group per pair, one bar per method, a dashed line at the teacher's top-1."""
+    plt = pyplot()
+    methods = _methods(results)
+    pairs = list(results["pairs"].items())
+    seeds = len(results["schedule"]["seeds"])
+    width = 0.8 / len(methods)
+    fig, ax = plt.subplots(figsize=(2.2 + 2.4 * len(pairs), 4.2))
+    for i, method in enumerate(methods):
+        offsets = [p + (i - (len(methods) - 1) / 2) * width for p in range(len(pairs))]
+        rows = [pair["methods"].get(method) for _, pair in pairs]
+        means = [100 * row["top1"]["mean"] if row else float("nan") for row in rows]
+        errors = [100 * row["top1"]["std"] if row else 0.0 for row in rows] if seeds > 1 else None
+        bars = ax.bar(offsets, means, width, yerr=errors, capsize=3, label=method)
+        ax.bar_label(bars, fmt="%.1f", fontsize=7, padding=2)
+    for p, (_, pair) in enumerate(pairs):
+        teacher = 100 * max(pair["teacher_top1_range"])
+        ax.hlines(teacher, p - 0.45, p + 0.45, colors="black", linestyles="--", label="teacher" if p == 0 else None)
+        ax.annotate(f"{teacher:.1f}", (p + 0.45, teacher), xytext=(2, 0), textcoords="offset points", fontsize=7)
+    ax.set_xticks(range(len(pairs)), [name.replace("_", " ") for name, _ in pairs])
+    ax.set_ylabel("top-1 (%)")
+    ax.set_title(f"CIFAR-10, profile {results['profile']}" + (f", mean ± std of {seeds} seeds" if seeds > 1 else ""))
+    ax.legend(ncols=len(methods) + 1, fontsize=8, loc="lower center", bbox_to_anchor=(0.5, -0.28))
+    ax.margins(y=0.12)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def write_report(results: dict, output_dir: Path, readme: Path | None) -> str:
+    chart = output_dir / "accuracy.png"
+    plot(results, chart)
+    readme_table = markdown_table(results, chart=_link(chart, readme.parent)) if readme else None
+    return write_table(output_dir, markdown_table(results, chart=chart.name), readme, README_REGION, readme_table)

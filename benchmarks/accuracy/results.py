@@ -1,0 +1,117 @@
+"""The accuracy benchmark's results.json, gathered from finished run folders and the committed record."""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+from pathlib import Path
+
+from benchmarks.common import benchmark_methods, machine_info, shown_path
+
+from .profiles import Profile, committed_teacher, schedule
+from .runs import (
+    BENCHMARK_PARTS,
+    finished_results,
+    planned_runs,
+    previous_results,
+    recorded,
+    teacher_dir,
+)
+
+
+def collect_results(profile_name: str, profile: Profile, options: argparse.Namespace, models: dict[str, dict]) -> dict:
+    """The benchmark's results.json from every finished run under ``output_dir`` (several processes may have
+    trained parts of it) and, for runs whose folder is gone, the results.json already there; the runs of the
+    profile not finished yet are listed in ``missing``."""
+    output_dir: Path = options.output_dir
+    record = previous_results(output_dir, profile)
+    teachers, pairs, ablation, tuning, missing = {}, {}, {}, {}, []
+    for role in profile.teacher_roles():
+        directory = committed_teacher(profile, role) or teacher_dir(output_dir, role)
+        results = finished_results(directory)
+        if results is not None:
+            teachers[role] = _run_summary(results, dir=shown_path(directory))
+        elif (kept := recorded(record, ("teachers", role))) is not None:
+            teachers[role] = kept
+        else:
+            missing.append(f"teacher {role}")
+    runs = planned_runs(profile, output_dir, list(profile.pairs), profile.seeds, benchmark_methods(), BENCHMARK_PARTS)
+    for run in runs:
+        results = finished_results(run.directory)
+        if results is not None:
+            summary = _run_summary(results, seed=run.seed, dir=shown_path(run.directory))
+        else:
+            summary = recorded(record, run.record)
+        if summary is None:
+            missing.append(run.label)
+            continue
+        if run.method_config:  # the flags as this version spells them
+            summary["options"] = run.method_config
+        if run.part == "tuning":
+            tuning.setdefault(run.pair, {}).setdefault(run.method, {})[run.variant] = summary
+        elif run.part == "ablation":
+            ablation.setdefault(run.pair, {})[run.variant] = summary
+        else:
+            pairs.setdefault(run.pair, {}).setdefault(run.method, []).append(summary)
+    return {
+        "profile": profile_name,
+        "data": shown_path(options.data),
+        "schedule": schedule(profile),
+        "machines": _machines(record),
+        "models": {role: model | {"spec": shown_path(model["spec"])} for role, model in models.items()},
+        "teachers": teachers,
+        "pairs": {
+            pair: {
+                "teacher": profile.pairs[pair][0],
+                "student": profile.pairs[pair][1],
+                "teacher_top1_range": _taught_by(rows, teachers[profile.pairs[pair][0]]),
+                "methods": {method: _method_row(method_runs) for method, method_runs in rows.items()},
+            }
+            for pair, rows in pairs.items()
+            if profile.pairs[pair][0] in teachers
+        },
+        "ablation": ablation,
+        "tuning": tuning,
+        "missing": missing,
+    }
+
+
+def _run_summary(results: dict, **where) -> dict:
+    """What the benchmark keeps of one run's results.json: the student's accuracy, the top-1 of the teacher
+    it learned from and of the assistant when the method has one (FBT's F), and the training time."""
+    summary = where | results["metrics"]["student"] | {"train_seconds": results["train_seconds"]}
+    for model in ("teacher", "assistant"):
+        if model in results["metrics"]:
+            summary[f"{model}_top1"] = results["metrics"][model]["top1"]
+    return summary
+
+
+def _summary(values: list[float]) -> dict:
+    return {
+        "mean": statistics.fmean(values),
+        "std": statistics.stdev(values) if len(values) > 1 else 0.0,
+    }
+
+
+def _taught_by(rows: dict[str, list[dict]], teacher: dict) -> list[float]:
+    """The lowest and highest top-1 of the teachers the pair's runs learned from, as they recorded it (a teacher
+    retrained for some runs, on another machine, is not the others'); the teacher's own results.json when no run
+    recorded one."""
+    values = [run["teacher_top1"] for method_runs in rows.values() for run in method_runs if "teacher_top1" in run]
+    return [min(values), max(values)] if values else [teacher["top1"]] * 2
+
+
+def _machines(record: dict | None) -> list[dict]:
+    """The machines the collected runs trained on: those ``record`` names (runs kept from it), then this one."""
+    # A record written before runs listed their machines names one, as "machine".
+    machines = [] if record is None else list(record.get("machines") or [record["machine"]])
+    here = machine_info()
+    if all((machine["cpu"], machine["gpu"]) != (here["cpu"], here["gpu"]) for machine in machines):
+        machines.append(here)
+    return machines
+
+
+def _method_row(runs: list[dict]) -> dict:
+    """A method's runs on a pair and their mean and std per measure."""
+    keys = ("top1", "top5", "train_seconds", "assistant_top1")
+    return {"runs": runs, **{key: _summary([run[key] for run in runs]) for key in keys if key in runs[0]}}
