@@ -71,7 +71,8 @@ class DistillationTrainingArguments(TrainingArguments):
 
     def __post_init__(self):
         # Decided before TrainingArguments checks the loader settings; the trainer logs it, once logging is set up.
-        self.loader_defaults = self.dataloader_num_workers is None and not self.use_cpu and torch.accelerator.is_available()
+        on_accelerator = not self.use_cpu and torch.accelerator.is_available()
+        self.loader_defaults = self.dataloader_num_workers is None and on_accelerator
         if self.dataloader_num_workers is None:
             self.dataloader_num_workers = accelerator_loader_workers() if self.loader_defaults else 0
             self.dataloader_persistent_workers = self.dataloader_persistent_workers or self.loader_defaults
@@ -188,7 +189,8 @@ class DistillationTrainer(Trainer):
         else:
             train_dataset = kwargs.get("train_dataset")
             if device_views is not None:  # the sizes of the views it makes (the dataset yields their source)
-                student_size, teacher_size = device_views.student.size, (device_views.teacher or device_views.student).size
+                student_size = device_views.student.size
+                teacher_size = (device_views.teacher or device_views.student).size
             else:
                 student_size = args.student_image_size or _first_example_size(train_dataset, "pixel_values")
                 teacher_size = (

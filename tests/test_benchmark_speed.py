@@ -41,13 +41,16 @@ def test_photo_set_is_an_imagefolder_of_the_six_photos_at_imagenet_size(tmp_path
     sizes = [PIL.Image.open(path).size for path in sorted(root.glob("*/*.jpg"))]
     assert all(max(size) == 500 and min(size) >= 330 for size in sizes) and len(set(sizes)) > 3
     again = make_photo_set(tmp_path / "again", 12, seed=0)
-    assert [p.read_bytes() for p in sorted(again.glob("*/*.jpg"))] == [p.read_bytes() for p in sorted(root.glob("*/*.jpg"))]
+    contents = [[path.read_bytes() for path in sorted(made.glob("*/*.jpg"))] for made in (root, again)]
+    assert contents[0] == contents[1]
 
 
 def test_photo_pipeline_table_gives_the_ratios_and_the_cores_a_gpu_needs():
     measured = {
         "photos": 512, "batch_size": 64, "rounds": 3, "device_views_ms_per_batch": 1.5,
-        "images_per_cpu_s": {"before": {"student": 160, "distillation": 100}, "after": {"student": 200, "distillation": 196}},
+        "images_per_cpu_s": {
+            "before": {"student": 160, "distillation": 100}, "after": {"student": 200, "distillation": 196}
+        },
         "gflop_per_image": 40.0, "gpu_tflops": 400.0,
     }
     lines = photo_pipeline_table(measured, {"image_size": 224}, {"device": "cuda"})
@@ -58,7 +61,8 @@ def test_photo_pipeline_table_gives_the_ratios_and_the_cores_a_gpu_needs():
 
 @pytest.mark.slow  # times the pipeline 12 times on 192 photos
 def test_photo_pipeline_times_both_views_before_and_after_per_cpu_second():
-    pair = ModelPair(str(REPO / "demo_data/models/resnet-teacher-config"), str(REPO / "demo_data/models/vit-student-config"))
+    models = REPO / "demo_data" / "models"
+    pair = ModelPair(str(models / "resnet-teacher-config"), str(models / "vit-student-config"))
     settings = StepSettings(pair=pair, dataset="", id2label={})  # 32 px: the views, not the size, are timed
     measured = measure_photo_pipeline(settings, photos=192)
     rates = measured["images_per_cpu_s"]

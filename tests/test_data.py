@@ -328,14 +328,16 @@ def test_teacher_and_student_see_the_same_random_view():
 def test_views_on_device_rows_carry_one_uint8_image(cifar_rows):
     views = DeviceViews(model_input_spec(processor=VIT_PROCESSOR), model_input_spec(processor=IMAGENET_PROCESSOR))
     data = load_image_dataset(bad_image_dataset(cifar_rows))
-    transform = DistillationTransform(device_views=views, image_column="img", label_column="label", skip_bad_images=True)
+    columns = {"image_column": "img", "label_column": "label"}
+    transform = DistillationTransform(device_views=views, skip_bad_images=True, **columns)
     batch = DistillationCollator()([transform.apply_to(data.train)[i] for i in range(6)])
-    assert set(batch) == {IMAGES_KEY, "labels", "skipped_images"} and batch["skipped_images"].tolist() == [1, 0, 0, 0, 0]
+    assert set(batch) == {IMAGES_KEY, "labels", "skipped_images"}
+    assert batch["skipped_images"].tolist() == [1, 0, 0, 0, 0]
     assert batch[IMAGES_KEY].dtype == torch.uint8 and batch[IMAGES_KEY].shape == (5, 3, 32, 32)  # CIFAR's own size
     views(batch)
     assert batch["pixel_values"].shape == (5, 3, 32, 32) and batch["teacher_pixel_values"].shape == (5, 3, 48, 48)
     with pytest.raises(ValueError, match="or device_views alone"):
-        DistillationTransform(image_transforms(None, VIT_PROCESSOR, train=True), device_views=views, image_column="img", label_column="label")
+        DistillationTransform(image_transforms(None, VIT_PROCESSOR, train=True), device_views=views, **columns)
 
 
 def test_tiny_images_of_different_sizes_are_stretched_to_the_largest_in_their_batch():

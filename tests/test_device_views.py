@@ -51,7 +51,7 @@ def in_pixels(view: torch.Tensor, model: ModelInputSpec) -> torch.Tensor:
     return view * torch.tensor(model.std).view(-1, 1, 1) + torch.tensor(model.mean).view(-1, 1, 1)
 
 
-def device_and_cpu_views(image, views: DeviceViews, seed: int) -> list[tuple[torch.Tensor, torch.Tensor, ModelInputSpec]]:
+def device_and_cpu_views(image, views: DeviceViews, seed: int) -> list[tuple]:
     """(derived view, the model's own CPU view, its spec) for each model, both from RNG state ``seed``."""
     torch.manual_seed(seed)
     batch = views({IMAGES_KEY: views.cpu_transform()(image)[None]})
@@ -142,7 +142,8 @@ def test_a_model_resampling_as_the_device_cannot_keeps_each_models_cpu_view(capl
     assert kept.device_views is None and set(kept.transforms) == {"pixel_values", "teacher_pixel_values"}
     messages = [record.getMessage() for record in caplog.records]
     assert len(messages) == 1
-    assert messages[0].startswith("Training views stay on the CPU") and "the teacher resamples with lanczos" in messages[0]
+    assert messages[0].startswith("Training views stay on the CPU")
+    assert "the teacher resamples with lanczos" in messages[0]
 
     derived = DistillationTransform.for_models(student, teacher, **options)
     assert derived.device_views == DeviceViews(derived.device_views.student, derived.device_views.teacher)

@@ -234,11 +234,8 @@ def test_device_views_give_the_models_the_views_made_by_hand(tmp_path):
     assert trainer.model.teacher_view.image_size == (IMAGE_SIZE // 2, IMAGE_SIZE // 2)  # the teacher's view's size
     images = torch.randint(0, 256, (4, 3, IMAGE_SIZE, IMAGE_SIZE), dtype=torch.uint8)
     labels = torch.arange(4)
-    by_hand = {
-        "pixel_values": (images / 255 - 0.5) / 0.5,
-        "teacher_pixel_values": (F.interpolate(images / 255, size=IMAGE_SIZE // 2, mode="bilinear", antialias=True) - 0.4) / 0.2,
-        "labels": labels,
-    }
+    half_size = F.interpolate(images / 255, IMAGE_SIZE // 2, mode="bilinear", antialias=True)
+    by_hand = {"pixel_values": (images / 255 - 0.5) / 0.5, "teacher_pixel_values": (half_size - 0.4) / 0.2, "labels": labels}
     model = trainer.model.train()
     loss = trainer.compute_loss(model, {IMAGES_KEY: images, "labels": labels})
     torch.testing.assert_close(loss, trainer.compute_loss(model, by_hand), atol=1e-5, rtol=1e-5)

@@ -39,6 +39,21 @@ once the first batch is out, so worker start-up is excluded. Reported next to ea
 images/s: a ratio above 1 means the pipeline outruns the step. With 0 workers the two run one after
 the other, so the throughput of training is ``1 / (1/pipeline + 1/step)``.
 
+**Input pipeline on photos** (``--photos N``). ``N`` JPEGs at ImageNet's typical size (longer side
+500 px) made from the six real photos of ``demo_data/photos`` (random crops of 25-100 % of a photo,
+mirrored half the time, JPEG quality 90), through ``DistillationTransform`` and
+``DistillationCollator`` in a ``DataLoader`` without workers, batch 64, on one torch thread. Four
+rows: the student's view alone and the distillation batch, with each model's view made on the CPU
+(before) and with one augmented uint8 image per row whose views ``DeviceViews`` makes on the device
+(after; its time per batch is reported, not counted). The rate is images per second of the process's
+CPU time, i.e. per core, so other load on the machine does not count; the rows are timed in turn,
+three rounds, each keeping its fastest. The projection divides the images/s a GPU sustaining
+``--gpu_tflops`` runs the pair's ``kd`` step at (its FLOPs per image, as counted above) by the rate
+per core. The README's table (the headline pair at 224 px)::
+
+    python -m benchmarks.speed --pair headline --methods kd --batch_size 2 --steps 3 --warmup 1 --no_peer \
+        --num_workers "" --photos 512 --output_dir benchmarks/speed/photos --readme_region benchmark-speed-photos
+
 **Peer: timm.task.** timm's ``ClassificationTask``, ``LogitDistillationTask`` and
 ``FeatureDistillationTask`` take timm models only (they read ``num_classes``,
 ``pretrained_cfg['mean'/'std']`` and call ``forward_features``/``forward_head``), so this comparison
@@ -123,7 +138,9 @@ HEADLINE_SIZE = 224
 HEADLINE_MODELS = {
     "vit-base-patch16-224": (
         ViTConfig(),
-        ViTImageProcessor(size={"height": HEADLINE_SIZE, "width": HEADLINE_SIZE}, image_mean=[0.5] * 3, image_std=[0.5] * 3),
+        ViTImageProcessor(
+            size={"height": HEADLINE_SIZE, "width": HEADLINE_SIZE}, image_mean=[0.5] * 3, image_std=[0.5] * 3
+        ),
     ),
     "resnet-18": (
         ResNetConfig(embedding_size=64, hidden_sizes=[64, 128, 256, 512], depths=[2, 2, 2, 2], layer_type="basic"),
@@ -283,7 +300,8 @@ def run(options: argparse.Namespace) -> dict:
     if options.photos:
         photo_pipeline = measure_photo_pipeline(settings, options.photos)
         kd = next(row for row in methods if row["name"] == "kd")
-        photo_pipeline.update(gflop_per_image=kd["gflops_per_step"] / settings.batch_size, gpu_tflops=options.gpu_tflops)
+        photo_pipeline["gflop_per_image"] = kd["gflops_per_step"] / settings.batch_size
+        photo_pipeline["gpu_tflops"] = options.gpu_tflops
         results["photo_pipeline"] = photo_pipeline
 
     if not options.no_peer:

@@ -8,10 +8,9 @@ normalises it with that model's mean and std, giving ``pixel_values`` and ``teac
 Both views are made from the same augmented image, so they show the same crop by construction.
 
 Why uint8 on the CPU: it is what the crop's resize produces (PIL works on 8-bit pixels), so
-nothing is lost by stopping there; the float conversion and normalisation, a quarter of the CPU
-time per 224 px view, move to the device; and a uint8 view is a quarter of the bytes of a float32
-one, an eighth of today's two float32 views, through worker queues, pinned memory and the copy to
-the device. What this buys per core is measured in the README's pipeline table
+nothing is lost by stopping there; the float conversion and normalisation move to the device; and
+a uint8 view is a quarter of the bytes of a float32 one (an eighth of two) through worker queues,
+pinned memory and the copy to the device. What this buys per core is the README's pipeline table
 (docs/architecture.md, "Feeding an accelerator").
 
 Tiny images (CIFAR's 32 px) keep their own size on the CPU (unless it exceeds both models'
@@ -69,7 +68,7 @@ class SharedTrainTransform:
 
 @dataclass(frozen=True)
 class DeviceViews:
-    """Turns a batch's uint8 ``images`` into ``pixel_values`` (student) and ``teacher_pixel_values``, where the batch is.
+    """Turns a batch's uint8 ``images`` into ``pixel_values`` (student) and ``teacher_pixel_values``, on its device.
 
     ``DistillationTrainer(device_views=...)`` applies it in ``compute_loss``; the CPU side is
     :meth:`cpu_transform` (``DistillationTransform.for_models(..., views_on_device=True)`` sets both
@@ -95,7 +94,8 @@ class DeviceViews:
             )
             return None
         views = cls(student, teacher)
-        sizes = " and ".join(f"{role} {spec.size[0]}x{spec.size[1]}" for role, spec in specs.items() if spec is not None)
+        shown = {role: spec.size for role, spec in specs.items() if spec is not None}
+        sizes = " and ".join(f"{role} {height}x{width}" for role, (height, width) in shown.items())
         logger.info(
             "Training views: one augmented uint8 image per row on the CPU, at %dx%d for photos; %s made on the device.",
             *views.size, sizes,

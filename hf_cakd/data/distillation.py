@@ -47,7 +47,7 @@ class DistillationTransform:
     views from it on the device: one decode, crop and resize per image on the CPU.
 
     With ``skip_bad_images=True`` a missing or undecodable image is logged once per row and
-    marked by ``pixel_values=None``, which :class:`DistillationCollator` drops and counts in the
+    marked by ``None`` in place of its views, which :class:`DistillationCollator` drops and counts in the
     batch; ``skipped_rows`` holds the row indices seen so far, but DataLoader workers each count
     in their own copy of this object, so only the batches' counts add up across workers.
 
@@ -69,9 +69,11 @@ class DistillationTransform:
         skip_bad_images: bool = False,
         num_labels: int | None = None,
     ):
-        transforms_given = student_transform is not None or teacher_transform is not None
-        if transforms_given == (device_views is not None) or (transforms_given and student_transform is None):
-            raise ValueError("Pass student_transform (and teacher_transform), or device_views alone, which makes both views.")
+        with_views = device_views is not None
+        if with_views == (student_transform is not None) or (with_views and teacher_transform is not None):
+            raise ValueError(
+                "Pass student_transform (and teacher_transform), or device_views alone, which makes both views."
+            )
         self.device_views = device_views
         if device_views is not None:
             self.transforms = {IMAGES_KEY: device_views.cpu_transform()}
@@ -109,12 +111,15 @@ class DistillationTransform:
         view is made on the CPU as before.
         """
         if views_on_device and not train:
-            raise ValueError("views_on_device=True is for training: evaluation views are each model's own preprocessing.")
-        if views_on_device:
-            device_views = DeviceViews.plan(
-                model_input_spec(student, student_processor, image_size=student_image_size),
-                None if teacher is None else model_input_spec(teacher, teacher_processor, image_size=teacher_image_size),
+            raise ValueError(
+                "views_on_device=True is for training: evaluation views are each model's own preprocessing."
             )
+        if views_on_device:
+            student_spec = model_input_spec(student, student_processor, image_size=student_image_size)
+            teacher_spec = None
+            if teacher is not None:
+                teacher_spec = model_input_spec(teacher, teacher_processor, image_size=teacher_image_size)
+            device_views = DeviceViews.plan(student_spec, teacher_spec)
             if device_views is not None:
                 return cls(device_views=device_views, **columns_and_options)
         student_transform = image_transforms(student, student_processor, train=train, image_size=student_image_size)
