@@ -429,7 +429,8 @@ def record_init(self, *args, **kwargs):
 
 def record_batches(self, model, inputs, *args, **kwargs):
     if model.training:
-        batches.append(hashlib.sha1(inputs["pixel_values"].numpy().tobytes()).hexdigest())
+        images = inputs["images"] if "images" in inputs else inputs["pixel_values"]  # the views' source, or the views
+        batches.append(hashlib.sha1(images.numpy().tobytes()).hexdigest())
     return compute_loss(self, model, inputs, *args, **kwargs)
 
 DistillationTrainer.__init__, DistillationTrainer.compute_loss = record_init, record_batches
