@@ -14,7 +14,7 @@ setup(
     entry_points={"console_scripts": ["hf-cakd = hf_cakd.cli:main"]},
     python_requires=">=3.10",
     install_requires=[
-        "torch>=2.4,<3",
+        "torch>=2.6,<3",
         "torchvision>=0.19",
         "transformers>=5.0,<6",
         "datasets>=3.0",

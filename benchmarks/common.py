@@ -31,6 +31,7 @@ from typing import Any
 
 import torch
 
+from hf_cakd.data import IMAGES_KEY
 from hf_cakd.methods import METHODS, method_class
 from hf_cakd.trainer import DistillationTrainingArguments
 
@@ -304,19 +305,35 @@ def measure_step_in_fresh_process(row: StepRow, settings: StepSettings) -> dict:
         return pool.submit(measure_step, row, settings).result()
 
 
-def measure_pipeline(settings: StepSettings, num_workers: int) -> dict:
-    """Images/s of load_image_dataset -> DistillationTransform -> DistillationCollator in a DataLoader."""
+def measure_pipeline(
+    settings: StepSettings,
+    num_workers: int,
+    *,
+    dataset: str | None = None,
+    models: tuple | None = None,
+    with_teacher: bool = True,
+    views_on_device: bool = False,
+) -> dict:
+    """Images/s of load_image_dataset -> DistillationTransform -> DistillationCollator in a DataLoader.
+
+    ``dataset`` replaces ``settings.dataset``; ``models`` is the pair already loaded, ``(student,
+    teacher)``. ``with_teacher=False`` times the student's view alone. ``views_on_device=True`` times
+    the CPU's half of the training views (one augmented uint8 image per row, see
+    ``hf_cakd.data.DeviceViews``); else each model's view is made on the CPU. Without workers the
+    rate per CPU-second of this process is given too (``images_per_cpu_s``), which other load on
+    the machine does not change.
+    """
     from torch.utils.data import DataLoader
 
     from hf_cakd.data import DistillationCollator, DistillationTransform, load_image_dataset
     from hf_cakd.model_specs import load_image_processor
 
     pair = settings.pair
-    data = load_image_dataset(settings.dataset)
-    student, teacher = pair.load(data.id2label)
+    data = load_image_dataset(dataset or settings.dataset)
+    student, teacher = models or pair.load(data.id2label)
     transform = DistillationTransform.for_models(
         student,
-        teacher,
+        teacher if with_teacher else None,
         train=True,
         student_processor=load_image_processor(pair.student),
         teacher_processor=load_image_processor(pair.teacher),
@@ -324,6 +341,7 @@ def measure_pipeline(settings: StepSettings, num_workers: int) -> dict:
         teacher_image_size=settings.teacher_image_size,
         image_column=data.image_column,
         label_column=data.label_column,
+        views_on_device=views_on_device,
     )
     loader = DataLoader(
         transform.apply_to(data.train),
@@ -337,12 +355,33 @@ def measure_pipeline(settings: StepSettings, num_workers: int) -> dict:
     )
     batches = min(settings.pipeline_batches, len(loader) - 1)
     iterator = iter(loader)
-    next(iterator)  # worker start-up and first-batch latency are not throughput
-    start, images = time.perf_counter(), 0
+    batch = next(iterator)  # worker start-up and first-batch latency are not throughput
+    start, cpu_start, images = time.perf_counter(), time.process_time(), 0
     for _ in range(batches):
         images += len(next(iterator)["labels"])
-    elapsed = time.perf_counter() - start
-    return {"num_workers": num_workers, "batches": batches, "images_per_s": images / elapsed}
+    elapsed, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
+    measured = {"num_workers": num_workers, "batches": batches, "images_per_s": images / elapsed}
+    if num_workers == 0:  # all the work is this process's: its CPU time is the pipeline's, whatever else runs
+        measured["images_per_cpu_s"] = images / cpu_seconds
+    if transform.device_views is not None:
+        measured["device_views_ms_per_batch"] = _device_views_ms(transform.device_views, batch, settings.device)
+    return measured
+
+
+def _device_views_ms(device_views, batch: dict, device: str, repeats: int = 5) -> float:
+    """The device's half of the training views: milliseconds of ``device_views`` on one batch already on
+    ``device`` (on a CPU, of this process's CPU time, as the pipeline's rate per CPU-second)."""
+    device = torch.device(device)
+    clock = time.process_time if device.type == "cpu" else time.perf_counter
+    images = batch[IMAGES_KEY].to(device)
+    times = []
+    for _ in range(repeats):
+        _synchronize(device)
+        start = clock()
+        device_views({IMAGES_KEY: images})
+        _synchronize(device)
+        times.append(clock() - start)
+    return statistics.median(times) * 1e3
 
 
 def machine_info(device: str | torch.device | None = None) -> dict:

@@ -191,9 +191,11 @@ def distill(
             skip_bad_images=data_args.skip_bad_images,
             # A loaded dataset's label range was checked whole by load_image_dataset; a stream's is checked as read.
             num_labels=data.num_labels if data_args.streaming else None,
+            views_on_device=train,  # one augmentation per image; each model's view made on the device
         )
 
-    train_dataset = transform(train=True).apply_to(
+    train_transform = transform(train=True)
+    train_dataset = train_transform.apply_to(
         _select(data.train, data_args.max_train_samples), split=data_args.train_split, shuffle_seed=training_args.seed
     )
     eval_split = _select(data.eval, data_args.max_eval_samples)
@@ -211,6 +213,7 @@ def distill(
         data_collator=DistillationCollator(),
         processing_class=saved_processor,
         callbacks=callbacks,
+        device_views=train_transform.device_views,
     )
     distillation_model = trainer.model
     results: dict = {"input_resolution": {}}

@@ -23,6 +23,7 @@ from transformers.trainer_utils import rotate_checkpoints
 from transformers.utils import SAFE_WEIGHTS_NAME
 
 from .backbones import staged_view
+from .data.device_views import IMAGES_KEY, DeviceViews
 from .data.distillation import SKIPPED_IMAGES_KEY
 from .errors import InputError, NumericalError, Preempted
 from .methods import METHODS, method_config
@@ -60,8 +61,21 @@ class DistillationTrainingArguments(TrainingArguments):
     )
     # Image columns must reach the collator; only the student's labels are labels.
     remove_unused_columns: bool = field(default=False, metadata={"help": "Keep image columns (needed)."})
+    dataloader_num_workers: int | None = field(
+        default=None,
+        metadata={
+            "help": "DataLoader worker processes. Default: 0 on CPU; on an accelerator, one per core available to each "
+            "training process, less one for training itself, with persistent workers (and pinned memory, the default)."
+        },
+    )
 
     def __post_init__(self):
+        # Decided before TrainingArguments checks the loader settings; the trainer logs it, once logging is set up.
+        on_accelerator = not self.use_cpu and torch.accelerator.is_available()
+        self.loader_defaults = self.dataloader_num_workers is None and on_accelerator
+        if self.dataloader_num_workers is None:
+            self.dataloader_num_workers = accelerator_loader_workers() if self.loader_defaults else 0
+            self.dataloader_persistent_workers = self.dataloader_persistent_workers or self.loader_defaults
         super().__post_init__()
         options = self.method_config
         if isinstance(options, str):
@@ -69,6 +83,13 @@ class DistillationTrainingArguments(TrainingArguments):
         self.method_config = method_config(self.method, options).to_dict()
         if self.label_names is None:
             self.label_names = ["labels"]
+
+
+def accelerator_loader_workers() -> int:
+    """DataLoader workers per training process on an accelerator: the cores this process may run on (its CPU
+    affinity) shared among this machine's training processes (``LOCAL_WORLD_SIZE``), less one for training."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, cores // int(os.environ.get("LOCAL_WORLD_SIZE", "1")) - 1)
 
 
 def last_complete_checkpoint(output_dir: str) -> str | None:
@@ -135,8 +156,12 @@ class DistillationTrainer(Trainer):
             ``TimmWrapperForImageClassification``).
         teacher_model: the frozen teacher; may be omitted for ``method="none"``.
         args: :class:`DistillationTrainingArguments`.
+        device_views: a :class:`~hf_cakd.data.DeviceViews` that makes ``pixel_values`` and
+            ``teacher_pixel_values`` on the device from training batches' uint8 ``images`` (the
+            ``device_views`` of ``DistillationTransform.for_models(..., views_on_device=True)``).
         Everything else as for ``transformers.Trainer``. Batches carry ``pixel_values``
-        (student), ``teacher_pixel_values`` (teacher; falls back to ``pixel_values``) and ``labels``.
+        (student), ``teacher_pixel_values`` (teacher; falls back to ``pixel_values``) and ``labels``,
+        or ``images`` and ``labels`` with ``device_views``.
 
     Gradient accumulation: ``compute_loss`` returns the mean loss of its micro-batch and the
     Trainer divides it by the number of accumulation steps (``loss_is_scaled_for_ga = False``), so
@@ -150,7 +175,14 @@ class DistillationTrainer(Trainer):
 
     loss_is_scaled_for_ga = False
 
-    def __init__(self, model: PreTrainedModel, teacher_model: PreTrainedModel | None = None, args=None, **kwargs):
+    def __init__(
+        self,
+        model: PreTrainedModel,
+        teacher_model: PreTrainedModel | None = None,
+        args=None,
+        device_views: DeviceViews | None = None,
+        **kwargs,
+    ):
         if args is None or not isinstance(args, DistillationTrainingArguments):
             raise TypeError("DistillationTrainer needs args=DistillationTrainingArguments(...).")
         if teacher_model is not None:  # also when given a ready DistillationModel: BatchNorm must not update
@@ -159,12 +191,16 @@ class DistillationTrainer(Trainer):
             distillation_model = model
         else:
             train_dataset = kwargs.get("train_dataset")
-            student_size = args.student_image_size or _first_example_size(train_dataset, "pixel_values")
-            teacher_size = (
-                args.teacher_image_size
-                or _first_example_size(train_dataset, "teacher_pixel_values")
-                or student_size
-            )
+            if device_views is not None:  # the sizes of the views it makes (the dataset yields their source)
+                student_size = device_views.student.size
+                teacher_size = (device_views.teacher or device_views.student).size
+            else:
+                student_size = args.student_image_size or _first_example_size(train_dataset, "pixel_values")
+                teacher_size = (
+                    args.teacher_image_size
+                    or _first_example_size(train_dataset, "teacher_pixel_values")
+                    or student_size
+                )
             distillation_model = DistillationModel.build(
                 model, teacher_model, args.method, args.method_config, student_size, teacher_size
             )
@@ -186,6 +222,13 @@ class DistillationTrainer(Trainer):
         self._loss_term_sums: dict[str, torch.Tensor] = {}
         self._loss_term_count = 0
         self._skipped_images: dict[str, torch.Tensor | int] = {}
+        self.device_views = device_views
+        if args.loader_defaults:
+            logger.info(
+                "DataLoader on %s: %d workers (the cores available to each process, less one for training), "
+                "persistent, %s memory; --dataloader_num_workers to choose.",
+                args.device.type, args.dataloader_num_workers, "pinned" if args.dataloader_pin_memory else "pageable",
+            )
         self.preemption = PreemptionCallback()
         self.add_callback(self.preemption)
 
@@ -220,7 +263,19 @@ class DistillationTrainer(Trainer):
         self._skipped_images.pop("eval", None)
         return super().evaluate(*args, **kwargs)
 
+    def _make_views(self, inputs: dict) -> None:
+        """Each model's view from a batch's ``images``, on the device the batch is on (see ``device_views``)."""
+        if IMAGES_KEY not in inputs:
+            return
+        if self.device_views is None:
+            raise ValueError(
+                f"The batch has {IMAGES_KEY!r} (uint8 images from DistillationTransform with device_views) but this "
+                "trainer has no device_views: pass DistillationTrainer(..., device_views=transform.device_views)."
+            )
+        self.device_views(inputs)
+
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        self._make_views(inputs)
         self._count_skipped_images(inputs)
         teacher_outputs = None
         method = self.accelerator.unwrap_model(model).method
@@ -237,6 +292,7 @@ class DistillationTrainer(Trainer):
     def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
         # Evaluation and prediction run the student alone. Without labels the Trainer calls
         # model(**inputs), which must not receive the teacher's pixels.
+        self._make_views(inputs)
         inputs = {key: value for key, value in inputs.items() if key != "teacher_pixel_values"}
         self._count_skipped_images(inputs)
         return super().prediction_step(model, inputs, prediction_loss_only, ignore_keys=ignore_keys)

@@ -16,7 +16,9 @@ from transformers import BitImageProcessor, ConvNextImageProcessor, TimmWrapperI
 from transformers.image_utils import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 
 from hf_cakd.data import (
+    IMAGES_KEY,
     ColumnNotFoundError,
+    DeviceViews,
     DistillationCollator,
     DistillationTransform,
     EmptySplitError,
@@ -28,6 +30,7 @@ from hf_cakd.data import (
     load_image_dataset,
     model_input_spec,
 )
+from hf_cakd.data.device_views import SharedTrainTransform
 
 DEMO_TRAIN = os.path.join(os.path.dirname(__file__), "..", "demo_data", "cifar10", "train.parquet")
 CIFAR_NAMES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
@@ -316,9 +319,34 @@ def test_teacher_and_student_see_the_same_random_view():
             image_column="image", label_column="label",
         )
         for _ in range(10):
-            student, teacher = transform._views(image)
+            views = transform._views(image)
+            student, teacher = views["pixel_values"], views["teacher_pixel_values"]
             shrunk = torch.nn.functional.avg_pool2d(teacher[None], 2)[0]
             assert (shrunk - student).abs().mean() < 0.01  # independent views differ by ~0.13
+
+
+def test_views_on_device_rows_carry_one_uint8_image(cifar_rows):
+    views = DeviceViews(model_input_spec(processor=VIT_PROCESSOR), model_input_spec(processor=IMAGENET_PROCESSOR))
+    data = load_image_dataset(bad_image_dataset(cifar_rows))
+    columns = {"image_column": "img", "label_column": "label"}
+    transform = DistillationTransform(device_views=views, skip_bad_images=True, **columns)
+    batch = DistillationCollator()([transform.apply_to(data.train)[i] for i in range(6)])
+    assert set(batch) == {IMAGES_KEY, "labels", "skipped_images"}
+    assert batch["skipped_images"].tolist() == [1, 0, 0, 0, 0]
+    assert batch[IMAGES_KEY].dtype == torch.uint8 and batch[IMAGES_KEY].shape == (5, 3, 32, 32)  # CIFAR's own size
+    views(batch)
+    assert batch["pixel_values"].shape == (5, 3, 32, 32) and batch["teacher_pixel_values"].shape == (5, 3, 48, 48)
+    with pytest.raises(ValueError, match="or device_views alone"):
+        DistillationTransform(image_transforms(None, VIT_PROCESSOR, train=True), device_views=views, **columns)
+
+
+def test_tiny_images_of_different_sizes_are_stretched_to_the_largest_in_their_batch():
+    shared = SharedTrainTransform((64, 64), model_input_spec(processor=VIT_PROCESSOR).interpolation)
+    images = [shared(random_image(32)), shared(PIL.Image.new("RGB", (24, 24), (200, 100, 50)))]
+    batch = DistillationCollator()([{IMAGES_KEY: image, "labels": 0} for image in images])
+    assert batch[IMAGES_KEY].shape == (2, 3, 32, 32) and batch[IMAGES_KEY].dtype == torch.uint8
+    assert torch.equal(batch[IMAGES_KEY][0], images[0])
+    assert batch[IMAGES_KEY][1].flatten(1).unique(dim=1).tolist() == [[200], [100], [50]]
 
 
 def bad_image_dataset(cifar_rows, missing_rows=(), split=None) -> Dataset:

@@ -23,7 +23,7 @@ from torch.utils.data import Dataset
 from transformers import AutoModelForImageClassification, TrainerCallback, ViTConfig, ViTImageProcessor
 
 from hf_cakd import DistillationModel, DistillationTrainer, DistillationTrainingArguments
-from hf_cakd.data import DistillationCollator
+from hf_cakd.data import IMAGES_KEY, DeviceViews, DistillationCollator, ModelInputSpec
 from hf_cakd.errors import InputError
 from hf_cakd.methods import METHOD_STATE_NAME, METHODS, method_class
 from hf_cakd.modeling_distillation import DISTILLATION_CONFIG_NAME
@@ -222,6 +222,29 @@ def test_evaluate_and_predict_return_the_students_own_logits(tmp_path):
     torch.testing.assert_close(torch.as_tensor(unlabelled.predictions), expected, atol=1e-5, rtol=1e-5)
 
 
+def test_device_views_give_the_models_the_views_made_by_hand(tmp_path):
+    """A batch of uint8 images trains as the batch of views DeviceViews makes from it (here on the CPU)."""
+    student_spec = ModelInputSpec((IMAGE_SIZE, IMAGE_SIZE), IMAGE_SIZE, (0.5,) * 3, (0.5,) * 3)
+    teacher_spec = ModelInputSpec((IMAGE_SIZE // 2, IMAGE_SIZE // 2), IMAGE_SIZE // 2, (0.4,) * 3, (0.2,) * 3)
+    views = DeviceViews(student_spec, teacher_spec)
+    trainer = DistillationTrainer(
+        model=build("hf-vit", seed=2), teacher_model=build("hf-resnet", seed=1),
+        args=distillation_args(tmp_path, "kd"), device_views=views,
+    )
+    assert trainer.model.teacher_view.image_size == (IMAGE_SIZE // 2, IMAGE_SIZE // 2)  # the teacher's view's size
+    images = torch.randint(0, 256, (4, 3, IMAGE_SIZE, IMAGE_SIZE), dtype=torch.uint8)
+    labels = torch.arange(4)
+    half_size = F.interpolate(images / 255, IMAGE_SIZE // 2, mode="bilinear", antialias=True)
+    by_hand = {"pixel_values": (images / 255 - 0.5) / 0.5, "teacher_pixel_values": (half_size - 0.4) / 0.2, "labels": labels}
+    model = trainer.model.train()
+    loss = trainer.compute_loss(model, {IMAGES_KEY: images, "labels": labels})
+    torch.testing.assert_close(loss, trainer.compute_loss(model, by_hand), atol=1e-5, rtol=1e-5)
+
+    trainer.device_views = None
+    with pytest.raises(ValueError, match=r"pass DistillationTrainer\(\.\.\., device_views=transform\.device_views\)"):
+        trainer.compute_loss(model, {IMAGES_KEY: images, "labels": labels})
+
+
 # ---- 3. an interrupted run resumed from its checkpoint ends where an uninterrupted one does ----
 
 
@@ -406,7 +429,8 @@ def record_init(self, *args, **kwargs):
 
 def record_batches(self, model, inputs, *args, **kwargs):
     if model.training:
-        batches.append(hashlib.sha1(inputs["pixel_values"].numpy().tobytes()).hexdigest())
+        images = inputs["images"] if "images" in inputs else inputs["pixel_values"]  # the views' source, or the views
+        batches.append(hashlib.sha1(images.numpy().tobytes()).hexdigest())
     return compute_loss(self, model, inputs, *args, **kwargs)
 
 DistillationTrainer.__init__, DistillationTrainer.compute_loss = record_init, record_batches

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 
 import pytest
 import torch
@@ -71,3 +72,26 @@ def test_torch_compile_compiles_the_distillation_model_and_the_teacher_and_chang
     losses = [entry["loss"] for entry in compiled.state.log_history if "loss" in entry]
     expected = [entry["loss"] for entry in plain.state.log_history if "loss" in entry]
     assert losses == pytest.approx(expected, rel=1e-4)
+
+
+@pytest.mark.parametrize(
+    "accelerator, flags, expected",
+    [
+        (True, {}, (7, True, True)),  # 16 cores shared by 2 processes, one core each left for training
+        (True, {"dataloader_num_workers": 2}, (2, False, True)),  # given: kept as it is
+        (True, {"use_cpu": True}, (0, False, False)),
+        (False, {}, (0, False, True)),  # the CPU default, the Trainer's
+    ],
+)
+def test_loader_defaults_on_an_accelerator(tmp_path, monkeypatch, caplog, accelerator, flags, expected):
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(16)), raising=False)
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
+    monkeypatch.setattr(torch.accelerator, "is_available", lambda: accelerator)
+    args = distillation_args(tmp_path, "kd", **{"use_cpu": False, "dataloader_num_workers": None, **flags})
+    assert (args.dataloader_num_workers, args.dataloader_persistent_workers, args.dataloader_pin_memory) == expected
+    with caplog.at_level(logging.INFO, logger="hf_cakd.trainer"):
+        make_trainer(tmp_path, "kd", **{"use_cpu": False, "dataloader_num_workers": None, **flags})
+    logged = [r.getMessage() for r in caplog.records if r.getMessage().startswith("DataLoader on ")]
+    defaults = accelerator and not flags
+    assert logged == (["DataLoader on cpu: 7 workers (the cores available to each process, less one for training), "
+                       "persistent, pinned memory; --dataloader_num_workers to choose."] if defaults else [])

@@ -39,6 +39,21 @@ once the first batch is out, so worker start-up is excluded. Reported next to ea
 images/s: a ratio above 1 means the pipeline outruns the step. With 0 workers the two run one after
 the other, so the throughput of training is ``1 / (1/pipeline + 1/step)``.
 
+**Input pipeline on photos** (``--photos N``). ``N`` JPEGs at ImageNet's typical size (longer side
+500 px) made from the six real photos of ``demo_data/photos`` (random crops of 25-100 % of a photo,
+mirrored half the time, JPEG quality 90), through ``DistillationTransform`` and
+``DistillationCollator`` in a ``DataLoader`` without workers, batch 64, on one torch thread. Four
+rows: the student's view alone and the distillation batch, with each model's view made on the CPU
+(before) and with one augmented uint8 image per row whose views ``DeviceViews`` makes on the device
+(after; its time per batch is reported, not counted). The rate is images per second of the process's
+CPU time, i.e. per core, so other load on the machine does not count; the rows are timed in turn,
+three rounds, each keeping its fastest. The projection divides the images/s a GPU sustaining
+``--gpu_tflops`` runs the pair's ``kd`` step at (its FLOPs per image, as counted above) by the rate
+per core. The README's table (the headline pair at 224 px)::
+
+    python -m benchmarks.speed --pair headline --methods kd --batch_size 2 --steps 3 --warmup 1 --no_peer \
+        --num_workers "" --photos 512 --output_dir benchmarks/speed/photos --readme_region benchmark-speed-photos
+
 **Peer: timm.task.** timm's ``ClassificationTask``, ``LogitDistillationTask`` and
 ``FeatureDistillationTask`` take timm models only (they read ``num_classes``,
 ``pretrained_cfg['mean'/'std']`` and call ``forward_features``/``forward_head``), so this comparison
@@ -76,12 +91,17 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import sys
+import tempfile
+from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
+import PIL.Image
 import torch
-from transformers import ResNetConfig, ViTConfig, ViTImageProcessor
-from transformers.image_utils import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
+from transformers import ConvNextImageProcessor, ResNetConfig, ViTConfig, ViTImageProcessor
+from transformers.image_utils import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD, PILImageResampling
 
 from benchmarks.common import (
     REPO,
@@ -112,25 +132,109 @@ TIMM_STUDENT = "timm:vit_tiny_patch16_224"
 TIMM_STUDENT_ARGS = {"img_size": 32, "patch_size": 4, "embed_dim": 96, "depth": 6, "num_heads": 3, "mlp_ratio": 2.0}
 
 
-# The design card's pair at 224 px: ViT-B/16 (transformers' ViTConfig defaults) -> ResNet-18, as configs.
+# The design card's pair at 224 px: ViT-B/16 (transformers' ViTConfig defaults) -> ResNet-18, as configs, with
+# the image processors of google/vit-base-patch16-224 and microsoft/resnet-18 (their training views' recipes).
 HEADLINE_SIZE = 224
 HEADLINE_MODELS = {
-    "vit-base-patch16-224": (ViTConfig(), (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)),
+    "vit-base-patch16-224": (
+        ViTConfig(),
+        ViTImageProcessor(
+            size={"height": HEADLINE_SIZE, "width": HEADLINE_SIZE}, image_mean=[0.5] * 3, image_std=[0.5] * 3
+        ),
+    ),
     "resnet-18": (
         ResNetConfig(embedding_size=64, hidden_sizes=[64, 128, 256, 512], depths=[2, 2, 2, 2], layer_type="basic"),
-        IMAGENET_DEFAULT_MEAN,
-        IMAGENET_DEFAULT_STD,
+        ConvNextImageProcessor(
+            size={"shortest_edge": HEADLINE_SIZE},
+            crop_pct=0.875,
+            resample=PILImageResampling.BICUBIC,
+            image_mean=IMAGENET_DEFAULT_MEAN,
+            image_std=IMAGENET_DEFAULT_STD,
+        ),
     ),
 }
 
 
 def write_headline_models(root: Path) -> tuple[str, str]:
     """Config-only directories of the headline pair (``load_classifier`` builds them from scratch)."""
-    for name, (config, mean, std) in HEADLINE_MODELS.items():
+    for name, (config, processor) in HEADLINE_MODELS.items():
         config.save_pretrained(root / name)
-        size = {"height": HEADLINE_SIZE, "width": HEADLINE_SIZE}
-        ViTImageProcessor(size=size, image_mean=list(mean), image_std=list(std)).save_pretrained(root / name)
+        processor.save_pretrained(root / name)
     return str(root / "vit-base-patch16-224"), str(root / "resnet-18")
+
+
+# ---- the input pipeline at 224 px on photos ----
+
+PHOTOS = REPO / "demo_data" / "photos"
+PHOTO_LONGER_SIDE = 500  # an ImageNet (and Imagenette) JPEG is typically 500 x 375 or 500 x 333
+PHOTO_BATCH_SIZE = 64
+PHOTO_ROUNDS = 3  # the four rows are timed in turn this often; each keeps its fastest round
+
+
+def make_photo_set(root: Path, count: int, seed: int = 0) -> Path:
+    """``count`` JPEGs at ImageNet's typical size made from the photos of ``demo_data/photos``, an imagefolder
+    with one class per photo: a random crop of 25-100 % of a photo's area (aspect 3:4 to 4:3), mirrored
+    half the time, resized to a longer side of ``PHOTO_LONGER_SIDE`` and saved at JPEG quality 90."""
+    rng = np.random.default_rng(seed)
+    sources = [(path.stem, PIL.Image.open(path).convert("RGB")) for path in sorted(PHOTOS.glob("*.jpg"))]
+    for index in range(count):
+        name, image = sources[index % len(sources)]
+        area = image.width * image.height * rng.uniform(0.25, 1.0)
+        aspect = math.exp(rng.uniform(math.log(3 / 4), math.log(4 / 3)))
+        width = min(image.width, round(math.sqrt(area * aspect)))
+        height = min(image.height, round(math.sqrt(area / aspect)))
+        left, top = int(rng.integers(0, image.width - width + 1)), int(rng.integers(0, image.height - height + 1))
+        photo = image.crop((left, top, left + width, top + height))
+        if rng.random() < 0.5:
+            photo = photo.transpose(PIL.Image.Transpose.FLIP_LEFT_RIGHT)
+        scale = PHOTO_LONGER_SIDE / max(photo.size)
+        photo = photo.resize((round(photo.width * scale), round(photo.height * scale)), PIL.Image.Resampling.BICUBIC)
+        (root / name).mkdir(parents=True, exist_ok=True)
+        photo.save(root / name / f"{index:04d}.jpg", quality=90)
+    return root
+
+
+def measure_photo_pipeline(settings: StepSettings, photos: int) -> dict:
+    """Images/s per core of the training input pipeline on ``photos`` JPEGs (:func:`make_photo_set`): the
+    student's view alone and the distillation batch, each model's views made on the CPU (before) and on the
+    device (after), in one process on one thread."""
+    with tempfile.TemporaryDirectory() as root:
+        dataset = str(make_photo_set(Path(root), photos, settings.seed))
+        settings = replace(
+            settings, dataset=dataset, batch_size=PHOTO_BATCH_SIZE, pipeline_batches=photos // PHOTO_BATCH_SIZE - 1
+        )
+        models = settings.pair.load(load_image_dataset(dataset).id2label)
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        rows = [(views, batch) for views in ("before", "after") for batch in ("student", "distillation")]
+        rounds: dict[tuple[str, str], list[dict]] = {row: [] for row in rows}
+        try:
+            for _ in range(PHOTO_ROUNDS):
+                for views, batch in rows:
+                    print(f"[photo pipeline] {views}, {batch} ...", file=sys.stderr, flush=True)
+                    rounds[views, batch].append(
+                        measure_pipeline(
+                            settings,
+                            0,
+                            models=models,
+                            with_teacher=batch == "distillation",
+                            views_on_device=views == "after",
+                        )
+                    )
+        finally:
+            torch.set_num_threads(threads)
+    fastest = {row: max(measured, key=lambda m: m["images_per_cpu_s"]) for row, measured in rounds.items()}
+    return {
+        "photos": photos,
+        "batch_size": PHOTO_BATCH_SIZE,
+        "rounds": PHOTO_ROUNDS,
+        "images_per_cpu_s": {
+            views: {batch: fastest[views, batch]["images_per_cpu_s"] for batch in ("student", "distillation")}
+            for views in ("before", "after")
+        },
+        "rounds_measured": {f"{views}, {batch}": measured for (views, batch), measured in rounds.items()},
+        "device_views_ms_per_batch": fastest["after", "distillation"]["device_views_ms_per_batch"],
+    }
 
 
 # ---- the run ----
@@ -193,6 +297,13 @@ def run(options: argparse.Namespace) -> dict:
         pipeline.append(measured)
     results["pipeline"] = pipeline
 
+    if options.photos:
+        photo_pipeline = measure_photo_pipeline(settings, options.photos)
+        kd = next(row for row in methods if row["name"] == "kd")
+        photo_pipeline["gflop_per_image"] = kd["gflops_per_step"] / settings.batch_size
+        photo_pipeline["gpu_tflops"] = options.gpu_tflops
+        results["photo_pipeline"] = photo_pipeline
+
     if not options.no_peer:
         timm_pair = ModelPair(
             options.timm_teacher, options.timm_student, options.timm_teacher_model_args, options.timm_student_model_args
@@ -254,6 +365,8 @@ def markdown_table(results: dict) -> str:
         for row in results["pipeline"]:
             ratios = " | ".join(_fmt(row["ratio_to_step"][name], 2, "x") for name in shown)
             lines.append(f"| {row['num_workers']} | {_fmt(row['images_per_s'], 0)} | {ratios} |")
+    if results.get("photo_pipeline"):
+        lines += ["", *photo_pipeline_table(results["photo_pipeline"], settings, machine)]
     if results.get("peer"):
         peer_pair = results["peer"]["pair"]
         teacher = _label(peer_pair["teacher"], peer_pair["teacher_model_args"])
@@ -274,6 +387,39 @@ def markdown_table(results: dict) -> str:
                 f"| {_fmt(row['memory_ratio_to_kd'], 2, 'x')} |"
             )
     return "\n".join(lines) + "\n"
+
+
+def photo_pipeline_table(measured: dict, settings: dict, machine: dict) -> list[str]:
+    """The pipeline table (images/s per core, before and after) and the cores a GPU would need, as lines."""
+    rates, size = measured["images_per_cpu_s"], settings["image_size"]
+    gpu_images_per_s = measured["gpu_tflops"] * 1e3 / measured["gflop_per_image"]
+    lines = [
+        f"Input pipeline at {size} px on photos: {measured['photos']} JPEGs made from the six photos of "
+        f"`demo_data/photos` (random crops of 25-100 % of a photo, resized to a longer side of {PHOTO_LONGER_SIDE} px, "
+        f"JPEG quality 90), through `DistillationTransform` and `DistillationCollator` in a `DataLoader` without "
+        f"workers, batch {measured['batch_size']}, one thread: images per second of the process's CPU time, i.e. "
+        f"per core (so other load on the machine does not count; fastest of {measured['rounds']} interleaved rounds). "
+        "Before: each model's view made on the CPU (one decode, a crop, resize and "
+        "normalisation per model). After: one crop and resize per image, a uint8 image; each model's view made "
+        f"from it on the device by `DeviceViews` ({measured['device_views_ms_per_batch']:.1f} ms per batch on "
+        f"this {machine['device']}, not counted).",
+        "",
+        "| views | student's view alone | distillation batch (student + teacher) | distillation / student alone |",
+        "| --- | ---: | ---: | ---: |",
+    ]
+    for views, label in (("before", "before: each model's on the CPU"), ("after", "after: made on the device")):
+        student, distillation = rates[views]["student"], rates[views]["distillation"]
+        lines.append(f"| {label} | {student:.0f} | {distillation:.0f} | {100 * distillation / student:.0f} % |")
+    cores = {views: gpu_images_per_s / rates[views]["distillation"] for views in rates}
+    lines += [
+        "",
+        f"Cores needed to feed the headline step: the pair's `kd` step (teacher forward, student forward and backward) "
+        f"is {measured['gflop_per_image']:.1f} GFLOP per image (FlopCounterMode, above); a GPU sustaining "
+        f"{measured['gpu_tflops']:.0f} TFLOP/s in bf16 runs it at {gpu_images_per_s:,.0f} images/s, which takes "
+        f"{cores['before']:.0f} cores like this one's before and {cores['after']:.0f} after (workers scale with "
+        "cores; one more for the training loop).",
+    ]
+    return lines
 
 
 # ---- the command line ----
@@ -326,6 +472,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--dataset", default=str(REPO / "demo_data/cifar10"), help="For the pipeline and labels.")
     parser.add_argument("--num_workers", type=_csv(int), default=[0, 2], help="DataLoader workers to try.")
     parser.add_argument("--pipeline_batches", type=int, default=30, help="Timed batches per num_workers.")
+    parser.add_argument(
+        "--photos",
+        type=int,
+        default=0,
+        help="Also time the training input pipeline on this many photos at the pair's resolution, before and after "
+        "views made on the device (needs kd among --methods for the projection).",
+    )
+    parser.add_argument(
+        "--gpu_tflops",
+        type=float,
+        default=400.0,
+        help="Sustained bf16 TFLOP/s of the GPU the --photos projection assumes (about 40 %% of an H100's dense peak).",
+    )
     parser.add_argument("--output_dir", type=Path, default=Path("benchmarks/speed"))
     parser.add_argument("--readme", type=Path, default=REPO / "README.md", help="Where the table is inserted.")
     parser.add_argument(
@@ -343,6 +502,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     unknown = set(options.methods) - set(benchmark_methods())
     if unknown:
         parser.error(f"unknown methods {sorted(unknown)}; choose from {', '.join(benchmark_methods())}")
+    if options.photos and "kd" not in options.methods:
+        parser.error("--photos projects from the kd step's FLOPs: include kd in --methods")
     return options
 
 

@@ -1,9 +1,11 @@
 """Datasets for distillation.
 
 loading: load a dataset and resolve its columns; transforms: per-model image transforms;
-distillation: rows to student/teacher batches; errors: what can be wrong with a dataset.
+distillation: rows to student/teacher batches; device_views: both models' training views made on
+the device from one augmented image; errors: what can be wrong with a dataset.
 """
 
+from .device_views import IMAGES_KEY, DeviceViews, SharedTrainTransform
 from .distillation import SKIPPED_IMAGES_KEY, DistillationCollator, DistillationTransform
 from .errors import (
     ColumnNotFoundError,
@@ -29,14 +31,17 @@ from .transforms import (
 __all__ = [
     "ColumnNotFoundError",
     "DataError",
+    "DeviceViews",
     "DistillationCollator",
     "DistillationTransform",
     "EmptySplitError",
+    "IMAGES_KEY",
     "ImageClassificationData",
     "LabelColumnError",
     "MissingImageError",
     "ModelInputSpec",
     "SKIPPED_IMAGES_KEY",
+    "SharedTrainTransform",
     "SplitNotFoundError",
     "EvalTransform",
     "TrainTransform",

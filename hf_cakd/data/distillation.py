@@ -1,5 +1,8 @@
 """Rows to batches: one decoded image, a view for the student and a view for the teacher, and the label.
 
+For training, the two views can instead be made on the device from one augmented uint8 image per
+row (``views_on_device``, see :mod:`hf_cakd.data.device_views`).
+
 The image column is read undecoded (``datasets.Image(decode=False)``) and decoded here, so a
 missing (empty) or undecodable image is reported with its row and split, or skipped on request,
 instead of stopping training with a bare PIL error from inside ``datasets``.
@@ -13,9 +16,11 @@ import datasets
 import numpy as np
 import torch
 from datasets import Dataset, IterableDataset
+from torchvision.transforms.v2 import functional as F
 
+from .device_views import IMAGES_KEY, DeviceViews
 from .errors import LabelColumnError, MissingImageError, UndecodableImageError
-from .transforms import ImageTransform, image_transforms, to_rgb
+from .transforms import ImageTransform, image_transforms, model_input_spec, to_rgb
 
 logger = logging.getLogger(__name__)
 
@@ -37,8 +42,12 @@ class DistillationTransform:
     :class:`~hf_cakd.data.transforms.TrainTransform`) pick the same view for both models, each at
     its own resolution and normalisation.
 
+    With ``device_views`` instead of the two transforms, each row gives one augmented uint8 image,
+    ``images``, and ``device_views`` (given to the ``DistillationTrainer``) makes both models'
+    views from it on the device: one decode, crop and resize per image on the CPU.
+
     With ``skip_bad_images=True`` a missing or undecodable image is logged once per row and
-    marked by ``pixel_values=None``, which :class:`DistillationCollator` drops and counts in the
+    marked by ``None`` in place of its views, which :class:`DistillationCollator` drops and counts in the
     batch; ``skipped_rows`` holds the row indices seen so far, but DataLoader workers each count
     in their own copy of this object, so only the batches' counts add up across workers.
 
@@ -51,16 +60,27 @@ class DistillationTransform:
 
     def __init__(
         self,
-        student_transform: ImageTransform,
+        student_transform: ImageTransform | None = None,
         teacher_transform: ImageTransform | None = None,
         *,
+        device_views: DeviceViews | None = None,
         image_column: str,
         label_column: str,
         skip_bad_images: bool = False,
         num_labels: int | None = None,
     ):
-        self.student_transform = student_transform
-        self.teacher_transform = teacher_transform
+        with_views = device_views is not None
+        if with_views == (student_transform is not None) or (with_views and teacher_transform is not None):
+            raise ValueError(
+                "Pass student_transform (and teacher_transform), or device_views alone, which makes both views."
+            )
+        self.device_views = device_views
+        if device_views is not None:
+            self.transforms = {IMAGES_KEY: device_views.cpu_transform()}
+        else:
+            self.transforms = {"pixel_values": student_transform}
+            if teacher_transform is not None:
+                self.transforms["teacher_pixel_values"] = teacher_transform
         self.image_column = image_column
         self.label_column = label_column
         self.skip_bad_images = skip_bad_images
@@ -80,9 +100,28 @@ class DistillationTransform:
         teacher_processor=None,
         student_image_size: int | None = None,
         teacher_image_size: int | None = None,
+        views_on_device: bool = False,
         **columns_and_options,
     ) -> "DistillationTransform":
-        """Each model's own transform (its processor or timm config, at the given resolution), paired."""
+        """Each model's own transform (its processor or timm config, at the given resolution), paired.
+
+        ``views_on_device=True`` (training only) makes one augmented uint8 image per row instead,
+        from which the trainer's ``device_views`` (this transform's ``device_views``) make both
+        views; where that cannot match a model's own transform, the log says why and each model's
+        view is made on the CPU as before.
+        """
+        if views_on_device and not train:
+            raise ValueError(
+                "views_on_device=True is for training: evaluation views are each model's own preprocessing."
+            )
+        if views_on_device:
+            student_spec = model_input_spec(student, student_processor, image_size=student_image_size)
+            teacher_spec = None
+            if teacher is not None:
+                teacher_spec = model_input_spec(teacher, teacher_processor, image_size=teacher_image_size)
+            device_views = DeviceViews.plan(student_spec, teacher_spec)
+            if device_views is not None:
+                return cls(device_views=device_views, **columns_and_options)
         student_transform = image_transforms(student, student_processor, train=train, image_size=student_image_size)
         teacher_transform = None
         if teacher is not None:
@@ -123,19 +162,15 @@ class DistillationTransform:
         return dataset.with_transform(self, columns=columns)
 
     def __call__(self, batch: dict[str, list]) -> dict[str, list]:
-        student_views, teacher_views = [], []
+        views: dict[str, list] = {key: [] for key in self.transforms}
         for encoded, row in zip(batch[self.image_column], batch[ROW_INDEX_COLUMN]):
             image = self._decode(encoded, row)
-            student, teacher = self._views(image) if image is not None else (None, None)
-            student_views.append(student)
-            teacher_views.append(teacher)
+            for key, view in self._views(image).items():
+                views[key].append(view)
         labels = list(batch[self.label_column])
         if self.num_labels is not None:
             self._check_labels(labels, batch[ROW_INDEX_COLUMN])
-        out = {"pixel_values": student_views, "labels": labels}
-        if self.teacher_transform is not None:
-            out["teacher_pixel_values"] = teacher_views
-        return out
+        return {**views, "labels": labels}
 
     def _check_labels(self, labels: list[int], rows: list[int]) -> None:
         for label, row in zip(labels, rows):
@@ -171,12 +206,16 @@ class DistillationTransform:
             logger.warning("Skipping row %d%s: %s; %d skipped so far.", row, of_split, summary, self.num_skipped)
         return None
 
-    def _views(self, image):
-        if self.teacher_transform is None:
-            return self.student_transform(image), None
-        with torch.random.fork_rng(devices=[]):
-            student = self.student_transform(image)
-        return student, self.teacher_transform(image)
+    def _views(self, image) -> dict[str, torch.Tensor | None]:
+        """Each view of ``image`` (None for a skipped one); two transforms run from the same RNG state."""
+        if image is None:
+            return dict.fromkeys(self.transforms)
+        *first, (last_key, last) = self.transforms.items()
+        views = {}
+        for key, transform in first:
+            with torch.random.fork_rng(devices=[]):
+                views[key] = transform(image)
+        return {**views, last_key: last(image)}
 
 
 def _row_index(row: dict, index: int) -> dict[str, int]:
@@ -186,7 +225,12 @@ def _row_index(row: dict, index: int) -> dict[str, int]:
 class DistillationCollator:
     """Stack examples into ``pixel_values``, ``teacher_pixel_values`` (when present) and int64 ``labels``.
 
-    Examples whose image was skipped (``pixel_values is None``) are dropped, so a batch can be
+    Examples with ``images`` (one uint8 image for the device's views, see
+    :mod:`hf_cakd.data.device_views`) give ``images`` instead of the two views. Tiny images of
+    different sizes in one batch (CIFAR-like sets share one size) are stretched to the largest
+    there before they are stacked.
+
+    Examples whose image was skipped (``None``) are dropped, so a batch can be
     smaller than the batch size; ``skipped_images`` says how many were: an int64 tensor with one
     entry per kept example, the first holding the count and the others 0, so that it is
     concatenated and split along the batch like the images (accelerate dispatches a stream's
@@ -197,7 +241,8 @@ class DistillationCollator:
     """
 
     def __call__(self, examples: list[dict]) -> dict[str, torch.Tensor]:
-        kept = [example for example in examples if example["pixel_values"] is not None]
+        image_key = IMAGES_KEY if IMAGES_KEY in examples[0] else "pixel_values"
+        kept = [example for example in examples if example[image_key] is not None]
         if not kept:
             raise UndecodableImageError(
                 f"All {len(examples)} images of this batch were missing or undecodable and skipped; "
@@ -206,10 +251,18 @@ class DistillationCollator:
         skipped = torch.zeros(len(kept), dtype=torch.int64)
         skipped[0] = len(examples) - len(kept)
         batch = {
-            "pixel_values": torch.stack([example["pixel_values"] for example in kept]),
+            image_key: _stack_images([example[image_key] for example in kept]),
             "labels": torch.tensor([example["labels"] for example in kept], dtype=torch.int64),
             SKIPPED_IMAGES_KEY: skipped,
         }
         if "teacher_pixel_values" in kept[0]:
             batch["teacher_pixel_values"] = torch.stack([example["teacher_pixel_values"] for example in kept])
         return batch
+
+
+def _stack_images(images: list[torch.Tensor]) -> torch.Tensor:
+    """One tensor of ``images``; those smaller than the largest are first stretched to it (antialiased bilinear)."""
+    largest = [max(image.shape[-2] for image in images), max(image.shape[-1] for image in images)]
+    return torch.stack(
+        [image if list(image.shape[-2:]) == largest else F.resize(image, largest, antialias=True) for image in images]
+    )

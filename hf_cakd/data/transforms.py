@@ -167,22 +167,25 @@ class TrainTransform:
     """
 
     def __init__(self, spec: ModelInputSpec):
-        self.photo = v2.Compose(
-            [
-                v2.RandomResizedCrop(spec.size, interpolation=spec.interpolation),
-                v2.RandomHorizontalFlip(),
-                *_to_normalized_tensor(spec),
-            ]
-        )
+        self.photo = v2.Compose([*random_crop_and_flip(spec.size, spec.interpolation), *_to_normalized_tensor(spec)])
         self.small = v2.Compose([*_fit_small(spec), v2.RandomHorizontalFlip(), *_to_normalized_tensor(spec)])
 
     def __call__(self, image: PIL.Image.Image) -> torch.Tensor:
         image = to_rgb(image)
         if not is_small_image(image):
             return self.photo(image)
-        padding = [max(1, image.width // 8), max(1, image.height // 8)]
-        shift = v2.RandomCrop((image.height, image.width), padding=padding, padding_mode="reflect")
-        return self.small(shift(image))
+        return self.small(random_shift(image))
+
+
+def random_crop_and_flip(size: tuple[int, int], interpolation: InterpolationMode) -> list:
+    """The photo augmentation: ``RandomResizedCrop`` (8-100% of the area) to ``size``, then a random horizontal flip."""
+    return [v2.RandomResizedCrop(size, interpolation=interpolation), v2.RandomHorizontalFlip()]
+
+
+def random_shift(image: PIL.Image.Image) -> PIL.Image.Image:
+    """The tiny-image augmentation's shift: reflect-pad by 1/8 of each side, crop the original size back at random."""
+    padding = [max(1, image.width // 8), max(1, image.height // 8)]
+    return v2.RandomCrop((image.height, image.width), padding=padding, padding_mode="reflect")(image)
 
 
 def _resize_and_crop(spec: ModelInputSpec) -> list:
