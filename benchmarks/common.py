@@ -30,6 +30,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from transformers import PretrainedConfig, ViTImageProcessor
+from transformers.image_utils import (
+    IMAGENET_DEFAULT_MEAN,
+    IMAGENET_DEFAULT_STD,
+    IMAGENET_STANDARD_MEAN,
+    IMAGENET_STANDARD_STD,
+)
 
 from hf_cakd.data import IMAGES_KEY
 from hf_cakd.methods import METHODS, method_class
@@ -43,6 +50,29 @@ README_SECTION = "## Benchmarks"
 
 
 # ---- settings ----
+
+
+# CNNs get the ImageNet statistics, ViT and Mixer the 0.5 ones, as their transformers/timm configs do.
+CNN_NORM = (tuple(IMAGENET_DEFAULT_MEAN), tuple(IMAGENET_DEFAULT_STD))
+TOKEN_NORM = (tuple(IMAGENET_STANDARD_MEAN), tuple(IMAGENET_STANDARD_STD))
+
+
+@dataclass(frozen=True)
+class ModelRecipe:
+    """A classifier built from scratch: its config, and the resolution and normalisation of its inputs."""
+
+    name: str
+    config: PretrainedConfig
+    image_size: int
+    mean: tuple[float, ...] = CNN_NORM[0]
+    std: tuple[float, ...] = CNN_NORM[1]
+
+    def save(self, directory: Path) -> Path:
+        """A config-only directory: ``load_classifier`` builds the model, the processor gives its inputs."""
+        self.config.save_pretrained(directory)
+        size = {"height": self.image_size, "width": self.image_size}
+        ViTImageProcessor(size=size, image_mean=list(self.mean), image_std=list(self.std)).save_pretrained(directory)
+        return directory
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,9 @@ from benchmarks.common import REPO
 @pytest.mark.slow  # two short training runs in child processes
 def test_a_teacher_is_trained_resumed_and_kept_as_small_files(tmp_path, capfd):
     tiny = ViTConfig(image_size=32, patch_size=8, hidden_size=16, num_hidden_layers=4, num_attention_heads=2, intermediate_size=32)
-    recipe = dataclasses.replace(TEACHERS["vit-p16-64"], config=tiny, image_size=32, train_rows=64, epochs=1, batch_size=32)
+    committed = TEACHERS["vit-p16-64"]
+    model = dataclasses.replace(committed.model, config=tiny, image_size=32)
+    recipe = dataclasses.replace(committed, model=model, train_rows=64, epochs=1, batch_size=32)
     data, work_dir, target = str(REPO / "demo_data" / "cifar10"), tmp_path / "work", tmp_path / "teacher"
     flags = ["--use_cpu", "--max_eval_samples", "32", "--disable_tqdm", "true"]
     build_teacher(recipe, data, work_dir, target, flags)

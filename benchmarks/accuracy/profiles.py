@@ -6,23 +6,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
-from transformers import (
-    MobileNetV2Config,
-    PretrainedConfig,
-    ResNetConfig,
-    TimmWrapperConfig,
-    ViTConfig,
-    ViTImageProcessor,
-)
-from transformers.image_utils import (
-    IMAGENET_DEFAULT_MEAN,
-    IMAGENET_DEFAULT_STD,
-    IMAGENET_STANDARD_MEAN,
-    IMAGENET_STANDARD_STD,
-)
+from transformers import MobileNetV2Config, ResNetConfig, TimmWrapperConfig, ViTConfig
 
 from benchmarks.accuracy.teachers.build import TEACHERS, is_built, teacher_dir
-from benchmarks.common import Schedule
+from benchmarks.common import TOKEN_NORM, ModelRecipe, Schedule
 from hf_cakd import load_classifier, staged_view
 
 TEACHER_METHOD = "none"  # teachers are trained alone, on the labels
@@ -59,29 +46,6 @@ TUNING = {
 # student, upsamples it for the ViT teacher), which the Mixer's token MLP does not.
 TUNING_PAIRS = {"fbt": ("cnn_to_vit", "vit_to_cnn")}
 VALIDATION_FRACTION = 10  # the last 1/10 of the train split (CIFAR-10: rows 45,000-49,999) is the validation split
-# CNNs get the ImageNet statistics, ViT and Mixer the 0.5 ones, as their transformers/timm configs do.
-CNN_NORM = (tuple(IMAGENET_DEFAULT_MEAN), tuple(IMAGENET_DEFAULT_STD))
-TOKEN_NORM = (tuple(IMAGENET_STANDARD_MEAN), tuple(IMAGENET_STANDARD_STD))
-
-
-@dataclass(frozen=True)
-class ModelRecipe:
-    """A classifier built from scratch: its config, and the resolution and normalisation of its inputs."""
-
-    name: str
-    config: PretrainedConfig
-    image_size: int
-    mean: tuple[float, ...] = CNN_NORM[0]
-    std: tuple[float, ...] = CNN_NORM[1]
-
-    def save(self, directory: Path) -> Path:
-        """A config-only directory: ``load_classifier`` builds the model, the processor gives its inputs."""
-        self.config.save_pretrained(directory)
-        size = {"height": self.image_size, "width": self.image_size}
-        ViTImageProcessor(size=size, image_mean=list(self.mean), image_std=list(self.std)).save_pretrained(directory)
-        return directory
-
-
 def _resnet(widths: list[int], name: str) -> ModelRecipe:
     config = ResNetConfig(embedding_size=widths[0], hidden_sizes=widths, depths=[2, 2, 2, 2], layer_type="basic")
     return ModelRecipe(name, config, 32)
@@ -113,12 +77,6 @@ def _mobilenet_v2(width: float, name: str, image_size: int = 32) -> ModelRecipe:
     return ModelRecipe(name, config, image_size)
 
 
-def _committed(name: str) -> ModelRecipe:
-    """A committed teacher (benchmarks/accuracy/teachers/) described as a recipe."""
-    teacher = TEACHERS[name]
-    return ModelRecipe(teacher.description, teacher.config, teacher.image_size, teacher.mean, teacher.std)
-
-
 QUICK_MODELS = {
     "cnn_teacher": _resnet([32, 64, 128, 256], "ResNet 2-2-2-2, widths 32-256"),
     "vit_teacher": _vit(128, 6, 4, 2, "ViT patch 4, width 128, 6 layers"),
@@ -142,7 +100,7 @@ FULL_MODELS = {
 # ViT teacher's 4x4 tokens at 64 px, and CNN students at 64 px, whose stage 3 is 4x4 (docs/method.md).
 HEADLINE_PAIRS = {"vit_to_resnet": ("vit_teacher", "resnet_student"), "vit_to_mobilenet": ("vit_teacher", "mobilenet_student")}
 HEADLINE_MODELS = {
-    "vit_teacher": _committed("vit-p16-64"),
+    "vit_teacher": TEACHERS["vit-p16-64"].model,
     "resnet_student": ModelRecipe(
         "ResNet-18 layout (2-2-2-2 basic blocks), widths 16-128",
         ResNetConfig(embedding_size=16, hidden_sizes=[16, 32, 64, 128], depths=[2, 2, 2, 2], layer_type="basic"),

@@ -10,10 +10,9 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from transformers import ViTConfig, ViTImageProcessor
-from transformers.image_utils import IMAGENET_STANDARD_MEAN, IMAGENET_STANDARD_STD
+from transformers import ViTConfig
 
-from benchmarks.common import REPO
+from benchmarks.common import REPO, TOKEN_NORM, ModelRecipe
 
 TEACHERS_DIR = Path(__file__).resolve().parent
 KEPT_FILES = ("config.json", "model.safetensors", "preprocessor_config.json", "results.json", "README.md")
@@ -22,13 +21,9 @@ LOCAL_CIFAR10 = REPO.parent / "shared" / "datasets" / "cifar10"
 
 @dataclass(frozen=True)
 class TeacherRecipe:
-    """A classifier trained alone from scratch: its architecture, input and schedule."""
+    """A classifier trained alone from scratch: the model (architecture and input) and its schedule."""
 
-    description: str
-    config: ViTConfig
-    image_size: int
-    mean: tuple[float, ...]
-    std: tuple[float, ...]
+    model: ModelRecipe
     train_rows: int  # the first rows of the train split (CIFAR-10's last 5,000 are the validation split)
     epochs: float
     learning_rate: float
@@ -37,13 +32,6 @@ class TeacherRecipe:
     batch_size: int = 128
     weight_decay: float = 0.05
     seed: int = 0
-
-    def write_config(self, directory: Path) -> Path:
-        """A config-only directory (``scripts/distill.py`` builds the model from it)."""
-        self.config.save_pretrained(directory)
-        size = {"height": self.image_size, "width": self.image_size}
-        ViTImageProcessor(size=size, image_mean=list(self.mean), image_std=list(self.std)).save_pretrained(directory)
-        return directory
 
     def flags(self) -> list[str]:
         return [
@@ -61,18 +49,19 @@ class TeacherRecipe:
 # stage-3 grid at 64 px, as ViT-B/16's 14x14 is ResNet-18's at 224 px (docs/method.md).
 TEACHERS = {
     "vit-p16-64": TeacherRecipe(
-        description="ViT patch 16 at 64 px (4x4 tokens), width 192, 8 layers, 3 heads, MLP x2",
-        config=ViTConfig(
-            image_size=64,
-            patch_size=16,
-            hidden_size=192,
-            num_hidden_layers=8,
-            num_attention_heads=3,
-            intermediate_size=384,
+        model=ModelRecipe(
+            "ViT patch 16 at 64 px (4x4 tokens), width 192, 8 layers, 3 heads, MLP x2",
+            ViTConfig(
+                image_size=64,
+                patch_size=16,
+                hidden_size=192,
+                num_hidden_layers=8,
+                num_attention_heads=3,
+                intermediate_size=384,
+            ),
+            64,
+            *TOKEN_NORM,
         ),
-        image_size=64,
-        mean=tuple(IMAGENET_STANDARD_MEAN),
-        std=tuple(IMAGENET_STANDARD_STD),
         train_rows=45_000,
         epochs=20,
         learning_rate=1e-3,
@@ -92,7 +81,7 @@ def is_built(directory: Path) -> bool:
 
 def build_teacher(recipe: TeacherRecipe, data: str, work_dir: Path, target: Path, extra_flags: list[str] = ()) -> Path:
     """Train (or resume training) into ``work_dir``, then copy the kept files into ``target``."""
-    config_dir = recipe.write_config(work_dir.parent / f"{work_dir.name}-config")
+    config_dir = recipe.model.save(work_dir.parent / f"{work_dir.name}-config")
     command = [
         sys.executable, str(REPO / "scripts" / "distill.py"), "--student", str(config_dir), "--dataset", data,
         "--output_dir", str(work_dir), *recipe.flags(), *extra_flags,
