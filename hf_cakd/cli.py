@@ -23,7 +23,7 @@ from transformers import HfArgumentParser, TrainingArguments
 from .errors import InputError, UsageError, run_cli
 from .hub import push_student
 from .methods import METHODS, method_config
-from .pipeline import DataArguments, ModelArguments, distill
+from .pipeline import DataArguments, ModelArguments, distill, run_log_level
 from .trainer import DistillationTrainingArguments
 
 HELP_ALL_FLAG = "--help_all"
@@ -111,6 +111,8 @@ def distill_main(argv: list[str] | None = None, callbacks: list | None = None) -
     model_args, data_args, training_args = parse_distill_args(list(sys.argv[1:] if argv is None else argv))
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
     transformers.utils.logging.set_verbosity_warning()
+    # The Trainer's own plan and progress (examples, epochs, batch sizes, steps, saves), not every transformers INFO.
+    logging.getLogger("transformers.trainer").setLevel(run_log_level(training_args))
     return distill(model_args, data_args, training_args, callbacks=callbacks)
 
 
