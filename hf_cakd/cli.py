@@ -28,7 +28,7 @@ from .errors import InputError, UsageError, run_cli
 from .hub import push_student
 from .methods import METHODS, method_class, method_config
 from .methods.base import refuse_unknown_options
-from .pipeline import DataArguments, ModelArguments, distill
+from .pipeline import DataArguments, ModelArguments, distill, run_log_level
 from .trainer import DistillationTrainingArguments
 
 HELP_ALL_FLAG = "--help_all"
@@ -178,16 +178,19 @@ def parse_distill_args(argv: list[str]) -> tuple[ModelArguments, DataArguments, 
     return model_args, data_args, training_args
 
 
-def setup_logging() -> None:
-    """What a command-line run shows: hf_cakd's progress at INFO, transformers' warnings."""
+def setup_logging(training_args=None) -> None:
+    """What a command-line run shows: hf_cakd's progress at INFO, transformers' warnings, and the Trainer's own
+    plan and progress (examples, epochs, batch sizes, steps, saves), not every transformers INFO line."""
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
     transformers.utils.logging.set_verbosity_warning()
+    if training_args is not None:
+        logging.getLogger("transformers.trainer").setLevel(run_log_level(training_args))
 
 
 def distill_main(argv: list[str] | None = None, callbacks: list | None = None) -> dict:
     """``hf-cakd distill``: parse ``argv`` and run :func:`hf_cakd.distill`."""
     model_args, data_args, training_args = parse_distill_args(list(sys.argv[1:] if argv is None else argv))
-    setup_logging()
+    setup_logging(training_args)
     return distill(model_args, data_args, training_args, callbacks=callbacks)
 
 

@@ -20,8 +20,8 @@ from collections.abc import Mapping
 import datasets
 import PIL.Image
 from datasets import ClassLabel
-from huggingface_hub import HfApi, ModelCard
-from huggingface_hub.errors import EntryNotFoundError
+from huggingface_hub import HfApi
+from huggingface_hub.errors import EntryNotFoundError, HTTPError
 from transformers import (
     PreTrainedModel,
     ResNetConfig,
@@ -35,6 +35,7 @@ from transformers.image_utils import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from .backbones.base import FAMILIES
 from .data.loading import LABEL_COLUMN_NAMES
 from .errors import UsageError
+from .hub import card_metadata
 from .model_specs import label_fields
 
 logger = logging.getLogger(__name__)
@@ -47,8 +48,8 @@ MIN_VIT_GRID = 8
 VIT_PATCH_SIZES = (16, 4, 2, 1)
 
 # Errors that mean "this Hub lookup did not work" (offline, not found, gated, no such file, bad
-# name, a dataset that needs a config name); anything else is a bug and propagates.
-_LOOKUP_ERRORS = (OSError, ValueError, EntryNotFoundError, datasets.exceptions.DatasetsError)
+# name, a dataset that needs a config name, a network that failed); anything else is a bug and propagates.
+_LOOKUP_ERRORS = (OSError, ValueError, EntryNotFoundError, HTTPError, datasets.exceptions.DatasetsError)
 
 
 # ---- the student ----
@@ -252,24 +253,18 @@ def _card_datasets(teacher_spec: str) -> list[str]:
             f"--teacher {teacher_spec} has no model card naming the data it was trained on: pass --dataset "
             "(a Hub dataset or a local folder)."
         )
-    if os.path.isdir(teacher_spec):
-        readme = os.path.join(teacher_spec, "README.md")
-        if not os.path.isfile(readme):
-            raise UsageError(
-                f"--teacher {teacher_spec} has no README.md (model card) naming the data it was trained on: "
-                "pass --dataset (a Hub dataset or a local folder)."
-            )
-        source = readme
-    else:
-        source = teacher_spec
+    if os.path.isdir(teacher_spec) and not os.path.isfile(os.path.join(teacher_spec, "README.md")):
+        raise UsageError(
+            f"--teacher {teacher_spec} has no README.md (model card) naming the data it was trained on: "
+            "pass --dataset (a Hub dataset or a local folder)."
+        )
     try:
-        card = ModelCard.load(source, ignore_metadata_errors=True)
+        names = card_metadata(teacher_spec).get("datasets")
     except _LOOKUP_ERRORS as err:
         reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise UsageError(
             f"Cannot read the model card of --teacher {teacher_spec} to choose a dataset ({reason}): pass --dataset."
         ) from err
-    names = card.data.datasets if card.data is not None else None
     return [names] if isinstance(names, str) else list(names or [])
 
 

@@ -22,12 +22,13 @@ from pathlib import Path
 from typing import Any
 
 import requests
-from huggingface_hub import EvalResult, HfApi, ModelCard, ModelCardData
+from huggingface_hub import EvalResult, HfApi, ModelCard, ModelCardData, hf_hub_download, metadata_load
 from huggingface_hub.errors import HfHubHTTPError, HTTPError
 from safetensors.torch import load_file, save_file
 from transformers.modelcard import make_markdown_table, parse_log_history
 
 from .errors import DistillationError
+from .hub_errors import error_summary
 from .methods import method_class
 from .model_specs import is_hub_id
 from .version import __version__
@@ -206,18 +207,28 @@ def student_model_card(
     )
 
 
+def card_metadata(spec: str) -> dict:
+    """The metadata block of a model's card (a local folder's ``README.md``, else its Hub card) as a dict.
+
+    {} for a card without one, or a local folder without a card. Read with ``metadata_load``, which,
+    unlike ``ModelCard.load``, logs no warning for a card without metadata: callers say, once, what
+    missing metadata means to them. A Hub card that cannot be fetched raises what
+    ``hf_hub_download`` raises.
+    """
+    if os.path.isdir(spec):
+        readme = Path(spec) / "README.md"
+        return (metadata_load(readme) or {}) if readme.is_file() else {}
+    return metadata_load(hf_hub_download(spec, "README.md")) or {}
+
+
 def _card_license(spec: str | None) -> str | None:
     if not spec or spec.startswith("timm:"):
         return None
-    local = Path(spec)
-    if local.is_dir() and not (local / "README.md").is_file():
-        return None
     try:
-        card = ModelCard.load(local / "README.md" if local.is_dir() else spec)
+        return card_metadata(spec).get("license")
     except Exception as err:  # offline, no such repo, no card: the next source decides
-        logger.info("No license read from %s: %s", spec, err)
+        logger.info("No license read from the model card of %s (%s).", spec, error_summary(err))
         return None
-    return card.data.license
 
 
 def default_license(teacher: str | None, student: str | None) -> tuple[str, str]:
@@ -225,12 +236,16 @@ def default_license(teacher: str | None, student: str | None) -> tuple[str, str]
 
     A spec's card is its local folder's ``README.md`` or its Hub model card; a card that cannot be
     read (offline, no card, no license in its metadata) is skipped. ``source`` says where the license
-    came from (``"teacher"``, ``"student"`` or ``"none"``).
+    came from (``"teacher"``, ``"student"`` or ``"none"``); with ``"none"`` one line says so.
     """
     for source, spec in (("teacher", teacher), ("student", student)):
         license = _card_license(spec)
         if license:
             return license, source
+    logger.info(
+        "Neither the teacher's nor the student's model card names a license: the student's card says 'other'. "
+        "Pass --license (a Hub license id) to set it."
+    )
     return "other", "none"
 
 

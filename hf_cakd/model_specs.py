@@ -16,7 +16,9 @@ distilled student loads with ``AutoModelForImageClassification`` without hf_cakd
 
 A model that cannot be loaded (a truncated weights file, a config that does not match its
 weights, an unknown architecture, a path that does not exist) raises
-:class:`~hf_cakd.errors.InputError` naming the flag, the file and the fix.
+:class:`~hf_cakd.errors.InputError` naming the flag, the file and the fix; one the Hub cannot
+deliver (not cached while offline, not found, gated, the network failed) raises
+:class:`~hf_cakd.hub_errors.HubAccessError`.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from typing import Any
 import timm
 import transformers
 from huggingface_hub import try_to_load_from_cache
-from huggingface_hub.errors import HFValidationError
+from huggingface_hub.errors import HFValidationError, HTTPError
 from huggingface_hub.utils import validate_repo_id
 from safetensors import SafetensorError
 from transformers import (
@@ -48,6 +50,7 @@ from transformers.models.timm_wrapper.modeling_timm_wrapper import TimmWrapperPr
 from transformers.utils import CONFIG_NAME, SAFE_WEIGHTS_INDEX_NAME, SAFE_WEIGHTS_NAME, WEIGHTS_INDEX_NAME, WEIGHTS_NAME
 
 from .errors import InputError, UsageError
+from .hub_errors import HubAccessError, hub_failure
 from .label_mapping import map_labels, restrict_classifier
 
 logger = logging.getLogger(__name__)
@@ -190,9 +193,13 @@ def _fetch_again(spec: str, hub_kwargs: dict) -> str:
     return f"Delete its cached copy {repo_folder} and run again to download it anew."
 
 
+def _who(spec: str, role: str | None) -> str:
+    return f"--{role} {spec!r}" if role else f"The model {spec!r}"
+
+
 def _explain_load_failure(err: Exception, spec: str, role: str | None, hub_kwargs: dict) -> str | None:
     """What went wrong loading ``spec`` and how to fix it, or None for an error that is not about the files."""
-    who = f"--{role} {spec!r}" if role else f"The model {spec!r}"
+    who = _who(spec, role)
     reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
     weights = _model_file(spec, WEIGHTS_NAMES, hub_kwargs) or "its weights file"
     config = spec if os.path.isfile(spec) else _model_file(spec, (CONFIG_NAME,), hub_kwargs) or "its config.json"
@@ -229,11 +236,14 @@ def _explain_load_failure(err: Exception, spec: str, role: str | None, hub_kwarg
 
 @contextlib.contextmanager
 def _explained_load_failures(spec: str | PretrainedConfig, role: str | None, hub_kwargs: dict):
-    """Turn the load failures :func:`_explain_load_failure` recognises into an :class:`InputError`."""
+    """Turn Hub failures and the load failures :func:`_explain_load_failure` recognises into an :class:`InputError`."""
     try:
         yield
-    except (SafetensorError, RuntimeError, ValueError, ImportError, OSError) as err:
+    except (SafetensorError, RuntimeError, ValueError, ImportError, OSError, HTTPError) as err:
         name = spec if isinstance(spec, str) else type(spec).__name__
+        hub_message = hub_failure(err, _who(name, role), name) if is_hub_id(name) else None
+        if hub_message is not None:
+            raise HubAccessError(hub_message) from err
         message = _explain_load_failure(err, name, role, hub_kwargs)
         if message is None:
             raise
@@ -287,6 +297,12 @@ def load_classifier(
         if id2label is None:
             return model
         return _check_labels(model, spec, id2label, replace_head, label_mapping, **from_pretrained_kwargs)
+
+
+def load_config(spec: str, *, role: str | None = None) -> PretrainedConfig:
+    """``AutoConfig.from_pretrained(spec)``; one that cannot be loaded raises an :class:`InputError` naming ``--<role>``."""
+    with _explained_load_failures(spec, role, {}):
+        return AutoConfig.from_pretrained(spec)
 
 
 def load_image_processor(spec: str | PretrainedConfig):

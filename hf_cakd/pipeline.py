@@ -12,21 +12,23 @@ from __future__ import annotations
 import json
 import logging
 import os
+import tempfile
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import datasets
 from timm.models import get_pretrained_cfg
-from transformers import AutoConfig, set_seed
+from transformers import set_seed
 from transformers.trainer_utils import HubStrategy
 
 from .backbones import staged_view
 from .backbones.registry import unwrap_timm
 from .defaults import default_dataset, default_dataset_warning, default_image_processor, default_student, dataset_labels
-from .errors import UsageError
+from .errors import InputError, UsageError
 from .data import DistillationCollator, DistillationTransform, image_processor_for, load_image_dataset
 from .hub import CardInputs, default_license, framework_versions, make_timm_loadable, push_student, student_model_card
-from .model_specs import TIMM_PREFIX, load_classifier, load_image_processor
+from .model_specs import TIMM_PREFIX, load_classifier, load_config, load_image_processor
 from .trainer import DistillationTrainer, DistillationTrainingArguments
 
 logger = logging.getLogger(__name__)
@@ -110,6 +112,17 @@ class DataArguments:
     )
 
 
+def run_log_level(training_args) -> int:
+    """The level of a run's own log: ``--log_level`` (``--log_level_replica`` on other processes).
+
+    The default, ``passive``, is INFO on the main process: the resolved plan, progress and results,
+    as transformers' example scripts log them.
+    """
+    if training_args.should_log and training_args.log_level == "passive":
+        return logging.INFO
+    return training_args.get_process_log_level()
+
+
 def _json_option(value, flag: str) -> dict | None:
     if not value or isinstance(value, dict):
         return value or None
@@ -124,6 +137,7 @@ def _json_option(value, flag: str) -> dict | None:
 
 def _check_output_dir(training_args, data_args) -> None:
     output_dir = training_args.output_dir
+    _check_writable(output_dir)
     if training_args.resume_from_checkpoint or data_args.overwrite_output_dir:
         return
     if os.path.isdir(output_dir) and os.listdir(output_dir):
@@ -131,6 +145,27 @@ def _check_output_dir(training_args, data_args) -> None:
             f"--output_dir {output_dir} exists and is not empty. Pass --resume_from_checkpoint last to continue that run, "
             "--overwrite_output_dir to write into it anyway, or choose another directory."
         )
+
+
+def _check_writable(output_dir: str) -> None:
+    """Stop before anything loads when ``output_dir`` is a file, or cannot be created or written; create nothing.
+
+    The nearest folder that exists (``output_dir`` itself, or the one it would be created in) must
+    take a new file: an unnamed temporary file is created there and closed, which leaves nothing.
+    """
+    path = Path(output_dir).absolute()
+    existing = next(p for p in (path, *path.parents) if p.exists())
+    if not existing.is_dir():
+        where = "is a file" if existing == path else f"cannot be created: {existing} is a file"
+        raise InputError(f"--output_dir {output_dir} {where}. Pass a folder path (a new or an empty folder).")
+    try:
+        tempfile.TemporaryFile(dir=existing).close()
+    except OSError as err:
+        what = "cannot be written" if existing == path else f"cannot be created in {existing}"
+        raise InputError(
+            f"--output_dir {output_dir} {what} ({os.strerror(err.errno) if err.errno else err}). Pass a folder on a "
+            "disk this process may write to."
+        ) from err
 
 
 def _select(split, limit):
@@ -141,11 +176,13 @@ def _select(split, limit):
     return split.select(range(min(limit, len(split))))
 
 
-def _eval_images(eval_dataset) -> str:
-    """The eval split's size for the log; a stream's is unknown without reading it."""
-    if isinstance(eval_dataset, datasets.IterableDataset):
-        return "the streamed eval images"
-    return f"{len(eval_dataset)} eval images"
+def _images(split, kind: str) -> str:
+    """A split's size for the log (``kind``: train, eval); a stream's is unknown without reading it."""
+    if split is None:
+        return f"no {kind} split"
+    if isinstance(split, datasets.IterableDataset):
+        return f"the streamed {kind} images"
+    return f"{len(split)} {kind} images"
 
 
 def distill(
@@ -155,8 +192,7 @@ def distill(
     callbacks: list | None = None,
 ) -> dict:
     """Run one distillation; returns what it writes to ``results.json``. ``callbacks`` go to the trainer."""
-    log_level = training_args.get_process_log_level()
-    logging.getLogger("hf_cakd").setLevel(logging.INFO if log_level < 0 else log_level)  # -1: --log_level passive
+    logging.getLogger("hf_cakd").setLevel(run_log_level(training_args))
     if training_args.method != "none" and not model_args.teacher:
         raise UsageError(f"--method {training_args.method} distils from a teacher: pass --teacher.")
     if not (model_args.student or model_args.teacher):
@@ -216,6 +252,12 @@ def distill(
         device_views=train_transform.device_views,
     )
     distillation_model = trainer.model
+    teacher_described = f"{model_args.teacher} ({trainer.teacher_view.family})" if teacher is not None else "none"
+    logger.info(
+        "Plan: --method %s, teacher %s, student %s (%s), --dataset %s (%s, %s), --output_dir %s",
+        training_args.method, teacher_described, model_args.student, distillation_model.student_view.family,
+        data_args.dataset, _images(train_dataset, "train"), _images(eval_dataset, "eval"), training_args.output_dir,
+    )  # fmt: skip
     results: dict = {"input_resolution": {}}
     for role, model, processor, flag_value in (
         ("student", student, student_processor, training_args.student_image_size),
@@ -233,7 +275,7 @@ def distill(
     if teacher is not None and eval_dataset is not None:
         families["teacher"] = trainer.teacher_view.family
         metrics["teacher"] = _rows(trainer.evaluate_teacher())["teacher"]
-        logger.info("Teacher on %s: top-1 %.2f%%", _eval_images(eval_dataset), 100 * metrics["teacher"]["top1"])
+        logger.info("Teacher on %s: top-1 %.2f%%", _images(eval_dataset, "eval"), 100 * metrics["teacher"]["top1"])
 
     start = time.perf_counter()
     resume = training_args.resume_from_checkpoint
@@ -242,14 +284,17 @@ def distill(
     train_result = trainer.train(resume_from_checkpoint=resume)
     results["train_seconds"] = round(time.perf_counter() - start, 1)
     results["train_loss"] = train_result.training_loss
-    trainer.save_model(_internal_call=True)  # not the Trainer's push: ours follows, with the card
+    with trainer.reporting_a_full_disk(training_args.output_dir):
+        trainer.save_model(_internal_call=True)  # not the Trainer's push: ours follows, with the card
     if eval_dataset is not None:
         student_metrics = trainer.evaluate()
         metrics["student"] = {"top1": student_metrics["eval_top1"], "top5": student_metrics["eval_top5"]}
-        logger.info("Student on %s: top-1 %.2f%%", _eval_images(eval_dataset), 100 * metrics["student"]["top1"])
+        logger.info("Student on %s: top-1 %.2f%%", _images(eval_dataset, "eval"), 100 * metrics["student"]["top1"])
         for name, values in _rows(trainer.evaluate_method_parts()).items():
             metrics[name] = values
-            logger.info("%s on %s: top-1 %.2f%%", name.capitalize(), _eval_images(eval_dataset), 100 * values["top1"])
+            logger.info(
+                "%s on %s: top-1 %.2f%%", name.capitalize(), _images(eval_dataset, "eval"), 100 * values["top1"]
+            )
     results.update(metrics=metrics, families=families, **distillation_model.description())
 
     results["skipped_images"] = trainer.skipped_images()
@@ -261,14 +306,15 @@ def distill(
     }
 
     if trainer.is_world_process_zero():
-        with open(os.path.join(training_args.output_dir, RESULTS_NAME), "w") as f:
-            json.dump(results, f, indent=2)
-        make_timm_loadable(training_args.output_dir)
         card = student_model_card(
             _card_inputs(model_args, data_args, training_args, trainer, data, results),
             repo_id=training_args.hub_model_id,
         )
-        card.save(os.path.join(training_args.output_dir, "README.md"))
+        with trainer.reporting_a_full_disk(training_args.output_dir):
+            with open(os.path.join(training_args.output_dir, RESULTS_NAME), "w") as f:
+                json.dump(results, f, indent=2)
+            make_timm_loadable(training_args.output_dir)
+            card.save(os.path.join(training_args.output_dir, "README.md"))
         if push_to_hub:
             trainer._finish_current_push()  # the last checkpoint's push lands before the final student's
             repo_id = training_args.hub_model_id or os.path.basename(os.path.abspath(training_args.output_dir))
@@ -322,7 +368,7 @@ def _load_data_and_models(model_args, data_args, training_args):
     family is built from config at the data's resolution (hf_cakd.defaults).
     """
     if not data_args.dataset:
-        num_labels = AutoConfig.from_pretrained(model_args.teacher).num_labels
+        num_labels = load_config(model_args.teacher, role="teacher").num_labels
         data_args.dataset = default_dataset(model_args.teacher, num_labels)
         logger.warning(default_dataset_warning(data_args.dataset, model_args.teacher, num_labels))
 

@@ -8,14 +8,19 @@ model at the top of the output directory, loadable without hf_cakd.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import logging
 import math
 import os
+import shutil
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 from accelerate.utils import DynamoBackend
+from safetensors import SafetensorError
 from torch import nn
 from torch.utils.data import IterableDataset
 from transformers import PreTrainedModel, Trainer, TrainingArguments
@@ -36,6 +41,11 @@ logger = logging.getLogger(__name__)
 # Written last into a checkpoint: a checkpoint without it was interrupted while being written.
 CHECKPOINT_COMPLETE_NAME = "checkpoint_complete"
 CHECKPOINT_PREFIX = "checkpoint-"
+_DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
+
+
+class DiskFullError(InputError):
+    """A save ran out of disk space (or quota); the checkpoints written before it are untouched."""
 
 
 @dataclass
@@ -68,6 +78,14 @@ class DistillationTrainingArguments(TrainingArguments):
             "training process, less one for training itself, with persistent workers (and pinned memory, the default)."
         },
     )
+    dataloader_pin_memory: bool | None = field(
+        default=None,
+        metadata={
+            "help": "Pin DataLoader memory (default: only when training on an accelerator that supports it).",
+            "nargs": "?",
+            "const": True,
+        },
+    )
 
     def __post_init__(self):
         # Decided before TrainingArguments checks the loader settings; the trainer logs it, once logging is set up.
@@ -77,12 +95,21 @@ class DistillationTrainingArguments(TrainingArguments):
             self.dataloader_num_workers = accelerator_loader_workers() if self.loader_defaults else 0
             self.dataloader_persistent_workers = self.dataloader_persistent_workers or self.loader_defaults
         super().__post_init__()
+        if self.dataloader_pin_memory is None:
+            # torch warns on every DataLoader that pins without an accelerator, and MPS cannot pin.
+            self.dataloader_pin_memory = self.device.type not in ("cpu", "mps")
         options = self.method_config
         if isinstance(options, str):
             options = json.loads(options)
         self.method_config = method_config(self.method, options).to_dict()
         if self.label_names is None:
             self.label_names = ["labels"]
+
+    def __getstate__(self) -> dict:
+        # The Trainer pickles these arguments into training_args.bin at the top of --output_dir and in every
+        # checkpoint, and pushes that file with its checkpoints: leave the Hub token out, as to_dict() does.
+        # Resume and push read it from --hub_token or HF_TOKEN at run time; a copy made by pickling has none.
+        return {key: None if key.endswith("_token") else value for key, value in self.__dict__.items()}
 
 
 def accelerator_loader_workers() -> int:
@@ -104,6 +131,20 @@ def last_complete_checkpoint(output_dir: str) -> str | None:
         and os.path.isfile(os.path.join(output_dir, name, CHECKPOINT_COMPLETE_NAME))
     ]
     return os.path.join(output_dir, f"{CHECKPOINT_PREFIX}{max(steps)}") if steps else None
+
+
+def _megabytes(size: int) -> str:
+    return f"{size / 1e6:.1f} MB"
+
+
+def _folder_bytes(folder: str) -> int:
+    return sum(path.stat().st_size for path in Path(folder).rglob("*") if path.is_file())
+
+
+def _free_bytes(path: str) -> int:
+    """Free space on the disk ``path`` is (or would be) on."""
+    absolute = Path(path).absolute()
+    return shutil.disk_usage(next(p for p in (absolute, *absolute.parents) if p.exists())).free
 
 
 def _first_example_size(dataset, key: str) -> tuple[int, int] | None:
@@ -357,20 +398,66 @@ class DistillationTrainer(Trainer):
         distillation_model.student.load_state_dict(_saved_student_state(distillation_model.student, checkpoint_dir))
         distillation_model.method.load_parts(checkpoint_dir)
 
+    def _checkpoint_bytes(self) -> tuple[int, str]:
+        """What a checkpoint takes: the newest complete one's size, else the model's and optimizer's tensors."""
+        last = last_complete_checkpoint(self.args.output_dir)
+        if last is not None:
+            return _folder_bytes(last), f"the size of {os.path.basename(last)}"
+        tensors = [*self.model.state_dict().values()]
+        if self.optimizer is not None:
+            tensors += [value for state in self.optimizer.state.values() for value in state.values()]
+        size = sum(t.numel() * t.element_size() for t in tensors if isinstance(t, torch.Tensor))
+        return size, "the model's and optimizer's tensors"
+
+    @contextlib.contextmanager
+    def reporting_a_full_disk(self, target: str, partial: bool = False):
+        """Turn a write to ``target`` that failed on a full disk (or quota) into a :class:`DiskFullError`.
+
+        ``partial``: ``target`` is a folder this write creates (a checkpoint), removed when it fails so
+        (never resumed from, it only holds space). The message names ``target``, the space left, what
+        a checkpoint takes, and the checkpoint that a resume continues from.
+        """
+        try:
+            yield
+        except (OSError, RuntimeError, SafetensorError) as err:
+            needed, basis = self._checkpoint_bytes()
+            # torch.save and safetensors report a failed write as RuntimeError / SafetensorError without an
+            # errno: a disk with less space left than a checkpoint takes is what made it fail.
+            if not (isinstance(err, OSError) and err.errno in _DISK_FULL) and _free_bytes(target) >= needed:
+                raise
+            if partial:
+                shutil.rmtree(target, ignore_errors=True)
+            last = last_complete_checkpoint(self.args.output_dir)
+            resume = (
+                f"continue from {last}, the last complete checkpoint, which is untouched"
+                if last
+                else "continue (no checkpoint was complete yet: training starts over)"
+            )
+            raise DiskFullError(
+                f"No space left on the disk of {target}: {_megabytes(_free_bytes(target))} free, and a checkpoint "
+                f"takes about {_megabytes(needed)} ({basis}). Free space there (or lower --save_total_limit), then "
+                f"run the same command with --resume_from_checkpoint last to {resume}."
+            ) from err
+
     def _save_checkpoint(self, model, trial) -> None:
         # Trainer deletes old checkpoints (save_total_limit) at the end of its save; a process killed
         # between that and our marker would leave no complete checkpoint, so rotate after marking.
+        run_dir = self._get_output_dir(trial)
+        checkpoint_dir = os.path.join(run_dir, f"{CHECKPOINT_PREFIX}{self.state.global_step}")
+        marker_path = os.path.join(checkpoint_dir, CHECKPOINT_COMPLETE_NAME)
+        if self.args.should_save and os.path.isfile(marker_path):
+            os.remove(marker_path)  # a checkpoint written again is incomplete until marked again
         save_total_limit, self.args.save_total_limit = self.args.save_total_limit, None
         try:
-            super()._save_checkpoint(model, trial)
+            with self.reporting_a_full_disk(checkpoint_dir, partial=True):
+                super()._save_checkpoint(model, trial)
+                self.accelerator.wait_for_everyone()  # the marker says every rank has finished writing
+                if self.args.should_save:
+                    with open(marker_path, "w") as marker:
+                        marker.write(f"step {self.state.global_step}\n")
         finally:
             self.args.save_total_limit = save_total_limit
-        self.accelerator.wait_for_everyone()  # the marker says every rank has finished writing
         if self.args.should_save:
-            run_dir = self._get_output_dir(trial)
-            checkpoint_dir = os.path.join(run_dir, f"{CHECKPOINT_PREFIX}{self.state.global_step}")
-            with open(os.path.join(checkpoint_dir, CHECKPOINT_COMPLETE_NAME), "w") as marker:
-                marker.write(f"step {self.state.global_step}\n")
             rotate_checkpoints(
                 output_dir=run_dir,
                 save_total_limit=save_total_limit,

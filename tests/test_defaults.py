@@ -9,11 +9,12 @@ import pytest
 import torch
 from datasets import ClassLabel, Features, Image, Value
 from datasets.exceptions import DatasetNotFoundError
-from huggingface_hub import DatasetCardData, ModelCard
+from huggingface_hub import DatasetCardData
 from huggingface_hub.errors import OfflineModeIsEnabled
 from transformers import AutoImageProcessor, AutoModelForImageClassification, ResNetForImageClassification, pipeline
 from transformers import ViTForImageClassification
 
+import hf_cakd.hub
 from hf_cakd import defaults
 from hf_cakd.backbones import staged_view
 from hf_cakd.defaults import (
@@ -191,26 +192,26 @@ def test_dataset_labels_of_a_gated_dataset_come_from_its_card(monkeypatch):
 # ---- the dataset ----
 
 
-def fake_model_cards(monkeypatch, cards: dict):
-    """ModelCard.load answering Hub ids from ``cards`` (metadata dicts); files are read for real."""
-    real_load = ModelCard.load
+def fake_model_cards(monkeypatch, tmp_path, cards: dict):
+    """The Hub's model cards as ``cards`` gives them (metadata as YAML text, or an error to raise)."""
 
-    def load(repo_id_or_path, **kwargs):
-        if repo_id_or_path in cards:
-            answer = cards[repo_id_or_path]
-            if isinstance(answer, Exception):
-                raise answer
-            return ModelCard(f"---\n{answer}\n---\n# card")
-        return real_load(repo_id_or_path, **kwargs)
+    def download(repo_id, filename, **kwargs):
+        answer = cards[repo_id]
+        if isinstance(answer, Exception):
+            raise answer
+        readme = tmp_path / repo_id / filename
+        readme.parent.mkdir(parents=True, exist_ok=True)
+        readme.write_text(f"---\n{answer}\n---\n# card")
+        return str(readme)
 
-    monkeypatch.setattr(defaults.ModelCard, "load", load)
+    monkeypatch.setattr(hf_cakd.hub, "hf_hub_download", download)
 
 
 VIT_CARD = "license: apache-2.0\ntags:\n- vision\ndatasets:\n- imagenet-1k\n- imagenet-21k"
 
 
-def test_headline_teacher_gets_imagenet_1k_from_its_card_without_downloading_images(monkeypatch):
-    fake_model_cards(monkeypatch, {"google/vit-base-patch16-224": VIT_CARD})
+def test_headline_teacher_gets_imagenet_1k_from_its_card_without_downloading_images(monkeypatch, tmp_path):
+    fake_model_cards(monkeypatch, tmp_path, {"google/vit-base-patch16-224": VIT_CARD})
     calls = fake_builder(monkeypatch, {"imagenet-1k": GATED})
     fake_dataset_cards(monkeypatch, {"imagenet-1k": IMAGENET_CARD})
     assert default_dataset("google/vit-base-patch16-224", 1000) == "imagenet-1k"
@@ -219,8 +220,9 @@ def test_headline_teacher_gets_imagenet_1k_from_its_card_without_downloading_ima
     assert "No --dataset given: training on imagenet-1k" in warning and "gated" in warning and "large" in warning
 
 
-def test_the_first_dataset_with_the_teachers_label_count_wins(monkeypatch):
-    fake_model_cards(monkeypatch, {"someone/teacher": "datasets:\n- big/one\n- missing/two\n- uoft-cs/cifar10\n- other/ten"})
+def test_the_first_dataset_with_the_teachers_label_count_wins(monkeypatch, tmp_path):
+    card = "datasets:\n- big/one\n- missing/two\n- uoft-cs/cifar10\n- other/ten"
+    fake_model_cards(monkeypatch, tmp_path, {"someone/teacher": card})
     fake_builder(
         monkeypatch,
         {
@@ -239,8 +241,8 @@ def test_a_local_teacher_folder_is_read_from_its_readme(monkeypatch, tmp_path):
     assert default_dataset(str(tmp_path), 10) == "uoft-cs/cifar10"
 
 
-def test_no_matching_dataset_names_dataset_flag_and_what_was_found(monkeypatch):
-    fake_model_cards(monkeypatch, {"someone/teacher": "datasets:\n- big/one\n- missing/two"})
+def test_no_matching_dataset_names_dataset_flag_and_what_was_found(monkeypatch, tmp_path):
+    fake_model_cards(monkeypatch, tmp_path, {"someone/teacher": "datasets:\n- big/one\n- missing/two"})
     fake_builder(monkeypatch, {"big/one": image_features(label=ClassLabel(num_classes=100))})
     fake_dataset_cards(monkeypatch, {})
     with pytest.raises(UsageError) as err:
@@ -261,8 +263,8 @@ def test_no_matching_dataset_names_dataset_flag_and_what_was_found(monkeypatch):
         ("license: mit", r"^The model card of --teacher someone/teacher names no dataset .*: pass --dataset\.$"),
     ],
 )
-def test_unreachable_hub_or_a_card_without_datasets(monkeypatch, card, expected):
-    fake_model_cards(monkeypatch, {"someone/teacher": card})
+def test_unreachable_hub_or_a_card_without_datasets(monkeypatch, tmp_path, card, expected):
+    fake_model_cards(monkeypatch, tmp_path, {"someone/teacher": card})
     with pytest.raises(UsageError, match=expected):
         default_dataset("someone/teacher", 10)
 

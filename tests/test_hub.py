@@ -15,6 +15,7 @@ from huggingface_hub import HfApi, ModelCard, ModelCardData
 from huggingface_hub.errors import HfHubHTTPError
 from transformers import AutoModelForImageClassification, pipeline
 
+import hf_cakd.hub
 from hf_cakd.data.transforms import image_processor_for
 from hf_cakd.hub import CardInputs, PushError, default_license, make_timm_loadable, push_student, student_model_card
 from tiny_models import IMAGE_SIZE, hf_resnet, timm_resnet
@@ -159,7 +160,8 @@ def test_default_license_prefers_the_teacher_then_the_student_else_other(tmp_pat
     # A Hub id offline (HF_HUB_OFFLINE=1 in tests) fails soft ...
     assert default_license("google/vit-base-patch16-224", None) == ("other", "none")
     # ... and online it is the Hub card's license.
-    monkeypatch.setattr(ModelCard, "load", classmethod(lambda cls, spec: ModelCard.from_template(ModelCardData(license="bsd"))))
+    hub_card = write_card(tmp_path / "hub-card", license="bsd")
+    monkeypatch.setattr(hf_cakd.hub, "hf_hub_download", lambda repo_id, filename: str(Path(hub_card) / filename))
     assert default_license("google/vit-base-patch16-224", apache) == ("bsd", "teacher")
 
 

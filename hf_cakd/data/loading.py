@@ -7,6 +7,9 @@ encoded as a ``ClassLabel``. Everything that would otherwise fail later, deep in
 step (a missing split, a float label column, an unlabelled test split), fails here with a message
 that says what to pass instead.
 
+A Hub dataset the Hub cannot deliver (not cached while offline, not found, gated, the network
+failed) raises :class:`~hf_cakd.hub_errors.HubAccessError` naming ``--dataset`` and the fix.
+
 A streamed dataset (``streaming=True``) is never read ahead: its class names come from the
 label column's ``ClassLabel`` feature, and split sizes and label ranges go unchecked here
 (:class:`~hf_cakd.data.DistillationTransform` checks each label as its row is read).
@@ -22,6 +25,7 @@ import datasets
 import pyarrow.compute as pc
 from datasets import ClassLabel, Dataset, DatasetDict, IterableDataset, IterableDatasetDict, Value
 
+from ..hub_errors import HubAccessError, hub_failure
 from .errors import ColumnNotFoundError, DataError, EmptySplitError, LabelColumnError, SplitNotFoundError
 
 IMAGE_COLUMN_NAMES = ("img", "image", "pixel_values")
@@ -134,7 +138,13 @@ def _load_splits(source, data_files, streaming, load_dataset_kwargs) -> DatasetD
                 "For image files, pass the directory that holds one subfolder per class."
             )
         return datasets.load_dataset(builder, data_files={"train": source}, streaming=streaming, **load_dataset_kwargs)
-    return datasets.load_dataset(source, data_files=data_files, streaming=streaming, **load_dataset_kwargs)
+    try:
+        return datasets.load_dataset(source, data_files=data_files, streaming=streaming, **load_dataset_kwargs)
+    except Exception as err:  # datasets wraps the Hub's errors in several types of its own
+        message = None if os.path.exists(source) else hub_failure(err, f"--dataset {source!r}", source, "dataset")
+        if message is None:
+            raise
+        raise HubAccessError(message) from err
 
 
 def _get_split(splits: DatasetDict, name: str, argument: str) -> Dataset:
