@@ -4,18 +4,20 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 import safetensors.torch
 import torch
 from transformers import AutoModelForImageClassification, TrainerCallback
 
-from hf_cakd.cli import distill_main
+from hf_cakd.cli import distill_main, parse_distill_args
 from hf_cakd.ema import EMA_DIR, EMA_ROW
 from hf_cakd.errors import InputError, UsageError
 from test_cli import help_sections
 from test_distill_script import distill_args, workspace  # noqa: F401  (workspace: a fixture)
 from test_trainer import (
+    ROOT,
     ImageBatches,
     Interrupt,
     InterruptAtStep,
@@ -91,6 +93,14 @@ def test_the_recipes_flags_are_data_and_training_flags_in_help(capsys):
         assert f"--{flag}" in data
     training = next(text for title, text in sections.items() if title.startswith("training"))
     assert "--model_ema_decay" in training and "--save_ema_as_student" in training
+
+
+def test_the_readmes_recipe_for_long_runs_is_valid_flags():
+    readme = (ROOT / "README.md").read_text()
+    block = re.search(r"\*\*The recipe for long runs\.\*\*.*?```bash\n(.*?)```", readme, re.S).group(1)
+    flags = block.replace("\\\n", " ").split()
+    _, data_args, training_args = parse_distill_args(["--teacher", "t", "--dataset", "d", "--output_dir", "o", *flags])
+    assert data_args.augmentation(num_classes=10).active and training_args.save_ema_as_student
 
 
 RECIPE = [

@@ -5,6 +5,7 @@
     .venv/bin/python -m benchmarks.accuracy --profile smoke --output_dir /tmp/bench-smoke
     .venv/bin/python -m benchmarks.accuracy --profile quick --report_only   # chart/table/README again
     .venv/bin/python -m benchmarks.accuracy --profile headline --readme ''   # the CNN-student pairs
+    .venv/bin/python -m benchmarks.accuracy --profile headline --recipe   # with the recipe for long runs (experiments.md)
 
 What is run
 -----------
