@@ -108,7 +108,7 @@ class DistillationTrainingArguments(TrainingArguments):
         super().__post_init__()
         if self.dataloader_pin_memory is None:
             # torch warns on every DataLoader that pins without an accelerator, and MPS cannot pin.
-            self.dataloader_pin_memory = self.device.type not in ("cpu", "mps")
+            self.dataloader_pin_memory = on_accelerator and self.device.type != "mps"
         options = self.method_config
         if isinstance(options, str):
             options = json.loads(options)

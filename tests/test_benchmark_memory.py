@@ -38,6 +38,7 @@ def test_summary_needs_a_checkpoint():
         summarise([sample(0, "train_begin", 1.0), sample(10, "train_end", 2.0)])
 
 
+@pytest.mark.slow  # several processes (or a wheel build): minutes on a 2-core CPU
 def test_short_run_records_rss_at_steps_evaluations_and_saves(tmp_path):
     results = main(
         ["--epochs", "0.1", "--every", "4", "--sample_every", "2", "--output_dir", str(tmp_path), "--no_readme"]

@@ -281,6 +281,7 @@ def _masked_gather_worker(rank, init_file, out_dir):
     dist.destroy_process_group()
 
 
+@pytest.mark.slow  # several processes (or a wheel build): minutes on a 2-core CPU
 def test_info_nce_same_label_mask_across_processes(tmp_path):
     mp.spawn(_masked_gather_worker, args=(str(tmp_path / "init"), str(tmp_path)), nprocs=WORLD_SIZE)
     results = [torch.load(tmp_path / f"masked{rank}.pt") for rank in range(WORLD_SIZE)]
@@ -293,6 +294,7 @@ def test_info_nce_same_label_mask_across_processes(tmp_path):
     assert torch.allclose(grad_x, z_x.grad, atol=1e-6)
 
 
+@pytest.mark.slow  # several processes (or a wheel build): minutes on a 2-core CPU
 def test_info_nce_gathers_negatives_across_processes(tmp_path):
     mp.spawn(_gather_worker, args=(str(tmp_path / "init"), str(tmp_path)), nprocs=WORLD_SIZE)
     results = [torch.load(tmp_path / f"rank{rank}.pt") for rank in range(WORLD_SIZE)]

@@ -109,7 +109,7 @@ def test_experimental_options_are_fbts_off_by_default_ones():
     config_class = method_class("fbt").config_class
     assert set(config_class.experimental_option_names()) == {
         "fbt_deep_supervision", "fbt_deep_supervision_weight", "fbt_assistant_warmup_steps", "infonce_feature",
-        "infonce_mask_same_label", "bridge_downsample", "bridge_alignment_weight",
+        "infonce_mask_same_label", "bridge_downsample", "bridge_alignment_weight", "own_teacher_suffix",
     }  # fmt: skip
     assert all(not cls.config_class.experimental_option_names() for name, cls in METHODS.items() if name != "fbt")
     assert "fbt_assistant_gate" not in config_class.option_names()  # measured not to help: removed
@@ -176,6 +176,7 @@ def test_fbt_defaults_are_the_paper_recipe():
     assert config.fbt_deep_supervision == () and config.fbt_assistant_warmup_steps == 0
     assert config.infonce_feature == "stage4" and config.infonce_mask_same_label is False
     assert config.bridge_downsample == 1 and config.bridge_alignment_weight == 0.0
+    assert config.own_teacher_suffix is False
     method = build_method("fbt")
     assert len(method.deep_branches) == 0 and not method.student_view.capture_pre_logits
     losses, *_ = run(method)
@@ -234,6 +235,37 @@ def test_fbt_bridge_alignment_is_the_relative_error_to_the_suffixs_own_stage3_in
     losses["bridge_alignment"].backward()
     assert method.assistant.bridge.resample.weight.grad.abs().sum() > 0
     assert all(p.grad is None for p in method.teacher_view.parameters())
+
+
+def test_fbt_own_teacher_suffix_trains_fs_copy_of_the_teachers_last_stage_and_saves_it(tmp_path):
+    method = build_method("fbt", teacher="hf-vit", student="hf-resnet", own_teacher_suffix=True)
+    frozen = build_method("fbt", teacher="hf-vit", student="hf-resnet")
+    suffix, teacher_view = method.assistant.suffix, method.teacher_view
+    assert suffix.model is not teacher_view.model and method.assistant.suffix_model is suffix.model
+    for own, teachers in zip(suffix.model.parameters(), teacher_view.model.parameters()):
+        assert own.data_ptr() != teachers.data_ptr() and torch.equal(own, teachers)  # a copy, from the teacher's weights
+    trainable = {name for name, p in method.assistant.named_parameters() if p.requires_grad}
+    assert any(name.startswith("suffix_model.") for name in trainable)
+    assert all(not p.requires_grad for p in suffix.stem.parameters())  # F never runs the copy's stem or stages 1-3
+    losses, *_ = run(method)
+    frozen_losses, *_ = run(frozen)
+    torch.testing.assert_close(losses["ce_assistant"], frozen_losses["ce_assistant"])  # same F before training
+    method.train()
+    losses, *_ = run(method, grad=True)
+    losses["ce_assistant"].backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in suffix.head.parameters())
+    assert all(p.grad is None for p in teacher_view.parameters())
+    # F's copy is one of the method's parts: saved and restored with it, not re-copied from the teacher.
+    with torch.no_grad():
+        for p in suffix.stages[3].parameters():
+            p.add_(0.5)
+    method.save_parts(str(tmp_path))
+    restored = build_method("fbt", teacher="hf-vit", student="hf-resnet", own_teacher_suffix=True)
+    restored.load_parts(str(tmp_path))
+    for saved, loaded in zip(suffix.stages[3].parameters(), restored.assistant.suffix.stages[3].parameters()):
+        torch.testing.assert_close(saved, loaded)
+    with pytest.raises(ValueError, match=r"own_teacher_suffix .* F's last stage is the student's, which trains anyway"):
+        build_method("fbt", own_teacher_suffix=True)  # a ResNet teacher, a ViT student: F ends in the student
 
 
 def test_fbt_deep_supervision_branches_learn_the_teachers_logits():

@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[1]
 
 RENDER_A_CARD = """
@@ -24,6 +26,7 @@ print(card.data.license, "steps trained: 3" in card.text)
 """
 
 
+@pytest.mark.slow  # several processes (or a wheel build): minutes on a 2-core CPU
 def test_the_installed_wheel_ships_the_card_template_and_the_cli_entry_point(tmp_path):
     # Build from a copy, so the checkout gets no build/ or egg-info.
     source = tmp_path / "source"

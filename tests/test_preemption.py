@@ -6,6 +6,7 @@ import os
 import signal
 from types import SimpleNamespace
 
+import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
@@ -51,6 +52,7 @@ def _rank(rank, init_file, out_dir):
     dist.destroy_process_group()
 
 
+@pytest.mark.slow  # several processes (or a wheel build): minutes on a 2-core CPU
 def test_every_rank_stops_at_the_same_step_when_one_got_the_signal(tmp_path):
     mp.spawn(_rank, args=(str(tmp_path / "init"), str(tmp_path)), nprocs=WORLD_SIZE)
     ranks = [torch.load(tmp_path / f"rank{rank}.pt") for rank in range(WORLD_SIZE)]

@@ -473,6 +473,7 @@ def launch_two_ranks(tmp_path: Path, distill_args: list[str]) -> list[dict]:
     return [torch.load(tmp_path / f"rank{k}.pt", weights_only=True) for k in range(2)]
 
 
+@pytest.mark.slow  # several processes (or a wheel build): minutes on a 2-core CPU
 def test_distill_script_under_accelerate_launch_keeps_processes_in_sync(tmp_path):
     data = tmp_path / "cifar10-tiny"
     data.mkdir()

@@ -80,7 +80,7 @@ def test_torch_compile_compiles_the_distillation_model_and_the_teacher_and_chang
         (True, {}, (7, True, True)),  # 16 cores shared by 2 processes, one core each left for training
         (True, {"dataloader_num_workers": 2}, (2, False, True)),  # given: kept as it is
         (True, {"use_cpu": True}, (0, False, False)),
-        (False, {}, (0, False, True)),  # the CPU default, the Trainer's
+        (False, {}, (0, False, False)),  # the CPU default: no pinning, which torch warns about without an accelerator
     ],
 )
 def test_loader_defaults_on_an_accelerator(tmp_path, monkeypatch, caplog, accelerator, flags, expected):

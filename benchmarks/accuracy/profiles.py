@@ -118,6 +118,7 @@ HEADLINE_TUNING = {  # fbt's candidates for CNN students, beside the student alo
         "bridge downsamples 2x": {"bridge_downsample": 2},
         "bridge aligned to T's stage 3": {"bridge_alignment_weight": 1.0},
         "OFA's branches on stages 1-3": {"fbt_deep_supervision": "1,2,3", "fbt_deep_supervision_weight": 1.0},
+        "F trains its own copy of T's last stage": {"own_teacher_suffix": True},
     },
 }
 

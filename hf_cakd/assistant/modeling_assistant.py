@@ -7,7 +7,8 @@ Heterogeneous pair (a CNN ``C`` and an attention/MLP model ``A``, either may tea
 Any other pair: the student's stem and stages 1-3, the bridge, the teacher's stage 4 and head.
 
 The stages are the teacher's and the student's own modules, held by reference: the bridge is
-F's only registered parameters, so ``save_pretrained`` writes just the bridge and
+F's only registered parameters (with ``own_teacher_suffix``, also F's own trained copy of the
+teacher's model, of which F runs stage 4 and the head), so ``save_pretrained`` writes just those and
 ``AutoModel.from_pretrained(path, teacher=..., student=...)`` rebuilds F around the same two
 models. :meth:`AssistantModel.save_standalone` writes an F that owns copies of every module.
 """
@@ -34,6 +35,10 @@ from .configuration_assistant import AssistantConfig, other_role
 class BridgeGridError(UsageError, ValueError):
     """``bridge_upsample=False`` or ``bridge_downsample`` > 1 asked of a suffix whose stages run only on their own
     grid (a flag the pair cannot take: exit code 2 from the CLI)."""
+
+
+class OwnTeacherSuffixError(UsageError, ValueError):
+    """``own_teacher_suffix`` asked of a pair whose suffix is the student's (exit code 2 from the CLI)."""
 
 
 @dataclass
@@ -121,6 +126,9 @@ class AssistantModel(AssistantPreTrainedModel):
         # Held by reference, not registered: their parameters belong to the teacher/student.
         self.__dict__["prefix"] = _view(prefix_model, config.prefix_image_size, config.stage_split)
         self.__dict__["suffix"] = _view(suffix_model, config.suffix_image_size, config.stage_split)
+        if config.own_teacher_suffix and teacher is not None:
+            self.__dict__["suffix"] = self._trainable_copy(self.suffix)
+            self.suffix_model = self.suffix.model  # registered: saved, moved and trained with F
         source, target = self.prefix.stage_infos[2], self.suffix.stage_infos[2]
         expected = (config.source_stage, config.target_stage)
         if expected != (None, None) and expected != (_stage_dict(source), _stage_dict(target)):
@@ -147,6 +155,15 @@ class AssistantModel(AssistantPreTrainedModel):
                 "true or auto for this pair (another grid needs a suffix such as ViT or DeiT)."
             )
         self.post_init()
+
+    @staticmethod
+    def _trainable_copy(view: StagedBackbone) -> StagedBackbone:
+        """A copy of ``view`` and its model whose stage 4 and head train; the rest, which F never runs, stays frozen."""
+        copied = copy.deepcopy(view)  # one memo: the copied view's stages are the copied model's modules
+        copied.model.requires_grad_(False)
+        copied.stages[3].requires_grad_(True)
+        copied.head.requires_grad_(True)
+        return copied
 
     @property
     def final_stage_info(self) -> StageInfo:
@@ -199,6 +216,12 @@ class AssistantModel(AssistantPreTrainedModel):
             bridge_type = "linear" if prefix.family == suffix.family else "attention"
         if bridge_upsample == "auto":
             bridge_upsample = not (suffix_role == "student" and suffix.runs_on_any_grid)
+        if config_kwargs.get("own_teacher_suffix") and suffix_role != "teacher":
+            raise OwnTeacherSuffixError(
+                f"own_teacher_suffix trains a copy of the teacher's last stage inside F, but for a {teacher.family} "
+                f"teacher and a {student.family} student F's last stage is the student's, which trains anyway: "
+                "leave it off for this pair."
+            )
         config = AssistantConfig(
             prefix_role=prefix_role,
             prefix_image_size=list(prefix.image_size),

@@ -249,7 +249,9 @@ class DistillationMethod(nn.Module):
         for name, part in parts.items():
             prefix = f"{name}."
             part_state = {k[len(prefix) :]: v for k, v in state_dict.items() if k.startswith(prefix)}
-            part.save_pretrained(os.path.join(directory, name), state_dict=part_state)
+            # Keys as the modules name them (transformers would rename a nested model's to its legacy checkpoint
+            # format), so that load_parts reads them back as they are.
+            part.save_pretrained(os.path.join(directory, name), state_dict=part_state, save_original_format=False)
 
     def load_parts(self, directory: str) -> None:
         """Restore what :meth:`save_parts` wrote; a missing or partial part is an error naming the file."""

@@ -78,6 +78,13 @@ class FBTExperimentalOptions(MethodConfig):
         "quarter of that stage's tokens). Needs a last stage that runs on any grid (ViT, DeiT).",
         experimental=True,
     )
+    own_teacher_suffix: bool = option(
+        False,
+        "For a CNN student, whose F ends in the teacher's last stage and head: train F's own copy of them, starting "
+        "from the teacher's weights, instead of running the frozen teacher's (F then holds a copy of the teacher's "
+        "weights, in memory and on disk).",
+        experimental=True,
+    )
     bridge_alignment_weight: float = option(
         0.0,
         "Weight of a term that pulls the bridge's output towards the suffix model's own stage-3 output on the same "
@@ -160,6 +167,7 @@ class FuseBeforeTransfer(DistillationMethod):
             stage_split=config.stage_split,
             bridge_upsample=BRIDGE_UPSAMPLING[config.bridge_upsample],
             bridge_downsample=config.bridge_downsample,
+            own_teacher_suffix=config.own_teacher_suffix,
         )
         self.prefix_role = self.assistant.config.prefix_role
         self.suffix_role = self.assistant.config.suffix_role
@@ -169,7 +177,7 @@ class FuseBeforeTransfer(DistillationMethod):
             "assistant": self.assistant.final_stage_info,
         }
         if config.infonce_feature == "pre_logits":
-            for view in (teacher, student):  # the assistant's suffix is one of them
+            for view in (teacher, student, self.assistant.suffix):  # the suffix is one of them or F's own copy
                 view.capture_pre_logits = True
             views = {"teacher": teacher, "student": student, "assistant": self.assistant.suffix}
             in_dims = {name: views[name].pre_logits_dim() for name in self.final_infos}
