@@ -128,6 +128,10 @@ class CardInputs:
     versions: dict[str, str] = field(default_factory=framework_versions)
     experimental_options: Sequence[str] = ()
     """Names of the method's experimental options (beyond the paper); the card marks them where they are set."""
+    saved_student: str = "student"
+    """The metrics row of the weights saved as the model (``student_ema`` with ``--save_ema_as_student``)."""
+    ema_decay: float | None = None
+    """``--model_ema_decay``: a moving average of the student was kept (its row ``student_ema``)."""
 
     @property
     def effective_batch_size(self) -> int:
@@ -135,9 +139,9 @@ class CardInputs:
 
 
 def _eval_results(inputs: CardInputs, dataset: str) -> list[EvalResult] | None:
-    if inputs.eval_split is None or "student" not in inputs.metrics:
+    if inputs.eval_split is None or inputs.saved_student not in inputs.metrics:
         return None
-    student = inputs.metrics["student"]
+    student = inputs.metrics[inputs.saved_student]
     # Two distinct metric types, so the Hub shows two results, not one metric reported twice.
     return [
         EvalResult(

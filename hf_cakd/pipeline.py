@@ -9,6 +9,7 @@ dataclasses and call :func:`distill`; the demo and the benchmarks call it direct
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -27,6 +28,8 @@ from .backbones.registry import unwrap_timm
 from .defaults import default_dataset, default_dataset_warning, default_image_processor, default_student, dataset_labels
 from .errors import InputError, UsageError
 from .data import DistillationCollator, DistillationTransform, image_processor_for, load_image_dataset
+from .data.augment import POLICY_EXAMPLES, Augmentation
+from .ema import EMA_ROW
 from .hub import CardInputs, default_license, framework_versions, make_timm_loadable, push_student, student_model_card
 from .model_specs import TIMM_PREFIX, load_classifier, load_config, load_image_processor
 from .trainer import DistillationTrainer, DistillationTrainingArguments
@@ -34,6 +37,9 @@ from .trainer import DistillationTrainer, DistillationTrainingArguments
 logger = logging.getLogger(__name__)
 
 RESULTS_NAME = "results.json"
+AUGMENTATION_FLAGS = (
+    "auto_augment", "color_jitter", "random_erasing", "mixup_alpha", "cutmix_alpha", "mixup_prob", "mixup_switch_prob",
+)  # fmt: skip
 
 
 @dataclass
@@ -110,6 +116,34 @@ class DataArguments:
     overwrite_output_dir: bool = field(
         default=False, metadata={"help": "Allow writing into a non-empty --output_dir (without resuming)."}
     )
+    # The recipe for long runs (hf_cakd.data.augment): teacher and student see one augmented, mixed image.
+    auto_augment: str | None = field(
+        default=None,
+        metadata={"help": f"A timm augmentation policy for training images: {POLICY_EXAMPLES}. Default: none."},
+    )
+    color_jitter: float | None = field(
+        default=None,
+        metadata={"help": "Colour jitter strength (brightness, contrast, saturation) for training images. Default: none."},
+    )
+    random_erasing: float = field(
+        default=0.0, metadata={"help": "Probability of erasing a random box of a training image (timm's, per-pixel noise)."}
+    )
+    mixup_alpha: float = field(default=0.0, metadata={"help": "Mixup's Beta(alpha, alpha) mixing ratio; 0: no Mixup."})
+    cutmix_alpha: float = field(default=0.0, metadata={"help": "CutMix's Beta(alpha, alpha) box ratio; 0: no CutMix."})
+    mixup_prob: float = field(
+        default=1.0, metadata={"help": "Probability that a batch is mixed, with --mixup_alpha or --cutmix_alpha."}
+    )
+    mixup_switch_prob: float = field(
+        default=0.5, metadata={"help": "With both alphas, the probability that a mixed batch uses CutMix, not Mixup."}
+    )
+
+    def __post_init__(self):
+        self.augmentation(num_classes=1)  # refuses a bad value before anything loads (the classes come with the data)
+
+    def augmentation(self, num_classes: int, label_smoothing: float = 0.0) -> Augmentation:
+        """The training images' augmentation these flags ask for (off by default)."""
+        flags = {name: getattr(self, name) for name in AUGMENTATION_FLAGS}
+        return Augmentation(**flags, num_classes=num_classes, label_smoothing=label_smoothing)
 
 
 def run_log_level(training_args) -> int:
@@ -213,6 +247,8 @@ def distill(
         model_args, data_args, training_args
     )
 
+    augmentation = data_args.augmentation(data.num_labels, training_args.label_smoothing_factor)
+
     def transform(train: bool) -> DistillationTransform:
         return DistillationTransform.for_models(
             student,
@@ -228,7 +264,9 @@ def distill(
             # A loaded dataset's label range was checked whole by load_image_dataset; a stream's is checked as read.
             num_labels=data.num_labels if data_args.streaming else None,
             views_on_device=train,  # one augmentation per image; each model's view made on the device
+            augmentation=augmentation if train else None,
         )
+
 
     train_transform = transform(train=True)
     train_dataset = train_transform.apply_to(
@@ -284,18 +322,24 @@ def distill(
     train_result = trainer.train(resume_from_checkpoint=resume)
     results["train_seconds"] = round(time.perf_counter() - start, 1)
     results["train_loss"] = train_result.training_loss
-    with trainer.reporting_a_full_disk(training_args.output_dir):
+    saved_weights = trainer.ema.as_student() if training_args.save_ema_as_student else contextlib.nullcontext()
+    with trainer.reporting_a_full_disk(training_args.output_dir), saved_weights:
         trainer.save_model(_internal_call=True)  # not the Trainer's push: ours follows, with the card
     if eval_dataset is not None:
         student_metrics = trainer.evaluate()
         metrics["student"] = {"top1": student_metrics["eval_top1"], "top5": student_metrics["eval_top5"]}
         logger.info("Student on %s: top-1 %.2f%%", _images(eval_dataset, "eval"), 100 * metrics["student"]["top1"])
-        for name, values in _rows(trainer.evaluate_method_parts()).items():
+        for name, values in _rows({**trainer.evaluate_ema(), **trainer.evaluate_method_parts()}).items():
             metrics[name] = values
             logger.info(
                 "%s on %s: top-1 %.2f%%", name.capitalize(), _images(eval_dataset, "eval"), 100 * values["top1"]
             )
     results.update(metrics=metrics, families=families, **distillation_model.description())
+    results["recipe"] = {
+        **{name: getattr(data_args, name) for name in AUGMENTATION_FLAGS},
+        "model_ema_decay": training_args.model_ema_decay,
+        "saved_student": EMA_ROW if training_args.save_ema_as_student else "student",
+    }
 
     results["skipped_images"] = trainer.skipped_images()
     results["environment"] = {
@@ -358,6 +402,8 @@ def _card_inputs(model_args, data_args, training_args, trainer, data, results) -
             role: tuple(results[role]["image_size"]) for role in ("student", "teacher") if results.get(role)
         },
         skipped_images=results["skipped_images"].get("train", 0),
+        saved_student=results["recipe"]["saved_student"],
+        ema_decay=training_args.model_ema_decay,
     )
 
 

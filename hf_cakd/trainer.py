@@ -30,7 +30,8 @@ from transformers.utils import SAFE_WEIGHTS_NAME
 from .backbones import staged_view
 from .data.device_views import IMAGES_KEY, DeviceViews
 from .data.distillation import SKIPPED_IMAGES_KEY
-from .errors import InputError, NumericalError, Preempted
+from .ema import EMA_DIR, EMA_ROW, StudentEMA
+from .errors import InputError, NumericalError, Preempted, UsageError
 from .methods import METHODS, method_config
 from .metrics import accuracy_metrics
 from .modeling_distillation import DISTILLATION_CONFIG_NAME, DistillationModel
@@ -69,6 +70,16 @@ class DistillationTrainingArguments(TrainingArguments):
     teacher_image_size: int | None = field(
         default=None, metadata={"help": "Teacher input resolution (default: read from the training data)."}
     )
+    model_ema_decay: float | None = field(
+        default=None,
+        metadata={
+            "help": "Keep an exponential moving average of the student with this decay per optimizer step (timm's "
+            "ModelEmaV3, e.g. 0.9998): saved in checkpoints (ema/) and evaluated beside the student. Default: none."
+        },
+    )
+    save_ema_as_student: bool = field(
+        default=False, metadata={"help": "Save the moving average (--model_ema_decay) as the student."}
+    )
     # Image columns must reach the collator; only the student's labels are labels.
     remove_unused_columns: bool = field(default=False, metadata={"help": "Keep image columns (needed)."})
     dataloader_num_workers: int | None = field(
@@ -104,6 +115,10 @@ class DistillationTrainingArguments(TrainingArguments):
         self.method_config = method_config(self.method, options).to_dict()
         if self.label_names is None:
             self.label_names = ["labels"]
+        if self.model_ema_decay is not None and not 0.0 < self.model_ema_decay < 1.0:
+            raise UsageError(f"--model_ema_decay is a decay between 0 and 1 (e.g. 0.9998), got {self.model_ema_decay}.")
+        if self.save_ema_as_student and self.model_ema_decay is None:
+            raise UsageError("--save_ema_as_student saves the moving average: pass --model_ema_decay too (e.g. 0.9998).")
 
     def __getstate__(self) -> dict:
         # The Trainer pickles these arguments into training_args.bin at the top of --output_dir and in every
@@ -272,6 +287,9 @@ class DistillationTrainer(Trainer):
             )
         self.preemption = PreemptionCallback()
         self.add_callback(self.preemption)
+        self.ema = StudentEMA(self.student, args.model_ema_decay) if args.model_ema_decay else None
+        if self.ema is not None:
+            self.add_callback(self.ema)
 
     @property
     def student(self) -> PreTrainedModel:
@@ -385,6 +403,8 @@ class DistillationTrainer(Trainer):
             json.dump(distillation_model.description(), f, indent=2)
         if self.processing_class is not None:
             self.processing_class.save_pretrained(output_dir)
+        if self.ema is not None:
+            self.ema.module.save_pretrained(os.path.join(output_dir, EMA_DIR))
         torch.save(self.args, os.path.join(output_dir, "training_args.bin"))
 
     def _load_distillation_state(self, checkpoint_dir: str) -> None:
@@ -397,6 +417,14 @@ class DistillationTrainer(Trainer):
             )
         distillation_model.student.load_state_dict(_saved_student_state(distillation_model.student, checkpoint_dir))
         distillation_model.method.load_parts(checkpoint_dir)
+        if self.ema is not None:
+            ema_dir = os.path.join(checkpoint_dir, EMA_DIR)
+            if not os.path.isfile(os.path.join(ema_dir, SAFE_WEIGHTS_NAME)):
+                raise InputError(
+                    f"{checkpoint_dir} has no {EMA_DIR}/ (it was written without --model_ema_decay): resume without "
+                    "--model_ema_decay, or pass another --output_dir to start a new run with it."
+                )
+            self.ema.module.load_state_dict(_saved_student_state(self.ema.module, ema_dir))
 
     def _checkpoint_bytes(self) -> tuple[int, str]:
         """What a checkpoint takes: the newest complete one's size, else the model's and optimizer's tensors."""
@@ -553,6 +581,17 @@ class DistillationTrainer(Trainer):
             return self._evaluate_logits(part_logits, eval_dataset)
         finally:
             distillation_model.train(was_training)
+
+    def evaluate_ema(self, eval_dataset=None) -> dict[str, float]:
+        """Accuracy of the student's moving average (``student_ema_top1``, ...); {} without ``--model_ema_decay``."""
+        if self.ema is None:
+            return {}
+
+        def ema_logits(batch):
+            with torch.no_grad(), self.accelerator.autocast():
+                return {EMA_ROW: self.ema.module(pixel_values=batch["pixel_values"]).logits}
+
+        return self._evaluate_logits(ema_logits, eval_dataset)
 
     def _evaluate_logits(self, logits_of, eval_dataset=None) -> dict[str, float]:
         """Top-1/top-5 of each named classifier ``logits_of(batch)`` returns, over the eval split."""

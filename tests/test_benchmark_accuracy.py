@@ -23,6 +23,7 @@ from benchmarks.accuracy.runs import (
     ablation_dir,
     pending_runs,
     planned_runs,
+    run_benchmark,
     run_dir,
     teacher_dir,
     tuning_dir,
@@ -191,3 +192,28 @@ def test_the_headline_profile_pairs_a_committed_vit_teacher_with_cnn_students_wh
     unbuilt = dataclasses.replace(profile, committed_teachers={"vit_teacher": "not-built"})
     with pytest.raises(SystemExit, match="committed teacher not-built, not built yet: python -m benchmarks.accuracy.teachers not-built"):
         profiles.committed_teacher(unbuilt, "vit_teacher")
+
+
+def test_the_recipe_variant_trains_every_student_run_with_the_recipes_flags(tmp_path, monkeypatch):
+    """``--recipe``: its own output folder, the README left alone, a schedule record of its own, and each student run's
+    distill call given RandAugment, Mixup/CutMix and an EMA whose horizon is a share of the run."""
+    opts = parse_args(["--profile", "headline", "--recipe", "--pairs", "vit_to_resnet", "--methods", "kd",
+                       "--parts", "table", "--seeds", "0", "--data", "cifar10-hub-id"])  # fmt: skip
+    assert opts.output_dir.name == "headline-recipe" and opts.readme is None
+    plain = profiles.PROFILES["headline"]
+    recipe = profiles.with_recipe(plain)
+    assert "recipe" not in profiles.schedule(plain) and profiles.schedule(recipe)["recipe"] == recipe.recipe
+    decay = recipe.recipe["training"]["model_ema_decay"]
+    assert 1 / (1 - decay) == pytest.approx(profiles.EMA_HORIZON_SHARE * recipe.total_steps, rel=0.01)
+    calls = []
+
+    def distill(models, data, training_args):
+        calls.append((data, training_args))
+        return {"metrics": {"student": {"top1": 0.5}}}
+
+    monkeypatch.setattr("benchmarks.accuracy.runs.distill", distill)
+    opts.output_dir = tmp_path / "out"
+    run_benchmark(recipe, opts, {role: {"spec": role} for role in recipe.models})
+    [(data, training_args)] = calls
+    assert (data.auto_augment, data.mixup_alpha, data.cutmix_alpha) == ("rand-m9-mstd0.5-inc1", 0.8, 1.0)
+    assert training_args.model_ema_decay == decay and training_args.method == "kd"

@@ -444,6 +444,7 @@ torch.save(
         "batches": batches,
         "logs": [entry for entry in trainer.state.log_history if "loss" in entry],
         "state": model.state_dict(),
+        "ema": trainer.ema.module.state_dict() if trainer.ema is not None else {},
     },
     f"{out_dir}/rank{trainer.accelerator.process_index}.pt",
 )

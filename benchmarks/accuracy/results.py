@@ -78,9 +78,10 @@ def collect_results(profile_name: str, profile: Profile, options: argparse.Names
 
 def _run_summary(results: dict, **where) -> dict:
     """What the benchmark keeps of one run's results.json: the student's accuracy, the top-1 of the teacher
-    it learned from and of the assistant when the method has one (FBT's F), and the training time."""
+    it learned from, of the assistant when the method has one (FBT's F) and of the student's EMA when the run
+    kept one (``--recipe``), and the training time."""
     summary = where | results["metrics"]["student"] | {"train_seconds": results["train_seconds"]}
-    for model in ("teacher", "assistant"):
+    for model in ("teacher", "assistant", "student_ema"):
         if model in results["metrics"]:
             summary[f"{model}_top1"] = results["metrics"][model]["top1"]
     return summary

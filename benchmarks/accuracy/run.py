@@ -5,6 +5,7 @@
     .venv/bin/python -m benchmarks.accuracy --profile smoke --output_dir /tmp/bench-smoke
     .venv/bin/python -m benchmarks.accuracy --profile quick --report_only   # chart/table/README again
     .venv/bin/python -m benchmarks.accuracy --profile headline --readme ''   # the CNN-student pairs
+    .venv/bin/python -m benchmarks.accuracy --profile headline --recipe   # with the recipe for long runs (experiments.md)
 
 What is run
 -----------
@@ -136,7 +137,7 @@ from benchmarks.common import REPO, benchmark_methods, read_results, write_resul
 from hf_cakd.cli import setup_logging
 
 from .estimate import estimate_profile, estimate_table
-from .profiles import ESTIMATED_PROFILE, PROFILES, write_model_dirs
+from .profiles import ESTIMATED_PROFILE, PROFILES, with_recipe, write_model_dirs
 from .report import write_report
 from .results import collect_results
 from .runs import BENCHMARK_PARTS, run_benchmark
@@ -162,7 +163,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help=f"CIFAR-10 parquet directory, or a Hub dataset id (default: {LOCAL_CIFAR10} when it exists, else "
         f"{HUB_CIFAR10}).",
     )
-    parser.add_argument("--output_dir", type=Path, help="Default: benchmarks/accuracy/<profile>.")
+    parser.add_argument("--output_dir", type=Path, help="Default: benchmarks/accuracy/<profile>[-recipe].")
+    parser.add_argument(
+        "--recipe",
+        action="store_true",
+        help="Every student run with the recipe for long runs (profiles.RECIPE_DATA and an EMA of the student, "
+        "its decay scaled to the schedule); the README is left alone unless --readme is given.",
+    )
     pairs = {pair for profile in PROFILES.values() for pair in profile.pairs}
     ablations = {variant for profile in PROFILES.values() for variant in profile.ablations}
     settings = {setting for profile in PROFILES.values() for each in profile.tuning.values() for setting in each}
@@ -200,8 +207,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     unknown = set(options.pairs or ()) - set(PROFILES[options.profile].pairs)
     if unknown:
         parser.error(f"--pairs {' '.join(sorted(unknown))}: not pairs of --profile {options.profile}")
-    options.output_dir = options.output_dir or REPO / "benchmarks" / "accuracy" / options.profile
-    if options.readme is None and not options.no_readme and options.profile != "smoke":
+    default_dir = options.profile + ("-recipe" if options.recipe else "")
+    options.output_dir = options.output_dir or REPO / "benchmarks" / "accuracy" / default_dir
+    if options.readme is None and not options.no_readme and options.profile != "smoke" and not options.recipe:
         options.readme = REPO / "README.md"
     if options.no_readme:
         options.readme = None
@@ -217,7 +225,7 @@ def main(argv: list[str] | None = None) -> dict:
     else:
         setup_logging()
         options.output_dir.mkdir(parents=True, exist_ok=True)
-        profile = PROFILES[options.profile]
+        profile = with_recipe(PROFILES[options.profile]) if options.recipe else PROFILES[options.profile]
         models = write_model_dirs(profile, options.output_dir / "models")
         if not options.collect_only:
             run_benchmark(profile, options, models)

@@ -226,13 +226,14 @@ def run_benchmark(profile: Profile, options: argparse.Namespace, models: dict[st
     output_dir: Path = options.output_dir
     pending = pending_runs(profile, options)
 
-    def data(source: str, train_samples: int | None, validation: bool = False) -> DataArguments:
+    def data(source: str, train_samples: int | None, validation: bool = False, recipe: dict | None = None) -> DataArguments:
         return DataArguments(
             source,
             eval_split="validation" if validation else None,
             max_train_samples=train_samples,
             max_eval_samples=profile.eval_samples,
             overwrite_output_dir=True,
+            **(recipe or {}),
         )
 
     needed = {profile.pairs[run.pair][0] for run in pending if method_class(run.method).requires_teacher}
@@ -255,10 +256,11 @@ def run_benchmark(profile: Profile, options: argparse.Namespace, models: dict[st
             run.directory,
             run.label,
             profile,
-            data(source, profile.train_samples, run.validation),
+            data(source, profile.train_samples, run.validation, profile.recipe.get("data")),
             ModelArguments(student=models[student_role]["spec"], teacher=str(teacher)),
             method=run.method,
             method_config=run.method_config,
             seed=run.seed,
             num_train_epochs=profile.epochs,
+            **profile.recipe.get("training", {}),
         )

@@ -29,6 +29,7 @@ import torch
 from torchvision.transforms import InterpolationMode, v2
 from torchvision.transforms.v2 import functional as F
 
+from .augment import Augmentation
 from .transforms import ModelInputSpec, is_small_image, random_crop_and_flip, random_shift, to_rgb
 
 logger = logging.getLogger(__name__)
@@ -42,28 +43,41 @@ DEVICE_INTERPOLATIONS = (InterpolationMode.BILINEAR, InterpolationMode.BICUBIC)
 
 class SharedTrainTransform:
     """The CPU half of :class:`DeviceViews`: :class:`~hf_cakd.data.transforms.TrainTransform`'s random
-    crop and flip, done once, as a uint8 ``(3, H, W)`` tensor.
+    crop and flip, done once, then the CPU half of ``augmentation`` (timm's policy and colour jitter), as a
+    uint8 ``(3, H, W)`` tensor.
 
     Photos are cropped by ``RandomResizedCrop`` to ``size``; tiny images are shifted as for training
     and kept at their own size, or stretched to ``size`` when larger. The random draws are
     TrainTransform's, in the same order, so with the same RNG state both pick the same crop and flip.
+    ``mean`` is the fill colour of the policy's geometric operations (timm's ``img_mean``).
     """
 
-    def __init__(self, size: tuple[int, int], interpolation: InterpolationMode):
+    def __init__(
+        self,
+        size: tuple[int, int],
+        interpolation: InterpolationMode,
+        augmentation: Augmentation | None = None,
+        mean: tuple[float, ...] = (0.5, 0.5, 0.5),
+    ):
         self.size = size
-        to_uint8 = [v2.ToImage(), v2.ToPureTensor()]
-        self.photo = v2.Compose([*random_crop_and_flip(size, interpolation), *to_uint8])
+        self.interpolation, self.augmentation, self.mean = interpolation, augmentation, mean
+        self.crop = v2.Compose(random_crop_and_flip(size, interpolation))
         self.shrink = v2.Resize(size, interpolation=interpolation)
-        self.small = v2.Compose([v2.RandomHorizontalFlip(), *to_uint8])
+        self.flip = v2.RandomHorizontalFlip()
+        self.to_uint8 = v2.Compose([v2.ToImage(), v2.ToPureTensor()])
 
     def __call__(self, image: PIL.Image.Image) -> torch.Tensor:
         image = to_rgb(image)
         if not is_small_image(image):
-            return self.photo(image)
-        image = random_shift(image)
-        if image.height > self.size[0] or image.width > self.size[1]:
-            image = self.shrink(image)
-        return self.small(image)
+            image = self.crop(image)
+        else:
+            image = random_shift(image)
+            if image.height > self.size[0] or image.width > self.size[1]:
+                image = self.shrink(image)
+            image = self.flip(image)
+        if self.augmentation is not None:
+            image = self.augmentation.augment_image(image, self.mean, self.interpolation)
+        return self.to_uint8(image)
 
 
 @dataclass(frozen=True)
@@ -77,9 +91,14 @@ class DeviceViews:
 
     student: ModelInputSpec
     teacher: ModelInputSpec | None = None
+    augmentation: Augmentation | None = None
+    """The recipe's augmentation: its CPU half runs in :meth:`cpu_transform`, its batch half (random erasing,
+    Mixup/CutMix) on the shared images here, before either model's view is made."""
 
     @classmethod
-    def plan(cls, student: ModelInputSpec, teacher: ModelInputSpec | None = None) -> DeviceViews | None:
+    def plan(
+        cls, student: ModelInputSpec, teacher: ModelInputSpec | None = None, augmentation: Augmentation | None = None
+    ) -> DeviceViews | None:
         """The device views of this pair, or None (logged, with the reason) when a view cannot be made on the device."""
         specs = {"student": student, "teacher": teacher}
         unsupported = [
@@ -93,7 +112,7 @@ class DeviceViews:
                 "does not match (it does bilinear and bicubic).", " and ".join(unsupported),
             )
             return None
-        views = cls(student, teacher)
+        views = cls(student, teacher, augmentation)
         shown = {role: spec.size for role, spec in specs.items() if spec is not None}
         sizes = " and ".join(f"{role} {height}x{width}" for role, (height, width) in shown.items())
         logger.info(
@@ -112,11 +131,19 @@ class DeviceViews:
         """The transform making ``images`` on the CPU; it resizes with the interpolation of a model at its size
         (the student's when both are), so that model's view is exactly what its own TrainTransform gives."""
         at_size = [spec for spec in (self.student, self.teacher) if spec is not None and spec.size == self.size]
-        return SharedTrainTransform(self.size, (at_size or [self.student])[0].interpolation)
+        interpolation = (at_size or [self.student])[0].interpolation
+        return SharedTrainTransform(self.size, interpolation, self.augmentation, self.student.mean)
 
     def __call__(self, batch: dict) -> dict:
-        """``batch`` with ``images`` replaced by ``pixel_values`` (and ``teacher_pixel_values``), on its device."""
+        """``batch`` with ``images`` replaced by ``pixel_values`` (and ``teacher_pixel_values``), on its device;
+        with the recipe's ``augmentation``, the images erased and mixed and ``labels`` the mixed targets."""
         images = F.to_dtype(batch.pop(IMAGES_KEY), torch.float32, scale=True)
+        if self.augmentation is not None:
+            images, labels = self.augmentation.augment_batch(
+                images, batch.get("labels"), self.student.mean, self.student.std
+            )
+            if labels is not None:
+                batch["labels"] = labels
         batch["pixel_values"] = _model_view(images, self.student)
         if self.teacher is not None:
             batch["teacher_pixel_values"] = _model_view(images, self.teacher)

@@ -18,6 +18,8 @@ import torch
 from datasets import Dataset, IterableDataset
 from torchvision.transforms.v2 import functional as F
 
+from ..errors import UsageError
+from .augment import Augmentation
 from .device_views import IMAGES_KEY, DeviceViews
 from .errors import LabelColumnError, MissingImageError, UndecodableImageError
 from .transforms import ImageTransform, image_transforms, model_input_spec, to_rgb
@@ -101,6 +103,7 @@ class DistillationTransform:
         student_image_size: int | None = None,
         teacher_image_size: int | None = None,
         views_on_device: bool = False,
+        augmentation: Augmentation | None = None,
         **columns_and_options,
     ) -> "DistillationTransform":
         """Each model's own transform (its processor or timm config, at the given resolution), paired.
@@ -108,20 +111,28 @@ class DistillationTransform:
         ``views_on_device=True`` (training only) makes one augmented uint8 image per row instead,
         from which the trainer's ``device_views`` (this transform's ``device_views``) make both
         views; where that cannot match a model's own transform, the log says why and each model's
-        view is made on the CPU as before.
+        view is made on the CPU as before. ``augmentation`` (the recipe of :mod:`hf_cakd.data.augment`)
+        needs the views made on the device, where both models' views come from its one augmented image.
         """
         if views_on_device and not train:
             raise ValueError(
                 "views_on_device=True is for training: evaluation views are each model's own preprocessing."
             )
+        augmentation = augmentation if augmentation is not None and augmentation.active else None
         if views_on_device:
             student_spec = model_input_spec(student, student_processor, image_size=student_image_size)
             teacher_spec = None
             if teacher is not None:
                 teacher_spec = model_input_spec(teacher, teacher_processor, image_size=teacher_image_size)
-            device_views = DeviceViews.plan(student_spec, teacher_spec)
+            device_views = DeviceViews.plan(student_spec, teacher_spec, augmentation)
             if device_views is not None:
                 return cls(device_views=device_views, **columns_and_options)
+        if augmentation is not None:
+            raise UsageError(
+                f"{' '.join(augmentation.flags())} augment(s) the one training image both models' views are made from on "
+                "the device, and this pair's views are made on the CPU (the log says why): drop those flags, or use "
+                "models that resize bilinearly or bicubically."
+            )
         student_transform = image_transforms(student, student_processor, train=train, image_size=student_image_size)
         teacher_transform = None
         if teacher is not None:

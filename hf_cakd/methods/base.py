@@ -196,8 +196,13 @@ class DistillationMethod(nn.Module):
         self.global_step, self.max_steps = 0, None
 
     def supervised_loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """Cross-entropy with the labels (smoothed by ``--label_smoothing_factor``), times ``ce_weight``."""
-        loss = F.cross_entropy(logits.float(), labels, label_smoothing=self.label_smoothing)
+        """Cross-entropy with the labels (smoothed by ``--label_smoothing_factor``), times ``ce_weight``.
+
+        ``labels`` are class indices ``(B,)``, or target distributions ``(B, C)``: Mixup/CutMix's mixed
+        targets, which timm's ``Mixup`` has already smoothed.
+        """
+        smoothing = self.label_smoothing if labels.dim() == 1 else 0.0
+        loss = F.cross_entropy(logits.float(), labels, label_smoothing=smoothing)
         return self.config.ce_weight * loss
 
     def forward(
