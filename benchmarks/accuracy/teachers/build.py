@@ -63,7 +63,7 @@ TEACHERS = {
             *TOKEN_NORM,
         ),
         train_rows=45_000,
-        epochs=20,
+        epochs=40,
         learning_rate=1e-3,
         warmup=0.1,
         label_smoothing=0.1,
