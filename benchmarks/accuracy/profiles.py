@@ -207,8 +207,10 @@ def write_model_dirs(profile: Profile, root: Path) -> dict[str, dict]:
     """Save each role's config-only directory; describe it (parameters, family, input size)."""
     described = {}
     for role, recipe in profile.models.items():
-        directory = committed_teacher(profile, role) or recipe.save(root / role)
-        model = load_classifier(str(directory), {i: str(i) for i in range(10)})
+        committed = committed_teacher(profile, role)
+        directory = committed or recipe.save(root / role)
+        # A committed teacher keeps the labels it was trained on (CIFAR-10's names); a config-only folder gets ten.
+        model = load_classifier(str(directory), None if committed else {i: str(i) for i in range(10)})
         described[role] = {
             "name": recipe.name,
             "spec": str(directory),
