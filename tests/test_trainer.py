@@ -27,7 +27,7 @@ from hf_cakd.data import IMAGES_KEY, DeviceViews, DistillationCollator, ModelInp
 from hf_cakd.errors import InputError
 from hf_cakd.methods import METHOD_STATE_NAME, METHODS, method_class
 from hf_cakd.modeling_distillation import DISTILLATION_CONFIG_NAME
-from hf_cakd.trainer import CHECKPOINT_COMPLETE_NAME
+from hf_cakd.checkpointing import CHECKPOINT_COMPLETE_NAME
 
 ASSISTANT_DIR = "assistant"  # FBT's AssistantModel, saved by its attribute name
 from tiny_models import IMAGE_SIZE, NUM_LABELS, build, small_heads
@@ -150,7 +150,7 @@ def test_every_method_saves_and_reloads_everything_it_trains(tmp_path, method):
     trainer.train()
     trainer.save_model(str(tmp_path / "saved"))
     fresh = make_trainer(tmp_path / "fresh", method, student_seed=7)
-    fresh._load_distillation_state(str(tmp_path / "saved"))
+    fresh.checkpoint_io.load(str(tmp_path / "saved"))
     assert_states_close(state_of(fresh.model), state_of(trainer.model), atol=0, rtol=0)
     description = json.loads((tmp_path / "saved" / DISTILLATION_CONFIG_NAME).read_text())
     assert description["method"] == method
