@@ -23,7 +23,7 @@ import torch
 import yaml
 from transformers import AutoModelForImageClassification
 
-import hf_cakd.pipeline
+import hf_cakd.run_plan
 from hf_cakd.cli import distill_main
 from hf_cakd.errors import InputError
 from hf_cakd.checkpointing import CHECKPOINT_COMPLETE_NAME, CheckpointIO, last_complete_checkpoint
@@ -253,7 +253,7 @@ def test_the_hub_token_is_in_no_written_printed_or_pushed_byte_and_a_cpu_run_pri
 def test_an_output_dir_that_is_a_file_is_refused_before_anything_loads(workspace, tmp_path, monkeypatch):
     taken = tmp_path / "taken"
     taken.write_text("someone's file\n")
-    monkeypatch.setattr(hf_cakd.pipeline, "load_image_dataset", None)  # called, it would fail with a TypeError
+    monkeypatch.setattr(hf_cakd.run_plan, "load_image_dataset", None)  # called, it would fail with a TypeError
     with pytest.raises(InputError, match=rf"^--output_dir {re.escape(str(taken))} is a file\. Pass a folder path"):
         distill_main(distill_args(workspace, "kd", taken))
     assert taken.read_text() == "someone's file\n"
