@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
+import logging
 import re
 
 import pytest
@@ -28,7 +29,12 @@ def distill_leaving_its_arguments_unchanged(argv: list[str]) -> dict:
     """``distill`` on parsed flags; it plans the run without writing into the argument objects it was given."""
     arguments = parse_distill_args(argv)
     before = [copy.deepcopy({f.name: getattr(a, f.name) for f in dataclasses.fields(a)}) for a in arguments]
-    results = distill(*arguments)
+    run_logger = logging.getLogger("hf_cakd")
+    level = run_logger.level
+    try:
+        results = distill(*arguments)
+    finally:
+        run_logger.setLevel(level)  # distill sets the run's log level on hf_cakd's loggers, as a command would
     assert [{f.name: getattr(a, f.name) for f in dataclasses.fields(a)} for a in arguments] == before
     return results
 
