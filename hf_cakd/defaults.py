@@ -107,6 +107,13 @@ def build_default_student(name: str, image_size: int, id2label: Mapping) -> PreT
     return model
 
 
+def default_student_name(teacher_family: str) -> str:
+    """The default student for a teacher of ``teacher_family``: one of another family (see :func:`default_student`)."""
+    if teacher_family not in FAMILIES:
+        raise ValueError(f"teacher_family must be one of {FAMILIES}, got {teacher_family!r}")
+    return DEFAULT_VIT_STUDENT if teacher_family == "cnn" else DEFAULT_CNN_STUDENT
+
+
 def default_student(teacher_family: str, image_size: int, id2label: Mapping) -> tuple[PreTrainedModel, str]:
     """The student ``distill`` builds when no ``--student`` is given, and a one-line description of it.
 
@@ -126,9 +133,7 @@ def default_student(teacher_family: str, image_size: int, id2label: Mapping) -> 
     :func:`build_default_student` with the name) rebuilds the same architecture. Save
     :func:`default_image_processor` beside it so ``pipeline("image-classification")`` loads it.
     """
-    if teacher_family not in FAMILIES:
-        raise ValueError(f"teacher_family must be one of {FAMILIES}, got {teacher_family!r}")
-    name = DEFAULT_VIT_STUDENT if teacher_family == "cnn" else DEFAULT_CNN_STUDENT
+    name = default_student_name(teacher_family)
     model = build_default_student(name, image_size, id2label)
     millions = sum(p.numel() for p in model.parameters()) / 1e6
     if name == DEFAULT_CNN_STUDENT:

@@ -40,6 +40,11 @@ class StudentEMA(TrainerCallback):
     def on_step_end(self, args, state, control, **kwargs):
         self.average.update(self.student, step=state.global_step)
 
+    def evaluation_logits(self, batch: dict) -> dict[str, torch.Tensor]:
+        """The average's logits on an evaluation batch, named as its row (for ``DistillationTrainer.evaluate_classifiers``)."""
+        with torch.no_grad():
+            return {EMA_ROW: self.module(pixel_values=batch["pixel_values"]).logits.float()}
+
     @contextlib.contextmanager
     def as_student(self):
         """The student holds the average's weights inside the block (to save them as the student), its own after."""

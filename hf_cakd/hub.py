@@ -314,7 +314,22 @@ def push_student(
     Local files are only read, never changed.
     """
     output_dir = Path(output_dir)
-    api = HfApi(token=token)
+    uploads = _student_uploads(HfApi(token=token), output_dir, repo_id, card, private, include_distillation_parts)
+    try:
+        for upload in uploads:
+            _with_retries(upload, attempts=attempts, sleep=sleep, backoff=backoff)
+    except Exception as err:
+        raise PushError(
+            f"Pushing {output_dir} to {repo_id} failed: {err}\n"
+            f"The local output folder {output_dir} is complete and untouched; push it later with:\n"
+            f"  hf-cakd push {output_dir} --repo_id {repo_id}"
+        ) from err
+
+
+def _student_uploads(
+    api: HfApi, output_dir: Path, repo_id: str, card: ModelCard | None, private: bool | None, include_parts: bool
+) -> list[Callable[[], Any]]:
+    """The calls of one push, in order (see :func:`push_student`): each is retried on its own."""
     uploads: list[Callable[[], Any]] = [
         lambda: api.create_repo(repo_id, private=private, exist_ok=True),
         lambda: api.upload_folder(
@@ -324,7 +339,7 @@ def push_student(
             commit_message="Upload distilled student (hf_cakd)",
         ),
     ]
-    if include_distillation_parts:
+    if include_parts:
         uploads.append(
             lambda: api.upload_folder(
                 repo_id=repo_id,
@@ -345,15 +360,7 @@ def push_student(
                 commit_message="Add model card",
             )
         )
-    try:
-        for upload in uploads:
-            _with_retries(upload, attempts=attempts, sleep=sleep, backoff=backoff)
-    except Exception as err:
-        raise PushError(
-            f"Pushing {output_dir} to {repo_id} failed: {err}\n"
-            f"The local output folder {output_dir} is complete and untouched; push it later with:\n"
-            f"  hf-cakd push {output_dir} --repo_id {repo_id}"
-        ) from err
+    return uploads
 
 
 # ---- timm ----

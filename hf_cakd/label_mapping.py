@@ -88,23 +88,8 @@ def map_labels(
     names that the dataset does not have.
     """
     targets = _explicit_targets(explicit)
-    # A whole label wins over another class's synonym (ImageNet's "partridge" is class 86, not the
-    # synonym in 82's "ruffed grouse, partridge, Bonasa umbellus"); then the first class wins.
-    by_name: dict[str, int] = {}
-    for index, names in checkpoint_id2label.items():
-        by_name.setdefault(_normalise(names), int(index))
-    for index, names in checkpoint_id2label.items():
-        for name in str(names).split(","):
-            by_name.setdefault(_normalise(name), int(index))
-    dataset_names = {_normalise(name) for name in dataset_id2label.values()}
-    not_in_dataset = [key for key in (explicit or {}) if _normalise(key) not in dataset_names]
-    if not_in_dataset:
-        key = not_in_dataset[0]
-        raise LabelMappingError(
-            f"{FLAG} maps labels the dataset does not have: {_shown(not_in_dataset)}. Correct {key!r}"
-            f"{_did_you_mean(key, dataset_names)} or remove it; the dataset's labels are "
-            f"{_shown(dataset_id2label.values(), 10)}."
-        )
+    by_name = _checkpoint_ids_by_name(checkpoint_id2label)
+    _check_mapped_labels_exist(explicit or {}, dataset_id2label)
     mapping: dict[int, LabelTarget] = {}
     missing, unknown = [], []
     for index, name in dataset_id2label.items():
@@ -123,6 +108,41 @@ def map_labels(
                 ids.append(by_name[_normalise(teacher_label)])
         if ids:
             mapping[int(index)] = ids[0] if len(ids) == 1 else tuple(ids)
+    _check_all_matched(unknown, missing, by_name, checkpoint_id2label)
+    _warn_about_shared_classes(mapping, dataset_id2label, checkpoint_id2label)
+    return mapping
+
+
+def _checkpoint_ids_by_name(checkpoint_id2label: dict[int, str]) -> dict[str, int]:
+    """Normalised checkpoint label (and each comma-separated synonym) -> its class id.
+
+    A whole label wins over another class's synonym (ImageNet's "partridge" is class 86, not the
+    synonym in 82's "ruffed grouse, partridge, Bonasa umbellus"); then the first class wins.
+    """
+    by_name: dict[str, int] = {}
+    for index, names in checkpoint_id2label.items():
+        by_name.setdefault(_normalise(names), int(index))
+    for index, names in checkpoint_id2label.items():
+        for name in str(names).split(","):
+            by_name.setdefault(_normalise(name), int(index))
+    return by_name
+
+
+def _check_mapped_labels_exist(explicit: Mapping[str, object], dataset_id2label: dict[int, str]) -> None:
+    dataset_names = {_normalise(name) for name in dataset_id2label.values()}
+    not_in_dataset = [key for key in explicit if _normalise(key) not in dataset_names]
+    if not_in_dataset:
+        key = not_in_dataset[0]
+        raise LabelMappingError(
+            f"{FLAG} maps labels the dataset does not have: {_shown(not_in_dataset)}. Correct {key!r}"
+            f"{_did_you_mean(key, dataset_names)} or remove it; the dataset's labels are "
+            f"{_shown(dataset_id2label.values(), 10)}."
+        )
+
+
+def _check_all_matched(unknown: list, missing: list, by_name: dict[str, int], checkpoint_id2label: dict) -> None:
+    """Refuse teacher labels the checkpoint lacks (``unknown``: dataset label, teacher label) and dataset
+    labels nothing matched (``missing``), naming them and the fix."""
     if unknown:
         dataset_label, teacher_label = unknown[0]
         listed = ", ".join(f"{t!r} (for {d!r})" for d, t in unknown[:5]) + (", ..." if len(unknown) > 5 else "")
@@ -139,8 +159,6 @@ def map_labels(
             f"probabilities add up: '{{\"{missing[0]}\": [\"<checkpoint label>\", \"<checkpoint label>\"]}}' "
             f"(checkpoint labels look like {list(checkpoint_id2label.values())[:5]})."
         )
-    _warn_about_shared_classes(mapping, dataset_id2label, checkpoint_id2label)
-    return mapping
 
 
 def _groups(mapping: Mapping[int, int | Sequence[int]]) -> list[tuple[int, ...]]:

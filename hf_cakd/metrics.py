@@ -1,4 +1,5 @@
-"""Top-1 / top-5 accuracy for ``Trainer(compute_metrics=...)``, offline-safe.
+"""What a run measures beside its loss: top-1 / top-5 accuracy for ``Trainer(compute_metrics=...)``,
+offline-safe, and the count of images skipped as missing or undecodable.
 
 Top-1 goes through ``evaluate``'s ``accuracy`` metric when it can be loaded; ``evaluate.load``
 fetches the metric's script from the Hub, so offline we compute the same number locally.
@@ -11,6 +12,10 @@ import functools
 import logging
 
 import numpy as np
+import torch
+from transformers import TrainerCallback
+
+from .data.distillation import SKIPPED_IMAGES_KEY
 
 logger = logging.getLogger(__name__)
 
@@ -39,8 +44,15 @@ def top_k_accuracy(logits: np.ndarray, labels: np.ndarray, k: int) -> float:
 
 
 def accuracy_metrics(eval_prediction) -> dict[str, float]:
-    """``{"top1": ..., "top5": ...}`` from an ``EvalPrediction`` or a ``(logits, labels)`` pair."""
+    """``{"top1": ..., "top5": ...}`` from an ``EvalPrediction`` or a ``(logits, labels)`` pair.
+
+    Logits of several named classifiers (``{"teacher": ...}``) give ``{"teacher_top1": ..., ...}``.
+    """
     logits, labels = eval_prediction[0], eval_prediction[1]
+    if isinstance(logits, dict):
+        return {
+            f"{name}_{key}": value for name, named in logits.items() for key, value in accuracy_metrics((named, labels)).items()
+        }
     logits = np.asarray(logits[0] if isinstance(logits, tuple) else logits)
     labels = np.asarray(labels)
     metric = _evaluate_accuracy()
@@ -49,3 +61,44 @@ def accuracy_metrics(eval_prediction) -> dict[str, float]:
     else:
         top1 = float((logits.argmax(-1) == labels).mean())
     return {"top1": top1, "top5": top_k_accuracy(logits, labels, 5)}
+
+
+class SkippedImageCounts(TrainerCallback):
+    """Images skipped as missing or undecodable (``--skip_bad_images``), as the batches count them.
+
+    ``train``: over every training batch of this run (an image skipped in each of 3 epochs counts 3
+    times); ``eval``: in the last ``Trainer.evaluate`` (a ``predict``'s count is dropped). The
+    trainer hands each batch to :meth:`count`; the Trainer's ``on_evaluate`` and ``on_predict``
+    close an evaluation's count.
+    """
+
+    def __init__(self):
+        self._counts: dict[str, torch.Tensor | int] = {}
+        self._evaluating: torch.Tensor | int | None = None
+
+    def count(self, inputs: dict, training: bool) -> None:
+        """Take a batch's count out of ``inputs`` (the model must not see it)."""
+        skipped = inputs.pop(SKIPPED_IMAGES_KEY, None)
+        if skipped is None:
+            return
+        if training:
+            self._counts["train"] = self._counts.get("train", 0) + skipped.detach().sum()
+        else:
+            self._evaluating = (0 if self._evaluating is None else self._evaluating) + skipped.detach().sum()
+
+    def on_evaluate(self, args, state, control, **kwargs):
+        if self._evaluating is None:
+            self._counts.pop("eval", None)
+        else:
+            self._counts["eval"] = self._evaluating
+        self._evaluating = None
+
+    def on_predict(self, args, state, control, **kwargs):
+        self._evaluating = None
+
+    def totals(self, accelerator) -> dict[str, int]:
+        """The counts summed over DataLoader workers and processes (every process must call this)."""
+        return {
+            split: int(accelerator.reduce(torch.as_tensor(count, device=accelerator.device), reduction="sum"))
+            for split, count in sorted(self._counts.items())
+        }

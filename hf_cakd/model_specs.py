@@ -24,6 +24,7 @@ deliver (not cached while offline, not found, gated, the network failed) raises
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 import logging
 import os
@@ -274,7 +275,7 @@ def load_classifier(
     model_args_flag = f"--{role}_model_args" if role else "model_args"
     with _explained_load_failures(spec, role, from_pretrained_kwargs):
         if isinstance(spec, PretrainedConfig):
-            return _from_config(spec, id2label)
+            return _from_config(copy.deepcopy(spec), id2label)  # the caller's config keeps its own labels
         if spec.startswith(TIMM_PREFIX):
             architecture = spec[len(TIMM_PREFIX) :]
             config = TimmWrapperConfig(architecture=architecture, model_args=model_args)

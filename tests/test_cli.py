@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
+import logging
 import re
 
 import pytest
@@ -13,6 +15,7 @@ from transformers import AutoModelForImageClassification
 from hf_cakd.cli import main as hf_cakd_main
 from hf_cakd.cli import distill_main, parse_distill_args
 from hf_cakd.errors import UsageError
+from hf_cakd.pipeline import distill
 from hf_cakd.methods import METHODS, method_class, method_config
 from test_distill_script import distill_args, workspace  # noqa: F401  (workspace: a fixture)
 
@@ -22,9 +25,25 @@ def without(args: list[str], flag: str) -> list[str]:
     return args[:at] + args[at + 2 :]
 
 
+def distill_leaving_its_arguments_unchanged(argv: list[str]) -> dict:
+    """``distill`` on parsed flags; it plans the run without writing into the argument objects it was given."""
+    arguments = parse_distill_args(argv)
+    before = [copy.deepcopy({f.name: getattr(a, f.name) for f in dataclasses.fields(a)}) for a in arguments]
+    run_logger = logging.getLogger("hf_cakd")
+    level = run_logger.level
+    try:
+        results = distill(*arguments)
+    finally:
+        run_logger.setLevel(level)  # distill sets the run's log level on hf_cakd's loggers, as a command would
+    assert [{f.name: getattr(a, f.name) for f in dataclasses.fields(a)} for a in arguments] == before
+    return results
+
+
 def test_teacher_and_dataset_alone_pick_a_student_of_another_family(workspace, tmp_path):  # noqa: F811
     output_dir = tmp_path / "out"
-    results = distill_main(without(distill_args(workspace, "kd", output_dir), "--student"))
+    results = distill_leaving_its_arguments_unchanged(without(distill_args(workspace, "kd", output_dir), "--student"))
+    assert results["plan"]["student"]["spec"] == "hf_cakd:default-deit-tiny"
+    assert results["plan"]["student"]["default_student_size"] == 32
     assert results["families"] == {"teacher": "cnn", "student": "attention"}  # a CNN teacher gets a ViT
     assert results["student"]["name_or_path"] == "hf_cakd:default-deit-tiny"
     assert results["input_resolution"]["student"] == {"size": [32, 32], "source": "the data (built from scratch)"}
@@ -45,8 +64,10 @@ def test_a_timm_teacher_from_scratch_is_built_for_the_datas_resolution(workspace
     args = distill_args(workspace, "kd", tmp_path / "out")
     args[args.index("--teacher") + 1] = "timm:vit_tiny_patch16_224"  # a fixed-size model: 224 px unless told
     args += ["--teacher_model_args", json.dumps({"patch_size": 4, "embed_dim": 32, "depth": 4, "num_heads": 2})]
-    results = distill_main(args)
+    results = distill_leaving_its_arguments_unchanged(args)
     assert results["input_resolution"]["teacher"] == {"size": [32, 32], "source": "the data (built from scratch)"}
+    planned = results["plan"]["teacher"]  # the plan, not the arguments, holds what was resolved
+    assert planned["image_size"] == 32 and planned["model_args"]["img_size"] == 32
 
 
 def test_a_timm_fixed_size_student_is_built_for_its_image_size_flag(workspace, tmp_path):  # noqa: F811

@@ -23,10 +23,10 @@ import torch
 import yaml
 from transformers import AutoModelForImageClassification
 
-import hf_cakd.pipeline
+import hf_cakd.run_plan
 from hf_cakd.cli import distill_main
 from hf_cakd.errors import InputError
-from hf_cakd.trainer import CHECKPOINT_COMPLETE_NAME, DistillationTrainer, last_complete_checkpoint
+from hf_cakd.checkpointing import CHECKPOINT_COMPLETE_NAME, CheckpointIO, last_complete_checkpoint
 from test_distill_script import distill_args, fake_hub, workspace  # noqa: F401  (fixtures)
 from test_faults_cli import SCRIPT, error_line
 
@@ -104,9 +104,9 @@ def with_flag(args: list[str], flag: str, value: str) -> list[str]:
 
 def recording_resumes(monkeypatch) -> list[str]:
     """The checkpoints a DistillationTrainer resumes from, as it loads them."""
-    resumed_from, load = [], DistillationTrainer._load_distillation_state
+    resumed_from, load = [], CheckpointIO.load
     monkeypatch.setattr(
-        DistillationTrainer, "_load_distillation_state", lambda self, d: resumed_from.append(d) or load(self, d)
+        CheckpointIO, "load", lambda self, d, **kwargs: resumed_from.append(d) or load(self, d, **kwargs)
     )
     return resumed_from
 
@@ -233,7 +233,7 @@ def test_the_hub_token_is_in_no_written_printed_or_pushed_byte_and_a_cpu_run_pri
     log = result.stdout + result.stderr
     assert "pin_memory" not in log and "Repo card metadata block" not in log
     assert not re.search(r"Warning\b|\bWARNING\b", log), log[-3000:]
-    assert "INFO hf_cakd.pipeline: Plan: --method kd, teacher " in log and "Total optimization steps = 2" in log
+    assert "INFO hf_cakd.run_plan: Plan: --method kd, teacher " in log and "Total optimization steps = 2" in log
     assert "'loss_kd'" in log and "INFO hf_cakd.pipeline: Student on 16 eval images: top-1" in log
 
     # A resume reads the token from its own flags too, and writes it nowhere either.
@@ -253,7 +253,7 @@ def test_the_hub_token_is_in_no_written_printed_or_pushed_byte_and_a_cpu_run_pri
 def test_an_output_dir_that_is_a_file_is_refused_before_anything_loads(workspace, tmp_path, monkeypatch):
     taken = tmp_path / "taken"
     taken.write_text("someone's file\n")
-    monkeypatch.setattr(hf_cakd.pipeline, "load_image_dataset", None)  # called, it would fail with a TypeError
+    monkeypatch.setattr(hf_cakd.run_plan, "load_image_dataset", None)  # called, it would fail with a TypeError
     with pytest.raises(InputError, match=rf"^--output_dir {re.escape(str(taken))} is a file\. Pass a folder path"):
         distill_main(distill_args(workspace, "kd", taken))
     assert taken.read_text() == "someone's file\n"

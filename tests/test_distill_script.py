@@ -34,7 +34,7 @@ from hf_cakd.cli import distill_main
 from hf_cakd.data import image_transforms, model_input_spec
 from hf_cakd.errors import UsageError
 from hf_cakd.methods import METHODS, method_class
-from hf_cakd.trainer import CHECKPOINT_COMPLETE_NAME, DistillationTrainer, last_complete_checkpoint
+from hf_cakd.checkpointing import CHECKPOINT_COMPLETE_NAME, CheckpointIO, last_complete_checkpoint
 from tiny_models import build, small_heads
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -336,9 +336,9 @@ def test_sigkill_while_saving_resumes_from_the_last_complete_checkpoint(
     assert last_complete_checkpoint(str(killed_dir)) == str(killed_dir / f"checkpoint-{complete_step}")
 
     resumed_from = []
-    load = DistillationTrainer._load_distillation_state
+    load = CheckpointIO.load
     monkeypatch.setattr(
-        DistillationTrainer, "_load_distillation_state", lambda self, d: resumed_from.append(d) or load(self, d)
+        CheckpointIO, "load", lambda self, d, **kwargs: resumed_from.append(d) or load(self, d, **kwargs)
     )
     distill.main(distill_args(workspace, "fbt", killed_dir, *schedule, "--resume_from_checkpoint", "last"))
     assert resumed_from == [str(killed_dir / f"checkpoint-{complete_step}")]

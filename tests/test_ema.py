@@ -49,7 +49,7 @@ def test_the_average_follows_timms_update_after_every_step(tmp_path):
         expected = {name: DECAY * expected[name] + (1 - DECAY) * state[name] for name in state}
     assert_states_close(state_of(trainer.ema.module), expected, atol=1e-6, rtol=1e-5)
     assert not torch.equal(trainer.ema.module.classifier.weight, trainer.student.classifier.weight)
-    top1 = trainer.evaluate_ema(ImageBatches(8, seed=3))[f"{EMA_ROW}_top1"]
+    top1 = trainer.evaluate_classifiers(trainer.ema.evaluation_logits, ImageBatches(8, seed=3))[f"{EMA_ROW}_top1"]
     assert 0.0 <= top1 <= 1.0
 
 

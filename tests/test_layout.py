@@ -132,3 +132,39 @@ def test_scripts_never_import_each_other_and_distill_stays_thin():
         imported |= {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
         assert not imported & scripts, f"{path.name} imports another script: {imported & scripts}"
     assert len((ROOT / "scripts" / "distill.py").read_text().splitlines()) < 100
+
+
+MAX_FUNCTION_LINES, MAX_CLASS_LINES = 60, 200
+
+
+def oversized_definitions(root: Path) -> list[str]:
+    """Every function of hf_cakd over 60 lines and every class over 200, counted from ``def``/``class`` (or its
+    first decorator) to the last line of its body, as the AST places them."""
+    found = []
+    for path in sorted((root / PACKAGE).rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                first = min([node.lineno, *(d.lineno for d in node.decorator_list)])
+                lines = node.end_lineno - first + 1
+                limit = MAX_CLASS_LINES if isinstance(node, ast.ClassDef) else MAX_FUNCTION_LINES
+                if lines > limit:
+                    found.append(f"{path.relative_to(root).as_posix()}:{node.lineno} {node.name} has {lines} lines (limit {limit})")
+    return found
+
+
+def test_no_function_over_60_lines_and_no_class_over_200_in_hf_cakd():
+    assert oversized_definitions(ROOT) == []
+
+
+def test_the_size_check_counts_real_lines(tmp_path):
+    body = "\n".join(f"    x{i} = {i}" for i in range(59))
+    (tmp_path / PACKAGE).mkdir()
+    (tmp_path / PACKAGE / "m.py").write_text(
+        f"def fits():\n{body}\n\n\n@staticmethod\ndef too_long():\n{body}\n\n\nclass Big:\n"
+        + "\n".join(f"    y{i} = {i}" for i in range(200))
+        + "\n"
+    )
+    assert oversized_definitions(tmp_path) == [
+        "hf_cakd/m.py:64 too_long has 61 lines (limit 60)",
+        "hf_cakd/m.py:126 Big has 201 lines (limit 200)",
+    ]

@@ -7,9 +7,11 @@ comparison. Batches are in-memory tensors; each run is a handful of steps of tin
 from __future__ import annotations
 
 import copy
+import inspect
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -20,14 +22,14 @@ import safetensors.torch
 import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
-from transformers import AutoModelForImageClassification, TrainerCallback, ViTConfig, ViTImageProcessor
+from transformers import AutoModelForImageClassification, Trainer, TrainerCallback, ViTConfig, ViTImageProcessor
 
 from hf_cakd import DistillationModel, DistillationTrainer, DistillationTrainingArguments
 from hf_cakd.data import IMAGES_KEY, DeviceViews, DistillationCollator, ModelInputSpec
 from hf_cakd.errors import InputError
 from hf_cakd.methods import METHOD_STATE_NAME, METHODS, method_class
 from hf_cakd.modeling_distillation import DISTILLATION_CONFIG_NAME
-from hf_cakd.trainer import CHECKPOINT_COMPLETE_NAME
+from hf_cakd.checkpointing import CHECKPOINT_COMPLETE_NAME
 
 ASSISTANT_DIR = "assistant"  # FBT's AssistantModel, saved by its attribute name
 from tiny_models import IMAGE_SIZE, NUM_LABELS, build, small_heads
@@ -95,7 +97,7 @@ def distillation_args(output_dir, method="fbt", **overrides) -> DistillationTrai
     return DistillationTrainingArguments(**{**args, **overrides})
 
 
-def make_trainer(output_dir, method="fbt", train_size=16, student_seed=2, callbacks=None, **overrides):
+def make_trainer(output_dir, method="fbt", train_size=16, student_seed=2, callbacks=None, eval_dataset=None, **overrides):
     """A trainer on fixed teacher weights; ``student_seed`` also seeds the method's own parts."""
     teacher = build("hf-resnet", seed=1)
     student = build("hf-vit", seed=student_seed)  # also leaves the RNG that initialises the method's parts
@@ -104,6 +106,7 @@ def make_trainer(output_dir, method="fbt", train_size=16, student_seed=2, callba
         teacher_model=teacher,
         args=distillation_args(output_dir, method, **overrides),
         train_dataset=ImageBatches(train_size),
+        eval_dataset=eval_dataset,
         data_collator=DistillationCollator(),
         callbacks=callbacks,
     )
@@ -150,7 +153,7 @@ def test_every_method_saves_and_reloads_everything_it_trains(tmp_path, method):
     trainer.train()
     trainer.save_model(str(tmp_path / "saved"))
     fresh = make_trainer(tmp_path / "fresh", method, student_seed=7)
-    fresh._load_distillation_state(str(tmp_path / "saved"))
+    fresh.checkpoint_io.load(str(tmp_path / "saved"))
     assert_states_close(state_of(fresh.model), state_of(trainer.model), atol=0, rtol=0)
     description = json.loads((tmp_path / "saved" / DISTILLATION_CONFIG_NAME).read_text())
     assert description["method"] == method
@@ -220,6 +223,58 @@ def test_evaluate_and_predict_return_the_students_own_logits(tmp_path):
     unlabelled = trainer.predict(ImageBatches(10, seed=5, with_labels=False))
     assert unlabelled.label_ids is None
     torch.testing.assert_close(torch.as_tensor(unlabelled.predictions), expected, atol=1e-5, rtol=1e-5)
+
+
+def test_the_teacher_and_fbts_assistant_are_evaluated_on_their_own_logits(tmp_path):
+    trainer = make_trainer(tmp_path, "fbt", max_steps=1, eval_dataset=ImageBatches(10, seed=5))
+    trainer.train()
+    data = trainer.eval_dataset
+    model = trainer.model.eval()
+    with torch.no_grad():
+        teacher = trainer.teacher_view(data.teacher_pixel_values)
+        assistant = model.method.evaluation_logits(model.student_view(data.pixel_values), teacher)["assistant"]
+
+    def accuracy(name, logits):
+        top = logits.topk(5, dim=-1).indices
+        return {
+            f"{name}_top1": pytest.approx((top[:, 0] == data.labels).float().mean().item()),
+            f"{name}_top5": pytest.approx((top == data.labels[:, None]).any(-1).float().mean().item()),
+        }
+
+    assert trainer.evaluate_teacher() == accuracy("teacher", teacher.logits)
+    assert trainer.evaluate_method_parts() == accuracy("assistant", assistant)
+    assert "test_runtime" not in trainer.state.log_history[-1]  # Trainer.predict logs nothing of its own
+    assert make_trainer(tmp_path / "kd", "kd", max_steps=1, eval_dataset=data).evaluate_method_parts() == {}
+
+
+PRIVATE_TRAINER_METHODS = ("_save", "_save_checkpoint", "_load_from_checkpoint", "_load_best_model")
+
+
+def test_every_private_trainer_method_overridden_is_documented_and_still_called(tmp_path, monkeypatch):
+    """docs/architecture.md lists each private Trainer method DistillationTrainer overrides, with the reason; a
+    transformers release that stops calling one (or renames it) fails here instead of skipping our save or load."""
+    overridden = {name for name in vars(DistillationTrainer) if name.startswith("_") and not name.startswith("__")}
+    assert overridden & set(dir(Trainer)) == set(PRIVATE_TRAINER_METHODS)
+    section = (ROOT / "docs" / "architecture.md").read_text().split("## What the trainer overrides", 1)[1].split("\n## ")[0]
+    assert set(re.findall(r"^\| `(_\w+)` \|", section, flags=re.M)) == set(PRIVATE_TRAINER_METHODS)
+    assert "save_model(_internal_call=True)" in section
+    assert "_internal_call" in inspect.signature(Trainer.save_model).parameters  # distill()'s final save
+
+    calls = []
+    for name in PRIVATE_TRAINER_METHODS:
+        original = getattr(DistillationTrainer, name)
+        monkeypatch.setattr(
+            DistillationTrainer, name, lambda self, *a, _n=name, _f=original, **k: calls.append(_n) or _f(self, *a, **k)
+        )
+    run = dict(
+        method="kd", eval_dataset=ImageBatches(8, seed=5), save_strategy="steps", save_steps=1, eval_strategy="steps",
+        eval_steps=1, load_best_model_at_end=True, metric_for_best_model="top1",
+    )  # fmt: skip
+    make_trainer(tmp_path, max_steps=2, **run).train()
+    assert calls.count("_save_checkpoint") == 2 and calls.count("_save") == 2 and calls[-1] == "_load_best_model"
+    calls.clear()
+    make_trainer(tmp_path, max_steps=3, **run).train(resume_from_checkpoint=True)
+    assert calls[0] == "_load_from_checkpoint" and "_save_checkpoint" in calls
 
 
 def test_device_views_give_the_models_the_views_made_by_hand(tmp_path):

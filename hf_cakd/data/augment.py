@@ -39,6 +39,12 @@ ERASING_MODE = "pixel"
 """timm's random erasing fills the box with per-pixel normal noise in a model's normalised space (its train.py default)."""
 
 
+AUGMENTATION_FLAGS = (
+    "auto_augment", "color_jitter", "random_erasing", "mixup_alpha", "cutmix_alpha", "mixup_prob", "mixup_switch_prob",
+)  # fmt: skip
+"""The command-line flags of :class:`Augmentation`'s fields (``DataArguments``; ``results.json``'s ``"recipe"``)."""
+
+
 @dataclass(frozen=True)
 class Augmentation:
     """What a run augments beyond the crop and flip; every field's default leaves it off.

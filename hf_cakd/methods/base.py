@@ -183,6 +183,8 @@ class DistillationMethod(nn.Module):
     config_class: ClassVar[type[MethodConfig]] = MethodConfig
     papers: ClassVar[tuple[str, ...]] = ()  # ids of hf_cakd.hub.PAPERS the student's card cites
     requires_teacher: ClassVar[bool] = True
+    # The names of the classifiers evaluation_logits returns (evaluated beside the student; none: skipped).
+    evaluated_classifiers: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, student: StagedBackbone, teacher: StagedBackbone | None, config: MethodConfig):
         super().__init__()

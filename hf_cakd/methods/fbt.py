@@ -157,6 +157,7 @@ class FBTConfig(FBTExperimentalOptions, OFALossOptions, KDLossOptions):
 class FuseBeforeTransfer(DistillationMethod):
     papers = ("fbt", "ofa")  # its logit loss is OFA's
     config_class = FBTConfig
+    evaluated_classifiers = ("assistant",)
 
     def __init__(self, student, teacher, config):
         super().__init__(student, teacher, config)

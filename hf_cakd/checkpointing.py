@@ -1,0 +1,283 @@
+"""A DistillationTrainer's checkpoint I/O: every part saved once, complete checkpoints, resume checks, a full disk.
+
+:class:`CheckpointIO` is what the trainer's overrides of the Trainer's private save and load
+methods delegate to (docs/architecture.md, "What the trainer overrides", says why each remains).
+A checkpoint holds the student as a plain transformers model at the top, the method's parts once,
+``distillation_config.json``, the Trainer's own files, and ``checkpoint_complete``, written last.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import logging
+import os
+import shutil
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from transformers import PreTrainedModel
+from transformers.trainer_utils import rotate_checkpoints
+from transformers.utils import SAFE_WEIGHTS_NAME
+
+from .ema import EMA_DIR
+from .errors import InputError
+from .modeling_distillation import DISTILLATION_CONFIG_NAME
+
+logger = logging.getLogger(__name__)
+
+# Written last into a checkpoint: a checkpoint without it was interrupted while being written.
+CHECKPOINT_COMPLETE_NAME = "checkpoint_complete"
+CHECKPOINT_PREFIX = "checkpoint-"
+_DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
+
+
+class DiskFullError(InputError):
+    """A save ran out of disk space (or quota); the checkpoints written before it are untouched."""
+
+
+def last_complete_checkpoint(output_dir: str) -> str | None:
+    """The newest ``checkpoint-N`` in ``output_dir`` whose write finished, or None."""
+    if not os.path.isdir(output_dir):
+        return None
+    steps = [
+        int(name[len(CHECKPOINT_PREFIX) :])
+        for name in os.listdir(output_dir)
+        if name.startswith(CHECKPOINT_PREFIX)
+        and name[len(CHECKPOINT_PREFIX) :].isdigit()
+        and os.path.isfile(os.path.join(output_dir, name, CHECKPOINT_COMPLETE_NAME))
+    ]
+    return os.path.join(output_dir, f"{CHECKPOINT_PREFIX}{max(steps)}") if steps else None
+
+
+def resume_point(resume_from_checkpoint: str | bool | None, output_dir: str) -> str | None:
+    """The checkpoint a ``train(resume_from_checkpoint=...)`` resumes from: only one whose write completed.
+
+    ``True`` takes the newest complete checkpoint in ``output_dir``, passing over one a killed
+    process left half-written; an explicit incomplete checkpoint is refused.
+    """
+    if resume_from_checkpoint is True:
+        last = last_complete_checkpoint(output_dir)
+        if last is None:
+            raise InputError(
+                f"No complete checkpoint in {output_dir} to resume from: drop --resume_from_checkpoint to start afresh."
+            )
+        return last
+    if resume_from_checkpoint and not os.path.isfile(os.path.join(resume_from_checkpoint, CHECKPOINT_COMPLETE_NAME)):
+        newest = last_complete_checkpoint(os.path.dirname(os.path.abspath(resume_from_checkpoint)))
+        raise InputError(
+            f"{resume_from_checkpoint} is not a complete checkpoint (missing, or its write was interrupted). "
+            + (f"The newest complete one is {newest}." if newest else "No complete checkpoint is beside it.")
+        )
+    return resume_from_checkpoint or None
+
+
+def _megabytes(size: int) -> str:
+    return f"{size / 1e6:.1f} MB"
+
+
+def _folder_bytes(folder: str) -> int:
+    return sum(path.stat().st_size for path in Path(folder).rglob("*") if path.is_file())
+
+
+def _free_bytes(path: str) -> int:
+    """Free space on the disk ``path`` is (or would be) on."""
+    absolute = Path(path).absolute()
+    return shutil.disk_usage(next(p for p in (absolute, *absolute.parents) if p.exists())).free
+
+
+def _saved_student_state(student: PreTrainedModel, checkpoint_dir: str) -> dict[str, torch.Tensor]:
+    """The state dict of the student saved in ``checkpoint_dir``, under the live model's parameter names.
+
+    ``save_pretrained`` writes weights in the checkpoint layout transformers publishes, which for
+    some models (ViT in transformers 5) differs from the modules' own names, so the file cannot go
+    to ``load_state_dict`` as it is. ``from_pretrained`` applies the model's conversion mapping.
+    """
+    saved, info = type(student).from_pretrained(checkpoint_dir, output_loading_info=True)
+    problems = {key: sorted(map(str, info[key])) for key in ("missing_keys", "unexpected_keys", "mismatched_keys")}
+    if any(problems.values()):
+        raise InputError(
+            f"The student saved in {checkpoint_dir} does not match the model being trained: {problems}. Resume with "
+            "the same --student, or pass another --output_dir to start a new run."
+        )
+    return saved.state_dict()
+
+
+def _identity(entry):
+    """What makes a model the same model for a resume (the spec, its architecture and resolution)."""
+    if not isinstance(entry, dict):
+        return entry
+    return {key: entry.get(key) for key in ("name_or_path", "architecture", "image_size")}
+
+
+def _brief(entry) -> str:
+    if not isinstance(entry, dict):
+        return repr(entry)
+    return f"{entry.get('name_or_path') or '(built from a config)'} [{entry.get('architecture')}, {entry.get('image_size')}]"
+
+
+def check_same_run(checkpoint_dir: str, current: dict) -> None:
+    """Refuse to resume a checkpoint written by another method, teacher or student, naming both sides.
+
+    ``current`` is this run's ``DistillationModel.description()``; changed method options are logged.
+    """
+    saved_file = os.path.join(checkpoint_dir, DISTILLATION_CONFIG_NAME)
+    if not os.path.isfile(saved_file):
+        return
+    with open(saved_file) as f:
+        saved = json.load(f)
+    differences = [
+        f"{key}: checkpoint {_brief(saved.get(key))}, this run {_brief(current[key])}"
+        for key in ("method", "teacher", "student")
+        if _identity(saved.get(key)) != _identity(current[key])
+    ]
+    if differences:
+        raise InputError(
+            f"{checkpoint_dir} was written by another run ({'; '.join(differences)}). Resume with the same "
+            "--method, --teacher and --student, or pass another --output_dir to start a new run."
+        )
+    changed = sorted(
+        name for name, value in current["method_config"].items() if saved.get("method_config", {}).get(name, value) != value
+    )
+    if changed:
+        logger.warning("Resuming %s with changed method options: %s", checkpoint_dir, ", ".join(changed))
+
+
+class CheckpointIO:
+    """Saving and loading one :class:`~hf_cakd.DistillationTrainer`'s ``DistillationModel``.
+
+    ``trainer`` gives the model (unwrapped through its accelerator), the arguments, the processing
+    class and the optimizer (whose state sizes a checkpoint before the first one exists).
+    """
+
+    def __init__(self, trainer):
+        self.trainer = trainer
+
+    @property
+    def args(self):
+        return self.trainer.args
+
+    def _distillation_model(self):
+        return self.trainer.accelerator.unwrap_model(self.trainer.model)
+
+    def save(self, output_dir: str, state_dict: dict | None = None) -> None:
+        """The student as a plain model, the method's parts once, the run's description, processor and arguments.
+
+        ``state_dict`` is the whole model's, as the Trainer gathers it under FSDP/DeepSpeed.
+        """
+        if not self.args.should_save:
+            return
+        os.makedirs(output_dir, exist_ok=True)
+        distillation_model = self._distillation_model()
+        state_dict = distillation_model.state_dict() if state_dict is None else state_dict
+        parts = {"student": {}, "method": {}}
+        for key, value in state_dict.items():
+            owner, name = key.split(".", 1)
+            parts[owner][name] = value
+        distillation_model.student.save_pretrained(output_dir, state_dict=parts["student"])
+        distillation_model.method.save_parts(output_dir, parts["method"])
+        with open(os.path.join(output_dir, DISTILLATION_CONFIG_NAME), "w") as f:
+            json.dump(distillation_model.description(), f, indent=2)
+        if self.trainer.processing_class is not None:
+            self.trainer.processing_class.save_pretrained(output_dir)
+        if self.trainer.ema is not None:
+            self.trainer.ema.module.save_pretrained(os.path.join(output_dir, EMA_DIR))
+        torch.save(self.args, os.path.join(output_dir, "training_args.bin"))
+
+    def load(self, checkpoint_dir: str, resuming: bool = False) -> None:
+        """Load the student and the method's parts; ``resuming`` first checks the checkpoint is this run's."""
+        distillation_model = self._distillation_model()
+        if resuming:
+            check_same_run(checkpoint_dir, distillation_model.description())
+        if not os.path.isfile(os.path.join(checkpoint_dir, SAFE_WEIGHTS_NAME)):
+            raise InputError(
+                f"{checkpoint_dir} has no {SAFE_WEIGHTS_NAME}: it is not a complete DistillationTrainer checkpoint. "
+                "Resume from another checkpoint-* directory or start afresh."
+            )
+        distillation_model.student.load_state_dict(_saved_student_state(distillation_model.student, checkpoint_dir))
+        distillation_model.method.load_parts(checkpoint_dir)
+        if self.trainer.ema is not None:
+            self._load_ema(checkpoint_dir)
+
+    def _load_ema(self, checkpoint_dir: str) -> None:
+        ema_dir = os.path.join(checkpoint_dir, EMA_DIR)
+        if not os.path.isfile(os.path.join(ema_dir, SAFE_WEIGHTS_NAME)):
+            raise InputError(
+                f"{checkpoint_dir} has no {EMA_DIR}/ (it was written without --model_ema_decay): resume without "
+                "--model_ema_decay, or pass another --output_dir to start a new run with it."
+            )
+        self.trainer.ema.module.load_state_dict(_saved_student_state(self.trainer.ema.module, ema_dir))
+
+    @contextlib.contextmanager
+    def writing_checkpoint(self, run_dir: str, step: int):
+        """Around the Trainer's checkpoint save: mark it complete once every rank has written, then rotate.
+
+        The Trainer deletes old checkpoints (``save_total_limit``) at the end of its save; a process
+        killed between that and the marker would leave no complete checkpoint, so rotation waits
+        for the marker. A full disk removes the half-written checkpoint (:meth:`reporting_a_full_disk`).
+        """
+        checkpoint_dir = os.path.join(run_dir, f"{CHECKPOINT_PREFIX}{step}")
+        marker_path = os.path.join(checkpoint_dir, CHECKPOINT_COMPLETE_NAME)
+        if self.args.should_save and os.path.isfile(marker_path):
+            os.remove(marker_path)  # a checkpoint written again is incomplete until marked again
+        save_total_limit, self.args.save_total_limit = self.args.save_total_limit, None
+        try:
+            with self.reporting_a_full_disk(checkpoint_dir, partial=True):
+                yield
+                self.trainer.accelerator.wait_for_everyone()  # the marker says every rank has finished writing
+                if self.args.should_save:
+                    with open(marker_path, "w") as marker:
+                        marker.write(f"step {step}\n")
+        finally:
+            self.args.save_total_limit = save_total_limit
+        if self.args.should_save:
+            rotate_checkpoints(
+                output_dir=run_dir,
+                save_total_limit=save_total_limit,
+                best_model_checkpoint=self.trainer.state.best_model_checkpoint,
+                use_mtime=True,
+            )
+
+    def _checkpoint_bytes(self) -> tuple[int, str]:
+        """What a checkpoint takes: the newest complete one's size, else the model's and optimizer's tensors."""
+        last = last_complete_checkpoint(self.args.output_dir)
+        if last is not None:
+            return _folder_bytes(last), f"the size of {os.path.basename(last)}"
+        tensors = [*self.trainer.model.state_dict().values()]
+        optimizer = self.trainer.optimizer
+        if optimizer is not None:
+            tensors += [value for state in optimizer.state.values() for value in state.values()]
+        size = sum(t.numel() * t.element_size() for t in tensors if isinstance(t, torch.Tensor))
+        return size, "the model's and optimizer's tensors"
+
+    @contextlib.contextmanager
+    def reporting_a_full_disk(self, target: str, partial: bool = False):
+        """Turn a write to ``target`` that failed on a full disk (or quota) into a :class:`DiskFullError`.
+
+        ``partial``: ``target`` is a folder this write creates (a checkpoint), removed when it fails so
+        (never resumed from, it only holds space). The message names ``target``, the space left, what
+        a checkpoint takes, and the checkpoint that a resume continues from.
+        """
+        try:
+            yield
+        except (OSError, RuntimeError, SafetensorError) as err:
+            needed, basis = self._checkpoint_bytes()
+            # torch.save and safetensors report a failed write as RuntimeError / SafetensorError without an
+            # errno: a disk with less space left than a checkpoint takes is what made it fail.
+            if not (isinstance(err, OSError) and err.errno in _DISK_FULL) and _free_bytes(target) >= needed:
+                raise
+            if partial:
+                shutil.rmtree(target, ignore_errors=True)
+            last = last_complete_checkpoint(self.args.output_dir)
+            resume = (
+                f"continue from {last}, the last complete checkpoint, which is untouched"
+                if last
+                else "continue (no checkpoint was complete yet: training starts over)"
+            )
+            raise DiskFullError(
+                f"No space left on the disk of {target}: {_megabytes(_free_bytes(target))} free, and a checkpoint "
+                f"takes about {_megabytes(needed)} ({basis}). Free space there (or lower --save_total_limit), then "
+                f"run the same command with --resume_from_checkpoint last to {resume}."
+            ) from err
