@@ -10,6 +10,7 @@ signal reaches them at different moments.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import signal
 import threading
@@ -41,6 +42,14 @@ class PreemptionCallback(TrainerCallback):
         for signum, handler in self._previous_handlers.items():
             signal.signal(signum, handler)
         self._previous_handlers = {}
+
+    @contextlib.contextmanager
+    def restoring_handlers(self):
+        """Put the previous handlers back when the block ends, also when training raised before ``on_train_end``."""
+        try:
+            yield
+        finally:
+            self._restore()
 
     def on_train_begin(self, args, state, control, **kwargs):
         self.received = self.stopped_at_step = None

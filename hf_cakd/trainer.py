@@ -277,9 +277,9 @@ class DistillationTrainer(Trainer):
     def train(self, resume_from_checkpoint: str | bool | None = None, **kwargs):
         """``Trainer.train``, resuming only from checkpoints whose write completed (``True``: the newest such)."""
         resume_from_checkpoint = resume_point(resume_from_checkpoint, self.args.output_dir)
-        result = super().train(resume_from_checkpoint=resume_from_checkpoint, **kwargs)
-        if self.preemption.stopped_at_step is not None:
-            step = self.preemption.stopped_at_step
+        with self.preemption.restoring_handlers():
+            result = super().train(resume_from_checkpoint=resume_from_checkpoint, **kwargs)
+        if (step := self.preemption.stopped_at_step) is not None:
             raise Preempted(
                 f"Stopped by a signal at step {step}; {os.path.join(self.args.output_dir, CHECKPOINT_PREFIX + str(step))} "
                 "is complete. Run the same command with --resume_from_checkpoint last to continue."
