@@ -304,7 +304,8 @@ runpy.run_path(script, run_name="__main__")
 
 
 @pytest.mark.parametrize(
-    "killed_while, save_total_limit, complete_step", [("optimizer", None, 2), ("rotation", 1, 4)]
+    "killed_while, save_total_limit, complete_step",
+    [("optimizer", None, 2), pytest.param("rotation", 1, 4, marks=pytest.mark.slow)],  # the second: CI's slow suite
 )
 def test_sigkill_while_saving_resumes_from_the_last_complete_checkpoint(
     distill, workspace, tmp_path, monkeypatch, killed_while, save_total_limit, complete_step

@@ -62,6 +62,7 @@ def strings(table: pa.Table) -> pa.Table:
     return table.replace_schema_metadata(None).set_column(table.schema.get_field_index("label"), "label", names)
 
 
+@pytest.mark.slow  # an end-to-end CLI run per case: tens of seconds on a 2-core CPU
 def test_string_labels_are_class_encoded(workspace, tmp_path):
     data = tmp_path / "string-labels"
     data.mkdir()
@@ -74,6 +75,7 @@ def test_string_labels_are_class_encoded(workspace, tmp_path):
     assert set(id2label.values()) <= set(CIFAR_NAMES) and len(id2label) == 10
 
 
+@pytest.mark.slow  # an end-to-end CLI run per case: tens of seconds on a 2-core CPU
 def test_missing_image_is_named_by_row_or_skipped_and_counted(workspace, tmp_path):
     def empty_row_3(table):
         images = table.column("img").to_pylist()
@@ -96,6 +98,7 @@ def test_missing_image_is_named_by_row_or_skipped_and_counted(workspace, tmp_pat
     assert json.loads((output_dir / "results.json").read_text())["skipped_images"] == {"train": 1, "eval": 0}
 
 
+@pytest.mark.slow  # an end-to-end CLI run per case: tens of seconds on a 2-core CPU
 def test_truncated_teacher_weights_name_the_flag_and_the_file(workspace, tmp_path):
     teacher = tmp_path / "teacher"
     shutil.copytree(workspace["teacher"], teacher)
@@ -110,6 +113,7 @@ def test_truncated_teacher_weights_name_the_flag_and_the_file(workspace, tmp_pat
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.slow  # an end-to-end CLI run per case: tens of seconds on a 2-core CPU
 def test_resuming_another_methods_checkpoint_is_refused_naming_both(workspace, tmp_path):
     output_dir = tmp_path / "kd-run"
     distill_main(distill_args(workspace, "kd", output_dir, "--save_strategy", "steps", "--save_steps", "2"))
@@ -129,6 +133,7 @@ def test_usage_errors_exit_with_2_and_one_line(workspace, tmp_path):
     assert result.returncode == 2 and "invalid choice: 'fbtt'" in result.stderr
 
 
+@pytest.mark.slow  # an end-to-end CLI run per case: tens of seconds on a 2-core CPU
 def test_sigterm_saves_a_complete_checkpoint_exits_75_and_resumes(workspace, tmp_path):
     schedule = ["--max_steps", "12", "--logging_steps", "1"]
     preempted = tmp_path / "preempted"
