@@ -15,7 +15,7 @@ from PIL import Image as PILImage
 from transformers import ViTForImageClassification
 
 from benchmarks.accuracy import profiles
-from benchmarks.accuracy.report import markdown_table, tuning_table
+from benchmarks.accuracy.report import markdown_table, tuning_table, write_report
 from benchmarks.accuracy.results import collect_results
 from benchmarks.accuracy.run import parse_args
 from benchmarks.accuracy.runs import (
@@ -156,6 +156,18 @@ def test_screen_table_marks_the_best_setting_per_pair():
     assert not any(line.startswith("| ofa |") and "**" in line for line in lines)
     fbt = [line for line in lines if line.startswith("| fbt |")]
     assert fbt[0].endswith("| **45.00**, F 60.00 | - | - |")  # F beside its student
+
+
+def test_a_folder_holding_only_the_validation_screen_is_reported_without_a_chart(tmp_path):
+    finish(tuning_dir(tmp_path, "cnn_to_vit", "kd", "T=8"), 0.41)
+    results = collect_results("smoke", profiles.PROFILES["smoke"], options(tmp_path), models())
+    table = write_report(results, tmp_path, None)
+    assert "| kd | T=8: `--kd_temperature 8.0` | **41.00** | 41.00 |" in table and "accuracy.png" not in table
+    assert not (tmp_path / "accuracy.png").exists() and (tmp_path / "table.md").read_text() == table
+    finish(teacher_dir(tmp_path, "cnn_teacher"), 0.7)
+    finish(run_dir(tmp_path, "cnn_to_vit", "none", 0), 0.40)
+    charted = write_report(collect_results("smoke", profiles.PROFILES["smoke"], options(tmp_path), models()), tmp_path, None)
+    assert "![Top-1 per pair and method](accuracy.png)" in charted and (tmp_path / "accuracy.png").is_file()
 
 
 def test_parts_of_the_benchmark_are_selected_by_flag(tmp_path):

@@ -80,7 +80,7 @@ def _hardware(machine: dict) -> str:
 def markdown_table(results: dict, chart: str | None = None) -> str:
     """The README region: settings, one row per pair, one column per method, FBT's assistant F."""
     methods = _methods(results)
-    sched, models = results["schedule"], results["models"]
+    sched = results["schedule"]
     seeds = len(sched["seeds"])
     hardware = " and ".join(map(_hardware, results["machines"]))
     evaluation = f"{sched['eval_samples']:,}" if sched["eval_samples"] else "all 10,000"
@@ -97,7 +97,24 @@ def markdown_table(results: dict, chart: str | None = None) -> str:
         + f". F is FBT's assistant, evaluated like the student. Trained on {hardware}, "
         f"{_training_minutes(results):.0f} min of training in all. Reproduce: `{COMMAND}` "
         "(`--profile full` on a GPU; see benchmarks/accuracy/run.py).",
-        "",
+    ]
+    if methods:  # a folder holding the validation screen alone has no table run
+        lines += ["", *_method_tables(results, methods, baselines, seeds)]
+    if results.get("ablation"):
+        lines += ["", *ablation_table(results)]
+    if results.get("tuning"):
+        lines += ["", *tuning_table(results)]
+    if results.get("missing"):
+        lines += ["", f"Not finished yet ({len(results['missing'])} runs): " + ", ".join(results["missing"]) + "."]
+    if chart:
+        lines += ["", f"![Top-1 per pair and method]({chart})"]
+    return "\n".join(lines) + "\n"
+
+
+def _method_tables(results: dict, methods: list[str], baselines: list[str], seeds: int) -> list[str]:
+    """Top-1 per pair and method (fbt's gain, its F), then each run's training time."""
+    models = results["models"]
+    lines = [
         "| pair | teacher -> student | teacher | " + " | ".join(methods) + " | fbt - best other | F (fbt) |",
         "| --- | --- | ---: |" + " ---: |" * len(methods) + " ---: | ---: |",
     ]
@@ -105,7 +122,7 @@ def markdown_table(results: dict, chart: str | None = None) -> str:
         teacher, student = models[pair["teacher"]], models[pair["student"]]
         rows = pair["methods"]
         means = {m: rows[m]["top1"]["mean"] for m in methods if m in rows}
-        best = max(means.values())
+        best = max(means.values(), default=None)  # None: no run of this pair finished yet
         cells = [_cell(rows.get(m), "top1", seeds, bold=means.get(m) == best) for m in methods]
         others = [means[m] for m in baselines if m in means]
         gain = f"{100 * (means['fbt'] - max(others)):+.2f}" if "fbt" in means and others else "-"
@@ -127,15 +144,7 @@ def markdown_table(results: dict, chart: str | None = None) -> str:
             f"{pair['methods'][m]['train_seconds']['mean'] / 60:.1f}" if m in pair["methods"] else "-" for m in methods
         ]
         lines.append(f"| {name} | " + " | ".join(minutes) + " |")
-    if results.get("ablation"):
-        lines += ["", *ablation_table(results)]
-    if results.get("tuning"):
-        lines += ["", *tuning_table(results)]
-    if results.get("missing"):
-        lines += ["", f"Not finished yet ({len(results['missing'])} runs): " + ", ".join(results["missing"]) + "."]
-    if chart:
-        lines += ["", f"![Top-1 per pair and method]({chart})"]
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 def ablation_table(results: dict) -> list[str]:
@@ -230,6 +239,9 @@ def plot(results: dict, path: Path) -> None:
 
 def write_report(results: dict, output_dir: Path, readme: Path | None) -> str:
     chart = output_dir / "accuracy.png"
-    plot(results, chart)
-    readme_table = markdown_table(results, chart=_link(chart, readme.parent)) if readme else None
-    return write_table(output_dir, markdown_table(results, chart=chart.name), readme, README_REGION, readme_table)
+    charted = bool(_methods(results))  # a folder holding the validation screen alone has no table run to chart
+    if charted:
+        plot(results, chart)
+    readme_table = markdown_table(results, chart=_link(chart, readme.parent) if charted else None) if readme else None
+    table = markdown_table(results, chart=chart.name if charted else None)
+    return write_table(output_dir, table, readme, README_REGION, readme_table)
