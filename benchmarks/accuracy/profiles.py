@@ -104,8 +104,8 @@ HEADLINE_PAIRS = {"vit_to_resnet": ("vit_teacher", "resnet_student"), "vit_to_mo
 HEADLINE_MODELS = {
     "vit_teacher": TEACHERS["vit-p16-64"].model,
     "resnet_student": ModelRecipe(
-        "ResNet-18 layout (2-2-2-2 basic blocks), widths 16-128",
-        ResNetConfig(embedding_size=16, hidden_sizes=[16, 32, 64, 128], depths=[2, 2, 2, 2], layer_type="basic"),
+        "ResNet-18 layout (2-2-2-2 basic blocks), widths 4-32",
+        ResNetConfig(embedding_size=4, hidden_sizes=[4, 8, 16, 32], depths=[2, 2, 2, 2], layer_type="basic"),
         64,
     ),
     "mobilenet_student": _mobilenet_v2(0.5, "MobileNetV2 x0.5", image_size=64),
@@ -113,12 +113,13 @@ HEADLINE_MODELS = {
 HEADLINE_TUNING = {  # fbt's candidates for CNN students, beside the student alone and ofa on the same rows
     "none": {"default": {}},
     "ofa": {"default": {}},
-    "fbt": {
+    "fbt": {  # in the order they run: the candidates with the most evidence first
         "default": {},
-        "bridge downsamples 2x": {"bridge_downsample": 2},
-        "bridge aligned to T's stage 3": {"bridge_alignment_weight": 1.0},
         "OFA's branches on stages 1-3": {"fbt_deep_supervision": "1,2,3", "fbt_deep_supervision_weight": 1.0},
+        "bridge downsamples 2x": {"bridge_downsample": 2},
+        "without InfoNCE": {"infonce_weight": 0.0},
         "F trains its own copy of T's last stage": {"own_teacher_suffix": True},
+        "bridge aligned to T's stage 3": {"bridge_alignment_weight": 1.0},
     },
 }
 
