@@ -108,7 +108,13 @@ HEADLINE_MODELS = {
         ResNetConfig(embedding_size=4, hidden_sizes=[4, 8, 16, 32], depths=[2, 2, 2, 2], layer_type="basic"),
         64,
     ),
-    "mobilenet_student": _mobilenet_v2(0.5, "MobileNetV2 x0.5", image_size=64),
+    "mobilenet_student": ModelRecipe(
+        "MobileNetV2 x0.25, expansion 2, last layer x0.25",
+        MobileNetV2Config(
+            depth_multiplier=0.25, expand_ratio=2.0, finegrained_output=False, image_size=64, classifier_dropout_prob=0.2
+        ),
+        64,
+    ),
 }
 HEADLINE_TUNING = {  # fbt's candidates for CNN students, beside the student alone and ofa on the same rows
     "none": {"default": {}},
