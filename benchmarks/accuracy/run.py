@@ -93,8 +93,9 @@ Profiles and the quick profile's budget
   teacher whose token grid is the CNN student's stage-3 grid, as ViT-B/16's and ResNet-18's are at
   224 px): the committed teacher ``benchmarks/accuracy/teachers/vit-p16-64`` (a ViT with 4x4 tokens at
   64 px, trained alone once by ``python -m benchmarks.accuracy.teachers vit-p16-64``, never retrained
-  here) -> a ResNet-18-layout student (widths 16-128) and MobileNetV2 x0.5, both at 64 px (stage 3:
-  4x4); students on all 45,000 training rows before the validation split; its screen
+  here) -> a ResNet-18-layout student (widths 4-32) and a MobileNetV2 x0.25 (expansion 2, last layer
+  x0.25), both at 64 px (stage 3: 4x4) and both more than 20 points under the teacher when trained alone
+  (benchmarks/accuracy/experiments.md); students on all 45,000 training rows before the validation split; its screen
   (``HEADLINE_TUNING``) holds fbt's candidates for CNN students beside the student alone and ofa.
 - ``full`` (one GPU): the larger models, all 50,000 training images, teachers 100 epochs,
   students 50 epochs, batch 256, 3 seeds, 8 data-loading workers, bf16 on CUDA.
