@@ -27,7 +27,9 @@ from benchmarks.accuracy.runs import (
     run_dir,
     teacher_dir,
     tuning_dir,
+    seed_row,
     validation_data,
+    with_screen_rows,
 )
 from benchmarks.common import benchmark_methods
 from hf_cakd import load_classifier, staged_view
@@ -134,6 +136,8 @@ def test_validation_split_is_the_last_tenth_of_the_train_split(tmp_path):
 
 
 def test_screen_table_marks_the_best_setting_per_pair():
+    """A results.json written before the screen ran at several seeds (one run per setting) renders as it did."""
+
     def run(top1):
         return {"seed": 0, "top1": top1}
 
@@ -143,12 +147,13 @@ def test_screen_table_marks_the_best_setting_per_pair():
         "tuning": {
             "p1": {
                 "kd": {"T=2": run(0.30), "T=4": run(0.32), "T=8": run(0.31)},
-                "fbt": {"bridge upsamples": run(0.45) | {"assistant_top1": 0.6}},
+                "fbt": {"bridge upsamples": run(0.45) | {"assistant_top1": 0.6, "options": {"bridge_upsample": "true"}}},
             },
             "p2": {"kd": {"T=2": run(0.50), "T=4": run(0.40)}},
         },
     }
-    lines = tuning_table(results)
+    lines = tuning_table(with_screen_rows(results))
+    assert lines[0].startswith("Validation screen (seed 0; students trained") and lines[0].endswith("student top-1 (%).")
     rows = {line.split(" | ")[1]: line for line in lines if line.startswith("| kd |")}
     assert rows["T=2: `--kd_temperature 2.0`"].endswith("| 30.00 | **50.00** | 40.00 |")
     assert rows["T=4 (default)"].endswith("| **32.00** | 40.00 | 36.00 |")
@@ -156,6 +161,36 @@ def test_screen_table_marks_the_best_setting_per_pair():
     assert not any(line.startswith("| ofa |") and "**" in line for line in lines)
     fbt = [line for line in lines if line.startswith("| fbt |")]
     assert fbt[0].endswith("| **45.00**, F 60.00 | - | - |")  # F beside its student
+    upgraded = results["tuning"]["p1"]["fbt"]["bridge upsamples"]
+    assert upgraded["options"] == {"bridge_upsample": "true"} and "options" not in upgraded["runs"][0]
+
+
+def test_screen_table_at_three_seeds_shows_mean_std_and_their_count():
+    def row(*top1, assistant=()):
+        runs = [{"seed": seed, "top1": value} for seed, value in enumerate(top1)]
+        return seed_row([run | {"assistant_top1": f} for run, f in zip(runs, assistant)] if assistant else runs)
+
+    results = {
+        "profile": "quick",
+        "schedule": {"seeds": [0, 1, 2]},
+        "tuning": {
+            "p1": {
+                "kd": {"T=2": row(0.30, 0.32, 0.34), "T=4": row(0.40, 0.41, 0.45), "T=8": row(0.46)},
+                "fbt": {"bridge upsamples": row(0.45, 0.47, 0.49, assistant=(0.60, 0.62, 0.64))},
+            },
+            "p2": {"kd": {"T=2": row(0.50, 0.52, 0.54), "T=4": row(0.44, 0.46, 0.48)}},
+        },
+    }
+    lines = tuning_table(results)
+    assert lines[0].startswith("Validation screen (seeds 0, 1, 2; ") and lines[0].endswith("mean ± std over the seeds trained.")
+    rows = {line.split(" | ")[1]: line for line in lines if line.startswith("| kd |")}
+    # T=4 on p1: mean 0.42, sample std sqrt((0.02^2 + 0.01^2 + 0.03^2) / 2) = 0.02646. p1's best mean is T=8's
+    # one run, shown without a count.
+    assert rows["T=4 (default)"].endswith("| 42.00 ± 2.65 (3 seeds) | 46.00 ± 2.00 (3 seeds) | 44.00 |")
+    assert rows["T=2: `--kd_temperature 2.0`"].endswith("| 32.00 ± 2.00 (3 seeds) | **52.00 ± 2.00** (3 seeds) | 42.00 |")
+    assert rows["T=8: `--kd_temperature 8.0`"].endswith("| **46.00** | - | - |")
+    fbt = [line for line in lines if line.startswith("| fbt |")]
+    assert fbt[0].endswith("| **47.00 ± 2.00** (3 seeds), F 62.00 | - | - |")
 
 
 def test_a_folder_holding_only_the_validation_screen_is_reported_without_a_chart(tmp_path):
@@ -184,6 +219,62 @@ def test_parts_of_the_benchmark_are_selected_by_flag(tmp_path):
         profile, options(tmp_path, "--parts", "tuning", "--pairs", "cnn_to_mlp", "--settings", "published recipe")
     )
     assert [run.label for run in published] == ["cnn_to_mlp ofa published recipe seed 0 (validation)"]
+
+
+def test_screen_seeds_plan_a_folder_per_seed_beside_the_first_seeds(tmp_path):
+    profile = profiles.PROFILES["smoke"]
+    argv = ("--parts", "tuning", "--pairs", "cnn_to_mlp", "--methods", "kd", "--screen_seeds", "0", "1", "2")
+    planned = pending_runs(profile, options(tmp_path, *argv))
+    assert [run.label for run in planned] == [
+        f"cnn_to_mlp kd {setting} seed {seed} (validation)" for seed in (0, 1, 2) for setting in ("T=2", "T=4", "T=8")
+    ]  # seed by seed
+    assert planned[0].directory == tmp_path / "tuning" / "cnn_to_mlp" / "kd" / "T=2"  # where the screens trained so far are
+    assert planned[3].directory == tmp_path / "tuning" / "cnn_to_mlp" / "kd" / "T=2-seed1"
+    assert planned[3].record == ("tuning", "cnn_to_mlp", "kd", "T=2", "runs", 1) and planned[3].seed == 1
+    assert planned[3].method_config == {"kd_temperature": 2.0}
+    chosen = pending_runs(profile, options(tmp_path, *argv, "--settings", "T=8"))
+    assert [run.directory.name for run in chosen] == ["T=8", "T=8-seed1", "T=8-seed2"]
+    assert [run.label for run in pending_runs(profile, options(tmp_path, *argv[:6]))] == [
+        f"cnn_to_mlp kd {setting} seed 0 (validation)" for setting in ("T=2", "T=4", "T=8")
+    ]  # without the flag: the profile's first seed, as before
+
+
+def test_screen_seeds_collect_from_folders_and_a_record_of_one_run_per_setting(tmp_path):
+    profile = profiles.PROFILES["smoke"]
+    argv = ("--parts", "tuning", "--pairs", "cnn_to_mlp", "--methods", "kd", "--screen_seeds", "0", "1", "2")
+    old_run = {"seed": 0, "dir": "x", "top1": 0.41, "top5": 1.0, "train_seconds": 60.0, "options": {"kd_temperature": 2.0}}
+    old_record = {  # as results.json kept the screen before --screen_seeds: one run per setting
+        "schedule": profiles.schedule(profile),
+        "machines": [{"cpu": "Elsewhere CPU", "gpu": None}],
+        "teachers": {},
+        "tuning": {"cnn_to_mlp": {"kd": {"T=2": old_run}}},
+    }
+    (tmp_path / "results.json").write_text(json.dumps(old_record))
+    finish(tuning_dir(tmp_path, "cnn_to_mlp", "kd", "T=2", 1), 0.43)
+    finish(tuning_dir(tmp_path, "cnn_to_mlp", "kd", "T=2", 2), 0.45)
+    finish(tuning_dir(tmp_path, "cnn_to_mlp", "kd", "T=4", 1), 0.50)
+    left = {run.label for run in pending_runs(profile, options(tmp_path, *argv))}
+    assert left == {
+        f"cnn_to_mlp kd {setting} seed {seed} (validation)" for setting, seed in
+        [("T=4", 0), ("T=4", 2), ("T=8", 0), ("T=8", 1), ("T=8", 2)]
+    }  # fmt: skip
+    results = collect_results("smoke", profile, options(tmp_path, *argv), models())
+    t2 = results["tuning"]["cnn_to_mlp"]["kd"]["T=2"]
+    assert [run["seed"] for run in t2["runs"]] == [0, 1, 2] and t2["options"] == {"kd_temperature": 2.0}
+    assert t2["top1"]["mean"] == pytest.approx(0.43) and t2["top1"]["std"] == pytest.approx(0.02)
+    assert t2["runs"][1]["dir"].endswith("T=2-seed1") and "options" not in t2["runs"][0]
+    assert results["tuning"]["cnn_to_mlp"]["kd"]["T=4"]["runs"][0]["seed"] == 1
+    assert "cnn_to_mlp kd T=8 seed 2 (validation)" in results["missing"]
+
+    # A clone resumes from the new record alone; a collect without the flag keeps the other seeds' runs.
+    clone = tmp_path / "clone"
+    clone.mkdir()
+    (clone / "results.json").write_text(json.dumps(results))
+    assert {run.label for run in pending_runs(profile, options(clone, *argv))} == left
+    again = collect_results("smoke", profile, options(clone), models())
+    assert again["tuning"] == results["tuning"]
+    assert "cnn_to_mlp kd T=8 seed 0 (validation)" in again["missing"]
+    assert not any("seed 1 (validation)" in label for label in again["missing"])  # only the seeds asked for
 
 
 def test_the_headline_profile_pairs_a_committed_vit_teacher_with_cnn_students_whose_stage3_is_its_grid(tmp_path):

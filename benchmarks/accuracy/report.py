@@ -51,9 +51,14 @@ def _training_minutes(results: dict) -> float:
     for pair in results["pairs"].values():
         seconds += sum(run["train_seconds"] for row in pair["methods"].values() for run in row["runs"])
     seconds += sum(run["train_seconds"] for variants in results.get("ablation", {}).values() for run in variants.values())
-    for methods in results.get("tuning", {}).values():
-        seconds += sum(run["train_seconds"] for settings in methods.values() for run in settings.values())
+    seconds += sum(run["train_seconds"] for run in _screen_runs(results))
     return seconds / 60
+
+
+def _screen_runs(results: dict) -> list[dict]:
+    """Every run of the validation screen, all pairs, methods, settings and seeds."""
+    rows = [row for methods in results.get("tuning", {}).values() for settings in methods.values() for row in settings.values()]
+    return [run for row in rows for run in row["runs"]]
 
 
 def _params(count: int) -> str:
@@ -176,36 +181,41 @@ def ablation_table(results: dict) -> list[str]:
 
 
 def tuning_table(results: dict) -> list[str]:
-    """The screened settings on the validation split, one row per method and setting, the best per pair bold;
-    F's top-1 beside FBT's student."""
-    first_seed = results["schedule"]["seeds"][0]
+    """The screened settings on the validation split, one row per method and setting: the mean over the seeds
+    trained, the best mean per pair bold, F's mean beside FBT's student."""
     pairs = list(results["tuning"])
+    rows = results["tuning"]
+    seeds = sorted({run["seed"] for run in _screen_runs(results)})
     lines = [
-        f"Validation screen (seed {first_seed}; students trained as in the table, evaluated on the last "
-        f"1/{VALIDATION_FRACTION} of the train split, on which no student trains; the table runs "
-        "each method's default): student top-1 (%).",
+        f"Validation screen (seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))}; students trained as "
+        f"in the table, evaluated on the last 1/{VALIDATION_FRACTION} of the train split, on which no student "
+        "trains; the table runs each method's default): student top-1 (%)"
+        + (", mean ± std over the seeds trained." if len(seeds) > 1 else "."),
         "",
         "| method | setting | " + " | ".join(pairs) + " | mean |",
         "| --- | --- |" + " ---: |" * (len(pairs) + 1),
     ]
     for method, settings in PROFILES[results["profile"]].tuning.items():
         best = {
-            pair: max((run["top1"] for run in results["tuning"][pair].get(method, {}).values()), default=None)
+            pair: max((row["top1"]["mean"] for row in rows[pair].get(method, {}).values()), default=None)
             for pair in pairs
         }
         for setting, options in settings.items():
-            runs = [results["tuning"][pair].get(method, {}).get(setting) for pair in pairs]
-            cells = [
-                "-"
-                if run is None
-                else (f"**{100 * run['top1']:.2f}**" if run["top1"] == best[pair] else f"{100 * run['top1']:.2f}")
-                + (f", F {100 * run['assistant_top1']:.2f}" if "assistant_top1" in run else "")
-                for pair, run in zip(pairs, runs)
-            ]
-            mean = f"{100 * statistics.fmean(run['top1'] for run in runs):.2f}" if all(runs) else "-"
+            screened = [rows[pair].get(method, {}).get(setting) for pair in pairs]
+            cells = [_screen_cell(row, row and row["top1"]["mean"] == best[pair]) for pair, row in zip(pairs, screened)]
+            mean = f"{100 * statistics.fmean(row['top1']['mean'] for row in screened):.2f}" if all(screened) else "-"
             flags = ": " + " ".join(f"`--{key} {value}`" for key, value in options.items()) if options else " (default)"
             lines.append(f"| {method} | {setting}{flags} | " + " | ".join(cells) + f" | {mean} |")
     return lines
+
+
+def _screen_cell(row: dict | None, bold: bool) -> str:
+    """A screened setting on one pair: ``mean ± std (n seeds)``, or the one run's top-1; F's mean beside it."""
+    if row is None:
+        return "-"
+    done = len(row["runs"])
+    text = _cell(row, "top1", done, bold) + (f" ({done} seeds)" if done > 1 else "")
+    return text + (f", F {100 * row['assistant_top1']['mean']:.2f}" if "assistant_top1" in row else "")
 
 
 def plot(results: dict, path: Path) -> None:

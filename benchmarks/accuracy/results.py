@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import statistics
 from pathlib import Path
 
 from benchmarks.common import benchmark_methods, machine_info, shown_path
@@ -15,6 +14,7 @@ from .runs import (
     planned_runs,
     previous_results,
     recorded,
+    seed_row,
     teacher_dir,
 )
 
@@ -35,22 +35,23 @@ def collect_results(profile_name: str, profile: Profile, options: argparse.Names
             teachers[role] = kept
         else:
             missing.append(f"teacher {role}")
-    runs = planned_runs(profile, output_dir, list(profile.pairs), profile.seeds, benchmark_methods(), BENCHMARK_PARTS)
-    for run in runs:
+    screen_seeds = options.screen_seeds or profile.seeds[:1]
+    for run in _collected_runs(profile, output_dir, screen_seeds, record):
         results = finished_results(run.directory)
         if results is not None:
             summary = _run_summary(results, seed=run.seed, dir=shown_path(run.directory))
         else:
             summary = recorded(record, run.record)
         if summary is None:
-            missing.append(run.label)
+            if run.part != "tuning" or run.seed in screen_seeds:
+                missing.append(run.label)
             continue
-        if run.method_config:  # the flags as this version spells them
-            summary["options"] = run.method_config
+        flags = {"options": run.method_config} if run.method_config else {}  # the flags as this version spells them
         if run.part == "tuning":
-            tuning.setdefault(run.pair, {}).setdefault(run.method, {})[run.variant] = summary
+            settings = tuning.setdefault(run.pair, {}).setdefault(run.method, {})
+            settings[run.variant] = seed_row([*settings.get(run.variant, {}).get("runs", []), summary]) | flags
         elif run.part == "ablation":
-            ablation.setdefault(run.pair, {})[run.variant] = summary
+            ablation.setdefault(run.pair, {})[run.variant] = summary | flags
         else:
             pairs.setdefault(run.pair, {}).setdefault(run.method, []).append(summary)
     return {
@@ -65,7 +66,7 @@ def collect_results(profile_name: str, profile: Profile, options: argparse.Names
                 "teacher": profile.pairs[pair][0],
                 "student": profile.pairs[pair][1],
                 "teacher_top1_range": _taught_by(rows, teachers[profile.pairs[pair][0]]),
-                "methods": {method: _method_row(method_runs) for method, method_runs in rows.items()},
+                "methods": {method: seed_row(method_runs) for method, method_runs in rows.items()},
             }
             for pair, rows in pairs.items()
             if profile.pairs[pair][0] in teachers
@@ -87,19 +88,27 @@ def _run_summary(results: dict, **where) -> dict:
     return summary
 
 
-def _summary(values: list[float]) -> dict:
-    return {
-        "mean": statistics.fmean(values),
-        "std": statistics.stdev(values) if len(values) > 1 else 0.0,
-    }
-
-
 def _taught_by(rows: dict[str, list[dict]], teacher: dict) -> list[float]:
     """The lowest and highest top-1 of the teachers the pair's runs learned from, as they recorded it (a teacher
     retrained for some runs, on another machine, is not the others'); the teacher's own results.json when no run
     recorded one."""
     values = [run["teacher_top1"] for method_runs in rows.values() for run in method_runs if "teacher_top1" in run]
     return [min(values), max(values)] if values else [teacher["top1"]] * 2
+
+
+def _collected_runs(profile: Profile, output_dir: Path, screen_seeds: list[int], record: dict | None) -> list:
+    """Every run of the profile, the screen at ``--screen_seeds``, the profile's seeds and those ``record`` holds,
+    so that a process screening fewer seeds keeps what another one screened."""
+    kept = {
+        run["seed"]
+        for methods in (record or {}).get("tuning", {}).values()
+        for settings in methods.values()
+        for row in settings.values()
+        for run in row["runs"]
+    }
+    screened = sorted(set(screen_seeds) | set(profile.seeds) | kept)
+    pairs, methods = list(profile.pairs), benchmark_methods()
+    return planned_runs(profile, output_dir, pairs, profile.seeds, methods, BENCHMARK_PARTS, screened)
 
 
 def _machines(record: dict | None) -> list[dict]:
@@ -110,9 +119,3 @@ def _machines(record: dict | None) -> list[dict]:
     if all((machine["cpu"], machine["gpu"]) != (here["cpu"], here["gpu"]) for machine in machines):
         machines.append(here)
     return machines
-
-
-def _method_row(runs: list[dict]) -> dict:
-    """A method's runs on a pair and their mean and std per measure."""
-    keys = ("top1", "top5", "train_seconds", "assistant_top1")
-    return {"runs": runs, **{key: _summary([run[key] for run in runs]) for key in keys if key in runs[0]}}

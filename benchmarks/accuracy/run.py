@@ -45,9 +45,13 @@ weight and gamma, the published recipe among them) and fbt's bridge (upsampling 
 map or not, on the pairs whose suffix runs on any grid: ``TUNING_PAIRS``) are screened on a validation
 split: the last 1/``VALIDATION_FRACTION`` of the train split (CIFAR-10: rows 45,000-49,999, written once
 as parquet into ``<output_dir>/validation_data/``). Students train on the same first rows as in the
-table, at the first seed, into ``<output_dir>/tuning/<pair>/<method>/<setting>/``; the quick teachers
-never see those rows (the full profile's train on all rows). The table runs each method's default, which follows this
-screen (benchmarks/accuracy/experiments.md); the test split never chooses a setting.
+table, at the profile's first seed into ``<output_dir>/tuning/<pair>/<method>/<setting>/`` and at each
+other seed of ``--screen_seeds`` (seed by seed) into ``<setting>-seed<k>/`` beside it; the quick teachers
+never see those rows (the full profile's train on all rows). results.json keeps each setting's runs with
+their mean and std, and the screen's table shows the mean (± std and the count when several seeds): the
+table's seeds are on the test split, so a changed default is backed by three seeds of this screen
+(``--screen_seeds 0 1 2``). The table runs each method's default, which follows this screen
+(benchmarks/accuracy/experiments.md); the test split never chooses a setting.
 
 **Runs.** Each teacher is trained once by ``hf_cakd.pipeline.distill`` with ``method="none"``
 (``teacher_epochs``) into ``<output_dir>/teachers/<role>/`` and reused while its ``results.json``
@@ -65,13 +69,14 @@ A run whose ``results.json`` exists is reused, so an interrupted benchmark resum
 (delete a directory to redo it); so is a run the ``results.json`` in ``--output_dir`` holds when it was
 written for the same schedule (run folders are not kept in git: a fresh clone resumes from the committed
 results, and trains a teacher again only when a run left to train needs it). ``--pairs``,
-``--seeds``, ``--methods``, ``--ablations``, ``--settings`` and ``--parts`` train a part only, so that two
-single-threaded processes can share a 2-core machine (``OMP_NUM_THREADS=1``);
+``--seeds``, ``--methods``, ``--ablations``, ``--settings``, ``--screen_seeds`` and ``--parts`` train a part
+only, so that two single-threaded processes can share a 2-core machine (``OMP_NUM_THREADS=1``);
 every process, and ``--collect_only``, gathers all finished runs into ``results.json``, listing the
 runs not finished yet under ``missing`` (and under the table).
 
 **Outputs** (``--output_dir``, default ``benchmarks/accuracy/<profile>/``): ``results.json`` (per pair
-the teacher's top-1/top-5, per method top-1/top-5 per seed, mean, std, train seconds), ``accuracy.png``
+the teacher's top-1/top-5, per method top-1/top-5 per seed, mean, std, train seconds; the same per
+screened setting under ``tuning``; a results.json that kept one run per setting is read too), ``accuracy.png``
 (grouped bars per pair, a dashed line at the teacher's top-1, error bars over seeds), the ablation and
 validation-screen tables, and
 ``table.md``, which is also put into ``README.md`` between ``<!-- benchmark-accuracy:start -->`` and
@@ -141,7 +146,7 @@ from .estimate import estimate_profile, estimate_table
 from .profiles import ESTIMATED_PROFILE, PROFILES, with_recipe, write_model_dirs
 from .report import write_report
 from .results import collect_results
-from .runs import BENCHMARK_PARTS, run_benchmark
+from .runs import BENCHMARK_PARTS, run_benchmark, with_screen_rows
 
 
 LOCAL_CIFAR10 = REPO.parent / "shared" / "datasets" / "cifar10"
@@ -189,11 +194,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="Train only these settings of the validation screen (default: all).",
     )
     parser.add_argument(
+        "--screen_seeds",
+        nargs="+",
+        type=int,
+        help="Train the validation screen at each of these seeds (default: the profile's first), so that a setting "
+        "chosen on it stands on more than one seed's noise.",
+    )
+    parser.add_argument(
         "--parts",
         nargs="+",
         choices=BENCHMARK_PARTS,
         default=list(BENCHMARK_PARTS),
-        help="tuning: the screened settings (TUNING) on the validation split, first seed; table: every method x "
+        help="tuning: the screened settings (TUNING) on the validation split, --screen_seeds; table: every method x "
         "seed; ablation: fbt with one part off, first seed (default: all three).",
     )
     parser.add_argument("--report_only", action="store_true", help="Chart, table and README from results.json.")
@@ -222,7 +234,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> dict:
     options = parse_args(argv)
     if options.report_only:
-        results = read_results(options.output_dir)
+        results = with_screen_rows(read_results(options.output_dir))
     else:
         setup_logging()
         options.output_dir.mkdir(parents=True, exist_ok=True)

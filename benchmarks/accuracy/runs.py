@@ -6,6 +6,7 @@ import argparse
 import gc
 import json
 import os
+import statistics
 import sys
 import time
 from dataclasses import dataclass
@@ -36,8 +37,10 @@ def ablation_dir(output_dir: Path, pair: str, variant: str) -> Path:
     return output_dir / "ablation" / pair / _slug(variant)
 
 
-def tuning_dir(output_dir: Path, pair: str, method: str, setting: str) -> Path:
-    return output_dir / "tuning" / pair / method / _slug(setting)
+def tuning_dir(output_dir: Path, pair: str, method: str, setting: str, seed: int | None = None) -> Path:
+    """A screen run's folder; ``seed`` None: the profile's first seed, whose folder has no suffix (the screens
+    trained before ``--screen_seeds`` existed are there)."""
+    return output_dir / "tuning" / pair / method / (_slug(setting) + ("" if seed is None else f"-seed{seed}"))
 
 
 def _slug(name: str) -> str:
@@ -94,26 +97,30 @@ class PlannedRun:
         if self.part == "table":
             return ("pairs", self.pair, "methods", self.method, "runs", self.seed)
         if self.part == "tuning":
-            return ("tuning", self.pair, self.method, self.variant)
+            return ("tuning", self.pair, self.method, self.variant, "runs", self.seed)
         return ("ablation", self.pair, self.variant)
 
 
-def planned_runs(profile: Profile, output_dir: Path, pairs, seeds, methods, parts) -> list[PlannedRun]:
-    """The runs ``parts`` selects, in the order they are trained: the validation screen, then the table seed by
-    seed (so that an interrupted benchmark has whole seeds), then the ablation."""
+def planned_runs(
+    profile: Profile, output_dir: Path, pairs, seeds, methods, parts, screen_seeds=None
+) -> list[PlannedRun]:
+    """The runs ``parts`` selects, in the order they are trained: the validation screen seed by seed
+    (``screen_seeds``, default the profile's first), then the table seed by seed (so that an interrupted
+    benchmark has whole seeds), then the ablation."""
     first_seed = profile.seeds[0]
     runs = [
         PlannedRun(
             "tuning",
             pair,
             method,
-            first_seed,
-            tuning_dir(output_dir, pair, method, setting),
-            f"{pair} {method} {setting} seed {first_seed} (validation)",
+            seed,
+            tuning_dir(output_dir, pair, method, setting, None if seed == first_seed else seed),
+            f"{pair} {method} {setting} seed {seed} (validation)",
             setting,
             method_config or None,
         )
-        for pair in (pairs if "tuning" in parts else ())
+        for seed in ((screen_seeds or [first_seed]) if "tuning" in parts else ())
+        for pair in pairs
         for method, settings in profile.tuning.items()
         if method in methods and pair in profile.tuning_pairs.get(method, profile.pairs)
         for setting, method_config in settings.items()
@@ -161,8 +168,34 @@ def previous_results(output_dir: Path, profile: Profile) -> dict | None:
     results_file = output_dir / "results.json"
     if not results_file.is_file():
         return None
-    previous = json.loads(results_file.read_text())
+    previous = with_screen_rows(json.loads(results_file.read_text()))
     return previous if previous.get("schedule", {}) | {"bf16": None} == schedule(profile) | {"bf16": None} else None
+
+
+def with_screen_rows(results: dict) -> dict:
+    """``results`` with every screened setting as a row of runs (``seed_row``, its ``options`` beside): a
+    results.json written before the screen ran at several seeds kept the one run of a setting there."""
+    for methods in results.get("tuning", {}).values():
+        for settings in methods.values():
+            for setting, entry in settings.items():
+                if "runs" not in entry:
+                    run = dict(entry)
+                    options = run.pop("options", None)
+                    settings[setting] = seed_row([run]) | ({"options": options} if options else {})
+    return results
+
+
+def seed_row(runs: list[dict]) -> dict:
+    """Runs of one method or setting at several seeds and their mean and std per measure."""
+    keys = ("top1", "top5", "train_seconds", "assistant_top1")
+    return {"runs": runs, **{key: _seed_summary([run[key] for run in runs]) for key in keys if key in runs[0]}}
+
+
+def _seed_summary(values: list[float]) -> dict:
+    return {
+        "mean": statistics.fmean(values),
+        "std": statistics.stdev(values) if len(values) > 1 else 0.0,
+    }
 
 
 def pending_runs(profile: Profile, options: argparse.Namespace) -> list[PlannedRun]:
@@ -176,6 +209,7 @@ def pending_runs(profile: Profile, options: argparse.Namespace) -> list[PlannedR
         options.seeds if options.seeds is not None else list(profile.seeds),
         options.methods or benchmark_methods(),
         options.parts,
+        options.screen_seeds,
     )
     if options.ablations:
         selected = [run for run in selected if run.part != "ablation" or run.variant in options.ablations]
