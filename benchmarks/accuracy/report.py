@@ -57,8 +57,8 @@ def _training_minutes(results: dict) -> float:
 
 def _screen_runs(results: dict) -> list[dict]:
     """Every run of the validation screen, all pairs, methods, settings and seeds."""
-    rows = [row for methods in results.get("tuning", {}).values() for settings in methods.values() for row in settings.values()]
-    return [run for row in rows for run in row["runs"]]
+    per_method = [settings for methods in results.get("tuning", {}).values() for settings in methods.values()]
+    return [run for settings in per_method for row in settings.values() for run in row["runs"]]
 
 
 def _params(count: int) -> str:
@@ -183,8 +183,8 @@ def ablation_table(results: dict) -> list[str]:
 def tuning_table(results: dict) -> list[str]:
     """The screened settings on the validation split, one row per method and setting: the mean over the seeds
     trained, the best mean per pair bold, F's mean beside FBT's student."""
-    pairs = list(results["tuning"])
     rows = results["tuning"]
+    pairs = list(rows)
     seeds = sorted({run["seed"] for run in _screen_runs(results)})
     lines = [
         f"Validation screen (seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))}; students trained as "
@@ -202,7 +202,9 @@ def tuning_table(results: dict) -> list[str]:
         }
         for setting, options in settings.items():
             screened = [rows[pair].get(method, {}).get(setting) for pair in pairs]
-            cells = [_screen_cell(row, row and row["top1"]["mean"] == best[pair]) for pair, row in zip(pairs, screened)]
+            cells = [
+                _screen_cell(row, row is not None and row["top1"]["mean"] == best[pair]) for pair, row in zip(pairs, screened)
+            ]
             mean = f"{100 * statistics.fmean(row['top1']['mean'] for row in screened):.2f}" if all(screened) else "-"
             flags = ": " + " ".join(f"`--{key} {value}`" for key, value in options.items()) if options else " (default)"
             lines.append(f"| {method} | {setting}{flags} | " + " | ".join(cells) + f" | {mean} |")
