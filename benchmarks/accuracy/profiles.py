@@ -116,14 +116,16 @@ HEADLINE_MODELS = {
         64,
     ),
 }
-HEADLINE_TUNING = {  # fbt's candidates for CNN students, beside the student alone and ofa on the same rows
+HEADLINE_TUNING = {  # fbt's candidates for CNN students, beside the student alone, kd and ofa on the same rows
     "none": {"default": {}},
+    "kd": {"default": {}},
     "ofa": {"default": {}},
     "fbt": {  # in the order they run: the candidates with the most evidence first
         "default": {},
         "OFA's branches on stages 1-3": {"fbt_deep_supervision": "1,2,3", "fbt_deep_supervision_weight": 1.0},
         "bridge downsamples 2x": {"bridge_downsample": 2},
         "without InfoNCE": {"infonce_weight": 0.0},
+        "without F -> S": {"fbt_transfer_paths": "teacher_student,teacher_assistant"},
         "F trains its own copy of T's last stage": {"own_teacher_suffix": True},
         "bridge aligned to T's stage 3": {"bridge_alignment_weight": 1.0},
     },
