@@ -26,7 +26,7 @@ from transformers import HfArgumentParser, TrainingArguments
 
 from .errors import InputError, UsageError, run_cli
 from .hub import push_student
-from .methods import METHODS, method_class, method_config
+from .methods import AUTO_METHOD, METHODS, method_class, method_config
 from .methods.base import refuse_unknown_options
 from .pipeline import DataArguments, ModelArguments, distill, run_log_level
 from .trainer import DistillationTrainingArguments
@@ -98,9 +98,10 @@ def method_option_groups(method: str) -> tuple[type, ...]:
 
 
 def build_parser(method: str, show_all: bool = False) -> HfArgumentParser:
-    methods = ",".join(sorted(METHODS))
+    methods = ",".join([AUTO_METHOD, *sorted(METHODS)])
+    option_groups = method_option_groups(method) if method in METHODS else ()  # auto's method is known later
     parser = HfArgumentParser(
-        (ModelArguments, DataArguments, *method_option_groups(method), DistillationTrainingArguments),
+        (ModelArguments, DataArguments, *option_groups, DistillationTrainingArguments),
         usage=USAGE.format(methods=methods, default=DEFAULT_METHOD),
         formatter_class=HelpFormatter,
     )
@@ -145,7 +146,16 @@ def read_config_file(path: str) -> dict:
 def _foreign_options(method: str, names) -> None:
     """Refuse, as a usage error naming their methods, options of other methods among ``names``."""
     every_option = {option for cls in METHODS.values() for option in cls.config_class.option_names()}
-    refuse_unknown_options(method, [name for name in names if name in every_option])
+    options = [name for name in names if name in every_option]
+    if not options:
+        return
+    if method == AUTO_METHOD:
+        owners = sorted({name for name, cls in METHODS.items() if set(options) & set(cls.config_class.option_names())})
+        raise UsageError(
+            f"{', '.join('--' + name for name in options)}: options of {' or '.join(owners)}, whose method --method "
+            f"auto (the default) picks by the student's family. Pass --method {owners[0]} with them."
+        )
+    refuse_unknown_options(method, options)
 
 
 def parse_distill_args(argv: list[str]) -> tuple[ModelArguments, DataArguments, DistillationTrainingArguments]:
@@ -155,7 +165,7 @@ def parse_distill_args(argv: list[str]) -> tuple[ModelArguments, DataArguments, 
     keys = read_config_file(argv[0]) if from_file else None
     method = keys.get("method", DEFAULT_METHOD) if from_file else chosen_method(argv)
     # An unknown method is refused by the parser (--method's choices) or by method_config (a config file).
-    parser = build_parser(method if method in METHODS else DEFAULT_METHOD, show_all)
+    parser = build_parser(method, show_all)
     if show_all:
         parser.print_help()
         raise SystemExit(0)
@@ -167,12 +177,14 @@ def parse_distill_args(argv: list[str]) -> tuple[ModelArguments, DataArguments, 
             *parsed, unused = parser.parse_args_into_dataclasses(args=argv, return_remaining_strings=True)
             _foreign_options(method, [flag[2:].split("=")[0].replace("-", "_") for flag in unused if flag.startswith("--")])
             if unused:
-                raise UsageError(f"Unknown flags {' '.join(unused)}: `hf-cakd distill --method {method} --help` lists them.")
+                listing = "hf-cakd distill" + ("" if method == AUTO_METHOD else f" --method {method}") + " --help"
+                raise UsageError(f"Unknown flags {' '.join(unused)}: `{listing}` lists them.")
             model_args, data_args, *options, training_args = parsed
         given = {name: value for group in options for name, value in dataclasses.asdict(group).items() if value is not None}
-        training_args.method_config = method_config(
-            training_args.method, {**training_args.method_config, **given}
-        ).to_dict()
+        if training_args.method != AUTO_METHOD:
+            training_args.method_config = method_config(
+                training_args.method, {**training_args.method_config, **given}
+            ).to_dict()
     except (ValueError, TypeError) as err:  # raised by the dataclasses' checks of their values
         raise UsageError(str(err)) from err
     return model_args, data_args, training_args

@@ -132,6 +132,8 @@ class CardInputs:
     """The metrics row of the weights saved as the model (``student_ema`` with ``--save_ema_as_student``)."""
     ema_decay: float | None = None
     """``--model_ema_decay``: a moving average of the student was kept (its row ``student_ema``)."""
+    method_chosen_by_auto: bool = False
+    """``--method auto`` chose the method by the student's family."""
 
     @property
     def effective_batch_size(self) -> int:

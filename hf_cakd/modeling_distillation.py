@@ -9,6 +9,8 @@ to the method.
 
 from __future__ import annotations
 
+import logging
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -19,7 +21,9 @@ from .backbones import StagedBackbone, StagedOutput, staged_view
 from .backbones.base import resplit
 from .backbones.registry import unwrap_timm
 from .errors import UsageError
-from .methods import DistillationMethod, MethodConfig, method_class, method_config
+from .methods import AUTO_METHOD, DistillationMethod, MethodConfig, method_class, method_config, method_for_student
+
+logger = logging.getLogger(__name__)
 
 # Written beside the student in every checkpoint and output folder: the run describes itself.
 DISTILLATION_CONFIG_NAME = "distillation_config.json"
@@ -62,9 +66,14 @@ class DistillationModel(nn.Module):
         student_image_size=None,
         teacher_image_size=None,
     ) -> "DistillationModel":
-        """Build both staged views once and the method ``method`` (options ``config``) on them."""
+        """Build both staged views once and the method ``method`` (options ``config``) on them; ``auto`` is the best
+        measured method for the student's family (``hf_cakd.methods.BEST_METHOD_FOR_STUDENT``)."""
+        student_view = staged_view(student, student_image_size)
+        if method == AUTO_METHOD:
+            method = method_for_student(method, student_view.family)
+            logger.info("--method auto: %s, the best measured method for a %s student (docs/method.md).", method, student_view.family)
         config = method_config(method, config)
-        student_view = resplit(staged_view(student, student_image_size), config.stage_split)
+        student_view = resplit(student_view, config.stage_split)
         teacher_view = None if teacher is None else resplit(staged_view(teacher, teacher_image_size), config.stage_split)
         return cls(student, method_class(method)(student_view, teacher_view, config))
 

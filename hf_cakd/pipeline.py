@@ -25,6 +25,7 @@ from .defaults import default_image_processor, default_student
 from .errors import UsageError
 from .hub import CardInputs, default_license, framework_versions, make_timm_loadable, push_student, student_model_card
 from .model_specs import load_classifier, load_image_processor
+from .methods import AUTO_METHOD
 from .run_plan import RunPlan, plan_run, split_size
 from .trainer import DistillationTrainer, DistillationTrainingArguments
 
@@ -312,6 +313,7 @@ def _card_inputs(plan: RunPlan, trainer, results) -> CardInputs:
         teacher_family=results["families"].get("teacher"),
         method=method.name,
         method_title=method.title,
+        method_chosen_by_auto=plan.method == AUTO_METHOD,
         method_options=method.config.changed_options(),
         experimental_options=method.config.experimental_option_names(),
         dataset=plan.dataset,

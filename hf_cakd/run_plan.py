@@ -200,7 +200,10 @@ def split_size(split, kind: str) -> str:
 
 def _check_arguments(model_args, data_args, training_args) -> None:
     if training_args.method != "none" and not model_args.teacher:
-        raise UsageError(f"--method {training_args.method} distils from a teacher: pass --teacher.")
+        raise UsageError(
+            f"--method {training_args.method} distils from a teacher: pass --teacher (or --method none to train the "
+            "student alone)."
+        )
     if not (model_args.student or model_args.teacher):
         raise UsageError("Pass --student (or --teacher alone: a student of another family is then chosen for it).")
     if data_args.streaming and training_args.max_steps <= 0:

@@ -25,7 +25,7 @@ from .checkpointing import CHECKPOINT_PREFIX, CheckpointIO, resume_point
 from .data.device_views import IMAGES_KEY, DeviceViews
 from .ema import StudentEMA
 from .errors import NumericalError, Preempted, UsageError
-from .methods import METHODS, method_config
+from .methods import AUTO_METHOD, METHODS, method_config
 from .metrics import SkippedImageCounts, accuracy_metrics
 from .modeling_distillation import DistillationModel
 from .preemption import PreemptionCallback
@@ -42,7 +42,14 @@ class DistillationTrainingArguments(TrainingArguments):
     line each option is a flag of its own (``--kd_temperature 2``); see ``hf_cakd.methods``.
     """
 
-    method: str = field(default="fbt", metadata={"help": "The distillation method.", "choices": sorted(METHODS)})
+    method: str = field(
+        default=AUTO_METHOD,
+        metadata={
+            "help": "The distillation method; auto: the best measured for the student's family (fbt for attention and "
+            "MLP students, ofa for CNN students; docs/method.md).",
+            "choices": [AUTO_METHOD, *sorted(METHODS)],
+        },
+    )
     method_config: dict | str | None = field(
         default=None,
         metadata={"help": "The method's options as JSON (on the command line, pass them as flags instead)."},
@@ -95,7 +102,8 @@ class DistillationTrainingArguments(TrainingArguments):
         options = self.method_config
         if isinstance(options, str):
             options = json.loads(options)
-        self.method_config = method_config(self.method, options).to_dict()
+        # auto's options are completed once the plan knows the student, and with it the method.
+        self.method_config = (options or {}) if self.method == AUTO_METHOD else method_config(self.method, options).to_dict()
         if self.label_names is None:
             self.label_names = ["labels"]
         if self.model_ema_decay is not None and not 0.0 < self.model_ema_decay < 1.0:

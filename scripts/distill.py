@@ -2,7 +2,7 @@
 """Distil a teacher into a student on an image-classification dataset (``hf-cakd distill`` for ``accelerate launch``).
 
     accelerate launch scripts/distill.py --teacher google/vit-base-patch16-224 \\
-        --student microsoft/resnet-18 --dataset uoft-cs/cifar10 --method fbt --output_dir out/vit-to-resnet18
+        --student microsoft/resnet-18 --dataset uoft-cs/cifar10 --output_dir out/vit-to-resnet18
 
 ``--help`` lists the flags; the run itself is :func:`hf_cakd.distill` (hf_cakd/pipeline.py).
 Exit codes: 0 done, 1 internal error, 2 usage, 3 input, 4 NaN/inf, 75 pre-empted (resumable).

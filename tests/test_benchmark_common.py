@@ -19,7 +19,7 @@ from benchmarks.common import (
 from hf_cakd.methods import METHODS
 
 
-def test_methods_come_from_the_registry_baseline_first_default_last():
+def test_methods_come_from_the_registry_baseline_first_fbt_last():
     methods = benchmark_methods()
     assert sorted(methods) == sorted(METHODS)
     assert methods[0] == "none" and methods[-1] == "fbt"

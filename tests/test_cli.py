@@ -111,8 +111,13 @@ def test_help_lists_hf_cakds_flags_and_help_all_every_training_flag(capsys):
         distill_main(["--help"])
     short = capsys.readouterr().out
     assert exit_info.value.code == 0
-    assert "--infonce_weight" in short and "--kd_temperature" in short and "--teacher_label_mapping" in short
+    # The default method, auto, is known once the student is: its options are --method X --help's.
+    assert "--teacher_label_mapping" in short and "--infonce_weight" not in short and "(default method: auto)" in short
     assert "--adam_beta1" not in short and "--help_all" in short
+    with pytest.raises(SystemExit):
+        distill_main(["--method", "fbt", "--help"])
+    fbt_help = capsys.readouterr().out
+    assert "--infonce_weight" in fbt_help and "--kd_temperature" in fbt_help
     with pytest.raises(SystemExit):
         distill_main(["--help_all"])
     assert "--adam_beta1" in capsys.readouterr().out
@@ -164,8 +169,8 @@ def test_each_method_speaks_of_its_own_options_in_its_help(capsys):
     assert "--logit_weight LOGIT_WEIGHT, --logit-weight LOGIT_WEIGHT Weight of the KD term. (default: 1.0)" in kd
     ofa = " ".join(help_sections(capsys, "--method", "ofa")["--method ofa options"].split())
     assert "Width of each stage branch" in ofa and "InfoNCE" not in ofa
-    default = help_sections(capsys)  # no --method: the default method's options
-    assert "--method fbt options" in default and "(default: ofa)" in default["--method fbt options"]  # stage_split
+    default = help_sections(capsys)  # no --method: auto, whose method the student decides, so no method's options
+    assert not [title for title in default if title.startswith("--method")]
 
 
 def test_method_flags_parse_into_typed_options(tmp_path):
@@ -177,7 +182,7 @@ def test_method_flags_parse_into_typed_options(tmp_path):
         "ofa_stages": [1, 2, 3, 4], "ofa_loss_weight": 0.1, "ofa_final_logits": False,
     }  # fmt: skip
     _, _, args = parse_distill_args(
-        [*base, "--bridge_upsample", "false", "--fbt_transfer_paths", "assistant_student,teacher_student",
+        ["--method", "fbt", *base, "--bridge_upsample", "false", "--fbt_transfer_paths", "assistant_student,teacher_student",
          "--infonce_mask_same_label", "--fbt_deep_supervision", "3,1", "--kd_temperature", "2"]
     )  # fmt: skip
     config = method_config("fbt", args.method_config)
@@ -194,7 +199,16 @@ def test_flags_of_another_method_or_none_are_usage_errors_naming_them(tmp_path):
     with pytest.raises(UsageError, match=r"^--projector_dim do\(es\) not apply to --method ofa \(an option of fbt\).*--ofa_branch_dim"):
         parse_distill_args(["--method", "ofa", *base, "--projector_dim", "16"])
     with pytest.raises(UsageError, match=r"^Unknown flags --no_such_flag 3: `hf-cakd distill --method fbt --help` lists them"):
+        parse_distill_args(["--method", "fbt", *base, "--no_such_flag", "3"])
+    with pytest.raises(UsageError, match=r"^Unknown flags --no_such_flag 3: `hf-cakd distill --help` lists them"):
         parse_distill_args([*base, "--no_such_flag", "3"])
+    # Without --method (auto) a method's options have no method yet: the error names whose they are.
+    with pytest.raises(
+        UsageError,
+        match=r"^--infonce_weight, --ofa_gamma: options of fbt or ofa, whose method --method auto \(the default\) picks "
+        r"by the student's family\. Pass --method fbt with them\.$",
+    ):
+        parse_distill_args([*base, "--infonce_weight", "0.5", "--ofa_gamma", "1.5"])
     with pytest.raises(UsageError, match=r"^ofa_stages is a comma list of 1, 2, 3, 4 \(or empty\), got '1,5'"):
         parse_distill_args(["--method", "ofa", *base, "--ofa_stages", "1,5"])
 

@@ -98,6 +98,12 @@ def test_card_lists_the_options_that_differ_from_the_defaults_marks_experimental
     assert "- fbt_deep_supervision: `1,2` (experimental)\n" in text and "infonce_mask_same_label" not in text
 
 
+def test_card_says_when_auto_chose_the_method_for_the_students_family():
+    chosen = "- method: Hinton knowledge distillation (`kd`), chosen by `--method auto`: the best measured method for cnn students"
+    assert chosen in student_model_card(card_inputs(method_chosen_by_auto=True)).text
+    assert "--method auto" not in student_model_card(card_inputs()).text
+
+
 def test_card_names_local_paths_by_their_base_name_only(tmp_path):
     teacher, student, data = tmp_path / "my-teacher", tmp_path / "my-student", tmp_path / "my-data"
     for folder in (teacher, student, data):

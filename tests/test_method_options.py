@@ -18,11 +18,13 @@ import torch.nn.functional as F
 
 from hf_cakd.backbones import staged_view
 from hf_cakd.losses import info_nce, spatial_smooth
-from hf_cakd.methods import METHODS, method_class, method_config
+from hf_cakd.backbones import FAMILIES
+from hf_cakd.methods import AUTO_METHOD, BEST_METHOD_FOR_STUDENT, METHODS, method_class, method_config
+from hf_cakd.modeling_distillation import DistillationModel
 from hf_cakd.methods.kd import KDConfig, KDLossOptions
 from hf_cakd.methods.ofa import OFAConfig, OFALossOptions
 from test_trainer import LOSS_TERMS, PAIRS, TEMPERATURES, make_trainer, training_logs
-from tiny_models import IMAGE_SIZE, NUM_LABELS, build, small_heads
+from tiny_models import IMAGE_SIZE, NUM_LABELS, TINY_MODELS, build, small_heads
 
 B = 6
 
@@ -54,6 +56,22 @@ def run(method, labels=None, grad=False):
 # ---- the options themselves: one meaning each, typed, documented for users ----
 
 BENCHMARK_FIGURE = re.compile(r"benchmark|experiments\.md|FLOP|points|seed|%|\d\.?\d*x(?!\d)")
+
+
+FIRST_OF_EACH_FAMILY = [next(name for name, (family, _) in TINY_MODELS.items() if family == f) for f in FAMILIES]
+
+
+@pytest.mark.parametrize("student_name", FIRST_OF_EACH_FAMILY)
+def test_auto_distils_each_student_with_the_best_measured_method_for_its_family(student_name, caplog):
+    assert set(BEST_METHOD_FOR_STUDENT) == set(FAMILIES) and set(BEST_METHOD_FOR_STUDENT.values()) <= set(METHODS)
+    student, teacher = build(student_name), build("hf-vit")
+    family = staged_view(student, IMAGE_SIZE).family
+    with caplog.at_level("INFO", logger="hf_cakd"):
+        auto = DistillationModel.build(student, teacher, AUTO_METHOD, {"logit_weight": 0.5}, IMAGE_SIZE, IMAGE_SIZE)
+    chosen = BEST_METHOD_FOR_STUDENT[family]
+    assert auto.method.name == chosen and auto.method.config == method_config(chosen, {"logit_weight": 0.5})
+    assert f"--method auto: {chosen}, the best measured method for a {family} student" in caplog.text
+    assert DistillationModel.build(student, teacher, "fbt", None, IMAGE_SIZE, IMAGE_SIZE).method.name == "fbt"
 
 
 def test_an_option_several_methods_have_means_the_same_in_each():

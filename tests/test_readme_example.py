@@ -66,7 +66,10 @@ def test_the_readmes_command_runs_as_written(mocked_hub, fake_hub, tmp_path, mon
     argv += ["--use_cpu", "--max_steps", "2", "--max_train_samples", "32", "--max_eval_samples", "16",
              "--per_device_train_batch_size", "8", "--report_to", "none"]  # fmt: skip
     results = distill_main(argv)
-    assert results["method"] == "fbt" and results["families"] == {"teacher": "attention", "student": "cnn"}
+    # No --method: auto picks ofa for the CNN student, and the plan, results and card say so.
+    assert (results["plan"]["method"], results["method"]) == ("auto", "ofa")
+    assert results["families"] == {"teacher": "attention", "student": "cnn"}
+    assert "(`ofa`), chosen by `--method auto`" in (tmp_path / "out" / "README.md").read_text()
     student = AutoModelForImageClassification.from_pretrained(tmp_path / "out")
     assert student.config.num_labels == 10 and "cat" in student.config.label2id
     assert [name for name, _ in fake_hub][-1] == "upload_file"  # the card, last

@@ -13,12 +13,25 @@ from .base import (
 # Importing a method module registers it.
 from . import fbt, feature_kd, fitnet, kd, none, ofa  # noqa: E402,F401  isort: skip
 
+AUTO_METHOD = "auto"
+BEST_METHOD_FOR_STUDENT = {"cnn": "ofa", "attention": "fbt", "mlp": "fbt"}
+"""What ``--method auto`` (the default) distils with, by the student's family: the method the accuracy benchmark
+measured best for students of that family (docs/method.md, "Which method by default")."""
+
+
+def method_for_student(method: str, student_family: str) -> str:
+    """``method``, or for :data:`AUTO_METHOD` the best measured method for a student of ``student_family``."""
+    return BEST_METHOD_FOR_STUDENT[student_family] if method == AUTO_METHOD else method
+
 __all__ = [
+    "AUTO_METHOD",
+    "BEST_METHOD_FOR_STUDENT",
     "METHODS",
     "METHOD_STATE_NAME",
     "DistillationMethod",
     "MethodConfig",
     "method_class",
     "method_config",
+    "method_for_student",
     "register_method",
 ]
