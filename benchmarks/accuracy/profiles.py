@@ -126,6 +126,11 @@ HEADLINE_TUNING = {  # fbt's candidates for CNN students, beside the student alo
         "bridge downsamples 2x": {"bridge_downsample": 2},
         "without InfoNCE": {"infonce_weight": 0.0},
         "without F -> S": {"fbt_transfer_paths": "teacher_student,teacher_assistant"},
+        "OFA's branches, without F -> S": {
+            "fbt_deep_supervision": "1,2,3",
+            "fbt_deep_supervision_weight": 1.0,
+            "fbt_transfer_paths": "teacher_student,teacher_assistant",
+        },
         "F trains its own copy of T's last stage": {"own_teacher_suffix": True},
         "bridge aligned to T's stage 3": {"bridge_alignment_weight": 1.0},
     },
