@@ -131,6 +131,11 @@ HEADLINE_TUNING = {  # fbt's candidates for CNN students, beside the student alo
             "fbt_deep_supervision_weight": 1.0,
             "fbt_transfer_paths": "teacher_student,teacher_assistant",
         },
+        "OFA's branches, without InfoNCE": {
+            "fbt_deep_supervision": "1,2,3",
+            "fbt_deep_supervision_weight": 1.0,
+            "infonce_weight": 0.0,
+        },
         "F trains its own copy of T's last stage": {"own_teacher_suffix": True},
         "bridge aligned to T's stage 3": {"bridge_alignment_weight": 1.0},
     },
