@@ -151,9 +151,10 @@ def _foreign_options(method: str, names) -> None:
         return
     if method == AUTO_METHOD:
         owners = sorted({name for name, cls in METHODS.items() if set(options) & set(cls.config_class.option_names())})
+        what, it = ("an option", "it") if len(options) == 1 else ("options", "them")
         raise UsageError(
-            f"{', '.join('--' + name for name in options)}: options of {' or '.join(owners)}, whose method --method "
-            f"auto (the default) picks by the student's family. Pass --method {owners[0]} with them."
+            f"{', '.join('--' + name for name in options)}: {what} of {' or '.join(owners)}; --method auto (the "
+            f"default) picks the method by the student's family, so pass --method {owners[0]} with {it}."
         )
     refuse_unknown_options(method, options)
 

@@ -205,8 +205,8 @@ def test_flags_of_another_method_or_none_are_usage_errors_naming_them(tmp_path):
     # Without --method (auto) a method's options have no method yet: the error names whose they are.
     with pytest.raises(
         UsageError,
-        match=r"^--infonce_weight, --ofa_gamma: options of fbt or ofa, whose method --method auto \(the default\) picks "
-        r"by the student's family\. Pass --method fbt with them\.$",
+        match=r"^--infonce_weight, --ofa_gamma: options of fbt or ofa; --method auto \(the default\) picks the method "
+        r"by the student's family, so pass --method fbt with them\.$",
     ):
         parse_distill_args([*base, "--infonce_weight", "0.5", "--ofa_gamma", "1.5"])
     with pytest.raises(UsageError, match=r"^ofa_stages is a comma list of 1, 2, 3, 4 \(or empty\), got '1,5'"):
