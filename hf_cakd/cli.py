@@ -27,7 +27,7 @@ from transformers import HfArgumentParser, TrainingArguments
 from .errors import InputError, UsageError, run_cli
 from .hub import push_student
 from .methods import AUTO_METHOD, METHODS, method_class, method_config
-from .methods.base import refuse_unknown_options
+from .methods.base import option_owners, refuse_unknown_options
 from .pipeline import DataArguments, ModelArguments, distill, run_log_level
 from .trainer import DistillationTrainingArguments
 
@@ -150,7 +150,7 @@ def _foreign_options(method: str, names) -> None:
     if not options:
         return
     if method == AUTO_METHOD:
-        owners = sorted({name for name, cls in METHODS.items() if set(options) & set(cls.config_class.option_names())})
+        owners = option_owners(options)
         what, it = ("an option", "it") if len(options) == 1 else ("options", "them")
         raise UsageError(
             f"{', '.join('--' + name for name in options)}: {what} of {' or '.join(owners)}; --method auto (the "

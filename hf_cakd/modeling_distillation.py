@@ -21,7 +21,7 @@ from .backbones import StagedBackbone, StagedOutput, staged_view
 from .backbones.base import resplit
 from .backbones.registry import unwrap_timm
 from .errors import UsageError
-from .methods import AUTO_METHOD, DistillationMethod, MethodConfig, method_class, method_config, method_for_student
+from .methods import AUTO_METHOD, BEST_METHOD_FOR_STUDENT, DistillationMethod, MethodConfig, method_class, method_config
 
 logger = logging.getLogger(__name__)
 
@@ -70,7 +70,7 @@ class DistillationModel(nn.Module):
         measured method for the student's family (``hf_cakd.methods.BEST_METHOD_FOR_STUDENT``)."""
         student_view = staged_view(student, student_image_size)
         if method == AUTO_METHOD:
-            method = method_for_student(method, student_view.family)
+            method = BEST_METHOD_FOR_STUDENT[student_view.family]
             logger.info("--method auto: %s, the best measured method for a %s student (docs/method.md).", method, student_view.family)
         config = method_config(method, config)
         student_view = resplit(student_view, config.stage_split)

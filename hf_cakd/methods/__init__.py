@@ -18,11 +18,6 @@ BEST_METHOD_FOR_STUDENT = {"cnn": "ofa", "attention": "fbt", "mlp": "fbt"}
 """What ``--method auto`` (the default) distils with, by the student's family: the method the accuracy benchmark
 measured best for students of that family (docs/method.md, "Which method by default")."""
 
-
-def method_for_student(method: str, student_family: str) -> str:
-    """``method``, or for :data:`AUTO_METHOD` the best measured method for a student of ``student_family``."""
-    return BEST_METHOD_FOR_STUDENT[student_family] if method == AUTO_METHOD else method
-
 __all__ = [
     "AUTO_METHOD",
     "BEST_METHOD_FOR_STUDENT",
@@ -32,6 +27,5 @@ __all__ = [
     "MethodConfig",
     "method_class",
     "method_config",
-    "method_for_student",
     "register_method",
 ]

@@ -141,13 +141,18 @@ def method_class(name: str) -> type["DistillationMethod"]:
     return METHODS[name]
 
 
+def option_owners(options) -> list[str]:
+    """The registered methods that have at least one of ``options``, by name."""
+    return sorted({name for name, cls in METHODS.items() if set(options) & set(cls.config_class.option_names())})
+
+
 def refuse_unknown_options(name: str, options) -> None:
     """Refuse, in one line, option names that ``--method name`` does not have, saying whose options they are."""
     own = method_class(name).config_class.option_names()
     unknown = sorted(set(options) - set(own))
     if not unknown:
         return
-    owners = sorted({other for other, cls in METHODS.items() for o in unknown if o in cls.config_class.option_names()})
+    owners = option_owners(unknown)
     whose = f" ({'an option' if len(unknown) == 1 else 'options'} of {', '.join(owners)})" if owners else ""
     raise ValueError(
         f"{', '.join('--' + o for o in unknown)} do(es) not apply to --method {name}{whose}; its options are "
