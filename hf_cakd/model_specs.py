@@ -97,8 +97,8 @@ def _restore_timm_init(model: TimmWrapperPreTrainedModel) -> None:
     wrapped model from N(0, 0.02) and resets every norm: a ViT's patch embedding starts 4x smaller
     than timm's (std 0.02 against 0.083 at patch 4), a ResNet's convolutions lose their He
     initialisation and its zero-initialised last BatchNorm of each block. A 32 px ViT trained from
-    scratch lost points of top-1 to the same ViT as timm builds it (benchmarks/accuracy/experiments.md,
-    "Pipeline parity"). Non-persistent buffers are not in the state dict and stay as built.
+    scratch lost points of top-1 to the same ViT as timm builds it (docs/architecture.md, "Resize and
+    crop rules"). Non-persistent buffers are not in the state dict and stay as built.
     """
     config = model.config
     fresh = timm.create_model(

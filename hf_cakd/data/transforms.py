@@ -8,7 +8,7 @@ and the ImageNet mean/std, the statistics almost every pretrained vision backbon
 
 Tiny images (CIFAR's 32 px) are never centre-cropped: an ImageNet ``crop_pct`` recipe would
 blur a 32 px image up to 35 and crop it back, a view no CIFAR training uses (its measured cost was
-within seed noise, benchmarks/accuracy/experiments.md, "Pipeline parity").
+within seed noise: docs/architecture.md, "Resize and crop rules").
 """
 
 from __future__ import annotations
