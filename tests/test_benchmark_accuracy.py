@@ -322,3 +322,24 @@ def test_the_recipe_variant_trains_every_student_run_with_the_recipes_flags(tmp_
     [(data, training_args)] = calls
     assert (data.auto_augment, data.mixup_alpha, data.cutmix_alpha) == ("rand-m9-mstd0.5-inc1", 0.8, 1.0)
     assert training_args.model_ema_decay == decay and training_args.method == "kd"
+
+
+def test_a_run_stopped_by_a_signal_continues_from_its_newest_complete_checkpoint(tmp_path, monkeypatch):
+    """A preempted run leaves a complete checkpoint; the benchmark run again passes it as resume_from_checkpoint,
+    passing over a newer one whose write did not finish, and starts the other runs afresh."""
+    opts = parse_args(["--profile", "headline", "--pairs", "vit_to_resnet", "--methods", "none", "kd",
+                       "--parts", "table", "--seeds", "0", "--data", "cifar10-hub-id", "--output_dir", str(tmp_path)])  # fmt: skip
+    profile = profiles.PROFILES["headline"]
+    stopped = run_dir(tmp_path, "vit_to_resnet", "kd", 0)
+    (stopped / "checkpoint-7").mkdir(parents=True)
+    (stopped / "checkpoint-7" / "checkpoint_complete").touch()
+    (stopped / "checkpoint-9").mkdir()  # killed while writing
+    resumed = {}
+
+    def distill(models, data, training_args):
+        resumed[training_args.method] = training_args.resume_from_checkpoint
+        return {"metrics": {"student": {"top1": 0.5}}}
+
+    monkeypatch.setattr("benchmarks.accuracy.runs.distill", distill)
+    run_benchmark(profile, opts, {role: {"spec": role} for role in profile.models})
+    assert resumed == {"none": None, "kd": str(stopped / "checkpoint-7")}

@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 
 from benchmarks.common import benchmark_methods, training_arguments
+from hf_cakd.checkpointing import last_complete_checkpoint
 from hf_cakd.data import load_image_dataset
 from hf_cakd.methods import method_class
 from hf_cakd.pipeline import DataArguments, ModelArguments, distill
@@ -222,13 +223,15 @@ def run_once(
     output_dir: Path, label: str, profile: Profile, data: DataArguments, models: ModelArguments, **kwargs
 ) -> dict:
     """One ``distill`` run into ``output_dir`` with the profile's schedule, or its results.json when an
-    earlier run finished there. ``kwargs``: ``method``, ``seed``, ``num_train_epochs``. The teacher is
-    dropped for methods that need none."""
+    earlier run finished there. A run stopped by a signal (it saves a checkpoint then) continues from its newest
+    complete checkpoint. ``kwargs``: ``method``, ``seed``, ``num_train_epochs``. The teacher is dropped for
+    methods that need none."""
     results_file = output_dir / "results.json"
     if results_file.exists():
         print(f"[benchmark] {label}: reusing {results_file}", file=sys.stderr, flush=True)
         return json.loads(results_file.read_text())
-    print(f"[benchmark] {label} ...", file=sys.stderr, flush=True)
+    checkpoint = last_complete_checkpoint(str(output_dir))
+    print(f"[benchmark] {label} ..." + (f" resuming from {checkpoint}" if checkpoint else ""), file=sys.stderr, flush=True)
     start = time.perf_counter()
     if not method_class(kwargs["method"]).requires_teacher:
         models = ModelArguments(student=models.student)
@@ -244,6 +247,7 @@ def run_once(
         logging_steps=25,
         use_cpu=not torch.cuda.is_available(),
         bf16=profile.bf16 and torch.cuda.is_available(),
+        resume_from_checkpoint=checkpoint,
         **kwargs,
     )
     results = distill(models, data, training_args)
