@@ -249,11 +249,52 @@ def plot(results: dict, path: Path) -> None:
     plt.close(fig)
 
 
-def write_report(results: dict, output_dir: Path, readme: Path | None) -> str:
+def recipe_table(plain: dict, recipe: dict) -> str:
+    """The recipe for long runs against the same runs without it (same profile, seeds and teachers' schedule):
+    per pair and method, the student's top-1 either way, the recipe's EMA of the student, and what the recipe
+    changed (the better of student and EMA, minus the student without it)."""
+    sched, seeds = recipe["schedule"], len(recipe["schedule"]["seeds"])
+    settings = recipe["schedule"]["recipe"]
+    flags = " ".join(f"--{key} {value}" for key, value in (settings["data"] | settings["training"]).items())
+    evaluation = f"{sched['eval_samples']:,}" if sched["eval_samples"] else "all 10,000"
+    lines = [
+        f"The recipe for long runs against the same runs without it: top-1 (%) on CIFAR-10 ({evaluation} test "
+        f"images), profile `{recipe['profile']}` "
+        f"(students {_length(sched, sched['train_samples'], sched['epochs'])}), "
+        f"{seeds} seed{'s' if seeds > 1 else ''}{' (mean ± std)' if seeds > 1 else ''}. The recipe is `{flags}` on "
+        "every student run (teachers train without it); EMA is its average of the student, evaluated beside it. "
+        f"Reproduce: `{COMMAND.replace('quick', recipe['profile'])} --recipe` and the same without `--recipe`.",
+        "",
+        "| pair | teacher (without / with) | method | without the recipe | with the recipe | its EMA "
+        "| best with - without |",
+        "| --- | ---: | --- | ---: | ---: | ---: | ---: |",
+    ]
+    for name, pair in recipe["pairs"].items():
+        without = plain["pairs"].get(name, {"methods": {}, "teacher_top1_range": None})
+        teachers = " / ".join(
+            _teacher_cell(r) if r else "-" for r in (without["teacher_top1_range"], pair["teacher_top1_range"])
+        )
+        for method in [m for m in benchmark_methods() if m in pair["methods"]]:
+            row, base = pair["methods"][method], without["methods"].get(method)
+            best = max(row["top1"]["mean"], row.get("student_ema_top1", row["top1"])["mean"])
+            change = f"{100 * (best - base['top1']['mean']):+.2f}" if base else "-"
+            lines.append(
+                f"| {name} | {teachers} | {method} | {_cell(base, 'top1', seeds)} | {_cell(row, 'top1', seeds)} "
+                f"| {_cell(row, 'student_ema_top1', seeds)} | {change} |"
+            )
+    return "\n".join(lines) + "\n"
+
+
+def write_report(results: dict, output_dir: Path, readme: Path | None, without_recipe: dict | None = None) -> str:
+    """table.md and the chart in ``output_dir``, the README region ``benchmark-accuracy-<profile>``. A ``--recipe`` run given the results of the
+    same profile without it (``without_recipe``) writes their comparison instead, into ``...-<profile>-recipe``."""
+    if without_recipe is not None:
+        table = recipe_table(without_recipe, results)
+        return write_table(output_dir, table, readme, f"{README_REGION}-{results['profile']}-recipe")
     chart = output_dir / "accuracy.png"
     charted = bool(_methods(results))  # a folder holding the validation screen alone has no table run to chart
     if charted:
         plot(results, chart)
     readme_table = markdown_table(results, chart=_link(chart, readme.parent) if charted else None) if readme else None
     table = markdown_table(results, chart=chart.name if charted else None)
-    return write_table(output_dir, table, readme, README_REGION, readme_table)
+    return write_table(output_dir, table, readme, f"{README_REGION}-{results['profile']}", readme_table)

@@ -79,8 +79,10 @@ the teacher's top-1/top-5, per method top-1/top-5 per seed, mean, std, train sec
 screened setting under ``tuning``; a results.json that kept one run per setting is read too), ``accuracy.png``
 (grouped bars per pair, a dashed line at the teacher's top-1, error bars over seeds), the ablation and
 validation-screen tables, and
-``table.md``, which is also put into ``README.md`` between ``<!-- benchmark-accuracy:start -->`` and
-``<!-- benchmark-accuracy:end -->`` (``quick``/``full`` only, unless ``--readme`` is given).
+``table.md``, which is also put into ``README.md`` between ``<!-- benchmark-accuracy-<profile>:start -->`` and
+``<!-- benchmark-accuracy-<profile>:end -->`` (not for ``smoke`` or ``--recipe``, unless ``--readme`` is given).
+``--recipe`` writes into ``<profile>-recipe/``; given ``<profile>/results.json`` beside it, its table compares
+each method with and without the recipe (region ``benchmark-accuracy-<profile>-recipe``).
 
 Profiles and the quick profile's budget
 ---------------------------------------
@@ -247,7 +249,11 @@ def main(argv: list[str] | None = None) -> dict:
             estimate = estimate_profile(PROFILES[ESTIMATED_PROFILE], options)
             results[f"{ESTIMATED_PROFILE}_estimate"] = estimate
         write_results(options.output_dir, results)
-    print(write_report(results, options.output_dir, options.readme))
+    without_recipe = options.output_dir.with_name(options.profile) if options.recipe else None
+    if without_recipe is not None and not (without_recipe / "results.json").is_file():
+        print(f"[benchmark] no {without_recipe}/results.json to compare the recipe with: its own table only.")
+        without_recipe = None
+    print(write_report(results, options.output_dir, options.readme, without_recipe and read_results(without_recipe)))
     estimate = results.get(f"{ESTIMATED_PROFILE}_estimate")
     if estimate:
         print(f"Projected wall time of --profile {ESTIMATED_PROFILE} on this machine:\n")

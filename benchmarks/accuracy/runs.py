@@ -188,7 +188,7 @@ def with_screen_rows(results: dict) -> dict:
 
 def seed_row(runs: list[dict]) -> dict:
     """Runs of one method or setting at several seeds and their mean and std per measure."""
-    keys = ("top1", "top5", "train_seconds", "assistant_top1")
+    keys = ("top1", "top5", "train_seconds", "assistant_top1", "student_ema_top1")
     return {"runs": runs, **{key: _seed_summary([run[key] for run in runs]) for key in keys if key in runs[0]}}
 
 
