@@ -15,7 +15,7 @@ from transformers import ViTImageProcessor
 
 from hf_cakd.cli import parse_distill_args
 from hf_cakd.data import IMAGES_KEY, DeviceViews, DistillationTransform
-from hf_cakd.data.augment import Augmentation
+from hf_cakd.data.augment import Augmentation, _cpu_augmentation
 from hf_cakd.errors import UsageError
 from hf_cakd.methods import method_class, method_config
 from test_device_views import BICUBIC, BILINEAR, cifar_images, in_pixels, photos, spec
@@ -157,6 +157,19 @@ def test_the_cpu_augmentations_change_the_one_cpu_view(flags):
         differences.append((view.float() - plain(image).float()).abs().mean().item())
         assert view.dtype == torch.uint8 and view.shape == (3, 32, 32)
     assert sum(differences) / len(differences) > 3  # in 1/255 units
+
+
+@pytest.mark.parametrize("policy", ["rand-m10-n1-mstd0-inc1", "v0"])
+def test_posterize_at_its_strongest_keeps_one_bit_where_pillow_refuses_zero(policy):
+    """timm asks for 0 bits (RandAugment's increasing posterize at magnitude 10, AutoAugment v0 at low levels);
+    Pillow 12+ raises on it mid-training. The policy keeps the top bit instead: every channel value is 0 or 128."""
+    transform = _cpu_augmentation(policy, None, (32, 32), (0.5, 0.5, 0.5), "bilinear")
+    stage = next(stage for stage in transform.transforms if hasattr(stage, "ops") or hasattr(stage, "policy"))
+    ops = getattr(stage, "ops", None) or [op for sub_policy in stage.policy for op in sub_policy]
+    posterize = next(op for op in ops if op.name.startswith("Posterize") and op.level_fn(op.magnitude, op.hparams) == (1,))
+    posterize.prob = 1.0
+    image = PIL.Image.fromarray(np.random.default_rng(0).integers(0, 256, (32, 32, 3), dtype=np.uint8))
+    assert set(np.unique(np.asarray(posterize(image)))) == {0, 128}
 
 
 def test_the_supervised_term_reads_mixed_targets_without_smoothing_them_twice():

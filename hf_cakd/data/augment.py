@@ -160,4 +160,21 @@ def _cpu_augmentation(auto_augment, color_jitter, size, mean, interpolation: str
             f"--auto_augment {auto_augment!r} is not a timm augmentation policy ({err or type(err).__name__}); pass e.g. "
             f"{POLICY_EXAMPLES}."
         ) from err
+    _keep_a_bit_when_posterizing(secondary)
     return secondary
+
+
+def _keep_a_bit_when_posterizing(transform) -> None:
+    """timm maps posterize's strongest levels (RandAugment's increasing op at magnitude 10, AutoAugment v0's low
+    levels) to 0 bits kept, a black image, which Pillow 12+ refuses with a ValueError mid-training. The policy's
+    posterize ops here keep at least 1 bit, the strongest posterize Pillow takes."""
+    for stage in getattr(transform, "transforms", [transform]):
+        ops = [*getattr(stage, "ops", []), *(op for sub_policy in getattr(stage, "policy", []) for op in sub_policy)]
+        for op in ops:
+            if op.name.startswith("Posterize"):
+                op.level_fn = functools.partial(_at_least_one_bit, op.level_fn)
+
+
+def _at_least_one_bit(level_fn, magnitude: float, hparams: dict) -> tuple[int]:
+    (bits,) = level_fn(magnitude, hparams)
+    return (max(1, bits),)
