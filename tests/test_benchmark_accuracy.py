@@ -371,3 +371,11 @@ def test_the_recipe_report_compares_each_method_with_the_same_runs_without_it(tm
     row = next(line for line in region.splitlines() if line.startswith("| cnn_to_vit"))
     assert row == "| cnn_to_vit | 65.00 / 65.00 | kd | 41.00 ± 1.41 (2/3 seeds) | 44.00 ± 1.41 (2/3 seeds) | 45.00 ± 1.41 (2/3 seeds) | +4.00 |"
     assert "--auto_augment rand-m9-mstd0.5-inc1" in region and "--model_ema_decay 0.9494" in region
+
+
+def test_a_profile_with_a_committed_teacher_names_it_and_its_own_command_in_the_table():
+    results = {"profile": "headline", "schedule": profiles.schedule(profiles.PROFILES["headline"]), "teachers": {},
+               "pairs": {}, "machines": [{"device": "cpu", "cpu": "EPYC", "cpu_count": 2, "gpu": None}]}  # fmt: skip
+    header = markdown_table(results).splitlines()[0]
+    assert "the committed teacher `benchmarks/accuracy/teachers/vit-p16-64`" in header and "teachers 0 epochs" not in header
+    assert "Reproduce: `.venv/bin/python -m benchmarks.accuracy --profile headline`" in header

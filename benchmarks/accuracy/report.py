@@ -12,7 +12,7 @@ from .profiles import ABLATED_METHOD, PROFILES, VALIDATION_FRACTION
 
 
 README_REGION = "benchmark-accuracy"
-COMMAND = ".venv/bin/python -m benchmarks.accuracy --profile quick"
+COMMAND = ".venv/bin/python -m benchmarks.accuracy --profile {profile}"
 PEER_NOTES = {  # methods that are another library's recipe, and the test that shows it
     "kd": "`kd` computes timm's `LogitDistillationTask` loss (T=4, weights 1 and 1)",
     "feature_kd": "`feature_kd` timm's `FeatureDistillationTask` loss (pooled pre-logits MSE through a learned "
@@ -42,6 +42,15 @@ def _length(sched: dict, samples: int | None, epochs: float) -> str:
     if sched["max_steps"] > 0:
         return f"{sched['max_steps']} steps on {images} images"
     return f"{epochs:g} epoch{'s' if epochs != 1 else ''} on {images} images"
+
+
+def _teachers_trained(profile: str, sched: dict) -> str:
+    """How the profile's teachers were made: trained by the benchmark, or committed (trained alone once)."""
+    committed = sorted(PROFILES[profile].committed_teachers.values())
+    if committed:
+        folders = ", ".join(f"`benchmarks/accuracy/teachers/{name}`" for name in committed)
+        return f"the committed teacher {folders} (trained alone once: `python -m benchmarks.accuracy.teachers {' '.join(committed)}`)"
+    return f"teachers {_length(sched, sched['teacher_train_samples'], sched['teacher_epochs'])}"
 
 
 def _training_minutes(results: dict) -> float:
@@ -93,14 +102,14 @@ def markdown_table(results: dict, chart: str | None = None) -> str:
     peers = [note for method, note in PEER_NOTES.items() if method in methods]
     lines = [
         f"Top-1 accuracy (%) on CIFAR-10 ({evaluation} test images), models from scratch, profile "
-        f"`{results['profile']}`: students {_length(sched, sched['train_samples'], sched['epochs'])}, teachers "
-        f"{_length(sched, sched['teacher_train_samples'], sched['teacher_epochs'])}; batch {sched['batch_size']}, "
+        f"`{results['profile']}`: students {_length(sched, sched['train_samples'], sched['epochs'])}, "
+        f"{_teachers_trained(results['profile'], sched)}; batch {sched['batch_size']}, "
         f"AdamW lr {sched['learning_rate']:g}, cosine; "
         f"{seeds} seed{'s' if seeds > 1 else ''}{' (mean ± std)' if seeds > 1 else ''}; every method at hf_cakd's "
         f"default flags, `none` is the student trained alone"
         + (f"; {' and '.join(peers)} (tests/test_timm_peers.py)" if peers else "")
         + f". F is FBT's assistant, evaluated like the student. Trained on {hardware}, "
-        f"{_training_minutes(results):.0f} min of training in all. Reproduce: `{COMMAND}` "
+        f"{_training_minutes(results):.0f} min of training in all. Reproduce: `{COMMAND.format(profile=results['profile'])}` "
         "(`--profile full` on a GPU; see benchmarks/accuracy/run.py).",
     ]
     if methods:  # a folder holding the validation screen alone has no table run
@@ -263,7 +272,7 @@ def recipe_table(plain: dict, recipe: dict) -> str:
         f"(students {_length(sched, sched['train_samples'], sched['epochs'])}), "
         f"{seeds} seed{'s' if seeds > 1 else ''}{' (mean ± std)' if seeds > 1 else ''}. The recipe is `{flags}` on "
         "every student run (teachers train without it); EMA is its average of the student, evaluated beside it. "
-        f"Reproduce: `{COMMAND.replace('quick', recipe['profile'])} --recipe` and the same without `--recipe`.",
+        f"Reproduce: `{COMMAND.format(profile=recipe['profile'])} --recipe` and the same without `--recipe`.",
         "",
         "| pair | teacher (without / with) | method | without the recipe | with the recipe | its EMA "
         "| best with - without |",
