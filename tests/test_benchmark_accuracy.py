@@ -347,29 +347,30 @@ def test_a_run_stopped_by_a_signal_continues_from_its_newest_complete_checkpoint
 
 def test_the_recipe_report_compares_each_method_with_the_same_runs_without_it(tmp_path):
     """``--recipe --report_only`` reads ``<profile>/results.json`` beside ``<profile>-recipe/`` and writes, into its own
-    README region, each method's top-1 without and with the recipe, the EMA's, and the better of the two minus the
-    run without the recipe (here: EMA 45.00 - 41.00)."""
+    README region, each method's top-1 without and with the recipe, the EMA's, the better of the two minus the
+    run without the recipe (here: EMA 45.00 - 41.00), and kd's gain over the student alone either way."""
     recipe_profile = profiles.with_recipe(profiles.PROFILES["quick"])
 
-    def record(directory: Path, profile, top1: list[float], ema: list[float] | None = None) -> None:
+    def record(directory: Path, profile, top1: list[float], shift: float, ema: list[float] | None = None) -> None:
+        """kd's runs at ``top1``, the student alone's ``shift`` under them."""
         runs = [{"seed": seed, "top1": value, "top5": 1.0, "train_seconds": 60.0} for seed, value in enumerate(top1)]
         for run, value in zip(runs, ema or []):
             run["student_ema_top1"] = value
         pair = {"teacher": "cnn_teacher", "student": "vit_student", "teacher_top1_range": [0.65, 0.65],
-                "methods": {"kd": seed_row(runs)}}  # fmt: skip
+                "methods": {"kd": seed_row(runs), "none": seed_row([dict(run, top1=run["top1"] - shift) for run in runs])}}  # fmt: skip
         directory.mkdir()
         results = {"profile": "quick", "schedule": profiles.schedule(profile), "pairs": {"cnn_to_vit": pair}}
         (directory / "results.json").write_text(json.dumps(results))
 
-    record(tmp_path / "quick", profiles.PROFILES["quick"], [0.40, 0.42])
-    record(tmp_path / "quick-recipe", recipe_profile, [0.43, 0.45], ema=[0.44, 0.46])
+    record(tmp_path / "quick", profiles.PROFILES["quick"], [0.40, 0.42], shift=0.02)
+    record(tmp_path / "quick-recipe", recipe_profile, [0.43, 0.45], shift=0.01, ema=[0.44, 0.46])
     readme = tmp_path / "README.md"
     readme.write_text("# x\n\n## Benchmarks\n")
     main(["--profile", "quick", "--recipe", "--report_only", "--output_dir", str(tmp_path / "quick-recipe"),
           "--readme", str(readme)])  # fmt: skip
     region = readme.read_text().split("<!-- benchmark-accuracy-quick-recipe:start -->")[1]
-    row = next(line for line in region.splitlines() if line.startswith("| cnn_to_vit"))
-    assert row == "| cnn_to_vit | 65.00 / 65.00 | kd | 41.00 ± 1.41 (2/3 seeds) | 44.00 ± 1.41 (2/3 seeds) | 45.00 ± 1.41 (2/3 seeds) | +4.00 |"
+    row = next(line for line in region.splitlines() if line.startswith("| cnn_to_vit | 65.00 / 65.00 | kd |"))
+    assert row == "| cnn_to_vit | 65.00 / 65.00 | kd | 41.00 ± 1.41 (2/3 seeds) | 44.00 ± 1.41 (2/3 seeds) | 45.00 ± 1.41 (2/3 seeds) | +4.00 | +2.00 / +1.00 |"
     assert "--auto_augment rand-m9-mstd0.5-inc1" in region and "--model_ema_decay 0.9494" in region
 
 

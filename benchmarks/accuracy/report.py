@@ -260,8 +260,9 @@ def plot(results: dict, path: Path) -> None:
 
 def recipe_table(plain: dict, recipe: dict) -> str:
     """The recipe for long runs against the same runs without it (same profile, seeds and teachers' schedule):
-    per pair and method, the student's top-1 either way, the recipe's EMA of the student, and what the recipe
-    changed (the better of student and EMA, minus the student without it)."""
+    per pair and method, the student's top-1 either way, the recipe's EMA of the student, what the recipe
+    changed (the better of student and EMA, minus the student without it), and the method's gain over the
+    student trained alone (``none``) without and with the recipe."""
     sched, seeds = recipe["schedule"], len(recipe["schedule"]["seeds"])
     settings = recipe["schedule"]["recipe"]
     flags = " ".join(f"--{key} {value}" for key, value in (settings["data"] | settings["training"]).items())
@@ -275,8 +276,8 @@ def recipe_table(plain: dict, recipe: dict) -> str:
         f"Reproduce: `{COMMAND.format(profile=recipe['profile'])} --recipe` and the same without `--recipe`.",
         "",
         "| pair | teacher (without / with) | method | without the recipe | with the recipe | its EMA "
-        "| best with - without |",
-        "| --- | ---: | --- | ---: | ---: | ---: | ---: |",
+        "| best with - without | over `none`, without / with |",
+        "| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: |",
     ]
     for name, pair in recipe["pairs"].items():
         without = plain["pairs"].get(name, {"methods": {}, "teacher_top1_range": None})
@@ -287,9 +288,14 @@ def recipe_table(plain: dict, recipe: dict) -> str:
             row, base = pair["methods"][method], without["methods"].get(method)
             best = max(row["top1"]["mean"], row.get("student_ema_top1", row["top1"])["mean"])
             change = f"{100 * (best - base['top1']['mean']):+.2f}" if base else "-"
+            over_none = " / ".join(
+                f"{100 * (rows[method]['top1']['mean'] - rows['none']['top1']['mean']):+.2f}"
+                if method in rows and "none" in rows else "-"
+                for rows in (without["methods"], pair["methods"])
+            )
             lines.append(
                 f"| {name} | {teachers} | {method} | {_cell(base, 'top1', seeds)} | {_cell(row, 'top1', seeds)} "
-                f"| {_cell(row, 'student_ema_top1', seeds)} | {change} |"
+                f"| {_cell(row, 'student_ema_top1', seeds)} | {change} | {over_none} |"
             )
     return "\n".join(lines) + "\n"
 
