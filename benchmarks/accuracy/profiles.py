@@ -131,6 +131,12 @@ HEADLINE_TUNING = {  # fbt's candidates for CNN students, beside the student alo
             "fbt_deep_supervision_weight": 1.0,
             "fbt_transfer_paths": "teacher_student,teacher_assistant",
         },
+        "OFA's branches, without F -> S, bridge downsamples 2x": {
+            "fbt_deep_supervision": "1,2,3",
+            "fbt_deep_supervision_weight": 1.0,
+            "fbt_transfer_paths": "teacher_student,teacher_assistant",
+            "bridge_downsample": 2,
+        },
         "OFA's branches, without InfoNCE": {
             "fbt_deep_supervision": "1,2,3",
             "fbt_deep_supervision_weight": 1.0,
