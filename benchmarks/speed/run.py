@@ -80,7 +80,13 @@ does not depend on them). ``--variants`` adds rows of a method at other options,
 small batch:
 
     python -m benchmarks.speed --pair headline --batch_size 2 --steps 3 --warmup 1 --no_peer --num_workers "" \
-        --variants '{"fbt, bridge_downsample 2": ["fbt", {"bridge_downsample": 2}]}' \
+        --threads 1 --variants '{"fbt, bridge_downsample 2": ["fbt", {"bridge_downsample": 2}],
+          "fbt, bridge_downsample 2, alignment 1": ["fbt", {"bridge_downsample": 2, "bridge_alignment_weight": 1.0}],
+          "fbt, OFA's branches, without F -> S": ["fbt", {"fbt_deep_supervision": "1,2,3",
+            "fbt_deep_supervision_weight": 1.0, "fbt_transfer_paths": "teacher_student,teacher_assistant"}],
+          "fbt, OFA's branches, without F -> S, bridge_downsample 2": ["fbt", {"fbt_deep_supervision": "1,2,3",
+            "fbt_deep_supervision_weight": 1.0, "fbt_transfer_paths": "teacher_student,teacher_assistant",
+            "bridge_downsample": 2}]}' \
         --output_dir benchmarks/speed/headline --readme_region benchmark-speed-headline
 
 Timings depend on the machine and on what else runs on it: measure on an idle one.
