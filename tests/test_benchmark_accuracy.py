@@ -380,3 +380,40 @@ def test_a_profile_with_a_committed_teacher_names_it_and_its_own_command_in_the_
     header = markdown_table(results).splitlines()[0]
     assert "the committed teacher `benchmarks/accuracy/teachers/vit-p16-64`" in header and "teachers 0 epochs" not in header
     assert "Reproduce: `.venv/bin/python -m benchmarks.accuracy --profile headline`" in header
+
+
+def test_a_method_whose_spread_exceeds_the_threshold_gets_the_more_seeds(tmp_path, monkeypatch):
+    """``Profile.more_seeds``: planned, trained, reported missing and collected only for a pair's method whose
+    top-1 std over the profile's seeds exceeds ``more_seeds_above_std``, and only once those seeds are in."""
+    profile = dataclasses.replace(profiles.PROFILES["smoke"], seeds=(0, 1, 2), more_seeds=(3, 4), more_seeds_above_std=0.01)
+    monkeypatch.setitem(profiles.PROFILES, "smoke", profile)
+    for method, values in {"none": (0.40, 0.40, 0.41), "kd": (0.40, 0.45, 0.50), "fbt": (0.30, 0.50)}.items():
+        for seed, top1 in enumerate(values):
+            finish(run_dir(tmp_path, "cnn_to_vit", method, seed), top1, assistant=0.6 if method == "fbt" else None)
+    opts = options(tmp_path, "--parts", "table", "--pairs", "cnn_to_vit")
+    planned = {run.label for run in pending_runs(profile, opts)}
+    assert {"cnn_to_vit kd seed 3", "cnn_to_vit kd seed 4", "cnn_to_vit fbt seed 2"} <= planned
+    assert not {"cnn_to_vit none seed 3", "cnn_to_vit fbt seed 3"} & planned  # steady; not all seeds in yet
+    missing = collect_results("smoke", profile, options(tmp_path), models())["missing"]
+    assert "cnn_to_vit kd seed 4" in missing and "cnn_to_vit none seed 3" not in missing
+
+    trained = []
+
+    def distill(models, data, training_args):  # fbt's seed 2 lands far from its others: fbt then needs more seeds
+        trained.append((training_args.method, training_args.seed))
+        fbt = training_args.method == "fbt"
+        finish(Path(training_args.output_dir), 0.70 if fbt else 0.45, assistant=0.6 if fbt else None)
+        return json.loads((Path(training_args.output_dir) / "results.json").read_text())
+
+    monkeypatch.setattr("benchmarks.accuracy.runs.distill", distill)
+    finish(teacher_dir(tmp_path, "cnn_teacher"), 0.7)
+    run_benchmark(profile, parse_args(["--profile", "smoke", "--output_dir", str(tmp_path), "--parts", "table",
+                                       "--pairs", "cnn_to_vit", "--methods", "none", "kd", "fbt"]),  # fmt: skip
+                  {role: {"spec": role} for role in profile.models})
+    assert trained == [("fbt", 2), ("kd", 3), ("kd", 4), ("fbt", 3), ("fbt", 4)]
+    results = collect_results("smoke", profile, options(tmp_path), models())
+    kd = results["pairs"]["cnn_to_vit"]["methods"]["kd"]
+    assert [run["seed"] for run in kd["runs"]] == [0, 1, 2, 3, 4] and kd["top1"]["mean"] == pytest.approx(0.45)
+    table = markdown_table(results)
+    assert "3 seeds (mean ± std), 5 where their std exceeds 1 point;" in table
+    assert "45.00 ± 3.54 (5 seeds)" in table and "40.33 ± 0.58 |" in table

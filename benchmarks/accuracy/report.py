@@ -33,7 +33,16 @@ def _cell(row: dict | None, key: str, seeds: int, bold: bool = False) -> str:
     summary, done = row[key], len(row["runs"])
     text = f"{100 * summary['mean']:.2f}" + (f" ± {100 * summary['std']:.2f}" if done > 1 else "")
     text = f"**{text}**" if bold else text
-    return text + (f" ({done}/{seeds} seeds)" if done < seeds else "")
+    return text + (f" ({done}/{seeds} seeds)" if done < seeds else f" ({done} seeds)" if done > seeds else "")
+
+
+def _more_seeds(profile_name: str) -> str:
+    profile = PROFILES[profile_name]
+    if not profile.more_seeds:
+        return ""
+    total = len(profile.seeds) + len(profile.more_seeds)
+    points = 100 * profile.more_seeds_above_std
+    return f", {total} where their std exceeds {points:g} point{'' if points == 1 else 's'}"
 
 
 def _length(sched: dict, samples: int | None, epochs: float) -> str:
@@ -105,7 +114,8 @@ def markdown_table(results: dict, chart: str | None = None) -> str:
         f"`{results['profile']}`: students {_length(sched, sched['train_samples'], sched['epochs'])}, "
         f"{_teachers_trained(results['profile'], sched)}; batch {sched['batch_size']}, "
         f"AdamW lr {sched['learning_rate']:g}, cosine; "
-        f"{seeds} seed{'s' if seeds > 1 else ''}{' (mean ± std)' if seeds > 1 else ''}; every method at hf_cakd's "
+        f"{seeds} seed{'s' if seeds > 1 else ''}{' (mean ± std)' if seeds > 1 else ''}{_more_seeds(results['profile'])}; "
+        "every method at hf_cakd's "
         f"default flags, `none` is the student trained alone"
         + (f"; {' and '.join(peers)} (tests/test_timm_peers.py)" if peers else "")
         + f". F is FBT's assistant, evaluated like the student. Trained on {hardware}, "

@@ -10,7 +10,9 @@ from benchmarks.common import benchmark_methods, machine_info, shown_path
 from .profiles import Profile, committed_teacher, schedule
 from .runs import (
     BENCHMARK_PARTS,
+    PlannedRun,
     finished_results,
+    more_seeds,
     planned_runs,
     previous_results,
     recorded,
@@ -43,7 +45,7 @@ def collect_results(profile_name: str, profile: Profile, options: argparse.Names
         else:
             summary = recorded(record, run.record)
         if summary is None:
-            if run.part != "tuning" or run.seed in screen_seeds:
+            if _asked_for(profile, run, screen_seeds, output_dir, record):
                 missing.append(run.label)
             continue
         flags = {"options": run.method_config} if run.method_config else {}  # the flags as this version spells them
@@ -77,6 +79,16 @@ def collect_results(profile_name: str, profile: Profile, options: argparse.Names
     }
 
 
+def _asked_for(profile: Profile, run: PlannedRun, screen_seeds: list[int], output_dir: Path, record: dict | None) -> bool:
+    """Whether the profile asks for ``run``: the screen at ``--screen_seeds``, the table at the profile's seeds
+    and at the more seeds a method's spread calls for, the ablation."""
+    if run.part == "tuning":
+        return run.seed in screen_seeds
+    if run.part == "table" and run.seed not in profile.seeds:
+        return run.seed in more_seeds(profile, output_dir, record, run.pair, run.method)
+    return True
+
+
 def _run_summary(results: dict, **where) -> dict:
     """What the benchmark keeps of one run's results.json: the student's accuracy, the top-1 of the teacher
     it learned from, of the assistant when the method has one (FBT's F) and of the student's EMA when the run
@@ -108,7 +120,8 @@ def _collected_runs(profile: Profile, output_dir: Path, screen_seeds: list[int],
     }
     screened = sorted(set(screen_seeds) | set(profile.seeds) | kept)
     pairs, methods = list(profile.pairs), benchmark_methods()
-    return planned_runs(profile, output_dir, pairs, profile.seeds, methods, BENCHMARK_PARTS, screened)
+    seeds = [*profile.seeds, *profile.more_seeds]
+    return planned_runs(profile, output_dir, pairs, seeds, methods, BENCHMARK_PARTS, screened)
 
 
 def _machines(record: dict | None) -> list[dict]:

@@ -60,7 +60,8 @@ registered method, ``hf_cakd.methods.METHODS``: ``none``, ``kd``, ``feature_kd``
 ``fbt``) is one ``distill`` call into ``<output_dir>/runs/<pair>/<method>/seed<k>/``, all with the same
 schedule (``benchmarks.common.Schedule``: AdamW, cosine decay, 5% warm-up, weight decay 0.05,
 ``epochs``) and every method at its config's defaults; methods that need no teacher (``none``) get
-none. ``kd`` and ``feature_kd`` are the losses of timm's ``LogitDistillationTask`` (T=4) and
+none. A profile with ``more_seeds`` (``headline``: seeds 3 and 4) then trains those seeds for each pair's
+method whose top-1 std over the first seeds exceeds ``more_seeds_above_std`` (1 point). ``kd`` and ``feature_kd`` are the losses of timm's ``LogitDistillationTask`` (T=4) and
 ``FeatureDistillationTask`` (tests/test_timm_peers.py), the peers a timm user would pick. Last, the
 paper's ablation (``ABLATIONS``: fbt without InfoNCE, without the logit loss, without T -> F,
 without F -> S; the first seed) into ``<output_dir>/ablation/<pair>/<variant>/``.

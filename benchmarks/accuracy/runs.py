@@ -149,6 +149,20 @@ def planned_runs(
     return runs
 
 
+def more_seeds(profile: Profile, output_dir: Path, record: dict | None, pair: str, method: str) -> tuple[int, ...]:
+    """``profile.more_seeds`` when the pair's ``method`` finished every one of the profile's seeds and their top-1
+    std exceeds ``profile.more_seeds_above_std``; otherwise none."""
+    top1 = []
+    for seed in profile.seeds:
+        results = finished_results(run_dir(output_dir, pair, method, seed))
+        summary = results["metrics"]["student"] if results else recorded(record, ("pairs", pair, "methods", method, "runs", seed))
+        if summary is None:
+            return ()
+        top1.append(summary["top1"])
+    noisy = len(top1) > 1 and statistics.stdev(top1) > profile.more_seeds_above_std
+    return profile.more_seeds if noisy else ()
+
+
 def recorded(record: dict | None, keys: tuple) -> dict | None:
     """A run's summary as ``record`` (an earlier results.json of the same profile and schedule) keeps it: run
     folders are not kept in git, so a fresh clone resumes from the committed results.json. A run list is
@@ -216,6 +230,13 @@ def pending_runs(profile: Profile, options: argparse.Namespace) -> list[PlannedR
         selected = [run for run in selected if run.part != "ablation" or run.variant in options.ablations]
     if options.settings:
         selected = [run for run in selected if run.part != "tuning" or run.variant in options.settings]
+    if "table" in options.parts and options.seeds is None:
+        selected += [
+            PlannedRun("table", pair, method, seed, run_dir(options.output_dir, pair, method, seed), f"{pair} {method} seed {seed}")
+            for pair in options.pairs or list(profile.pairs)
+            for method in options.methods or benchmark_methods()
+            for seed in more_seeds(profile, options.output_dir, record, pair, method)
+        ]
     return [run for run in selected if finished_results(run.directory) is None and recorded(record, run.record) is None]
 
 
@@ -260,9 +281,15 @@ def run_once(
 
 
 def run_benchmark(profile: Profile, options: argparse.Namespace, models: dict[str, dict]) -> None:
-    """Train the pending runs, and the teachers only when one of them needs its teacher."""
+    """Train the pending runs, then the more seeds (``Profile.more_seeds``) their finished table calls for."""
+    first = pending_runs(profile, options)
+    train_runs(profile, options, models, first)
+    train_runs(profile, options, models, [run for run in pending_runs(profile, options) if run not in first])
+
+
+def train_runs(profile: Profile, options: argparse.Namespace, models: dict[str, dict], pending: list[PlannedRun]) -> None:
+    """Train ``pending``, and the teachers only when one of them needs its teacher."""
     output_dir: Path = options.output_dir
-    pending = pending_runs(profile, options)
 
     def data(source: str, train_samples: int | None, validation: bool = False, recipe: dict | None = None) -> DataArguments:
         return DataArguments(
