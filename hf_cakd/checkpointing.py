@@ -138,11 +138,19 @@ def check_same_run(checkpoint_dir: str, current: dict) -> None:
             f"{checkpoint_dir} was written by another run ({'; '.join(differences)}). Resume with the same "
             "--method, --teacher and --student, or pass another --output_dir to start a new run."
         )
-    changed = sorted(
-        name for name, value in current["method_config"].items() if saved.get("method_config", {}).get(name, value) != value
-    )
+    saved_options = saved.get("method_config", {})
+    changed = [
+        f"{name} (checkpoint {saved_options[name]!r}, this run {value!r})"
+        for name, value in sorted(current["method_config"].items())
+        if saved_options.get(name, value) != value
+    ]
     if changed:
-        logger.warning("Resuming %s with changed method options: %s", checkpoint_dir, ", ".join(changed))
+        logger.warning(
+            "Resuming %s with changed method options: %s. Pass the checkpoint's values to resume the run as it was "
+            "written (an option whose default follows the pair, 'auto', may resolve otherwise in another version).",
+            checkpoint_dir,
+            "; ".join(changed),
+        )
 
 
 class CheckpointIO:

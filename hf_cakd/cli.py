@@ -18,6 +18,7 @@ import json
 import logging
 import os
 import sys
+import types
 import typing
 
 import transformers
@@ -72,13 +73,15 @@ def method_option_groups(method: str) -> tuple[type, ...]:
     """``method``'s options as flags: one dataclass per --help section (its options, then its experimental ones).
 
     Every field defaults to None (not given: the method's default applies) and is converted by the
-    method's config; a tuple option (stages, paths) is read as its comma-separated text.
+    method's config; a tuple option (stages, paths) is read as its comma-separated text, and an option whose
+    default follows the pair as its text ('auto' or a value).
     """
     config_class = method_class(method).config_class
     hints = typing.get_type_hints(config_class)
     sections: dict[bool, list] = {False: [], True: []}
     for option in dataclasses.fields(config_class):
-        hint = str if typing.get_origin(hints[option.name]) is tuple else hints[option.name]
+        typed_by_config = typing.get_origin(hints[option.name]) in (tuple, typing.Union, types.UnionType)
+        hint = str if typed_by_config else hints[option.name]
         metadata = {"help": f"{option.metadata['help']} (default: {_shown(option.default)})"}
         if hint is bool:
             metadata.update(nargs="?", const=True)

@@ -314,7 +314,7 @@ def _card_inputs(plan: RunPlan, trainer, results) -> CardInputs:
         method=method.name,
         method_title=method.title,
         method_chosen_by_auto=plan.method == AUTO_METHOD,
-        method_options=method.config.changed_options(),
+        method_options=method.changed_options(),
         experimental_options=method.config.experimental_option_names(),
         dataset=plan.dataset,
         eval_split=plan.eval_split if "student" in results["metrics"] else None,

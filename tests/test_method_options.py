@@ -69,7 +69,8 @@ def test_auto_distils_each_student_with_the_best_measured_method_for_its_family(
     with caplog.at_level("INFO", logger="hf_cakd"):
         auto = DistillationModel.build(student, teacher, AUTO_METHOD, {"logit_weight": 0.5}, IMAGE_SIZE, IMAGE_SIZE)
     chosen = BEST_METHOD_FOR_STUDENT[family]
-    assert auto.method.name == chosen and auto.method.config == method_config(chosen, {"logit_weight": 0.5})
+    given = method_config(chosen, {"logit_weight": 0.5}).for_pair(auto.teacher_view, auto.student_view)
+    assert auto.method.name == chosen and auto.method.config == given
     assert f"--method auto: {chosen}, the best measured method for a {family} student" in caplog.text
     assert DistillationModel.build(student, teacher, "fbt", None, IMAGE_SIZE, IMAGE_SIZE).method.name == "fbt"
 
@@ -126,8 +127,8 @@ def test_options_take_the_forms_flags_and_config_files_give_them():
 def test_experimental_options_are_fbts_off_by_default_ones():
     config_class = method_class("fbt").config_class
     assert set(config_class.experimental_option_names()) == {
-        "fbt_deep_supervision", "fbt_deep_supervision_weight", "fbt_assistant_warmup_steps", "infonce_feature",
-        "infonce_mask_same_label", "bridge_downsample", "bridge_alignment_weight", "own_teacher_suffix",
+        "fbt_assistant_warmup_steps", "infonce_feature", "infonce_mask_same_label", "bridge_alignment_weight",
+        "own_teacher_suffix",
     }  # fmt: skip
     assert all(not cls.config_class.experimental_option_names() for name, cls in METHODS.items() if name != "fbt")
     assert "fbt_assistant_gate" not in config_class.option_names()  # measured not to help: removed
@@ -187,19 +188,63 @@ def test_stage_lists_are_tuples_of_stage_numbers_from_text_or_lists(given):
 # ---- fbt ----------------------------------------------------------------------------------------
 
 FBT_DEFAULT_TERMS = LOSS_TERMS["fbt"]
+# The paper's settings of the options whose default follows the pair (a CNN student of a ViT teacher has others).
+FBT_PAPER = dict(fbt_transfer_paths=",".join(PAIRS), fbt_deep_supervision="", bridge_downsample=1)
 
 
-def test_fbt_defaults_are_the_paper_recipe():
+def fbt_terms(config) -> set[str]:
+    """The loss terms an fbt config logs: both cross-entropies, InfoNCE and the logit loss per transferring
+    path, one term per deep-supervision branch."""
+    paths = [f"{source}_{learner}" for source, learner in config.transfer_pairs]
+    return {"ce", "ce_assistant", *(f"infonce_{p}" for p in paths), *(f"ofa_{p}" for p in paths)} | {
+        f"deep_supervision_stage{k}" for k in config.fbt_deep_supervision
+    }
+
+
+def test_fbt_defaults_are_the_paper_recipe_where_the_student_is_not_a_cnn():
     config = method_config("fbt")
-    assert config.fbt_deep_supervision == () and config.fbt_assistant_warmup_steps == 0
+    assert (config.fbt_deep_supervision, config.fbt_transfer_paths, config.bridge_downsample) == ("auto",) * 3
+    assert config.fbt_assistant_warmup_steps == 0 and config.fbt_deep_supervision_weight == 1.0
     assert config.infonce_feature == "stage4" and config.infonce_mask_same_label is False
-    assert config.bridge_downsample == 1 and config.bridge_alignment_weight == 0.0
-    assert config.own_teacher_suffix is False
-    method = build_method("fbt")
+    assert config.bridge_alignment_weight == 0.0 and config.own_teacher_suffix is False
+    method = build_method("fbt")  # a ResNet teacher, a ViT student
+    resolved = method.config
+    assert (resolved.fbt_deep_supervision, resolved.fbt_transfer_paths, resolved.bridge_downsample) == ((), PAIRS, 1)
     assert len(method.deep_branches) == 0 and not method.student_view.capture_pre_logits
     losses, *_ = run(method)
-    assert set(losses) == FBT_DEFAULT_TERMS
+    assert set(losses) == FBT_DEFAULT_TERMS == fbt_terms(resolved)
     assert set(method.log_values()) == TEMPERATURES["fbt"]
+    assert method.changed_options() == small_heads("fbt")  # the card lists what was given, not what the pair chose
+    mixer = build_method("fbt", teacher="hf-vit", student="timm-mixer")  # F ends in the student's stage: the paper's
+    assert (mixer.config.fbt_deep_supervision, mixer.config.fbt_transfer_paths) == ((), PAIRS)
+
+
+def test_fbt_for_a_cnn_student_of_a_vit_teacher_adds_ofas_branches_drops_f_to_s_and_halves_the_grid():
+    method = build_method("fbt", teacher="hf-vit", student="hf-resnet")  # F: the ResNet's stages, the ViT's last
+    config = method.config
+    assert config.fbt_transfer_paths == ("teacher_student", "teacher_assistant")
+    assert config.fbt_deep_supervision == (1, 2, 3) and config.bridge_downsample == 2
+    assert method.final_infos["assistant"].grid == (4, 4) and len(method.deep_branches) == 3  # the ViT's 8x8, halved
+    assert "assistant" not in method.temperatures and set(method.projectors) == {"teacher", "student", "assistant"}
+    losses, *_ = run(method)
+    assert set(losses) == fbt_terms(config) == {
+        "ce", "ce_assistant", "infonce_teacher_student", "infonce_teacher_assistant", "ofa_teacher_student",
+        "ofa_teacher_assistant", "deep_supervision_stage1", "deep_supervision_stage2", "deep_supervision_stage3",
+    }  # fmt: skip
+    assert method.changed_options() == small_heads("fbt")
+    given = build_method("fbt", teacher="hf-vit", student="hf-resnet", **FBT_PAPER)  # a value given wins
+    assert (given.config.fbt_transfer_paths, given.config.fbt_deep_supervision, given.config.bridge_downsample) == (
+        PAIRS, (), 1
+    )
+    assert given.changed_options() == small_heads("fbt") | {
+        "fbt_transfer_paths": list(PAIRS), "fbt_deep_supervision": [], "bridge_downsample": 1
+    }
+    fixed_grid = build_method("fbt", teacher="timm-mixer", student="hf-resnet")  # the Mixer's last stage: its grid only
+    assert fixed_grid.config.bridge_downsample == 1 and fixed_grid.config.fbt_deep_supervision == (1, 2, 3)
+    assert method_config("fbt", {"bridge_downsample": "auto"}).bridge_downsample == "auto"
+    assert method_config("fbt", {"bridge_downsample": "3", "fbt_deep_supervision": "2"}).bridge_downsample == 3
+    with pytest.raises(ValueError, match=r"bridge_downsample takes an integer, got 'half'"):
+        method_config("fbt", {"bridge_downsample": "half"})
 
 
 def test_fbt_bridge_keeps_the_cnn_grid_for_a_vit_student_and_upsamples_for_a_teacher_or_a_mixer_by_default():
@@ -208,7 +253,7 @@ def test_fbt_bridge_keeps_the_cnn_grid_for_a_vit_student_and_upsamples_for_a_tea
     assert to_vit.assistant.config.bridge_upsample is False and to_vit.final_infos["assistant"].grid == (2, 2)
     upsampled = build_method("fbt", bridge_upsample="true")
     assert upsampled.final_infos["assistant"].grid == (8, 8)
-    from_vit = build_method("fbt", teacher="hf-vit", student="hf-resnet")  # F's suffix: the frozen ViT teacher's
+    from_vit = build_method("fbt", teacher="hf-vit", student="hf-resnet", bridge_downsample=1)  # F's suffix: the ViT's
     assert from_vit.assistant.config.bridge_upsample is True and from_vit.final_infos["assistant"].grid == (8, 8)
     to_mixer = build_method("fbt", student="timm-mixer")  # its token MLP is sized for its own 8x8 grid
     assert to_mixer.assistant.config.bridge_upsample is True
@@ -219,8 +264,8 @@ def test_fbt_bridge_keeps_the_cnn_grid_for_a_vit_student_and_upsamples_for_a_tea
 
 
 def test_fbt_bridge_downsample_shrinks_the_grid_of_fs_last_stage():
-    from_vit = build_method("fbt", teacher="hf-vit", student="hf-resnet")  # F's suffix: the ViT teacher's 8x8
-    halved = build_method("fbt", teacher="hf-vit", student="hf-resnet", bridge_downsample=2)
+    from_vit = build_method("fbt", teacher="hf-vit", student="hf-resnet", **FBT_PAPER)  # F's suffix: the ViT's 8x8
+    halved = build_method("fbt", teacher="hf-vit", student="hf-resnet", **FBT_PAPER | dict(bridge_downsample=2))
     assert from_vit.final_infos["assistant"].grid == (8, 8) and halved.final_infos["assistant"].grid == (4, 4)
     losses, student, teacher, _ = run(halved)
     assert set(losses) == FBT_DEFAULT_TERMS
@@ -234,7 +279,9 @@ def test_fbt_bridge_downsample_shrinks_the_grid_of_fs_last_stage():
 
 
 def test_fbt_bridge_alignment_is_the_relative_error_to_the_suffixs_own_stage3_input():
-    method = build_method("fbt", teacher="hf-vit", student="hf-resnet", bridge_alignment_weight=0.5, bridge_downsample=2)
+    method = build_method(
+        "fbt", teacher="hf-vit", student="hf-resnet", bridge_alignment_weight=0.5, **FBT_PAPER | dict(bridge_downsample=2)
+    )
     losses, student, teacher, _ = run(method)
     assert set(losses) == FBT_DEFAULT_TERMS | {"bridge_alignment"}
     fused = method._assistant_output(student, teacher)
@@ -303,7 +350,7 @@ def test_fbt_deep_supervision_follows_the_logit_loss():
     method = build_method("fbt", fbt_deep_supervision="2", fbt_logit_loss="kd", kd_temperature=2.0)
     losses, student, teacher, _ = run(method)
     branch_logits = method.deep_branches[0](student.features[1])
-    expected = 0.1 * 4.0 * F.kl_div(
+    expected = method.config.fbt_deep_supervision_weight * 4.0 * F.kl_div(
         (branch_logits / 2).log_softmax(-1), (teacher.logits / 2).log_softmax(-1), reduction="batchmean", log_target=True
     )
     torch.testing.assert_close(losses["deep_supervision_stage2"], expected)
@@ -331,13 +378,13 @@ def test_fbt_infonce_on_pre_logits(teacher, student):
     method = build_method("fbt", teacher=teacher, student=student, infonce_feature="pre_logits")
     assert method.student_view.capture_pre_logits and method.teacher_view.capture_pre_logits
     losses, student_out, teacher_out, labels = run(method, grad=True)
-    assert set(losses) == FBT_DEFAULT_TERMS
+    assert set(losses) == fbt_terms(method.config)
     fused = method._assistant_output(student_out, teacher_out)
     inputs = {"teacher": teacher_out.pre_logits, "student": student_out.pre_logits, "assistant": fused.pre_logits}
     for name, x in inputs.items():
         assert x.dim() == 2 and x.shape[1] == method.projectors[name].net[0].in_features
-    for pair in PAIRS:
-        source, learner = pair.split("_")
+    for source, learner in method.config.transfer_pairs:
+        pair = f"{source}_{learner}"
         expected = 0.3 * info_nce(
             method.projectors[source](inputs[source]), method.projectors[learner](inputs[learner]), method.temperatures[pair]()
         )
@@ -393,7 +440,8 @@ OPTION_RUNS = {
 def test_every_option_trains_one_step_and_logs_its_terms(tmp_path, run_id):
     method, options, terms, values = OPTION_RUNS[run_id]
     trainer = make_trainer(tmp_path, method, max_steps=1, **options)
-    assert trainer.model.method.config == method_config(method, {**small_heads(method), **options})
+    given = method_config(method, {**small_heads(method), **options})
+    assert trainer.model.method.config == given.for_pair(trainer.model.teacher_view, trainer.model.student_view)
     before = {n: p.detach().clone() for n, p in trainer.model.method.named_parameters()}
     trainer.train()
     (entry,) = training_logs(trainer)

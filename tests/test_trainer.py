@@ -27,9 +27,9 @@ from transformers import AutoModelForImageClassification, Trainer, TrainerCallba
 from hf_cakd import DistillationModel, DistillationTrainer, DistillationTrainingArguments
 from hf_cakd.data import IMAGES_KEY, DeviceViews, DistillationCollator, ModelInputSpec
 from hf_cakd.errors import InputError
-from hf_cakd.methods import METHOD_STATE_NAME, METHODS, method_class
+from hf_cakd.methods import METHOD_STATE_NAME, METHODS, method_class, method_config
 from hf_cakd.modeling_distillation import DISTILLATION_CONFIG_NAME
-from hf_cakd.checkpointing import CHECKPOINT_COMPLETE_NAME
+from hf_cakd.checkpointing import CHECKPOINT_COMPLETE_NAME, check_same_run
 
 ASSISTANT_DIR = "assistant"  # FBT's AssistantModel, saved by its attribute name
 from tiny_models import IMAGE_SIZE, NUM_LABELS, build, small_heads
@@ -157,7 +157,8 @@ def test_every_method_saves_and_reloads_everything_it_trains(tmp_path, method):
     assert_states_close(state_of(fresh.model), state_of(trainer.model), atol=0, rtol=0)
     description = json.loads((tmp_path / "saved" / DISTILLATION_CONFIG_NAME).read_text())
     assert description["method"] == method
-    assert description["method_config"] == trainer.args.method_config
+    resolved = method_config(method, trainer.args.method_config).for_pair(trainer.model.teacher_view, trainer.model.student_view)
+    assert description["method_config"] == resolved.to_dict()  # as the run used it: "auto" options set for the pair
 
 
 # ---- 2. the teacher is frozen; everything else trains; evaluation is the student alone ----
@@ -314,6 +315,16 @@ class InterruptAtStep(TrainerCallback):
     def on_step_end(self, args, state, control, **kwargs):
         if state.global_step == self.step:
             raise Interrupt(f"interrupted at step {self.step}")
+
+
+def test_resuming_another_runs_checkpoint_is_refused_and_changed_options_are_named_with_both_values(tmp_path, caplog):
+    saved = {"method": "fbt", "teacher": None, "student": "s", "method_config": {"bridge_downsample": 1, "logit_weight": 1.0}}
+    (tmp_path / DISTILLATION_CONFIG_NAME).write_text(json.dumps(saved))
+    with pytest.raises(InputError, match=r"was written by another run \(method: checkpoint 'fbt', this run 'ofa'\)"):
+        check_same_run(str(tmp_path), saved | {"method": "ofa"})
+    with caplog.at_level("WARNING", logger="hf_cakd"):
+        check_same_run(str(tmp_path), saved | {"method_config": {"bridge_downsample": 2, "logit_weight": 1.0}})
+    assert "changed method options: bridge_downsample (checkpoint 1, this run 2). Pass the checkpoint's values" in caplog.text
 
 
 def test_resume_from_checkpoint_matches_an_uninterrupted_run(tmp_path):

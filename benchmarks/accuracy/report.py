@@ -225,9 +225,14 @@ def tuning_table(results: dict) -> list[str]:
                 _screen_cell(row, row is not None and row["top1"]["mean"] == best[pair]) for pair, row in zip(pairs, screened)
             ]
             mean = f"{100 * statistics.fmean(row['top1']['mean'] for row in screened):.2f}" if all(screened) else "-"
-            flags = ": " + " ".join(f"`--{key} {value}`" for key, value in options.items()) if options else " (default)"
+            flags = ": " + " ".join(_flag(key, value) for key, value in options.items()) if options else " (default)"
             lines.append(f"| {method} | {setting}{flags} | " + " | ".join(cells) + f" | {mean} |")
     return lines
+
+
+def _flag(key: str, value) -> str:
+    """A setting's option as the flag that gives it (an empty list as '')."""
+    return f"`--{key} {value if value != '' else repr('')}`"
 
 
 def _screen_cell(row: dict | None, bold: bool) -> str:

@@ -9,6 +9,7 @@ read methods and options from ``METHODS`` (docs/architecture.md shows a new meth
 from __future__ import annotations
 
 import os
+import types
 import typing
 from dataclasses import dataclass, field, fields
 from typing import Any, Callable, ClassVar, Literal
@@ -27,7 +28,10 @@ METHODS: dict[str, type["DistillationMethod"]] = {}
 # The method's own trainable parts that are not PreTrainedModels, beside the student in a checkpoint.
 METHOD_STATE_NAME = "distillation_method.safetensors"
 
-# Typed option values: a choice is a Literal, a list of choices a tuple of them.
+# Typed option values: a choice is a Literal, a list of choices a tuple of them; an option whose default
+# depends on the teacher and student takes ``X | ByPair``, "auto" until the method resolves it for its pair.
+BY_PAIR = "auto"
+ByPair = Literal[BY_PAIR]
 Stage = Literal[tuple(range(1, NUM_STAGES + 1))]
 StageSplit = Literal[STAGE_SPLITS]
 STAGE_SPLIT_HELP = (
@@ -55,6 +59,11 @@ def _choice(name: str, choices: tuple, value: Any) -> Any:
 
 def _convert(name: str, hint: Any, value: Any) -> Any:
     """An option's value in its declared type, from the form a flag, a config file or a JSON dict gives it."""
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):  # X | ByPair
+        if isinstance(value, str) and value.strip() == BY_PAIR:
+            return BY_PAIR
+        (value_hint,) = [arg for arg in typing.get_args(hint) if arg != ByPair]
+        return _convert(name, value_hint, value)
     if typing.get_origin(hint) is Literal:
         return _choice(name, typing.get_args(hint), value)
     if typing.get_origin(hint) is tuple:  # tuple[Choice, ...]: "1,2,3", [1, 2, 3] or (1, 2, 3); "" for none
@@ -104,9 +113,14 @@ class MethodConfig:
         """Every option in JSON form (``distillation_config.json``, ``results.json``)."""
         return {f.name: list(value) if isinstance(value := getattr(self, f.name), tuple) else value for f in fields(self)}
 
-    def changed_options(self) -> dict[str, Any]:
-        """The options (JSON form) that differ from the method's defaults: what the card lists."""
-        defaults = type(self)().to_dict()
+    def for_pair(self, teacher: StagedBackbone | None, student: StagedBackbone) -> "MethodConfig":
+        """This config with its options whose default follows the pair (``ByPair``, "auto") set for it; a
+        method that has such options overrides this."""
+        return self
+
+    def changed_options(self, defaults: "MethodConfig | None" = None) -> dict[str, Any]:
+        """The options (JSON form) that differ from ``defaults`` (the method's own by default)."""
+        defaults = (defaults or type(self)()).to_dict()
         return {name: value for name, value in self.to_dict().items() if value != defaults[name]}
 
     @classmethod
@@ -197,10 +211,14 @@ class DistillationMethod(nn.Module):
             raise ValueError(f"The {self.name!r} method distils from a teacher: pass teacher_model.")
         self.__dict__["student_view"] = student
         self.__dict__["teacher_view"] = teacher
-        self.config = config
+        self.config = config.for_pair(teacher, student)
         self.label_smoothing = 0.0  # the trainer sets --label_smoothing_factor
         # Where training stands, set by the trainer before each training step (set_progress).
         self.global_step, self.max_steps = 0, None
+
+    def changed_options(self) -> dict[str, Any]:
+        """The options (JSON form) that differ from the method's defaults for this pair: what the card lists."""
+        return self.config.changed_options(type(self.config)().for_pair(self.teacher_view, self.student_view))
 
     def supervised_loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """Cross-entropy with the labels (smoothed by ``--label_smoothing_factor``), times ``ce_weight``.

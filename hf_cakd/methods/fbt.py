@@ -13,7 +13,7 @@ forward pass, so F costs one bridge plus one stage. :class:`FBTConfig` holds the
 (docs/method.md says what each does and what the measurements say so far).
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 import torch
@@ -22,10 +22,12 @@ from torch import nn
 
 from ..assistant import AssistantModel
 from ..assistant.bridge import BRIDGE_TYPES
-from ..backbones import to_map
+from ..backbones import StagedBackbone, to_map
 from ..losses import FeatureProjector, LearnableTemperature, LogitBranch, info_nce, smoothed_dim, spatial_smooth
 from .base import (
+    BY_PAIR,
     STAGE_SPLIT_HELP,
+    ByPair,
     DistillationMethod,
     MethodConfig,
     Stage,
@@ -36,6 +38,15 @@ from .base import (
 )
 from .kd import KDLossOptions
 from .ofa import OFALossOptions
+
+
+def _by_pair(cnn_student: str, otherwise: str) -> str:
+    """The help of an option whose default follows the pair (FBTConfig.for_pair)."""
+    return (
+        f"'{BY_PAIR}': {cnn_student} for a CNN student of an attention or MLP teacher (F then ends in the "
+        f"teacher's last stage; docs/method.md), {otherwise} otherwise."
+    )
+
 
 # (who teaches, who learns) for the three knowledge paths.
 PAIRS = (("teacher", "student"), ("teacher", "assistant"), ("assistant", "student"))
@@ -48,15 +59,6 @@ BRIDGE_UPSAMPLING = {"auto": "auto", "true": True, "false": False}  # option val
 class FBTExperimentalOptions(MethodConfig):
     """FBT's options beyond the paper: off by default, under evaluation (docs/method.md, "Experimental options")."""
 
-    fbt_deep_supervision: tuple[Stage, ...] = option(
-        (),
-        "Student stages, comma-separated (e.g. '1,2,3'), that get an OFA-style logit branch trained against the "
-        "teacher's logits with FBT's logit loss; '' for none.",
-        experimental=True,
-    )
-    fbt_deep_supervision_weight: float = option(
-        0.1, "Weight of each deep-supervision branch's term.", experimental=True
-    )
     fbt_assistant_warmup_steps: int = option(
         0,
         "Ramp the assistant -> student terms in over this many optimizer steps, weight min(1, step / N); 0: full "
@@ -71,12 +73,6 @@ class FBTExperimentalOptions(MethodConfig):
     )
     infonce_mask_same_label: bool = option(
         False, "Leave images of the same class out of the InfoNCE negatives.", experimental=True
-    )
-    bridge_downsample: int = option(
-        1,
-        "Divide the grid the bridge hands F's last stage by this factor in each direction (2: 14x14 becomes 7x7, a "
-        "quarter of that stage's tokens). Needs a last stage that runs on any grid (ViT, DeiT).",
-        experimental=True,
     )
     own_teacher_suffix: bool = option(
         False,
@@ -97,8 +93,6 @@ class FBTExperimentalOptions(MethodConfig):
         for name in ("fbt_assistant_warmup_steps", "bridge_alignment_weight"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
-        if self.bridge_downsample < 1:
-            raise ValueError(f"bridge_downsample must be a positive integer, got {self.bridge_downsample}")
 
 
 @dataclass
@@ -128,8 +122,22 @@ class FBTConfig(FBTExperimentalOptions, OFALossOptions, KDLossOptions):
         "(the suffix must run on any grid: ViT, DeiT), 'auto' keeps it for a student's suffix that runs on any grid "
         "and upsamples it for a teacher's suffix and for Mixer and Swin.",
     )
-    fbt_transfer_paths: tuple[TransferPath, ...] = option(
-        PATH_NAMES, f"Knowledge paths that transfer, comma-separated from {', '.join(PATH_NAMES)} (all three: the paper)."
+    fbt_transfer_paths: tuple[TransferPath, ...] | ByPair = option(
+        BY_PAIR,
+        f"Knowledge paths that transfer, comma-separated from {', '.join(PATH_NAMES)} (all three: the paper). "
+        + _by_pair("teacher_student,teacher_assistant", "all three"),
+    )
+    fbt_deep_supervision: tuple[Stage, ...] | ByPair = option(
+        BY_PAIR,
+        "Student stages, comma-separated (e.g. '1,2,3'), that get an OFA-style logit branch trained against the "
+        "teacher's logits with FBT's logit loss (beyond the paper); '' for none. " + _by_pair("1,2,3", "none"),
+    )
+    fbt_deep_supervision_weight: float = option(1.0, "Weight of each deep-supervision branch's term.")
+    bridge_downsample: int | ByPair = option(
+        BY_PAIR,
+        "Divide the grid the bridge hands F's last stage by this factor in each direction (2: 14x14 becomes 7x7, a "
+        "quarter of that stage's tokens; beyond the paper). Needs a last stage that runs on any grid (ViT, DeiT). "
+        + _by_pair("2 where the teacher's last stage runs on any grid", "1"),
     )
 
     def __post_init__(self):
@@ -142,6 +150,21 @@ class FBTConfig(FBTExperimentalOptions, OFALossOptions, KDLossOptions):
             raise ValueError("infonce_feature 'pre_logits' is already pooled: leave infonce_pooling and infonce_use_cls unset.")
         if not self.fbt_transfer_paths:
             raise ValueError(f"fbt_transfer_paths names at least one of {', '.join(PATH_NAMES)}.")
+        if self.bridge_downsample != BY_PAIR and self.bridge_downsample < 1:
+            raise ValueError(f"bridge_downsample must be a positive integer, got {self.bridge_downsample}")
+
+    def for_pair(self, teacher: StagedBackbone, student: StagedBackbone) -> "FBTConfig":
+        """This config with its 'auto' options set for the pair (docs/method.md, "fbt for CNN students"): where F
+        ends in the teacher's last stage (a CNN student, a teacher of another family) F -> S does not transfer,
+        the student's stages 1-3 get OFA's logit branches, and the bridge halves the teacher's grid where its last
+        stage runs on any grid; elsewhere the paper's three paths, no branches, the full grid."""
+        cnn_student = student.family == "cnn" and teacher.family != "cnn"
+        by_pair = {
+            "fbt_transfer_paths": PATH_NAMES[:2] if cnn_student else PATH_NAMES,
+            "fbt_deep_supervision": (1, 2, 3) if cnn_student else (),
+            "bridge_downsample": 2 if cnn_student and teacher.runs_on_any_grid else 1,
+        }
+        return replace(self, **{name: value for name, value in by_pair.items() if getattr(self, name) == BY_PAIR})
 
     @property
     def transfer_pairs(self) -> tuple[tuple[str, str], ...]:
@@ -161,6 +184,7 @@ class FuseBeforeTransfer(DistillationMethod):
 
     def __init__(self, student, teacher, config):
         super().__init__(student, teacher, config)
+        config = self.config  # its 'auto' options set for the pair
         self.assistant = AssistantModel.from_views(
             teacher,
             student,
