@@ -6,11 +6,14 @@ sits between teacher T and student S. Knowledge flows along three pairs, (T, S),
 loss (OFA's by default), plus cross-entropy for S and F::
 
     L = CE(S) + CE(F) + sum_pairs infonce_weight * InfoNCE(X, Y) + logit_weight * L_logit(X -> Y)
+        [+ OFA's branches on student stages: fbt_deep_supervision_weight * L_logit(branch -> T)]
 
 F reuses the stage-3 activation its CNN prefix computed in the teacher's or student's own
-forward pass, so F costs one bridge plus one stage. :class:`FBTConfig` holds the paper's options;
-:class:`FBTExperimentalOptions` those beyond the paper, off by default and under evaluation
-(docs/method.md says what each does and what the measurements say so far).
+forward pass, so F costs one bridge plus one stage. :class:`FBTConfig` holds the paper's options
+and the three whose default follows the pair (:meth:`FBTConfig.for_pair`: the paper's settings,
+or fbt's for a CNN student of an attention or MLP teacher); :class:`FBTExperimentalOptions` those
+beyond the paper, off by default and under evaluation (docs/method.md says what each does and what
+the measurements say so far).
 """
 
 from dataclasses import dataclass, replace
