@@ -75,18 +75,16 @@ for scale.
 **The headline pair** (``--pair headline``): the design card's call, a ViT-B/16 teacher
 (``google/vit-base-patch16-224``'s architecture) -> the CLI's default student for it, a ResNet-18, both at
 224 px, built from their transformers configs (written into ``<output_dir>/models/``, random weights: cost
-does not depend on them). ``--variants`` adds rows of a method at other options, e.g. fbt with
-``bridge_downsample 2``. FLOPs and memory do not depend on the machine; on a CPU the step is timed at a
-small batch:
+does not depend on them). ``--variants`` adds rows of a method at other options, e.g. fbt at the paper's
+settings (its default for this CNN student halves the grid and adds OFA's branches; docs/method.md).
+FLOPs and memory do not depend on the machine; on a CPU the step is timed at a small batch:
 
     python -m benchmarks.speed --pair headline --batch_size 2 --steps 3 --warmup 1 --no_peer --num_workers "" \
-        --threads 1 --variants '{"fbt, bridge_downsample 2": ["fbt", {"bridge_downsample": 2}],
-          "fbt, bridge_downsample 2, alignment 1": ["fbt", {"bridge_downsample": 2, "bridge_alignment_weight": 1.0}],
-          "fbt, OFA's branches, without F -> S": ["fbt", {"fbt_deep_supervision": "1,2,3",
-            "fbt_deep_supervision_weight": 1.0, "fbt_transfer_paths": "teacher_student,teacher_assistant"}],
-          "fbt, OFA's branches, without F -> S, bridge_downsample 2": ["fbt", {"fbt_deep_supervision": "1,2,3",
-            "fbt_deep_supervision_weight": 1.0, "fbt_transfer_paths": "teacher_student,teacher_assistant",
-            "bridge_downsample": 2}]}' \
+        --threads 1 --variants '{"fbt, as in the paper": ["fbt", {"fbt_transfer_paths":
+            "teacher_student,teacher_assistant,assistant_student", "fbt_deep_supervision": "", "bridge_downsample": 1}],
+          "fbt, as in the paper, bridge_downsample 2": ["fbt", {"fbt_transfer_paths":
+            "teacher_student,teacher_assistant,assistant_student", "fbt_deep_supervision": "", "bridge_downsample": 2}],
+          "fbt, bridge_downsample 1": ["fbt", {"bridge_downsample": 1}]}' \
         --output_dir benchmarks/speed/headline --readme_region benchmark-speed-headline
 
 Timings depend on the machine and on what else runs on it: measure on an idle one.
