@@ -126,6 +126,8 @@ class CardInputs:
     skipped_images: int = 0
     """Training images that could not be decoded and were skipped."""
     versions: dict[str, str] = field(default_factory=framework_versions)
+    pair_options: dict[str, Any] = field(default_factory=dict)
+    """The options whose default follows the pair ("auto") and the values it set, name -> value (JSON form)."""
     experimental_options: Sequence[str] = ()
     """Names of the method's experimental options (beyond the paper); the card marks them where they are set."""
     saved_student: str = "student"

@@ -22,6 +22,7 @@ from .backbones.base import resplit
 from .backbones.registry import unwrap_timm
 from .errors import UsageError
 from .methods import AUTO_METHOD, BEST_METHOD_FOR_STUDENT, DistillationMethod, MethodConfig, method_class, method_config
+from .methods.base import option_text
 
 logger = logging.getLogger(__name__)
 
@@ -75,7 +76,16 @@ class DistillationModel(nn.Module):
         config = method_config(method, config)
         student_view = resplit(student_view, config.stage_split)
         teacher_view = None if teacher is None else resplit(staged_view(teacher, teacher_image_size), config.stage_split)
-        return cls(student, method_class(method)(student_view, teacher_view, config))
+        built = method_class(method)(student_view, teacher_view, config)
+        if built.options_set_by_pair:
+            logger.info(
+                "--method %s, %s student and %s teacher: %s (set for the pair; docs/method.md).",
+                method,
+                student_view.family,
+                teacher_view.family,
+                ", ".join(f"--{name} {option_text(value)}" for name, value in built.options_set_by_pair.items()),
+            )
+        return cls(student, built)
 
     @property
     def config(self):

@@ -315,6 +315,7 @@ def _card_inputs(plan: RunPlan, trainer, results) -> CardInputs:
         method_title=method.title,
         method_chosen_by_auto=plan.method == AUTO_METHOD,
         method_options=method.changed_options(),
+        pair_options=method.options_set_by_pair,
         experimental_options=method.config.experimental_option_names(),
         dataset=plan.dataset,
         eval_split=plan.eval_split if "student" in results["metrics"] else None,

@@ -101,7 +101,12 @@ def test_a_config_file_is_the_only_argument(workspace, tmp_path, suffix):  # noq
     results = distill_main([str(config)])
     assert results["method_config"]["infonce_weight"] == 0.5 and results["method_config"]["projector_dim"] == 16
     card = (tmp_path / "out" / "README.md").read_text(encoding="utf-8")  # the options set, not every option
-    assert "- infonce_weight: `0.5`\n- projector_dim: `16`\n- other options: `fbt`'s defaults" in card
+    auto = "(set for this teacher and student: `auto`)"  # a CNN teacher, a ViT student: the paper's settings
+    assert (
+        f"- infonce_weight: `0.5`\n- projector_dim: `16`\n"
+        f"- fbt_transfer_paths: `teacher_student,teacher_assistant,assistant_student` {auto}\n"
+        f"- fbt_deep_supervision: `''` {auto}\n- bridge_downsample: `1` {auto}\n- other options: `fbt`'s defaults"
+    ) in card
     with pytest.raises(UsageError, match=f"No config file {tmp_path / 'missing'}{suffix}"):
         distill_main([str(tmp_path / f"missing{suffix}")])
 

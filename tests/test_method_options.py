@@ -75,6 +75,21 @@ def test_auto_distils_each_student_with_the_best_measured_method_for_its_family(
     assert DistillationModel.build(student, teacher, "fbt", None, IMAGE_SIZE, IMAGE_SIZE).method.name == "fbt"
 
 
+def test_the_log_names_the_options_the_pair_set(caplog):
+    with caplog.at_level("INFO", logger="hf_cakd"):
+        built = DistillationModel.build(build("hf-resnet"), build("hf-vit"), "fbt", {"bridge_downsample": 1}, IMAGE_SIZE, IMAGE_SIZE)
+    assert built.method.options_set_by_pair == {
+        "fbt_transfer_paths": ["teacher_student", "teacher_assistant"], "fbt_deep_supervision": [1, 2, 3]
+    }  # bridge_downsample was given
+    assert (
+        "--method fbt, cnn student and attention teacher: --fbt_transfer_paths teacher_student,teacher_assistant, "
+        "--fbt_deep_supervision 1,2,3 (set for the pair; docs/method.md)"
+    ) in caplog.text
+    with caplog.at_level("INFO", logger="hf_cakd"):
+        to_vit = DistillationModel.build(build("hf-vit"), build("hf-resnet"), "fbt", None, IMAGE_SIZE, IMAGE_SIZE)
+    assert to_vit.method.options_set_by_pair["fbt_deep_supervision"] == [] and "--fbt_deep_supervision '', --bridge_downsample 1 (set" in caplog.text
+
+
 def test_an_option_several_methods_have_means_the_same_in_each():
     helps = defaultdict(set)
     for method in METHODS.values():

@@ -47,6 +47,13 @@ def option(default: Any, help: str, *, experimental: bool = False) -> Any:
     return field(default=default, metadata={"help": help, "experimental": experimental})
 
 
+def option_text(value: Any) -> str:
+    """An option's value as a flag takes it: a list comma-separated ('' when empty), anything else as text."""
+    if isinstance(value, (list, tuple)):
+        return ",".join(map(str, value)) or "''"
+    return str(value)
+
+
 def _choice(name: str, choices: tuple, value: Any) -> Any:
     """``value`` as one of ``choices``, also from its text (``"2"`` for 2) or a config file's true/false."""
     if isinstance(value, bool):
@@ -211,7 +218,12 @@ class DistillationMethod(nn.Module):
             raise ValueError(f"The {self.name!r} method distils from a teacher: pass teacher_model.")
         self.__dict__["student_view"] = student
         self.__dict__["teacher_view"] = teacher
+        given = config.to_dict()
         self.config = config.for_pair(teacher, student)
+        # The options the pair set ("auto" given): the log and the card name them with their values.
+        self.options_set_by_pair = {
+            name: value for name, value in self.config.to_dict().items() if given[name] == BY_PAIR != value
+        }
         self.label_smoothing = 0.0  # the trainer sets --label_smoothing_factor
         # Where training stands, set by the trainer before each training step (set_progress).
         self.global_step, self.max_steps = 0, None
