@@ -7,6 +7,7 @@ import statistics
 from pathlib import Path
 
 from benchmarks.common import REPO, benchmark_methods, pyplot, write_table
+from hf_cakd.methods.base import option_text
 
 from .profiles import ABLATED_METHOD, PROFILES, VALIDATION_FRACTION
 
@@ -225,14 +226,9 @@ def tuning_table(results: dict) -> list[str]:
                 _screen_cell(row, row is not None and row["top1"]["mean"] == best[pair]) for pair, row in zip(pairs, screened)
             ]
             mean = f"{100 * statistics.fmean(row['top1']['mean'] for row in screened):.2f}" if all(screened) else "-"
-            flags = ": " + " ".join(_flag(key, value) for key, value in options.items()) if options else " (default)"
+            flags = ": " + " ".join(f"`--{key} {option_text(value)}`" for key, value in options.items()) if options else " (default)"
             lines.append(f"| {method} | {setting}{flags} | " + " | ".join(cells) + f" | {mean} |")
     return lines
-
-
-def _flag(key: str, value) -> str:
-    """A setting's option as the flag that gives it (an empty list as '')."""
-    return f"`--{key} {value if value != '' else repr('')}`"
 
 
 def _screen_cell(row: dict | None, bold: bool) -> str:

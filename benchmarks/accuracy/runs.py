@@ -102,6 +102,11 @@ class PlannedRun:
         return ("ablation", self.pair, self.variant)
 
 
+def table_run(output_dir: Path, pair: str, method: str, seed: int) -> PlannedRun:
+    """The table's run of ``method`` on ``pair`` at ``seed`` (test split)."""
+    return PlannedRun("table", pair, method, seed, run_dir(output_dir, pair, method, seed), f"{pair} {method} seed {seed}")
+
+
 def planned_runs(
     profile: Profile, output_dir: Path, pairs, seeds, methods, parts, screen_seeds=None
 ) -> list[PlannedRun]:
@@ -127,7 +132,7 @@ def planned_runs(
         for setting, method_config in settings.items()
     ]
     runs += [
-        PlannedRun("table", pair, method, seed, run_dir(output_dir, pair, method, seed), f"{pair} {method} seed {seed}")
+        table_run(output_dir, pair, method, seed)
         for seed in (seeds if "table" in parts else ())
         for pair in pairs
         for method in methods
@@ -154,8 +159,9 @@ def more_seeds(profile: Profile, output_dir: Path, record: dict | None, pair: st
     std exceeds ``profile.more_seeds_above_std``; otherwise none."""
     top1 = []
     for seed in profile.seeds:
-        results = finished_results(run_dir(output_dir, pair, method, seed))
-        summary = results["metrics"]["student"] if results else recorded(record, ("pairs", pair, "methods", method, "runs", seed))
+        run = table_run(output_dir, pair, method, seed)
+        results = finished_results(run.directory)
+        summary = results["metrics"]["student"] if results else recorded(record, run.record)
         if summary is None:
             return ()
         top1.append(summary["top1"])
@@ -232,7 +238,7 @@ def pending_runs(profile: Profile, options: argparse.Namespace) -> list[PlannedR
         selected = [run for run in selected if run.part != "tuning" or run.variant in options.settings]
     if "table" in options.parts and options.seeds is None:
         selected += [
-            PlannedRun("table", pair, method, seed, run_dir(options.output_dir, pair, method, seed), f"{pair} {method} seed {seed}")
+            table_run(options.output_dir, pair, method, seed)
             for pair in options.pairs or list(profile.pairs)
             for method in options.methods or benchmark_methods()
             for seed in more_seeds(profile, options.output_dir, record, pair, method)

@@ -48,10 +48,9 @@ def option(default: Any, help: str, *, experimental: bool = False) -> Any:
 
 
 def option_text(value: Any) -> str:
-    """An option's value as a flag takes it: a list comma-separated ('' when empty), anything else as text."""
-    if isinstance(value, (list, tuple)):
-        return ",".join(map(str, value)) or "''"
-    return str(value)
+    """An option's value as a flag takes it: a list comma-separated, anything else as text; '' when empty."""
+    text = ",".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
+    return text or "''"
 
 
 def _choice(name: str, choices: tuple, value: Any) -> Any:
