@@ -17,6 +17,7 @@ from transformers import ViTForImageClassification
 from benchmarks.accuracy import profiles
 from benchmarks.accuracy.report import markdown_table, tuning_table, write_report
 from benchmarks.accuracy.results import collect_results
+from benchmarks.accuracy.teachers.build import KEPT_FILES, weights_digest
 from benchmarks.accuracy.run import main, parse_args
 from benchmarks.accuracy.runs import (
     BENCHMARK_PARTS,
@@ -111,6 +112,25 @@ def test_a_fresh_clone_resumes_from_the_committed_results(tmp_path):
     results["schedule"]["epochs"] = 99
     (clone / "results.json").write_text(json.dumps(results))
     assert len(pending_runs(profile, options(clone))) == len(planned)
+
+
+def test_a_record_taught_by_another_committed_teacher_is_not_reused(tmp_path, monkeypatch):
+    monkeypatch.setattr(profiles, "teacher_dir", lambda name: tmp_path / "committed" / name)
+    profile = dataclasses.replace(profiles.PROFILES["smoke"], committed_teachers={"cnn_teacher": "resnet"})
+    teacher = tmp_path / "committed" / "resnet"
+    finish(teacher, 0.7)
+    for name in KEPT_FILES[:-2]:  # results.json is there; the other files only need to exist
+        (teacher / name).write_bytes(b"first weights")
+    (teacher / "README.md").write_text("card")
+    finish(run_dir(tmp_path, "cnn_to_vit", "kd", 0), 0.45)
+    record = collect_results("smoke", profile, options(tmp_path), models())
+    assert record["schedule"]["teachers"] == {"cnn_teacher": weights_digest(teacher)}
+    clone = tmp_path / "clone"
+    clone.mkdir()
+    (clone / "results.json").write_text(json.dumps(record))
+    assert "cnn_to_vit kd seed 0" not in {run.label for run in pending_runs(profile, options(clone))}
+    (teacher / "model.safetensors").write_bytes(b"retrained weights")
+    assert "cnn_to_vit kd seed 0" in {run.label for run in pending_runs(profile, options(clone))}
 
 
 def png(value: int) -> bytes:

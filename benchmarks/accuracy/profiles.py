@@ -10,7 +10,7 @@ import math
 import torch
 from transformers import MobileNetV2Config, ResNetConfig, TimmWrapperConfig, ViTConfig
 
-from benchmarks.accuracy.teachers.build import TEACHERS, is_built, teacher_dir
+from benchmarks.accuracy.teachers.build import TEACHERS, is_built, teacher_dir, weights_digest
 from benchmarks.common import TOKEN_NORM, ModelRecipe, Schedule
 from hf_cakd import load_classifier, staged_view
 
@@ -275,4 +275,10 @@ def schedule(profile: Profile) -> dict:
         **asdict(profile.schedule),
         "bf16": profile.bf16 and torch.cuda.is_available(),
         **({"recipe": profile.recipe} if profile.recipe else {}),  # absent without: earlier records still match
+        # A committed teacher retrained makes every run of the record stale: the digest of its weights says which.
+        **({"teachers": committed_teacher_digests(profile)} if profile.committed_teachers else {}),
     }
+
+
+def committed_teacher_digests(profile: Profile) -> dict[str, str]:
+    return {role: weights_digest(committed_teacher(profile, role)) for role in sorted(profile.committed_teachers)}
