@@ -89,6 +89,11 @@ def test_the_log_names_the_options_the_pair_set(caplog):
         to_vit = DistillationModel.build(build("hf-vit"), build("hf-resnet"), "fbt", None, IMAGE_SIZE, IMAGE_SIZE)
     assert to_vit.method.options_set_by_pair["fbt_deep_supervision"] == [] and "--fbt_deep_supervision '', --bridge_downsample 1 (set" in caplog.text
 
+    unresolved = method_config("fbt", None)
+    with pytest.raises(ValueError, match="'auto' until the pair sets it: call for_pair"):
+        unresolved.transfer_pairs
+    assert len(to_vit.method.config.transfer_pairs) == 3  # the paper's three paths, for a ViT student
+
 
 def test_an_option_several_methods_have_means_the_same_in_each():
     helps = defaultdict(set)

@@ -172,6 +172,8 @@ class FBTConfig(FBTExperimentalOptions, OFALossOptions, KDLossOptions):
     @property
     def transfer_pairs(self) -> tuple[tuple[str, str], ...]:
         """The (source, learner) pairs that transfer, in PAIRS order."""
+        if self.fbt_transfer_paths == BY_PAIR:
+            raise ValueError(f"fbt_transfer_paths is '{BY_PAIR}' until the pair sets it: call for_pair(teacher, student) first.")
         return tuple(pair for pair, name in zip(PAIRS, PATH_NAMES) if name in self.fbt_transfer_paths)
 
     @property
