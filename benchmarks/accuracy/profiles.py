@@ -129,6 +129,7 @@ HEADLINE_TUNING = {  # fbt's candidates for CNN students, beside the student alo
     "ofa": {"default": {}},
     "fbt": {  # the default (OFA's branches, without F -> S, the bridge downsampling 2x), then the paper's and variants
         "default": {},
+        "default, without InfoNCE": {"infonce_weight": 0.0},
         "the paper's settings": FBT_PAPER,
         "OFA's branches on stages 1-3": FBT_PAPER | {"fbt_deep_supervision": "1,2,3", "fbt_deep_supervision_weight": 1.0},
         "bridge downsamples 2x": FBT_PAPER | {"bridge_downsample": 2},
