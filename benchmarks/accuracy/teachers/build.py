@@ -54,8 +54,8 @@ class TeacherRecipe:
 
 
 # The attention teacher of the CNN-student pairs: a ViT whose 4x4 token grid at 64 px is the CNN students'
-# stage-3 grid at 64 px, as ViT-B/16's 14x14 is ResNet-18's at 224 px (docs/method.md). Trained in stages
-# because the first underfit and a warm restart gained (benchmarks/accuracy/experiments.md). The committed
+# stage-3 grid at 64 px, as ViT-B/16's 14x14 is ResNet-18's at 224 px (docs/method.md). Trained in three
+# stages because the first underfit and each warm restart gained (benchmarks/accuracy/experiments.md). The committed
 # weights' second stage resumed the first one's optimizer into a 40-epoch cosine (5.9e-4 falling to 0), which
 # its own 20-epoch cosine from 5.9e-4 approximates.
 TEACHERS = {
@@ -77,6 +77,7 @@ TEACHERS = {
         stages=(
             Stage(20, Schedule(learning_rate=1e-3, warmup=0.1)),
             Stage(20, Schedule(learning_rate=5.9e-4, warmup=0.0)),
+            Stage(20, Schedule(learning_rate=5e-4, warmup=0.05)),
         ),
         label_smoothing=0.1,
     ),
