@@ -68,8 +68,10 @@ without F -> S; the first seed) into ``<output_dir>/ablation/<pair>/<variant>/``
 
 A run whose ``results.json`` exists is reused, so an interrupted benchmark resumes where it stopped
 (delete a directory to redo it); so is a run the ``results.json`` in ``--output_dir`` holds when it was
-written for the same schedule (run folders are not kept in git: a fresh clone resumes from the committed
-results, and trains a teacher again only when a run left to train needs it). ``--pairs``,
+written for the same schedule and committed teachers (their weights' digest: a retrained committed teacher
+makes every recorded run stale, and its run folders belong in a fresh ``--output_dir``; run folders are not
+kept in git: a fresh clone resumes from the committed results, and trains a teacher again only when a run
+left to train needs it). ``--pairs``,
 ``--seeds``, ``--methods``, ``--ablations``, ``--settings``, ``--screen_seeds`` and ``--parts`` train a part
 only, so that two single-threaded processes can share a 2-core machine (``OMP_NUM_THREADS=1``);
 every process, and ``--collect_only``, gathers all finished runs into ``results.json``, listing the
