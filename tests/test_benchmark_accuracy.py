@@ -114,7 +114,7 @@ def test_a_fresh_clone_resumes_from_the_committed_results(tmp_path):
     assert len(pending_runs(profile, options(clone))) == len(planned)
 
 
-def test_a_record_taught_by_another_committed_teacher_is_not_reused(tmp_path, monkeypatch):
+def test_a_record_taught_by_another_committed_teacher_keeps_only_its_untaught_runs(tmp_path, monkeypatch):
     monkeypatch.setattr(profiles, "teacher_dir", lambda name: tmp_path / "committed" / name)
     profile = dataclasses.replace(profiles.PROFILES["smoke"], committed_teachers={"cnn_teacher": "resnet"})
     teacher = tmp_path / "committed" / "resnet"
@@ -123,14 +123,19 @@ def test_a_record_taught_by_another_committed_teacher_is_not_reused(tmp_path, mo
         (teacher / name).write_bytes(b"first weights")
     (teacher / "README.md").write_text("card")
     finish(run_dir(tmp_path, "cnn_to_vit", "kd", 0), 0.45)
+    finish(run_dir(tmp_path, "cnn_to_vit", "none", 0), 0.40)
     record = collect_results("smoke", profile, options(tmp_path), models())
     assert record["schedule"]["teachers"] == {"cnn_teacher": weights_digest(teacher)}
     clone = tmp_path / "clone"
     clone.mkdir()
     (clone / "results.json").write_text(json.dumps(record))
-    assert "cnn_to_vit kd seed 0" not in {run.label for run in pending_runs(profile, options(clone))}
+    left = {run.label for run in pending_runs(profile, options(clone))}
+    assert not left & {"cnn_to_vit kd seed 0", "cnn_to_vit none seed 0"}
     (teacher / "model.safetensors").write_bytes(b"retrained weights")
-    assert "cnn_to_vit kd seed 0" in {run.label for run in pending_runs(profile, options(clone))}
+    left = {run.label for run in pending_runs(profile, options(clone))}
+    assert "cnn_to_vit kd seed 0" in left and "cnn_to_vit none seed 0" not in left  # the student alone had no teacher
+    kept = collect_results("smoke", profile, options(clone), models())["pairs"]["cnn_to_vit"]["methods"]
+    assert list(kept) == ["none"] and kept["none"]["top1"]["mean"] == 0.40
 
 
 def png(value: int) -> bytes:

@@ -185,12 +185,36 @@ def recorded(record: dict | None, keys: tuple) -> dict | None:
 
 
 def previous_results(output_dir: Path, profile: Profile) -> dict | None:
-    """The results.json already in ``output_dir`` when it was written for the same schedule, else None."""
+    """The results.json already in ``output_dir`` when it was written for the same schedule, else None; written
+    for the same schedule with other committed teachers, only its runs of methods that learn from no teacher."""
     results_file = output_dir / "results.json"
     if not results_file.is_file():
         return None
     previous = with_screen_rows(json.loads(results_file.read_text()))
-    return previous if previous.get("schedule", {}) | {"bf16": None} == schedule(profile) | {"bf16": None} else None
+    current = schedule(profile) | {"bf16": None}
+    recorded_schedule = previous.get("schedule", {}) | {"bf16": None}
+    if recorded_schedule == current:
+        return previous
+    if recorded_schedule | {"teachers": current.get("teachers")} == current:
+        return _untaught_runs(previous)
+    return None
+
+
+def _untaught_runs(record: dict) -> dict:
+    """``record`` less every run that learned from a teacher (and the teachers themselves)."""
+    untaught = {method for method in benchmark_methods() if not method_class(method).requires_teacher}
+    return record | {
+        "teachers": {},
+        "pairs": {
+            pair: entry | {"methods": {m: row for m, row in entry["methods"].items() if m in untaught}}
+            for pair, entry in record.get("pairs", {}).items()
+        },
+        "tuning": {
+            pair: {method: settings for method, settings in methods.items() if method in untaught}
+            for pair, methods in record.get("tuning", {}).items()
+        },
+        "ablation": {},
+    }
 
 
 def with_screen_rows(results: dict) -> dict:
