@@ -21,6 +21,7 @@ import sys
 import types
 import typing
 
+import huggingface_hub
 import transformers
 import yaml
 from transformers import HfArgumentParser, TrainingArguments
@@ -195,12 +196,22 @@ def parse_distill_args(argv: list[str]) -> tuple[ModelArguments, DataArguments, 
 
 
 def setup_logging(training_args=None) -> None:
-    """What a command-line run shows: hf_cakd's progress at INFO, transformers' warnings, and the Trainer's own
-    plan and progress (examples, epochs, batch sizes, steps, saves), not every transformers INFO line."""
+    """What a command-line run shows: hf_cakd's progress at INFO, transformers' and huggingface_hub's warnings
+    once each, and the Trainer's own plan and progress (examples, epochs, batch sizes, steps, saves), not every
+    transformers INFO line."""
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
     transformers.utils.logging.set_verbosity_warning()
+    # huggingface_hub prints through its own handler and, unlike transformers, also passes records on to ours.
+    huggingface_hub.utils.logging.disable_propagation()
+    logging.getLogger("huggingface_hub.repocard").addFilter(_not_a_card_without_metadata)
     if training_args is not None:
         logging.getLogger("transformers.trainer").setLevel(run_log_level(training_args))
+
+
+def _not_a_card_without_metadata(record: logging.LogRecord) -> bool:
+    """False for the warning ``datasets`` triggers on a local dataset folder whose README.md has no metadata
+    block: nothing a run does depends on it."""
+    return not record.getMessage().startswith("Repo card metadata block was not found")
 
 
 def distill_main(argv: list[str] | None = None, callbacks: list | None = None) -> dict:

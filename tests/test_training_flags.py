@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -59,6 +63,19 @@ def test_log_level_governs_hf_cakds_loggers(workspace, tmp_path):  # noqa: F811
     assert logging.getLogger("hf_cakd").getEffectiveLevel() == logging.WARNING
     distill_main(distill_args(workspace, "kd", tmp_path / "out2", "--log_level", "debug"))
     assert logging.getLogger("hf_cakd").getEffectiveLevel() == logging.DEBUG
+
+
+
+def test_a_hub_warning_is_printed_once_and_a_dataset_card_without_metadata_not_at_all(tmp_path):
+    shutil.copytree(Path(__file__).resolve().parents[1] / "demo_data" / "cifar10", tmp_path / "data")
+    (tmp_path / "data" / "README.md").write_text("# My photos\n")  # a dataset card with no metadata block
+    script = (
+        "from hf_cakd.cli import setup_logging; from hf_cakd.data import load_image_dataset; import huggingface_hub\n"
+        f"setup_logging(); load_image_dataset({str(tmp_path / 'data')!r})\n"
+        "huggingface_hub.utils.logging.get_logger('huggingface_hub.file_download').warning('a hub warning')\n"
+    )
+    err = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stderr
+    assert err.count("a hub warning") == 1 and "metadata block" not in err
 
 
 @pytest.mark.slow  # compiling takes a minute or more on a 2-core CPU; CI runs it (.ci/run)
