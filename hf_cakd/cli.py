@@ -201,8 +201,11 @@ def setup_logging(training_args=None) -> None:
     transformers INFO line."""
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
     transformers.utils.logging.set_verbosity_warning()
-    # huggingface_hub prints through its own handler and, unlike transformers, also passes records on to ours.
-    huggingface_hub.utils.logging.disable_propagation()
+    # huggingface_hub prints through a handler of its own and, unlike transformers, also passes records on to
+    # ours: dropping its handler leaves one line per warning, formatted as every other line of the run.
+    hub_logger = logging.getLogger(huggingface_hub.__name__)
+    for handler in list(hub_logger.handlers):
+        hub_logger.removeHandler(handler)
     logging.getLogger("huggingface_hub.repocard").addFilter(_not_a_card_without_metadata)
     if training_args is not None:
         logging.getLogger("transformers.trainer").setLevel(run_log_level(training_args))

@@ -40,4 +40,3 @@ def test_a_teacher_is_trained_in_stages_resumed_and_kept_as_small_files(tmp_path
     model = AutoModelForImageClassification.from_pretrained(target)
     assert model.config.hidden_size == 16 and model.config.id2label[0] == "airplane"
     assert (target / "command.txt").read_text().split()[3:] == ["teacher", *flags]
-

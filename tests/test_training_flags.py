@@ -76,6 +76,7 @@ def test_a_hub_warning_is_printed_once_and_a_dataset_card_without_metadata_not_a
     )
     err = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stderr
     assert err.count("a hub warning") == 1 and "metadata block" not in err
+    assert "WARNING huggingface_hub.file_download: a hub warning" in err  # formatted as the run's other lines
 
 
 @pytest.mark.slow  # compiling takes a minute or more on a 2-core CPU; CI runs it (.ci/run)
