@@ -15,7 +15,7 @@ from PIL import Image as PILImage
 from transformers import ViTForImageClassification
 
 from benchmarks.accuracy import profiles
-from benchmarks.accuracy.report import markdown_table, tuning_table, write_report
+from benchmarks.accuracy.report import ablation_table, markdown_table, tuning_table, write_report
 from benchmarks.accuracy.results import collect_results
 from benchmarks.accuracy.teachers.build import KEPT_FILES, weights_digest
 from benchmarks.accuracy.run import main, parse_args
@@ -41,13 +41,14 @@ def options(output_dir: Path, *argv: str):
     return parse_args(["--profile", "smoke", "--output_dir", str(output_dir), "--report_only", *argv])
 
 
-def finish(directory: Path, top1: float, assistant: float | None = None) -> None:
+def finish(directory: Path, top1: float, assistant: float | None = None, method_config: dict | None = None) -> None:
     """A run folder as a finished distill run leaves it (only what the benchmark reads)."""
     metrics = {"student": {"top1": top1, "top5": 1.0}, "teacher": {"top1": 0.7, "top5": 1.0}}
     if assistant is not None:
         metrics["assistant"] = {"top1": assistant, "top5": 1.0}
     directory.mkdir(parents=True)
-    (directory / "results.json").write_text(json.dumps({"metrics": metrics, "train_seconds": 60.0}))
+    results = {"metrics": metrics, "train_seconds": 60.0} | ({"method_config": method_config} if method_config else {})
+    (directory / "results.json").write_text(json.dumps(results))
 
 
 def models():
@@ -112,6 +113,23 @@ def test_a_fresh_clone_resumes_from_the_committed_results(tmp_path):
     results["schedule"]["epochs"] = 99
     (clone / "results.json").write_text(json.dumps(results))
     assert len(pending_runs(profile, options(clone))) == len(planned)
+
+
+def test_an_ablation_that_repeats_full_fbt_is_marked(tmp_path):
+    """Switching off a part the pair's defaults already leave off trains full fbt again: the record and the
+    table say so instead of showing a change of zero."""
+    profile, opts = profiles.PROFILES["smoke"], options(tmp_path)
+    default = {"infonce_weight": 0.3, "fbt_transfer_paths": ["teacher_student", "teacher_assistant"]}
+    finish(teacher_dir(tmp_path, "vit_teacher"), 0.7)
+    finish(run_dir(tmp_path, "vit_to_cnn", "fbt", 0), 0.46, assistant=0.5, method_config=default)
+    finish(ablation_dir(tmp_path, "vit_to_cnn", "without F -> S"), 0.46, assistant=0.5, method_config=default)
+    finish(ablation_dir(tmp_path, "vit_to_cnn", "without InfoNCE"), 0.48, assistant=0.5,
+           method_config=default | {"infonce_weight": 0.0})
+    results = collect_results("smoke", profile, opts, models())
+    variants = results["ablation"]["vit_to_cnn"]
+    assert variants["without F -> S"]["repeats_full"] is True and "repeats_full" not in variants["without InfoNCE"]
+    row = next(line for line in ablation_table(results) if line.startswith("| vit_to_cnn |"))
+    assert "48.00 (+2.00), F 50.00" in row and "= full fbt (off by default here)" in row
 
 
 def test_a_record_taught_by_another_committed_teacher_keeps_only_its_untaught_runs(tmp_path, monkeypatch):

@@ -192,6 +192,9 @@ def ablation_table(results: dict) -> list[str]:
             if run is None:
                 cells.append("-")
                 continue
+            if run.get("repeats_full"):
+                cells.append("= full fbt (off by default here)")
+                continue
             change = f" ({100 * (run['top1'] - full['top1']):+.2f})" if full else ""
             assistant = f", F {100 * run['assistant_top1']:.2f}" if "assistant_top1" in run else ""
             cells.append(f"{100 * run['top1']:.2f}{change}{assistant}")

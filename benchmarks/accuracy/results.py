@@ -17,6 +17,7 @@ from .runs import (
     previous_results,
     recorded,
     seed_row,
+    table_run,
     teacher_dir,
 )
 
@@ -53,6 +54,8 @@ def collect_results(profile_name: str, profile: Profile, options: argparse.Names
             settings = tuning.setdefault(run.pair, {}).setdefault(run.method, {})
             settings[run.variant] = seed_row([*settings.get(run.variant, {}).get("runs", []), summary]) | flags
         elif run.part == "ablation":
+            if results is not None and _repeats_full_run(results, output_dir, run):
+                summary["repeats_full"] = True
             ablation.setdefault(run.pair, {})[run.variant] = summary | flags
         else:
             pairs.setdefault(run.pair, {}).setdefault(run.method, []).append(summary)
@@ -77,6 +80,13 @@ def collect_results(profile_name: str, profile: Profile, options: argparse.Names
         "tuning": tuning,
         "missing": missing,
     }
+
+
+def _repeats_full_run(results: dict, output_dir: Path, run: PlannedRun) -> bool:
+    """Whether an ablation run's resolved options are full fbt's at the same seed: switching off a part the
+    pair's defaults already leave off (F -> S for a CNN student of an attention teacher) trains the same run."""
+    full = finished_results(table_run(output_dir, run.pair, run.method, run.seed).directory)
+    return full is not None and "method_config" in results and full.get("method_config") == results["method_config"]
 
 
 def _asked_for(profile: Profile, run: PlannedRun, screen_seeds: list[int], output_dir: Path, record: dict | None) -> bool:
