@@ -130,6 +130,11 @@ HEADLINE_TUNING = {  # fbt's candidates for CNN students, beside the student alo
     "fbt": {  # the default (OFA's branches, without F -> S, the bridge downsampling 2x), then the paper's and variants
         "default": {},
         "default, without InfoNCE": {"infonce_weight": 0.0},
+        # F -> S back on, from an F that can outgrow the student: its own trained copy of T's last stage
+        "default, F's own copy of T's last stage, with F -> S": {
+            "own_teacher_suffix": True,
+            "fbt_transfer_paths": FBT_PAPER["fbt_transfer_paths"],
+        },
         "the paper's settings": FBT_PAPER,
         "OFA's branches on stages 1-3": FBT_PAPER | {"fbt_deep_supervision": "1,2,3", "fbt_deep_supervision_weight": 1.0},
         "bridge downsamples 2x": FBT_PAPER | {"bridge_downsample": 2},
