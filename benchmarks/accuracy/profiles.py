@@ -135,6 +135,8 @@ HEADLINE_TUNING = {  # fbt's candidates for CNN students, beside the student alo
             "own_teacher_suffix": True,
             "fbt_transfer_paths": FBT_PAPER["fbt_transfer_paths"],
         },
+        # F's prefix is the student's own stages 1-3, so the alignment's gradient reaches the student's stage 3
+        "default, bridge aligned to T's stage 3": {"bridge_alignment_weight": 1.0},
         "the paper's settings": FBT_PAPER,
         "OFA's branches on stages 1-3": FBT_PAPER | {"fbt_deep_supervision": "1,2,3", "fbt_deep_supervision_weight": 1.0},
         "bridge downsamples 2x": FBT_PAPER | {"bridge_downsample": 2},
