@@ -334,7 +334,7 @@ def test_the_headline_profile_pairs_a_committed_vit_teacher_with_cnn_students_wh
     assert {run.part for run in planned} == {"tuning", "table"}  # no ablation yet
     assert len([run for run in planned if run.part == "table"]) == 2 * len(benchmark_methods()) * 3
     screened = {(run.method, run.variant) for run in planned if run.part == "tuning"}
-    assert ("fbt", "bridge downsamples 2x") in screened and ("ofa", "default") in screened
+    assert ("fbt", "the paper's settings") in screened and ("ofa", "default") in screened
     described = profiles.write_model_dirs(profile, tmp_path / "models")  # the committed teacher with its own labels
     assert described["vit_teacher"]["spec"].endswith("teachers/vit-p16-64") and described["vit_teacher"]["family"] == "attention"
     unbuilt = dataclasses.replace(profile, committed_teachers={"vit_teacher": "not-built"})
