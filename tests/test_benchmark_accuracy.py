@@ -460,3 +460,11 @@ def test_a_method_whose_spread_exceeds_the_threshold_gets_the_more_seeds(tmp_pat
     table = markdown_table(results)
     assert "3 seeds (mean ± std), 5 where their std exceeds 1 point;" in table
     assert "45.00 ± 3.54 (5 seeds)" in table and "40.33 ± 0.58 |" in table
+
+
+@pytest.mark.parametrize("name", sorted(profiles.PROFILES))
+def test_profile_help_describes_every_profile(name, capsys):
+    with pytest.raises(SystemExit):
+        parse_args(["--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert f"{name}:" in help_text

@@ -166,7 +166,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--profile",
         choices=sorted(PROFILES),
         default="quick",
-        help="quick: 2-core CPU, about 5 h, 3 seeds; full: one GPU, 3 seeds; smoke: tests the script, times quick.",
+        help="quick: 2-core CPU, about 5 h, 3 seeds; headline: 2-core CPU, a ViT teacher -> CNN students at 64 px, "
+        "3-5 seeds; full: one GPU, 3 seeds; smoke: tests the script, times quick.",
     )
     parser.add_argument(
         "--data",
