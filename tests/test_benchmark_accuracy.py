@@ -467,4 +467,6 @@ def test_profile_help_describes_every_profile(name, capsys):
     with pytest.raises(SystemExit):
         parse_args(["--help"])
     help_text = " ".join(capsys.readouterr().out.split())
-    assert f"{name}:" in help_text
+    description = profiles.PROFILES[name].description
+    assert description, f"profile {name!r} has no description for --profile's help"
+    assert f"{name}: {description}" in help_text

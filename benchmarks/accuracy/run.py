@@ -89,6 +89,8 @@ each method with and without the recipe (region ``benchmark-accuracy-<profile>-r
 
 Profiles and the quick profile's budget
 ---------------------------------------
+One line each in ``--profile``'s help (``Profile.description`` in ``profiles.py``); in full:
+
 - ``smoke``: the quick models, 256 train / 128 test images, 2 steps per run: tests this script in
   under a minute. It then *times* the quick profile on this machine (two training steps of every
   run at its batch size, the input pipeline, evaluation forward passes) and prints the projected
@@ -166,8 +168,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--profile",
         choices=sorted(PROFILES),
         default="quick",
-        help="quick: 2-core CPU, about 5 h, 3 seeds; headline: 2-core CPU, a ViT teacher -> CNN students at 64 px, "
-        "3-5 seeds; full: one GPU, 3 seeds; smoke: tests the script, times quick.",
+        help="; ".join(f"{name}: {profile.description}" for name, profile in PROFILES.items()) + ".",
     )
     parser.add_argument(
         "--data",
