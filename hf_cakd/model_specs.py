@@ -114,7 +114,13 @@ def _describe(id2label: dict) -> str:
 
 
 def _check_labels(
-    model: PreTrainedModel, spec: str, id2label: dict[int, str], replace_head: bool, label_mapping, **kwargs
+    model: PreTrainedModel,
+    spec: str,
+    id2label: dict[int, str],
+    replace_head: bool,
+    label_mapping,
+    role: str | None = None,
+    **kwargs,
 ):
     """Return a model whose labels are ``id2label``: adopt, map, replace the head when asked, or stop."""
     have = {int(i): str(n) for i, n in model.config.id2label.items()}
@@ -130,16 +136,36 @@ def _check_labels(
         return restrict_classifier(model, map_labels(have, want, explicit), want)
     if not replace_head:
         raise LabelMismatchError(
-            f"The checkpoint {spec!r} predicts {_describe(have)} but the dataset has {_describe(want)}. Either "
-            "map each dataset label to one of the checkpoint's (--teacher_label_mapping by_name, or a JSON object "
-            "{dataset label: checkpoint label}; label_mapping=... in Python), or fine-tune that model on this "
-            f"dataset first (python scripts/distill.py --method none --student {spec} --ignore_mismatched_sizes "
-            "--dataset <data> --output_dir <dir>) and pass the result, or pass --ignore_mismatched_sizes "
-            "(replace_head=True) to replace its classification head with a new, randomly initialised one."
+            f"The checkpoint {spec!r} predicts {_describe(have)} but the dataset has {_describe(want)}. "
+            + _label_mismatch_choices(spec, role)
         )
     logger.warning("Replacing the classification head of %s: %s -> %s", spec, _describe(have), _describe(want))
     return AutoModelForImageClassification.from_pretrained(
         spec, ignore_mismatched_sizes=True, **label_fields(want), **kwargs
+    )
+
+
+def _label_mismatch_choices(spec: str, role: str | None) -> str:
+    """What a label mismatch can be fixed with: a teacher is mapped or fine-tuned, a student gets a new head."""
+    fine_tune = (
+        f"fine-tune that model on this dataset first (python scripts/distill.py --method none --student {spec} "
+        "--ignore_mismatched_sizes --dataset <data> --output_dir <dir>) and pass the result"
+    )
+    mapping = "{dataset label: checkpoint label}"
+    if role == "teacher":
+        return (
+            "Either map each dataset label to one of the teacher's (--teacher_label_mapping by_name, or a JSON object "
+            f"{mapping}), or {fine_tune} as --teacher."
+        )
+    if role == "student":
+        return (
+            "Pass --ignore_mismatched_sizes to replace the student's classification head with a new, randomly "
+            "initialised one for the dataset's labels."
+        )
+    return (
+        f"Either map each dataset label to one of the checkpoint's (--teacher_label_mapping by_name, or a JSON object "
+        f"{mapping}; label_mapping=... in Python), or {fine_tune}, or pass --ignore_mismatched_sizes "
+        "(replace_head=True) to replace its classification head with a new, randomly initialised one."
     )
 
 
@@ -282,12 +308,15 @@ def load_classifier(
             config._name_or_path = spec  # what a run description and a resume check name it by
             try:
                 return _from_config(config, id2label)
-            except TypeError as err:  # timm passes model_args on to the model class unchecked
+            # timm passes model_args on to the model class unchecked: an unknown argument is a TypeError, a
+            # value the class cannot build with (too few dims, an unknown stem_type) an IndexError, KeyError or assert.
+            except (TypeError, IndexError, KeyError, AssertionError) as err:
                 if not model_args:
                     raise
                 raise UsageError(
-                    f"{model_args_flag} {json.dumps(model_args)} cannot build {spec}: {err}. Pass only arguments its model "
-                    f"class takes and its name does not already set (timm.create_model({architecture!r}) shows them)."
+                    f"{model_args_flag} {json.dumps(model_args)} cannot build {spec}: {str(err) or type(err).__name__}. Pass "
+                    "only arguments (and values) its model class takes and its name does not already set "
+                    f"(timm.create_model({architecture!r}) shows them)."
                 ) from err
         if model_args:
             raise UsageError(f"{model_args_flag} only apply to 'timm:<architecture>' specs, not {spec!r}.")
@@ -297,7 +326,7 @@ def load_classifier(
         model = AutoModelForImageClassification.from_pretrained(spec, **from_pretrained_kwargs)
         if id2label is None:
             return model
-        return _check_labels(model, spec, id2label, replace_head, label_mapping, **from_pretrained_kwargs)
+        return _check_labels(model, spec, id2label, replace_head, label_mapping, role, **from_pretrained_kwargs)
 
 
 def load_config(spec: str, *, role: str | None = None) -> PretrainedConfig:

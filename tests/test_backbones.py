@@ -1,7 +1,7 @@
 import pytest
 import torch
 from torch import nn
-from transformers import ViTConfig, ViTForImageClassification
+from transformers import ResNetConfig, ResNetForImageClassification, ViTConfig, ViTForImageClassification
 
 from hf_cakd.backbones import (
     StagedBackbone,
@@ -13,7 +13,7 @@ from hf_cakd.backbones import (
 from hf_cakd.backbones.base import ofa_split_sizes, resplit
 from hf_cakd.backbones.registry import _ADAPTERS, find_adapter
 from hf_cakd.errors import InputError, UsageError
-from tiny_models import IMAGE_SIZE, NUM_LABELS, TINY_MODELS, TINY_VIT, build
+from tiny_models import CNN_MODELS, IMAGE_SIZE, NUM_LABELS, TINY_MODELS, TINY_VIT, build
 
 
 def test_every_registered_adapter_has_a_tiny_model():
@@ -49,6 +49,22 @@ def test_staged_forward_matches_model_forward(name):
         logits = view.head(hidden)
     assert logits.shape == (2, NUM_LABELS)
     assert (logits - expected).abs().max() < 1e-5
+
+
+@pytest.mark.parametrize("size", [38, 46])  # not multiples of a stem's 4 or a stage's 2: each rounding shows
+@pytest.mark.parametrize("name", sorted(CNN_MODELS))
+def test_cnn_stage_grids_are_what_the_stages_output_at_any_size(name, size):
+    view = staged_view(build(name), image_size=size)
+    with torch.no_grad():
+        features = view(torch.randn(1, 3, size, size)).features
+    assert [tuple(feature.shape[2:]) for feature in features] == [info.grid for info in view.stage_infos]
+
+
+def test_a_model_of_three_stages_is_an_unsupported_architecture():
+    config = ResNetConfig(embedding_size=8, hidden_sizes=[8, 16, 24], depths=[1, 1, 1], layer_type="basic")
+    with pytest.raises(UnsupportedArchitectureError, match="ResNetForImageClassification has 3") as err:
+        staged_view(ResNetForImageClassification(config))
+    assert isinstance(err.value, InputError)
 
 
 @pytest.mark.parametrize("name", sorted(TINY_MODELS))

@@ -86,6 +86,16 @@ def test_timm_model_args_the_architecture_already_sets_are_a_usage_error(workspa
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize("model_args", [{"dims": [8, 16, 24], "depths": [1, 1, 1]}, {"stem_type": "nope"}])
+def test_timm_model_args_of_values_the_architecture_cannot_build_are_a_usage_error(workspace, tmp_path, model_args):  # noqa: F811
+    # timm checks values with asserts and indexing, not with a TypeError as for an unknown name.
+    args = distill_args(workspace, "kd", tmp_path / "out", student="timm:convnext_atto")
+    args += ["--student_model_args", json.dumps(model_args)]
+    with pytest.raises(UsageError, match=r"^--student_model_args \{.*\} cannot build timm:convnext_atto: "):
+        distill_main(args)
+    assert not (tmp_path / "out").exists()
+
+
 @pytest.mark.parametrize("suffix", [".yaml", ".json"])
 def test_a_config_file_is_the_only_argument(workspace, tmp_path, suffix):  # noqa: F811
     flags = distill_args(workspace, "fbt", tmp_path / "out") + ["--infonce_weight", "0.5"]

@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from hf_cakd.backbones import staged_view
+from hf_cakd.errors import UsageError
 from hf_cakd.losses import info_nce, spatial_smooth
 from hf_cakd.backbones import FAMILIES
 from hf_cakd.methods import AUTO_METHOD, BEST_METHOD_FOR_STUDENT, METHODS, method_class, method_config
@@ -418,6 +419,19 @@ def test_fbt_pre_logits_refuses_pooling_options():
         method_config("fbt", {"infonce_feature": "pre_logits", "infonce_pooling": "2"})
     with pytest.raises(ValueError, match=r"infonce_feature must be one of \('stage4', 'pre_logits'\), got 'stage3'"):
         method_config("fbt", {"infonce_feature": "stage3"})
+
+
+@pytest.mark.parametrize("teacher, student", [("hf-resnet", "hf-vit"), ("hf-vit", "hf-swin"), ("hf-vit", "timm-mixer")])
+def test_fbt_infonce_use_cls_is_refused_where_a_model_has_no_class_token(teacher, student):
+    with pytest.raises(UsageError, match=r"^--infonce_use_cls contrasts class tokens, but this pair's .*: leave"):
+        build_method("fbt", teacher=teacher, student=student, infonce_use_cls=True)
+
+
+def test_fbt_infonce_use_cls_contrasts_the_class_tokens_of_two_vits():
+    method = build_method("fbt", teacher="hf-deit", student="hf-vit", infonce_use_cls=True)
+    losses, *_ = run(method)
+    assert all(torch.isfinite(value) for value in losses.values())
+    assert method.projectors["student"].net[0].in_features == method.final_infos["student"].channels
 
 
 def test_fbt_infonce_mask_same_label():

@@ -39,6 +39,20 @@ def test_label_mismatch_stops_with_the_choices(saved_resnet):
     assert "--method none" in message and "--ignore_mismatched_sizes" in message
 
 
+@pytest.mark.parametrize(
+    "role, offered, not_offered",
+    [
+        ("teacher", "--teacher_label_mapping by_name", "randomly initialised"),
+        ("student", "Pass --ignore_mismatched_sizes", "--teacher_label_mapping"),
+    ],
+)
+def test_label_mismatch_offers_only_the_fixes_of_the_models_role(saved_resnet, role, offered, not_offered):
+    # The teacher is never loaded with a new head, and the label mapping only reaches the teacher.
+    with pytest.raises(LabelMismatchError) as err:
+        load_classifier(saved_resnet[0], {i: f"class{i}" for i in range(5)}, role=role)
+    assert offered in str(err.value) and not_offered not in str(err.value)
+
+
 def test_replace_head_gives_the_dataset_label_space(saved_resnet):
     path, original = saved_resnet
     five = {i: f"class{i}" for i in range(5)}

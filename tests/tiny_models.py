@@ -68,6 +68,13 @@ def timm_convnext(num_labels: int = NUM_LABELS):
     return timm_classifier("convnext_atto", num_labels, dims=(8, 16, 24, 32), depths=(1, 1, 2, 1), ls_init_value=1.0)
 
 
+def timm_convnext_ols(num_labels: int = NUM_LABELS):
+    """The *_ols variants' overlapping stem: two padded 3x3/2 convolutions, which round up."""
+    return timm_classifier(
+        "convnext_atto_ols", num_labels, dims=(8, 16, 24, 32), depths=(1, 1, 2, 1), ls_init_value=1.0
+    )
+
+
 def hf_mobilenetv2(num_labels: int = NUM_LABELS):
     """All 16 blocks (transformers fixes the depth) at a quarter width; a 320-wide final conv."""
     config = MobileNetV2Config(
@@ -88,6 +95,7 @@ CNN_MODELS = {
     "hf-convnext": ("cnn", hf_convnext),
     "hf-convnextv2": ("cnn", hf_convnextv2),
     "timm-convnext": ("cnn", timm_convnext),
+    "timm-convnext-ols": ("cnn", timm_convnext_ols),
     "hf-mobilenetv2": ("cnn", hf_mobilenetv2),
     "timm-mobilenetv2": ("cnn", timm_mobilenetv2),
 }

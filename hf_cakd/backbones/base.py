@@ -22,6 +22,10 @@ FAMILIES: tuple[Family, ...] = ("cnn", "attention", "mlp")
 NUM_STAGES = 4
 
 
+class UnsupportedArchitectureError(InputError, ValueError):
+    """Raised for a model no registered adapter understands, or one that cannot be cut into four stages."""
+
+
 @dataclass(frozen=True)
 class StageInfo:
     """What one stage outputs.
@@ -98,7 +102,13 @@ class StagedBackbone(nn.Module):
         if family not in FAMILIES:
             raise ValueError(f"family must be one of {FAMILIES}, got {family!r}")
         if len(stages) != NUM_STAGES or len(stage_infos) != NUM_STAGES:
-            raise ValueError(f"a staged view has exactly {NUM_STAGES} stages, got {len(stages)}")
+            name = type(getattr(model, "timm_model", model)).__name__
+            raise UnsupportedArchitectureError(
+                f"a staged view has exactly {NUM_STAGES} stages, but this {name} has {len(stages)}: hf_cakd reads "
+                f"every model as stem, {NUM_STAGES} stages and head. Use a configuration with {NUM_STAGES} stages "
+                f"({NUM_STAGES} entries in hidden_sizes/depths), or register an adapter that groups its stages into "
+                f"{NUM_STAGES} (@hf_cakd.backbones.register_adapter)."
+            )
         self.family = family
         self.stem = stem
         self.stages = nn.ModuleList(stages)

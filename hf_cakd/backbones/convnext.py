@@ -35,6 +35,12 @@ def staged_timm_convnext(model, image_size=None) -> StagedBackbone:
     convnext = unwrap_timm(model)
     image_size = image_size or default_image_size(model)
     features = convnext.feature_info
+    # Grids round down after the stem: the downsampling convolutions are 2x2/2 without padding. The
+    # patchify stem (kernel = stride) rounds down too; the two padded 3x3/2 convolutions of the
+    # "overlap" stems (the *_ols variants) round up, to ceil(size / 4).
+    overlap_stem = convnext.stem[0].padding != (0, 0)
+    stem_reduction = 4 if overlap_stem else convnext.stem[0].stride[0]
+    stem_grid = tuple(-(-size // stem_reduction) if overlap_stem else size // stem_reduction for size in image_size)
     return StagedBackbone(
         model,
         family="cnn",
@@ -43,12 +49,10 @@ def staged_timm_convnext(model, image_size=None) -> StagedBackbone:
         # norm_pre is the final norm of head_norm_first variants (Identity otherwise);
         # forward_head is just self.head.
         head=nn.Sequential(convnext.norm_pre, convnext.head),
-        # Grids round down: the downsampling convolutions are 2x2/2 without padding. The 3x3/2
-        # "overlap" stems of the *_ols variants round up, which shows only at sizes not divisible by 4.
         stage_infos=map_stage_infos(
             [feature["num_chs"] for feature in features],
-            [feature["reduction"] for feature in features],
-            image_size,
+            [feature["reduction"] // stem_reduction for feature in features],
+            stem_grid,
             padded=False,
         ),
         image_size=image_size,

@@ -16,15 +16,10 @@ from typing import Callable
 
 from torch import nn
 
-from ..errors import InputError
-from .base import StagedBackbone, as_pair
+from .base import StagedBackbone, UnsupportedArchitectureError, as_pair
 
 AdapterFn = Callable[[nn.Module, "tuple[int, int] | None"], StagedBackbone]
 _ADAPTERS: dict[type, AdapterFn] = {}
-
-
-class UnsupportedArchitectureError(InputError, ValueError):
-    """Raised for a model no registered adapter understands, or one that cannot be cut into four stages."""
 
 
 def register_adapter(*model_classes: type) -> Callable[[AdapterFn], AdapterFn]:

@@ -26,6 +26,7 @@ from torch import nn
 from ..assistant import AssistantModel
 from ..assistant.bridge import BRIDGE_TYPES
 from ..backbones import StagedBackbone, to_map
+from ..errors import UsageError
 from ..losses import FeatureProjector, LearnableTemperature, LogitBranch, info_nce, smoothed_dim, spatial_smooth
 from .base import (
     BY_PAIR,
@@ -56,6 +57,10 @@ PAIRS = (("teacher", "student"), ("teacher", "assistant"), ("assistant", "studen
 PATH_NAMES = tuple(f"{source}_{learner}" for source, learner in PAIRS)
 TransferPath = Literal[PATH_NAMES]
 BRIDGE_UPSAMPLING = {"auto": "auto", "true": True, "false": False}  # option value -> AssistantModel.from_views
+
+
+class ClassTokenError(UsageError, ValueError):
+    """``infonce_use_cls`` asked of a pair where a model that InfoNCE contrasts has no class token (exit code 2)."""
 
 
 @dataclass
@@ -206,6 +211,17 @@ class FuseBeforeTransfer(DistillationMethod):
             "student": student.stage_infos[3],
             "assistant": self.assistant.final_stage_info,
         }
+        # Only the models and paths that transfer get projectors and temperatures: parameters no
+        # loss reaches would stall DDP.
+        contrasted = {name for pair in config.transfer_pairs for name in pair}
+        if config.infonce_use_cls:  # forward smooths all three final features, contrasted or not
+            without = [name for name, info in self.final_infos.items() if info.num_prefix_tokens < 1]
+            if without:
+                raise ClassTokenError(
+                    f"--infonce_use_cls contrasts class tokens, but this pair's {' and '.join(without)} "
+                    f"({teacher.family} teacher, {student.family} student) end in a CNN map or in tokens without "
+                    "a class token: leave --infonce_use_cls off for this pair."
+                )
         if config.infonce_feature == "pre_logits":
             for view in (teacher, student, self.assistant.suffix):  # the suffix is one of them or F's own copy
                 view.capture_pre_logits = True
@@ -216,9 +232,6 @@ class FuseBeforeTransfer(DistillationMethod):
                 name: smoothed_dim(info, config.pooling, config.infonce_use_cls)
                 for name, info in self.final_infos.items()
             }
-        # Only the models and paths that transfer get projectors and temperatures: parameters no
-        # loss reaches would stall DDP.
-        contrasted = {name for pair in config.transfer_pairs for name in pair}
         self.projectors = nn.ModuleDict(
             {name: FeatureProjector(in_dims[name], config.projector_dim) for name in self.final_infos if name in contrasted}
         )
