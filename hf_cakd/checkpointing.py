@@ -20,7 +20,7 @@ import torch
 from safetensors import SafetensorError
 from transformers import PreTrainedModel
 from transformers.trainer_utils import rotate_checkpoints
-from transformers.utils import SAFE_WEIGHTS_NAME
+from transformers.utils import CONFIG_NAME, SAFE_WEIGHTS_NAME
 
 from .ema import EMA_DIR
 from .errors import InputError
@@ -153,6 +153,26 @@ def check_same_run(checkpoint_dir: str, current: dict) -> None:
         )
 
 
+def check_same_classes(checkpoint_dir: str, id2label: dict[int, str]) -> None:
+    """Refuse to resume a checkpoint whose student classifies other classes than this run's data has."""
+    saved_file = os.path.join(checkpoint_dir, CONFIG_NAME)
+    if not os.path.isfile(saved_file):
+        return
+    with open(saved_file) as f:
+        saved = {int(i): name for i, name in json.load(f).get("id2label", {}).items()}
+    if saved and saved != dict(id2label):
+        raise InputError(
+            f"{checkpoint_dir} was written for {len(saved)} classes ({_first_names(saved)}), and this run's data has "
+            f"{len(id2label)} ({_first_names(id2label)}). Resume with the same --dataset and "
+            "--label_column, or pass another --output_dir to start a new run."
+        )
+
+
+def _first_names(id2label: dict, shown: int = 5) -> str:
+    names = [str(id2label[i]) for i in sorted(id2label)]
+    return ", ".join(names[:shown]) + (", ..." if len(names) > shown else "")
+
+
 class CheckpointIO:
     """Saving and loading one :class:`~hf_cakd.DistillationTrainer`'s ``DistillationModel``.
 
@@ -199,6 +219,7 @@ class CheckpointIO:
         distillation_model = self._distillation_model()
         if resuming:
             check_same_run(checkpoint_dir, distillation_model.description())
+            check_same_classes(checkpoint_dir, distillation_model.student.config.id2label)
         if not os.path.isfile(os.path.join(checkpoint_dir, SAFE_WEIGHTS_NAME)):
             raise InputError(
                 f"{checkpoint_dir} has no {SAFE_WEIGHTS_NAME}: it is not a complete DistillationTrainer checkpoint. "

@@ -129,7 +129,12 @@ def read_config_file(path: str) -> dict:
     if not os.path.isfile(path):
         raise UsageError(f"No config file {path}: pass an existing .yaml/.json file, or the flags themselves.")
     with open(path, encoding="utf-8") as f:
-        keys = json.load(f) if path.endswith(".json") else yaml.safe_load(f)
+        try:
+            keys = json.load(f) if path.endswith(".json") else yaml.safe_load(f)
+        except (json.JSONDecodeError, yaml.YAMLError) as err:
+            reason = " ".join(str(err).split())
+            language = "JSON" if path.endswith(".json") else "YAML"
+            raise UsageError(f"{path} is not valid {language} ({reason}): correct it.") from err
     if not isinstance(keys, dict):
         raise UsageError(f"{path} holds no mapping of flags to values: write one key per flag (e.g. `method: fbt`).")
     method = keys.get("method", DEFAULT_METHOD)
@@ -163,6 +168,25 @@ def _foreign_options(method: str, names) -> None:
     refuse_unknown_options(method, options)
 
 
+def _typed(parser: HfArgumentParser, keys: dict, path: str) -> dict:
+    """``keys`` with each text value converted as its flag's would be (``"false"``: False, ``"3"``: 3).
+
+    ``parse_dict`` keeps values as they are, so a quoted ``"false"`` would switch a flag on and a quoted
+    number fail deep inside training; a value its flag cannot take is refused naming the key.
+    """
+    actions = {action.dest: action for action in parser._actions}
+    typed = dict(keys)
+    for name, value in keys.items():
+        action = actions.get(name)
+        if action is None or not isinstance(value, str) or action.type in (None, str) or not callable(action.type):
+            continue
+        try:
+            typed[name] = action.type(value)
+        except (ValueError, TypeError, argparse.ArgumentTypeError) as err:
+            raise UsageError(f"{path}: {name}: {value!r} is not a valid value ({err}).") from err
+    return typed
+
+
 def parse_distill_args(argv: list[str]) -> tuple[ModelArguments, DataArguments, DistillationTrainingArguments]:
     """Flags, or one config file, into the three argument dataclasses; the method's options join ``method_config``."""
     show_all = HELP_ALL_FLAG in argv
@@ -177,7 +201,7 @@ def parse_distill_args(argv: list[str]) -> tuple[ModelArguments, DataArguments, 
     try:
         if from_file:
             _foreign_options(method, keys)
-            model_args, data_args, *options, training_args = parser.parse_dict(keys)
+            model_args, data_args, *options, training_args = parser.parse_dict(_typed(parser, keys, argv[0]))
         else:
             *parsed, unused = parser.parse_args_into_dataclasses(args=argv, return_remaining_strings=True)
             _foreign_options(method, [flag[2:].split("=")[0].replace("-", "_") for flag in unused if flag.startswith("--")])

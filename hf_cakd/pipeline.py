@@ -74,11 +74,17 @@ class ModelArguments:
         self.student_model_args = _json_option(self.student_model_args, "--student_model_args")
         self.teacher_model_args = _json_option(self.teacher_model_args, "--teacher_model_args")
         mapping = self.teacher_label_mapping
-        if isinstance(mapping, str) and mapping.endswith(".json") and os.path.isfile(mapping):
+        flag = "--teacher_label_mapping"
+        if isinstance(mapping, str) and mapping.endswith(".json"):
+            if not os.path.isfile(mapping):
+                raise UsageError(
+                    f"{flag} {mapping}: there is no such file. Pass an existing .json file, by_name, or the JSON itself."
+                )
+            flag = f"{flag} {mapping}"
             with open(mapping, encoding="utf-8") as f:
                 mapping = f.read()  # a mapping kept in a file, like examples/cifar10-from-imagenet1k.json
         if mapping != "by_name":
-            self.teacher_label_mapping = _json_option(mapping, "--teacher_label_mapping")
+            self.teacher_label_mapping = _json_option(mapping, flag, example='{"cat": "tabby, tabby cat"}')
 
 
 @dataclass
@@ -130,6 +136,12 @@ class DataArguments:
     )
 
     def __post_init__(self):
+        for flag in ("max_train_samples", "max_eval_samples"):
+            value = getattr(self, flag)
+            if value is not None and value < 1:
+                raise UsageError(
+                    f"--{flag} {value} leaves no rows: pass a positive number, or drop it to use the whole split."
+                )
         self.augmentation(num_classes=1)  # refuses a bad value before anything loads (the classes come with the data)
 
     def augmentation(self, num_classes: int, label_smoothing: float = 0.0) -> Augmentation:
@@ -149,13 +161,13 @@ def run_log_level(training_args) -> int:
     return training_args.get_process_log_level()
 
 
-def _json_option(value, flag: str) -> dict | None:
+def _json_option(value, flag: str, example: str = '{"img_size": 32}') -> dict | None:
     if not value or isinstance(value, dict):
         return value or None
     try:
         parsed = json.loads(value)
     except json.JSONDecodeError as err:
-        raise UsageError(f"{flag} must be a JSON object, e.g. '{{\"img_size\": 32}}': {err}") from err
+        raise UsageError(f"{flag} must be a JSON object, e.g. '{example}': {err}") from err
     if not isinstance(parsed, dict):
         raise UsageError(f"{flag} must be a JSON object, got {value!r}")
     return parsed

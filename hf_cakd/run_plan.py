@@ -211,6 +211,14 @@ def _check_arguments(model_args, data_args, training_args) -> None:
             "--streaming needs --max_steps: a stream has no length to count epochs by. Pass --max_steps N "
             "(the number of optimizer steps), or drop --streaming."
         )
+    for flag in ("per_device_train_batch_size", "per_device_eval_batch_size"):
+        if getattr(training_args, flag) < 1:
+            raise UsageError(f"--{flag} {getattr(training_args, flag)}: pass a positive batch size.")
+    if training_args.max_steps <= 0 and training_args.num_train_epochs <= 0:
+        raise UsageError(
+            f"--num_train_epochs {training_args.num_train_epochs} trains no step: pass a positive --num_train_epochs, "
+            "or --max_steps N."
+        )
     _check_output_dir(training_args, data_args)
 
 

@@ -185,10 +185,11 @@ class DistillationTransform:
 
     def _check_labels(self, labels: list[int], rows: list[int]) -> None:
         for label, row in zip(labels, rows):
-            if not 0 <= label < self.num_labels:
+            if label is None or not 0 <= label < self.num_labels:
                 of_split = f" of split {self.split!r}" if self.split else ""
+                problem = "has no label, none of" if label is None else f"label {label} is outside"
                 raise LabelColumnError(
-                    f"Row {row}{of_split}: label {label} is outside the {self.num_labels} classes "
+                    f"Row {row}{of_split}: {problem} the {self.num_labels} classes "
                     f"0..{self.num_labels - 1}. Label -1 usually marks unlabelled rows (a test split without "
                     "labels): pass eval_split= naming a labelled split."
                 )

@@ -10,8 +10,9 @@ that says what to pass instead.
 A Hub dataset the Hub cannot deliver (not cached while offline, not found, gated, the network
 failed) raises :class:`~hf_cakd.hub_errors.HubAccessError` naming ``--dataset`` and the fix.
 
-A streamed dataset (``streaming=True``) is never read ahead: its class names come from the
-label column's ``ClassLabel`` feature, and split sizes and label ranges go unchecked here
+A streamed dataset (``streaming=True``) is never read ahead beyond the first row of each split used (an
+empty split is refused): its class names come from the label column's ``ClassLabel`` feature, and split
+sizes and label ranges go unchecked here
 (:class:`~hf_cakd.data.DistillationTransform` checks each label as its row is read).
 """
 
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from dataclasses import dataclass
 
 import datasets
@@ -109,7 +111,7 @@ def load_image_dataset(
                 "stream needs to find the images and the class names without reading ahead. Drop --streaming."
             )
     image_column = image_column or _detect_column(train, "image", datasets.Image, IMAGE_COLUMN_NAMES)
-    label_column = label_column or _detect_column(train, "label", ClassLabel, LABEL_COLUMN_NAMES)
+    label_column = label_column or _detect_label_column(train, image_column)
     for name, split in used.items():
         _require_columns(name, split, (image_column, label_column))
         _check_image_column(split, image_column)
@@ -138,13 +140,58 @@ def _load_splits(source, data_files, streaming, load_dataset_kwargs) -> DatasetD
                 "For image files, pass the directory that holds one subfolder per class."
             )
         return datasets.load_dataset(builder, data_files={"train": source}, streaming=streaming, **load_dataset_kwargs)
+    if _saved_dataset(source):  # Dataset.save_to_disk's layout, which load_dataset refuses
+        dataset = datasets.load_from_disk(source)
+        return _load_splits(dataset.to_iterable_dataset() if streaming else dataset, None, False, {})
     try:
         return datasets.load_dataset(source, data_files=data_files, streaming=streaming, **load_dataset_kwargs)
     except Exception as err:  # datasets wraps the Hub's errors in several types of its own
-        message = None if os.path.exists(source) else hub_failure(err, f"--dataset {source!r}", source, "dataset")
+        local = _local_failure(source, err) if os.path.exists(source) or _looks_like_a_path(source) else None
+        if local is not None:
+            raise local from err
+        message = hub_failure(err, f"--dataset {source!r}", source, "dataset")
         if message is None:
             raise
         raise HubAccessError(message) from err
+
+
+def _saved_dataset(source: str) -> bool:
+    """Whether ``source`` is a folder written by ``Dataset.save_to_disk`` (a ``DatasetDict``'s loads as it is)."""
+    return all(os.path.isfile(os.path.join(source, name)) for name in ("dataset_info.json", "state.json"))
+
+
+def _looks_like_a_path(source: str) -> bool:
+    """A name no Hub id can be (``/data/x``, ``./x``, ``~/x``, ``a/b/c``): a local path, even when missing."""
+    return source.startswith(("/", ".", "~")) or source.count("/") > 1 or os.sep != "/" and os.sep in source
+
+
+def _local_failure(source: str, err: Exception) -> DataError | None:
+    """What kept ``datasets`` from loading the local ``source``, as one message naming it and the fix; None for
+    an error that is no problem of the data (it propagates as it is)."""
+    if not os.path.exists(source):
+        return DataError(
+            f"--dataset {source}: there is no such file or folder. Pass an existing folder, or a Hub dataset id."
+        )
+    empty_split = re.search(r'Instruction "(.+)" corresponds to no data', str(err))
+    if empty_split:
+        return EmptySplitError(
+            f"The {empty_split[1]!r} split of {source} has no rows. Remove its empty file(s), or add rows to them."
+        )
+    if isinstance(err, FileNotFoundError):  # datasets' EmptyDatasetError among them
+        return DataError(
+            f"--dataset {source} holds no data files datasets can read ({err}). Pass a folder of parquet / arrow / "
+            "csv / json files, or of images in one subfolder per class."
+        )
+    if not isinstance(err, datasets.exceptions.DatasetGenerationError):
+        return None
+    cause = err
+    while cause.__cause__ is not None:  # datasets wraps the reader's error (a schema that differs between files)
+        cause = cause.__cause__
+    reason = (str(cause).strip().splitlines() or [""])[0]
+    return DataError(
+        f"Cannot load --dataset {source}: {type(cause).__name__}: {reason}. Every file of a split, and every split, "
+        "must have the same columns and types."
+    )
 
 
 def _get_split(splits: DatasetDict, name: str, argument: str) -> Dataset:
@@ -156,6 +203,12 @@ def _get_split(splits: DatasetDict, name: str, argument: str) -> Dataset:
     if isinstance(splits[name], Dataset) and len(splits[name]) == 0:
         sizes = ", ".join(f"{split} ({len(rows)} rows)" for split, rows in splits.items())
         raise EmptySplitError(f"The {name!r} split is empty. Pass {argument}= naming a split with rows: {sizes}.")
+    # A stream's length is unknown: its first row (one read) tells an empty one, which would fail after training.
+    if isinstance(splits[name], IterableDataset) and next(iter(splits[name].take(1)), None) is None:
+        raise EmptySplitError(
+            f"The streamed {name!r} split has no rows. Pass {argument}= naming a split with rows "
+            f"(the splits are: {', '.join(splits)})."
+        )
     return splits[name]
 
 
@@ -179,6 +232,16 @@ def _detect_column(split: Dataset, kind: str, feature_type: type, usual_names: t
         f"Cannot tell which column holds the {kind}s; the columns are: {_describe_columns(split)}. "
         f"Pass {kind}_column= naming it."
     )
+
+
+def _detect_label_column(split: Dataset, image_column: str) -> str:
+    if set(split.features) == {image_column}:  # an image folder whose labels datasets could not infer
+        raise ColumnNotFoundError(
+            f"The dataset has no labels, only images ({_describe_columns(split)}). An image folder takes its labels "
+            "from the subfolders its images sit in directly (train/<class>/<image>): use one per class, at least two, "
+            "with no folders below them."
+        )
+    return _detect_column(split, "label", ClassLabel, LABEL_COLUMN_NAMES)
 
 
 def _require_columns(split_name: str, split: Dataset, columns: tuple[str, ...]) -> None:
@@ -231,15 +294,25 @@ def _id2label(splits: dict[str, Dataset], label_column: str) -> dict[int, str]:
             f"{label_column!r}, datasets.Value('int64')), then pass the dataset); otherwise pass label_column= "
             "naming an integer, string or ClassLabel column."
         )
+    _check_same_class_names(splits, label_column)
     if isinstance(next(iter(splits.values())), IterableDataset):
         if not isinstance(feature, ClassLabel):
             raise _unnamed_classes_on_a_stream(label_column, feature)
-        return dict(enumerate(feature.names))
+        return dict(enumerate(_at_least_two(feature.names, label_column)))
+    for name, split in splits.items():
+        missing = split.with_format("arrow")[label_column].null_count
+        if missing:
+            raise LabelColumnError(
+                f"The {name!r} split has {missing} row(s) without a label in column {label_column!r}. Drop them first "
+                f"(dataset = dataset.filter(lambda label: label is not None, input_columns={label_column!r})), "
+                "then pass the dataset."
+            )
     ranges = {name: pc.min_max(split.with_format("arrow")[label_column]).as_py() for name, split in splits.items()}
     if isinstance(feature, ClassLabel):
         names = feature.names
     else:
         names = [f"LABEL_{i}" for i in range(max(r["max"] for r in ranges.values()) + 1)]
+    _at_least_two(names, label_column)
     for name, r in ranges.items():
         if r["min"] < 0 or r["max"] >= len(names):
             raise LabelColumnError(
@@ -247,7 +320,51 @@ def _id2label(splits: dict[str, Dataset], label_column: str) -> dict[int, str]:
                 f"0..{len(names) - 1}. Label -1 usually marks unlabelled rows (a test split without labels): "
                 "pass eval_split= naming a labelled split."
             )
+    _warn_of_untrained_classes(splits, label_column, names)
     return dict(enumerate(names))
+
+
+def _check_same_class_names(splits: dict, label_column: str) -> None:
+    """Refuse splits whose ``ClassLabel`` s number the classes differently: one split's ids would be read with
+    another's names."""
+    names = {name: split.features[label_column].names for name, split in splits.items()
+             if isinstance(split.features[label_column], ClassLabel)}  # fmt: skip
+    if len({tuple(n) for n in names.values()}) > 1:
+        listed = "; ".join(f"{name}: {', '.join(n)}" for name, n in names.items())
+        raise LabelColumnError(
+            f"The splits' label columns {label_column!r} name their classes differently ({listed}), so one class "
+            "would have two ids. Renumber one split to the other's classes first (dataset['test'] = "
+            f"dataset['test'].align_labels_with_mapping(label2id, {label_column!r})), then pass the dataset."
+        )
+
+
+def _warn_of_untrained_classes(splits: dict[str, Dataset], label_column: str, names: list[str]) -> None:
+    """Warn of classes no training row has: the first split's (the train split's) missing ids the others use,
+    and ids below the largest that no split uses (integer labels number the classes up to the largest)."""
+    used = {name: set(pc.unique(split.with_format("arrow")[label_column]).to_pylist()) for name, split in splits.items()}
+    train_name, trained = next(iter(used.items()))
+    for name, ids in list(used.items())[1:]:
+        if ids - trained:
+            logger.warning(
+                "The %r split has classes the %r split never shows, which the student cannot learn: %s.",
+                name, train_name, ", ".join(str(names[i]) for i in sorted(ids - trained)),
+            )  # fmt: skip
+    unused = set(range(len(names))) - set().union(*used.values())
+    if unused:
+        logger.warning(
+            "%d of the %d classes have no row in any split (%s): integer labels number the classes 0..%d. Renumber "
+            "the labels 0..N-1 first, or keep the head's unused outputs.",
+            len(unused), len(names), ", ".join(str(names[i]) for i in sorted(unused)[:10]), len(names) - 1,
+        )  # fmt: skip
+
+
+def _at_least_two(names: list[str], label_column: str) -> list[str]:
+    if len(names) < 2:
+        raise LabelColumnError(
+            f"The label column {label_column!r} has {len(names)} class ({', '.join(map(str, names))}): a classifier "
+            "needs at least two. Pass label_column= naming the column of class labels, or a dataset of several classes."
+        )
+    return names
 
 
 def _unnamed_classes_on_a_stream(label_column: str, feature) -> LabelColumnError:

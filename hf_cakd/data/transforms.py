@@ -18,6 +18,7 @@ import math
 from dataclasses import dataclass, replace
 from typing import Callable
 
+import numpy as np
 import PIL.Image
 import torch
 from timm.data import resolve_model_data_config
@@ -119,10 +120,30 @@ def image_transforms(model=None, processor=None, *, train: bool, image_size: int
 
 
 def to_rgb(image: PIL.Image.Image) -> PIL.Image.Image:
-    """3-channel RGB from any PIL mode (L, P, CMYK, ...), transparency composited onto white as transformers does."""
+    """3-channel RGB from any PIL mode (L, P, CMYK, ...), transparency composited onto white as transformers does.
+
+    PIL converts 16-bit, 32-bit integer and float images by clipping their values to 0..255 (a 16-bit
+    photo turns white, a float one in [0, 1] black), so those are first scaled to 8 bits: see :func:`to_8_bit`.
+    """
     if image.mode == "RGB":
         return image
+    if image.mode.startswith("I") or image.mode == "F":
+        image = to_8_bit(image)
     return PIL.Image.fromarray(convert_to_rgb(image, return_numpy=True))
+
+
+def to_8_bit(image: PIL.Image.Image) -> PIL.Image.Image:
+    """An ``L`` image from a one-channel 16-bit (``I;16*``), 32-bit integer (``I``) or float (``F``) one.
+
+    16-bit values are scaled by 255/65535; an ``I`` image is read as 16-bit when its values exceed 255, and
+    an ``F`` image as values in [0, 1] when none exceeds 1 (else as 0..255); NaN becomes 0.
+    """
+    values = np.nan_to_num(np.asarray(image, dtype=np.float64))
+    if image.mode.startswith("I;16") or (image.mode == "I" and values.max(initial=0) > 255):
+        values = values * 255 / 65535
+    elif image.mode == "F" and values.max(initial=0) <= 1:
+        values = values * 255
+    return PIL.Image.fromarray(np.clip(np.rint(values), 0, 255).astype(np.uint8), mode="L")
 
 
 def is_small_image(image: PIL.Image.Image) -> bool:
