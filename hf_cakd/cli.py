@@ -169,12 +169,16 @@ def _foreign_options(method: str, names) -> None:
 
 
 def _typed(parser: HfArgumentParser, keys: dict, path: str) -> dict:
-    """``keys`` with each text value converted as its flag's would be (``"false"``: False, ``"3"``: 3).
+    """``keys`` with each text value converted as its flag's would be (``"false"``: False, ``"3"``: 3); a key
+    that names no flag is refused naming the file.
 
     ``parse_dict`` keeps values as they are, so a quoted ``"false"`` would switch a flag on and a quoted
     number fail deep inside training; a value its flag cannot take is refused naming the key.
     """
     actions = {action.dest: action for action in parser._actions}
+    unknown = [name for name in keys if name not in actions]
+    if unknown:
+        raise UsageError(f"{path}: unknown keys {', '.join(unknown)}: `hf-cakd distill --help` lists the flags they name.")
     typed = dict(keys)
     for name, value in keys.items():
         action = actions.get(name)

@@ -92,8 +92,9 @@ class DataArguments:
     dataset: str | None = field(
         default=None,
         metadata={
-            "help": "Hub dataset name, or a local parquet / arrow / imagefolder directory. Default: the dataset the "
-            "teacher's model card names whose label count matches its head."
+            "help": "Hub dataset name, a local parquet / arrow / imagefolder / save_to_disk directory, or one parquet, "
+            "arrow, csv or json(l) file. Default: the dataset the teacher's model card names whose label count "
+            "matches its head."
         },
     )
     dataset_config: str | None = field(default=None, metadata={"help": "Hub dataset configuration name."})

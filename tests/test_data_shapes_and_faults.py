@@ -90,6 +90,9 @@ def test_config_file_values_are_typed_like_flags_and_bad_files_are_usage_errors(
     (tmp_path / "typo.json").write_text(json.dumps({**base, "num_train_epochs": "ten"}))
     with pytest.raises(UsageError, match="num_train_epochs: 'ten'"):
         parse_distill_args([str(tmp_path / "typo.json")])
+    (tmp_path / "misspelt.yaml").write_text("teacher: t\ndataset: d\nlearning_rat: 0.1\n")
+    with pytest.raises(UsageError, match=r"misspelt.yaml: unknown keys learning_rat: `hf-cakd distill --help`"):
+        parse_distill_args([str(tmp_path / "misspelt.yaml")])
 
 
 @pytest.mark.parametrize("flags", [["--max_train_samples", "0"], ["--max_eval_samples", "-1"]])
@@ -125,3 +128,16 @@ def test_resuming_a_checkpoint_of_other_classes_is_refused_naming_both(tmp_path)
     with pytest.raises(InputError, match=r"10 classes \(c0, c1, c2, c3, c4, \.\.\.\).*has 3 \(a, b, c\)"):
         check_same_classes(str(tmp_path), {0: "a", 1: "b", 2: "c"})
 
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".jsonl"])
+def test_a_single_csv_or_json_lines_file_of_image_paths_loads(tmp_path, suffix):
+    paths = []
+    for i, image in enumerate(IMAGES[:4]):
+        paths.append(str(tmp_path / f"{i}.png"))
+        image.save(paths[-1])
+    rows = Dataset.from_dict({"image": paths, "label": ["cat", "dog", "cat", "dog"]})
+    (rows.to_csv if suffix == ".csv" else rows.to_json)(str(tmp_path / f"data{suffix}"))  # to_json writes lines
+    data = load_image_dataset(str(tmp_path / f"data{suffix}"), cache_dir=str(tmp_path / "cache"))
+    assert data.id2label == {0: "cat", 1: "dog"} and data.image_column == "image"
+    assert data.train[1][data.label_column] == 1

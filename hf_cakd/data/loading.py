@@ -34,7 +34,7 @@ IMAGE_COLUMN_NAMES = ("img", "image", "pixel_values")
 LABEL_COLUMN_NAMES = ("label", "labels")
 EVAL_SPLIT_NAMES = ("test", "validation", "valid", "val")
 IMAGE_VALUE_DTYPES = ("string", "large_string", "binary", "large_binary")
-FILE_BUILDERS = {".parquet": "parquet", ".arrow": "arrow"}
+FILE_BUILDERS = {".parquet": "parquet", ".arrow": "arrow", ".csv": "csv", ".json": "json", ".jsonl": "json"}
 CATEGORY_DTYPES = ("string", "large_string", "bool")  # label values that name a class
 
 logger = logging.getLogger(__name__)
@@ -136,7 +136,7 @@ def _load_splits(source, data_files, streaming, load_dataset_kwargs) -> DatasetD
         builder = FILE_BUILDERS.get(os.path.splitext(source)[1])
         if builder is None:
             raise DataError(
-                f"Cannot load the file {source!r}: a single file must be {' or '.join(FILE_BUILDERS)}. "
+                f"Cannot load the file {source!r}: a single file must be {', '.join(FILE_BUILDERS)}. "
                 "For image files, pass the directory that holds one subfolder per class."
             )
         return datasets.load_dataset(builder, data_files={"train": source}, streaming=streaming, **load_dataset_kwargs)
