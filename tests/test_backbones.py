@@ -127,6 +127,21 @@ def test_hf_swin_stage_infos_follow_the_requested_image_size():
     assert (out.logits - expected).abs().max() < 1e-5
 
 
+@pytest.mark.parametrize("name", ["hf-beit", "hf-data2vec-vision", "hf-dinov2", "hf-dinov2-registers"])
+def test_resampling_token_models_follow_the_requested_image_size(name):
+    # Their embeddings resample the position embedding, and BEiT's layers their relative position
+    # biases, to the input's patch grid: the view must pass the layers that grid.
+    model = build(name)
+    view = staged_view(model, image_size=48)
+    pixel_values = torch.randn(1, 3, 48, 48)
+    with torch.no_grad():
+        out = view(pixel_values)
+        expected = model_logits(model, pixel_values)
+    assert [info.grid for info in view.stage_infos] == [(12, 12)] * 4
+    assert out.features[3].shape[1] == view.stage_infos[3].num_prefix_tokens + 12 * 12
+    assert (out.logits - expected).abs().max() < 1e-5
+
+
 # ---- pre-logits: what the classifier reads ----
 
 

@@ -10,6 +10,13 @@ from __future__ import annotations
 
 import torch
 from timm.models.mlp_mixer import Affine, MlpMixer, ResBlock
+from transformers import BeitConfig, BeitForImageClassification
+from transformers import Data2VecVisionConfig, Data2VecVisionForImageClassification
+from transformers import Dinov2Config, Dinov2ForImageClassification
+from transformers import Dinov2WithRegistersConfig, Dinov2WithRegistersForImageClassification
+from transformers import EfficientNetConfig, EfficientNetForImageClassification
+from transformers import MobileNetV1Config, MobileNetV1ForImageClassification
+from transformers import RegNetConfig, RegNetForImageClassification
 from transformers import ResNetConfig, ResNetForImageClassification, TimmWrapperConfig, TimmWrapperForImageClassification
 from transformers import ConvNextConfig, ConvNextForImageClassification
 from transformers import ConvNextV2Config, ConvNextV2ForImageClassification
@@ -88,7 +95,44 @@ def timm_mobilenetv2(num_labels: int = NUM_LABELS):
     return timm_classifier("mobilenetv2_035", num_labels, depth_multiplier=0.1)
 
 
-# CNN families (ResNet, MobileNetV2, ConvNeXt; transformers and timm).
+def hf_mobilenetv1(num_labels: int = NUM_LABELS):
+    """All 13 separable layers (transformers fixes the depth) at a quarter width."""
+    config = MobileNetV1Config(depth_multiplier=0.25, image_size=IMAGE_SIZE, num_labels=num_labels)
+    return MobileNetV1ForImageClassification(config)
+
+
+def timm_mobilenetv3(num_labels: int = NUM_LABELS):
+    """Its last stack is a 1x1 conv block; the head pools before its own 1x1 conv."""
+    return timm_classifier("mobilenetv3_small_050", num_labels)
+
+
+def hf_efficientnet(num_labels: int = NUM_LABELS):
+    """One block per stack (7) at a quarter width; block 3 (stride 2, a 3x3 depthwise conv) pads
+    symmetrically, as the blocks B6/B7 list in depthwise_padding, so its odd sizes round up."""
+    config = EfficientNetConfig(
+        width_coefficient=0.25, depth_coefficient=0.1, hidden_dim=320, depthwise_padding=[3], image_size=IMAGE_SIZE,
+        num_labels=num_labels,
+    )
+    return EfficientNetForImageClassification(config)
+
+
+def hf_regnet(num_labels: int = NUM_LABELS):
+    """RegNetY: grouped 3x3 convolutions with squeeze-and-excitation."""
+    config = RegNetConfig(
+        embedding_size=8, hidden_sizes=[8, 16, 24, 32], depths=[1, 1, 2, 1], groups_width=8, layer_type="y",
+        num_labels=num_labels,
+    )
+    return RegNetForImageClassification(config)
+
+
+def timm_regnet(num_labels: int = NUM_LABELS):
+    """A 4-block RegNetX whose widths 8, 16, 32, 64 make one block per stage."""
+    return timm_classifier(
+        "regnetx_002", num_labels, w0=8, wa=13.0, wm=2.0, depth=4, group_size=8, stem_width=8, zero_init_last=False
+    )
+
+
+# CNN families (ResNet, RegNet, MobileNetV1/V2/V3, EfficientNet, ConvNeXt; transformers and timm).
 CNN_MODELS = {
     "hf-resnet": ("cnn", hf_resnet),
     "timm-resnet": ("cnn", timm_resnet),
@@ -98,6 +142,11 @@ CNN_MODELS = {
     "timm-convnext-ols": ("cnn", timm_convnext_ols),
     "hf-mobilenetv2": ("cnn", hf_mobilenetv2),
     "timm-mobilenetv2": ("cnn", timm_mobilenetv2),
+    "hf-regnet": ("cnn", hf_regnet),
+    "timm-regnet": ("cnn", timm_regnet),
+    "hf-efficientnet": ("cnn", hf_efficientnet),
+    "hf-mobilenetv1": ("cnn", hf_mobilenetv1),
+    "timm-mobilenetv3": ("cnn", timm_mobilenetv3),
 }
 
 # ViT/DeiT: 4x4 patches give an 8x8 grid; 5 blocks (ViT) split unevenly 1/1/1/2, 4 (DeiT) evenly.
@@ -142,6 +191,47 @@ def timm_swin(num_labels: int = NUM_LABELS):
     return timm_classifier("swin_tiny_patch4_window7_224", num_labels, img_size=IMAGE_SIZE, **TINY_SWIN)
 
 
+def random_relative_position_biases(model):
+    """transformers zero-initialises the relative position bias tables; a trained one is not zero, and
+    a bias built for the wrong grid (or skipped) would not show in the logits."""
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            if name.endswith("relative_position_bias_table"):
+                parameter.normal_()
+    return model
+
+
+def hf_beit(num_labels: int = NUM_LABELS):
+    """A relative position bias in every layer, patch-token mean pooling (the BEiT checkpoints')."""
+    config = BeitConfig(
+        **TINY_VIT, num_hidden_layers=5, use_relative_position_bias=True, use_mean_pooling=True,
+        layer_scale_init_value=1.0, num_labels=num_labels,
+    )
+    return random_relative_position_biases(BeitForImageClassification(config))
+
+
+def hf_data2vec_vision(num_labels: int = NUM_LABELS):
+    """BEiT's other options: one shared relative position bias, an absolute position embedding,
+    class-token pooling."""
+    config = Data2VecVisionConfig(
+        **TINY_VIT, num_hidden_layers=4, use_shared_relative_position_bias=True, use_absolute_position_embeddings=True,
+        use_mean_pooling=False, layer_scale_init_value=1.0, num_labels=num_labels,
+    )
+    return random_relative_position_biases(Data2VecVisionForImageClassification(config))
+
+
+TINY_DINOV2 = dict(image_size=IMAGE_SIZE, patch_size=4, hidden_size=32, num_attention_heads=2, mlp_ratio=2)
+
+
+def hf_dinov2(num_labels: int = NUM_LABELS):
+    return Dinov2ForImageClassification(Dinov2Config(**TINY_DINOV2, num_hidden_layers=5, num_labels=num_labels))
+
+
+def hf_dinov2_registers(num_labels: int = NUM_LABELS):
+    config = Dinov2WithRegistersConfig(**TINY_DINOV2, num_hidden_layers=4, num_register_tokens=2, num_labels=num_labels)
+    return Dinov2WithRegistersForImageClassification(config)
+
+
 # timm's Mixer/ResMLP entry points fix patch size, width and depth (passing them again is an
 # error), so these two are bare timm models, which also covers adapters given an unwrapped model.
 TINY_MIXER = dict(img_size=IMAGE_SIZE, patch_size=4, embed_dim=32)
@@ -156,7 +246,7 @@ def timm_resmlp(num_labels: int = NUM_LABELS):
     return MlpMixer(num_classes=num_labels, num_blocks=4, **resmlp, **TINY_MIXER)
 
 
-# Attention and MLP families (ViT, DeiT, Swin; MLP-Mixer, ResMLP; transformers and timm).
+# Attention and MLP families (ViT, DeiT, BEiT, DINOv2, Swin; MLP-Mixer, ResMLP; transformers and timm).
 TOKEN_MODELS = {
     "hf-vit": ("attention", hf_vit),
     "hf-deit": ("attention", hf_deit),
@@ -168,6 +258,10 @@ TOKEN_MODELS = {
     "timm-swin": ("attention", timm_swin),
     "timm-mixer": ("mlp", timm_mixer),
     "timm-resmlp": ("mlp", timm_resmlp),
+    "hf-beit": ("attention", hf_beit),
+    "hf-data2vec-vision": ("attention", hf_data2vec_vision),
+    "hf-dinov2": ("attention", hf_dinov2),
+    "hf-dinov2-registers": ("attention", hf_dinov2_registers),
 }
 
 TINY_MODELS = {**CNN_MODELS, **TOKEN_MODELS}

@@ -4,9 +4,9 @@ from .base import FAMILIES, NUM_STAGES, StagedBackbone, StagedOutput, StageInfo,
 from .registry import UnsupportedArchitectureError, register_adapter, staged_view, supported_architectures
 
 # Importing an adapter module registers it.
-from . import resnet  # noqa: E402,F401  isort: skip
-from . import convnext, mobilenet  # noqa: E402,F401  isort: skip
-from . import mixer, swin, vit  # noqa: E402,F401  isort: skip
+from . import regnet, resnet  # noqa: E402,F401  isort: skip
+from . import convnext, efficientnet, mobilenet  # noqa: E402,F401  isort: skip
+from . import beit, dinov2, mixer, swin, vit  # noqa: E402,F401  isort: skip
 
 __all__ = [
     "FAMILIES",

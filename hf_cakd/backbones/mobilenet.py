@@ -1,16 +1,20 @@
-"""Staged views of MobileNetV2 (transformers) and timm's EfficientNet class (MobileNetV2,
-EfficientNet, MnasNet, ...): stride-2 stem, inverted-residual blocks, 1x1 conv + pool + classifier.
+"""Staged views of the MobileNets: transformers MobileNetV1 and MobileNetV2, timm's EfficientNet
+class (MobileNetV2, EfficientNet, MnasNet, ...) and MobileNetV3 class: a stride-2 stem, a stack
+of (inverted-residual or depthwise-separable) blocks, pooling + classifier.
 
 The four stages are the blocks up to the outputs at reductions 4, 8, 16 and 32; blocks at
 reduction 2 join stage 1, and the final 1x1 convolution (to 1280 channels in MobileNetV2) belongs
-to the head. The split comes from the blocks' strides, so width/depth multipliers change nothing.
+to the head (timm's MobileNetV3 makes its last 1x1 convolution a block of the last stack, so it
+ends stage 4, as in timm's feature maps). The split comes from the blocks' strides, so
+width/depth multipliers change nothing.
 """
 
 from timm.models.efficientnet import EfficientNet
+from timm.models.mobilenetv3 import MobileNetV3
 from torch import nn
-from transformers import MobileNetV2ForImageClassification
+from transformers import MobileNetV1ForImageClassification, MobileNetV2ForImageClassification
 
-from .base import NUM_STAGES, StagedBackbone
+from .base import NUM_STAGES, StagedBackbone, StageInfo
 from .cnn_grids import default_image_size, map_stage_infos
 from .parts import ModelMethod
 from .registry import UnsupportedArchitectureError, register_adapter, unwrap_timm
@@ -54,29 +58,82 @@ def staged_hf_mobilenet_v2(model: MobileNetV2ForImageClassification, image_size=
     )
 
 
+@register_adapter(MobileNetV1ForImageClassification)
+def staged_hf_mobilenet_v1(model: MobileNetV1ForImageClassification, image_size=None) -> StagedBackbone:
+    mobilenet = model.mobilenet_v1
+    image_size = image_size or default_image_size(model)
+    # mobilenet.layer alternates 3x3 depthwise (which carry the strides) and 1x1 pointwise convolutions.
+    reductions, reduction = [], mobilenet.conv_stem.convolution.stride[0]
+    for layer in mobilenet.layer:
+        reduction *= layer.convolution.stride[0]
+        reductions.append(reduction)
+    stages, levels = group_by_reduction(list(mobilenet.layer), reductions)
+    return StagedBackbone(
+        model,
+        family="cnn",
+        stem=mobilenet.conv_stem,
+        stages=stages,
+        head=nn.Sequential(mobilenet.pooler, nn.Flatten(1), model.dropout, model.classifier),
+        # TF "same" padding (tf_padding) and the padding of 1 both round an odd size up.
+        stage_infos=map_stage_infos([stage[-1].convolution.out_channels for stage in stages], levels, image_size),
+        image_size=image_size,
+    )
+
+
+def timm_block_stages(net: nn.Module, image_size) -> tuple[list[nn.Sequential], list[StageInfo]]:
+    """The stages and stage infos of timm's EfficientNet and MobileNetV3 classes.
+
+    net.blocks holds one Sequential per stack of blocks. feature_info has an entry for the last
+    stack of every resolution level; its "stage" is the index just past that stack.
+    """
+    stage_features = net.feature_info[-NUM_STAGES:]
+    ends = [feature["stage"] for feature in stage_features]
+    starts = [0, *ends[:-1]]  # stage 1 also takes the stacks at reduction 2
+    stages = [nn.Sequential(*net.blocks[start:end]) for start, end in zip(starts, ends)]
+    infos = map_stage_infos(
+        [feature["num_chs"] for feature in stage_features],
+        [feature["reduction"] for feature in stage_features],
+        image_size,
+    )
+    return stages, infos
+
+
 @register_adapter(EfficientNet)
 def staged_timm_efficientnet(model, image_size=None) -> StagedBackbone:
     net = unwrap_timm(model)
     image_size = image_size or default_image_size(model)
-    # net.blocks holds one Sequential per stack of blocks. feature_info has an entry for the last
-    # stack of every resolution level; its "stage" is the index just past that stack.
-    stage_features = net.feature_info[-NUM_STAGES:]
-    ends = [feature["stage"] for feature in stage_features]
-    starts = [0, *ends[:-1]]  # stage 1 also takes the stacks at reduction 2
+    stages, infos = timm_block_stages(net, image_size)
     return StagedBackbone(
         model,
         family="cnn",
         stem=nn.Sequential(net.conv_stem, net.bn1),
-        stages=[nn.Sequential(*net.blocks[start:end]) for start, end in zip(starts, ends)],
+        stages=stages,
         # forward_features ends with the 1x1 conv_head + bn2; forward_head keeps timm's pooling
         # type and its functional dropout.
         head=nn.Sequential(
             net.conv_head, net.bn2, ModelMethod(net, "forward_head", ("global_pool", "classifier"))
         ),
-        stage_infos=map_stage_infos(
-            [feature["num_chs"] for feature in stage_features],
-            [feature["reduction"] for feature in stage_features],
-            image_size,
+        stage_infos=infos,
+        image_size=image_size,
+    )
+
+
+@register_adapter(MobileNetV3)
+def staged_timm_mobilenet_v3(model, image_size=None) -> StagedBackbone:
+    """timm MobileNetV3 (and its relatives built on the class: LCNet, FBNetV3, MobileNetV4)."""
+    net = unwrap_timm(model)
+    image_size = image_size or default_image_size(model)
+    stages, infos = timm_block_stages(net, image_size)
+    return StagedBackbone(
+        model,
+        family="cnn",
+        stem=nn.Sequential(net.conv_stem, net.bn1),
+        stages=stages,
+        # The last stack's 1x1 conv is a block (stage 4); forward_head pools first, then runs the
+        # 1x1 conv_head, its norm and activation, and timm's functional dropout.
+        head=ModelMethod(
+            net, "forward_head", ("global_pool", "conv_head", "norm_head", "act2", "flatten", "classifier")
         ),
+        stage_infos=infos,
         image_size=image_size,
     )

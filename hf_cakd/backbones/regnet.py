@@ -1,0 +1,53 @@
+"""Staged views of RegNet (transformers and timm): stem, the four stages, pool + classifier."""
+
+from timm.models.regnet import RegNet
+from torch import nn
+from transformers import RegNetForImageClassification
+
+from .base import StagedBackbone
+from .cnn_grids import default_image_size, map_stage_infos
+from .registry import register_adapter, unwrap_timm
+
+
+@register_adapter(RegNetForImageClassification)
+def staged_hf_regnet(model: RegNetForImageClassification, image_size=None) -> StagedBackbone:
+    config, regnet = model.config, model.regnet
+    image_size = image_size or default_image_size(model)
+    # The embedder (3x3/2 conv) reduces by 2; stage 1 halves the grid when downsample_in_first_stage
+    # (every released checkpoint), every later stage does.
+    first_reduction = 2 * (2 if config.downsample_in_first_stage else 1)
+    reductions = [first_reduction * 2**index for index in range(len(config.hidden_sizes))]
+    return StagedBackbone(
+        model,
+        family="cnn",
+        stem=regnet.embedder,
+        stages=list(regnet.encoder.stages),
+        # The classifier is Flatten + Linear.
+        head=nn.Sequential(regnet.pooler, model.classifier),
+        stage_infos=map_stage_infos(config.hidden_sizes, reductions, image_size),
+        image_size=image_size,
+    )
+
+
+@register_adapter(RegNet)
+def staged_timm_regnet(model, image_size=None) -> StagedBackbone:
+    """timm RegNet-X/Y/Z and the pre-activation RegNetV."""
+    regnet = unwrap_timm(model)
+    image_size = image_size or default_image_size(model)
+    # feature_info lists the stem (reduction 2) then s1..s4.
+    stage_features = regnet.feature_info[-4:]
+    return StagedBackbone(
+        model,
+        family="cnn",
+        stem=regnet.stem,
+        stages=[regnet.s1, regnet.s2, regnet.s3, regnet.s4],
+        # forward_features ends with final_conv (a 1x1 conv, the final activation of linear-output
+        # and pre-activation variants, or Identity); forward_head is just self.head.
+        head=nn.Sequential(regnet.final_conv, regnet.head),
+        stage_infos=map_stage_infos(
+            [feature["num_chs"] for feature in stage_features],
+            [feature["reduction"] for feature in stage_features],
+            image_size,
+        ),
+        image_size=image_size,
+    )
