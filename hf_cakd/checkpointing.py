@@ -18,8 +18,9 @@ from pathlib import Path
 
 import torch
 from safetensors import SafetensorError
-from transformers import PreTrainedModel
-from transformers.trainer_utils import rotate_checkpoints
+from transformers import PreTrainedModel, TrainerState
+from transformers.trainer import TRAINER_STATE_NAME
+from transformers.trainer_utils import TrainOutput, rotate_checkpoints
 from transformers.utils import CONFIG_NAME, SAFE_WEIGHTS_NAME
 
 from .ema import EMA_DIR
@@ -72,6 +73,23 @@ def resume_point(resume_from_checkpoint: str | bool | None, output_dir: str) -> 
             + (f"The newest complete one is {newest}." if newest else "No complete checkpoint is beside it.")
         )
     return resume_from_checkpoint or None
+
+
+def finished_run(checkpoint_dir: str | None, max_steps: int) -> tuple[TrainerState, TrainOutput] | None:
+    """The state of ``checkpoint_dir`` and the run's outcome when it already took ``max_steps`` (> 0) steps, else None.
+
+    ``Trainer.train`` resuming from such a checkpoint would take one step more (transformers 5.25), changing the
+    student of a run that had finished (one killed during its final evaluation, say). The training loss is the mean
+    of the losses it logged.
+    """
+    state_file = os.path.join(checkpoint_dir, TRAINER_STATE_NAME) if checkpoint_dir else None
+    if max_steps <= 0 or state_file is None or not os.path.isfile(state_file):
+        return None
+    state = TrainerState.load_from_json(state_file)
+    if state.global_step < max_steps:
+        return None
+    losses = [entry["loss"] for entry in state.log_history if "loss" in entry]
+    return state, TrainOutput(state.global_step, sum(losses) / len(losses) if losses else float("nan"), {})
 
 
 def _megabytes(size: int) -> str:
@@ -213,6 +231,16 @@ class CheckpointIO:
         if self.trainer.ema is not None:
             self.trainer.ema.module.save_pretrained(os.path.join(output_dir, EMA_DIR))
         torch.save(self.args, os.path.join(output_dir, "training_args.bin"))
+
+    def restore_finished_run(self, checkpoint_dir: str | None) -> TrainOutput | None:
+        """Load ``checkpoint_dir`` and return its run's outcome when it already reached ``--max_steps``; else None."""
+        finished = finished_run(checkpoint_dir, self.args.max_steps)
+        if finished is None:
+            return None
+        logger.info("%s reached --max_steps %d: loaded, nothing left to train.", checkpoint_dir, self.args.max_steps)
+        self.load(checkpoint_dir, resuming=True)
+        self.trainer.state, result = finished
+        return result
 
     def load(self, checkpoint_dir: str, resuming: bool = False) -> None:
         """Load the student and the method's parts; ``resuming`` first checks the checkpoint is this run's."""

@@ -159,14 +159,8 @@ class DistillationTrainer(Trainer):
         (student), ``teacher_pixel_values`` (teacher; falls back to ``pixel_values``) and ``labels``,
         or ``images`` and ``labels`` with ``device_views``.
 
-    Gradient accumulation: ``compute_loss`` returns the mean loss of its micro-batch and the
-    Trainer divides it by the number of accumulation steps (``loss_is_scaled_for_ga = False``), so
-    an optimizer step follows the mean of the micro-batch losses. For per-image losses (CE, KD,
-    OFA, FitNet) that is the loss of the whole accumulated batch. InfoNCE is not per-image: each
-    image is contrasted with the other images of its own micro-batch, so ``k`` micro-batches of
-    ``B`` give ``B - 1`` negatives each, not the ``k * B - 1`` of one big batch, and a higher loss.
-    Negatives come from the micro-batch (and, with ``gather_negatives``, from the other
-    processes' micro-batches), never from earlier accumulation steps.
+    Gradient accumulation, and why InfoNCE's negatives come from the micro-batch: docs/architecture.md, "One
+    training step".
     """
 
     loss_is_scaled_for_ga = False
@@ -285,6 +279,8 @@ class DistillationTrainer(Trainer):
     def train(self, resume_from_checkpoint: str | bool | None = None, **kwargs):
         """``Trainer.train``, resuming only from checkpoints whose write completed (``True``: the newest such)."""
         resume_from_checkpoint = resume_point(resume_from_checkpoint, self.args.output_dir)
+        if finished := self.checkpoint_io.restore_finished_run(resume_from_checkpoint):
+            return finished
         with self.preemption.restoring_handlers():
             result = super().train(resume_from_checkpoint=resume_from_checkpoint, **kwargs)
         if (step := self.preemption.stopped_at_step) is not None:

@@ -578,3 +578,17 @@ def test_distill_script_under_accelerate_launch_keeps_processes_in_sync(tmp_path
     results = json.loads((output_dir / "results.json").read_text())
     assert results["method"] == "fbt" and math.isfinite(results["train_loss"])
     assert (output_dir / "model.safetensors").is_file() and (output_dir / METHOD_STATE_NAME).is_file()
+
+
+def test_resuming_a_run_that_reached_max_steps_trains_no_further(tmp_path):
+    # A run killed after its last checkpoint (during the final evaluation, say) and run again: the
+    # Trainer would take one more step from that checkpoint (transformers 5.25), changing the student.
+    # 16 examples in batches of 4: the last step falls inside an epoch.
+    run = dict(max_steps=3, save_strategy="steps", save_steps=3, lr_scheduler_type="constant")
+    finished = make_trainer(tmp_path / "run", **run)
+    finished.train()
+    rerun = make_trainer(tmp_path / "run", student_seed=7, **run)
+    result = rerun.train(resume_from_checkpoint=True)
+    assert rerun.state.global_step == 3 and result.global_step == 3
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["checkpoint-3"]
+    assert_states_close(state_of(rerun.model), state_of(finished.model))
