@@ -40,17 +40,19 @@ class DiskFullError(InputError):
 
 
 def last_complete_checkpoint(output_dir: str) -> str | None:
-    """The newest ``checkpoint-N`` in ``output_dir`` whose write finished, or None."""
+    """The ``checkpoint-N`` in ``output_dir`` whose write finished last, or None.
+
+    The newest by completion time, not by step: after ``--overwrite_output_dir`` the folder may still hold
+    an earlier run's checkpoints of higher steps (as ``rotate_checkpoints(use_mtime=True)`` orders them).
+    """
     if not os.path.isdir(output_dir):
         return None
-    steps = [
-        int(name[len(CHECKPOINT_PREFIX) :])
-        for name in os.listdir(output_dir)
-        if name.startswith(CHECKPOINT_PREFIX)
-        and name[len(CHECKPOINT_PREFIX) :].isdigit()
-        and os.path.isfile(os.path.join(output_dir, name, CHECKPOINT_COMPLETE_NAME))
-    ]
-    return os.path.join(output_dir, f"{CHECKPOINT_PREFIX}{max(steps)}") if steps else None
+    completed = {}
+    for name in os.listdir(output_dir):
+        marker = os.path.join(output_dir, name, CHECKPOINT_COMPLETE_NAME)
+        if name.startswith(CHECKPOINT_PREFIX) and name[len(CHECKPOINT_PREFIX) :].isdigit() and os.path.isfile(marker):
+            completed[name] = (os.path.getmtime(marker), int(name[len(CHECKPOINT_PREFIX) :]))
+    return os.path.join(output_dir, max(completed, key=completed.get)) if completed else None
 
 
 def resume_point(resume_from_checkpoint: str | bool | None, output_dir: str) -> str | None:
@@ -61,6 +63,10 @@ def resume_point(resume_from_checkpoint: str | bool | None, output_dir: str) -> 
     """
     if resume_from_checkpoint is True:
         last = last_complete_checkpoint(output_dir)
+        if last is None and not (os.path.isdir(output_dir) and os.listdir(output_dir)):
+            # A job's first run: the same command (a scheduler's requeue) resumes once a checkpoint exists.
+            logger.info("No checkpoint in %s yet: training starts afresh.", output_dir)
+            return None
         if last is None:
             raise InputError(
                 f"No complete checkpoint in {output_dir} to resume from: drop --resume_from_checkpoint to start afresh."
@@ -89,7 +95,8 @@ def finished_run(checkpoint_dir: str | None, max_steps: int) -> tuple[TrainerSta
     if state.global_step < max_steps:
         return None
     losses = [entry["loss"] for entry in state.log_history if "loss" in entry]
-    return state, TrainOutput(state.global_step, sum(losses) / len(losses) if losses else float("nan"), {})
+    loss = sum(losses) / len(losses) if losses else float("nan")
+    return state, TrainOutput(state.global_step, loss, {"train_loss": loss})
 
 
 def _megabytes(size: int) -> str:

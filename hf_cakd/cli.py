@@ -237,6 +237,9 @@ def setup_logging(training_args=None) -> None:
     logging.getLogger("huggingface_hub.repocard").addFilter(_not_a_card_without_metadata)
     if training_args is not None:
         logging.getLogger("transformers.trainer").setLevel(run_log_level(training_args))
+        if training_args.disable_tqdm or not training_args.should_log:
+            # Loading and saving weights show bars of their own: they follow --disable_tqdm, on the main process only.
+            transformers.utils.logging.disable_progress_bar()
 
 
 def _not_a_card_without_metadata(record: logging.LogRecord) -> bool:

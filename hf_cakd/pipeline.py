@@ -192,7 +192,7 @@ def distill(
     start = time.perf_counter()
     train_result = trainer.train(resume_from_checkpoint=plan.resume_from_checkpoint)
     results["train_seconds"] = round(time.perf_counter() - start, 1)
-    results["train_loss"] = train_result.training_loss
+    results["train_loss"] = train_result.metrics["train_loss"]  # averaged over processes (DistillationTrainer.log)
     saved_weights = trainer.ema.as_student() if plan.training_args.save_ema_as_student else contextlib.nullcontext()
     with trainer.checkpoint_io.reporting_a_full_disk(plan.output_dir), saved_weights:
         # Trainer.save_model would push with a card of its own; ours follows (docs/architecture.md).

@@ -25,6 +25,7 @@ from transformers import PreTrainedModel, set_seed
 from transformers.trainer_utils import HubStrategy
 
 from .backbones import staged_view
+from .checkpointing import resume_point
 from .data import ImageClassificationData, load_image_dataset
 from .data.augment import AUGMENTATION_FLAGS, Augmentation
 from .defaults import default_dataset, default_dataset_warning, dataset_labels, default_student_name
@@ -225,6 +226,8 @@ def _check_arguments(model_args, data_args, training_args) -> None:
 def _check_output_dir(training_args, data_args) -> None:
     output_dir = training_args.output_dir
     _check_writable(output_dir)
+    if _resume_point(training_args.resume_from_checkpoint) is True and os.path.isdir(output_dir) and os.listdir(output_dir):
+        resume_point(True, output_dir)  # a folder without a complete checkpoint is refused before anything loads
     if training_args.resume_from_checkpoint or data_args.overwrite_output_dir:
         return
     if os.path.isdir(output_dir) and os.listdir(output_dir):

@@ -269,6 +269,9 @@ class DistillationTrainer(Trainer):
             logs.update({f"loss_{n}": round(v, 4) for n, v in zip(names, means.tolist())})
             logs.update(self.accelerator.unwrap_model(self.model).method.log_values())
             self._loss_term_sums, self._loss_term_count = {}, 0
+        if "train_loss" in logs:  # this process's own (the Trainer's): the run's is the mean over processes
+            train_loss = torch.tensor(float(logs["train_loss"]), device=self.args.device)
+            logs["train_loss"] = self.accelerator.reduce(train_loss, reduction="mean").item()
         super().log(logs, start_time)
 
     def get_decay_parameter_names(self, model: nn.Module) -> list[str]:

@@ -9,6 +9,7 @@ import logging
 import re
 
 import pytest
+import transformers
 import yaml
 from transformers import AutoModelForImageClassification
 
@@ -243,3 +244,16 @@ def test_a_config_file_may_group_the_methods_options_under_its_name(tmp_path):
         config.write_text(yaml.safe_dump(keys))
         with pytest.raises(UsageError, match=message):
             parse_distill_args([str(config)])
+
+
+@pytest.mark.parametrize("flags", [["--disable_tqdm", "true"], []])
+def test_loading_and_saving_bars_follow_disable_tqdm(tmp_path, flags):
+    """transformers' "Loading weights" / "Writing model shards" bars ignored --disable_tqdm (and showed on every rank)."""
+    from hf_cakd.cli import setup_logging
+
+    *_, training_args = parse_distill_args(["--teacher", "t", "--output_dir", str(tmp_path), "--use_cpu", *flags])
+    try:
+        setup_logging(training_args)
+        assert transformers.utils.logging.is_progress_bar_enabled() == (not flags)
+    finally:
+        transformers.utils.logging.enable_progress_bar()

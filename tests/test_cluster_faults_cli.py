@@ -23,6 +23,7 @@ import torch
 import yaml
 from transformers import AutoModelForImageClassification
 
+import hf_cakd.checkpointing
 import hf_cakd.run_plan
 from hf_cakd.cli import distill_main
 from hf_cakd.errors import InputError
@@ -347,3 +348,40 @@ def test_a_full_disk_during_a_save_exits_3_and_resumes_from_the_last_complete_ch
         assert resumed_from == [str(last)]
         assert json.loads((output_dir / "results.json").read_text()) == json.loads(json.dumps(results))
         assert last_complete_checkpoint(str(output_dir)) == str(output_dir / "checkpoint-6")
+
+
+# ---- cluster re-runs: a requeued job, a reused folder, a read-only cache ----
+
+
+def test_resume_last_takes_the_checkpoint_completed_last_not_an_older_runs_higher_step(tmp_path):
+    """--overwrite_output_dir keeps an earlier run's checkpoint-40; a pre-empted new run resumes its own checkpoint-12."""
+    for step, completed_at in ((40, 1_000_000), (12, 2_000_000)):
+        marker = tmp_path / f"checkpoint-{step}" / CHECKPOINT_COMPLETE_NAME
+        marker.parent.mkdir()
+        marker.write_text(f"step {step}\n")
+        os.utime(marker, (completed_at, completed_at))
+    assert last_complete_checkpoint(str(tmp_path)) == str(tmp_path / "checkpoint-12")
+
+
+def test_resume_last_starts_a_new_folder_afresh_and_refuses_one_without_a_checkpoint_before_loading(
+    workspace, tmp_path, monkeypatch
+):
+    """One command for a job's first run and its requeues (SLURM --requeue, a Kubernetes restart)."""
+    resume_point = hf_cakd.checkpointing.resume_point
+    assert resume_point(True, str(tmp_path / "new")) is None
+    (tmp_path / "used").mkdir()
+    (tmp_path / "used" / "notes.txt").write_text("not a checkpoint\n")
+    monkeypatch.setattr(hf_cakd.run_plan, "load_image_dataset", None)  # called, it would fail with a TypeError
+    args = distill_args(workspace, "kd", tmp_path / "used", "--resume_from_checkpoint", "last")
+    with pytest.raises(InputError, match=r"^No complete checkpoint in .*used to resume from"):
+        distill_main(args)
+
+
+def test_a_read_only_datasets_cache_names_hf_datasets_cache_and_the_fix(workspace, tmp_path):
+    from hf_cakd.data import load_image_dataset
+
+    with tmpfs(tmp_path / "read-only", "ro,size=1m") as mounted:
+        if not mounted:
+            pytest.skip("needs root to mount a read-only tmpfs")
+        with pytest.raises(InputError, match=r"cannot write its cache at .*read-only.*Set HF_DATASETS_CACHE"):
+            load_image_dataset(str(workspace["data"]), cache_dir=str(tmp_path / "read-only"))

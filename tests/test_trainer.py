@@ -592,3 +592,19 @@ def test_resuming_a_run_that_reached_max_steps_trains_no_further(tmp_path):
     assert rerun.state.global_step == 3 and result.global_step == 3
     assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["checkpoint-3"]
     assert_states_close(state_of(rerun.model), state_of(finished.model))
+
+
+def test_the_final_train_loss_is_averaged_over_processes_not_the_main_ones_own(tmp_path, monkeypatch):
+    """The Trainer adds the loss since the last logging step unreduced: under DDP results.json held rank 0's."""
+    trainer = make_trainer(tmp_path, method="kd", max_steps=2, logging_steps=50)
+    reduced = []
+
+    def reduce(tensor, reduction="sum"):
+        reduced.append((tensor.item(), reduction))
+        return tensor * 0 + 42.0  # what the other process's loss averages it to
+
+    monkeypatch.setattr(type(trainer.accelerator), "num_processes", property(lambda self: 2))
+    monkeypatch.setattr(trainer.accelerator, "reduce", reduce)
+    result = trainer.train()
+    assert result.metrics["train_loss"] == 42.0 and trainer.state.log_history[-1]["train_loss"] == 42.0
+    assert [reduction for _, reduction in reduced][-1] == "mean"

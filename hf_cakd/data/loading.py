@@ -18,10 +18,12 @@ sizes and label ranges go unchecked here
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import re
 from dataclasses import dataclass
+from pathlib import Path
 
 import datasets
 import pyarrow.compute as pc
@@ -125,6 +127,21 @@ def load_image_dataset(
 
 
 def _load_splits(source, data_files, streaming, load_dataset_kwargs) -> DatasetDict | IterableDatasetDict:
+    try:
+        return _load_splits_from(source, data_files, streaming, load_dataset_kwargs)
+    except OSError as err:
+        cache = load_dataset_kwargs.get("cache_dir") or datasets.config.HF_DATASETS_CACHE
+        in_cache = err.filename and Path(err.filename).absolute().is_relative_to(Path(cache).absolute())
+        if err.errno not in (errno.EROFS, errno.EACCES, errno.EPERM) or not in_cache:
+            raise
+        raise DataError(
+            f"--dataset {source}: datasets cannot write its cache at {err.filename} ({os.strerror(err.errno)}). Set "
+            f"HF_DATASETS_CACHE (now {cache}) or HF_HOME to a folder this process may write to, e.g. node-local "
+            "scratch."
+        ) from err
+
+
+def _load_splits_from(source, data_files, streaming, load_dataset_kwargs) -> DatasetDict | IterableDatasetDict:
     if isinstance(source, (DatasetDict, IterableDatasetDict)):
         return source
     if isinstance(source, Dataset):
@@ -142,7 +159,7 @@ def _load_splits(source, data_files, streaming, load_dataset_kwargs) -> DatasetD
         return datasets.load_dataset(builder, data_files={"train": source}, streaming=streaming, **load_dataset_kwargs)
     if _saved_dataset(source):  # Dataset.save_to_disk's layout, which load_dataset refuses
         dataset = datasets.load_from_disk(source)
-        return _load_splits(dataset.to_iterable_dataset() if streaming else dataset, None, False, {})
+        return _load_splits_from(dataset.to_iterable_dataset() if streaming else dataset, None, False, {})
     try:
         return datasets.load_dataset(source, data_files=data_files, streaming=streaming, **load_dataset_kwargs)
     except Exception as err:  # datasets wraps the Hub's errors in several types of its own

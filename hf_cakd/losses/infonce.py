@@ -145,11 +145,29 @@ def _gather(z_x: torch.Tensor, z_y: torch.Tensor) -> tuple[torch.Tensor, torch.T
     """All processes' ``z_x`` and ``z_y`` (with gradients back to each owner) and this rank's offset."""
     if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
         return z_x, z_y, 0
-    from torch.distributed.nn.functional import all_gather
-
     # One collective for both views: stack them, gather, then split along the stacked axis.
-    gathered = torch.cat(all_gather(torch.stack((z_x, z_y))), dim=1)
+    gathered = torch.cat(_AllGather.apply(torch.stack((z_x, z_y))).unbind(0), dim=1)
     return gathered[0], gathered[1], dist.get_rank() * z_x.shape[0]
+
+
+class _AllGather(torch.autograd.Function):
+    """Every process's ``tensor``, stacked rank by rank; each process's gradient is summed back to its owner.
+
+    What ``torch.distributed.nn.functional.all_gather`` did, which torch deprecates (a FutureWarning on every
+    process, shown again after each checkpoint save) for a private module.
+    """
+
+    @staticmethod
+    def forward(ctx, tensor: torch.Tensor) -> torch.Tensor:
+        gathered = [torch.empty_like(tensor) for _ in range(dist.get_world_size())]
+        dist.all_gather(gathered, tensor.contiguous())
+        return torch.stack(gathered)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        grad = grad.contiguous()
+        dist.all_reduce(grad)  # every process's loss reads every process's rows
+        return grad[dist.get_rank()]
 
 
 def _gather_labels(labels: torch.Tensor) -> torch.Tensor:
