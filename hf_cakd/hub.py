@@ -14,6 +14,7 @@ import importlib.metadata
 import json
 import logging
 import os
+import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -136,6 +137,8 @@ class CardInputs:
     """``--model_ema_decay``: a moving average of the student was kept (its row ``student_ema``)."""
     method_chosen_by_auto: bool = False
     """``--method auto`` chose the method by the student's family."""
+    recipe: dict[str, Any] = field(default_factory=dict)
+    """The training recipe's flags that were set (augmentation, Mixup/CutMix, label smoothing), flag name -> value."""
 
     @property
     def effective_batch_size(self) -> int:
@@ -354,7 +357,10 @@ def _student_uploads(
             )
         )
     readme = output_dir / "README.md"
-    card_text = str(card) if card is not None else readme.read_text(encoding="utf-8") if readme.is_file() else None
+    if card is not None:
+        card_text = str(card)
+    else:  # the folder's card, its usage snippets loading repo_id (distill rendered them for --hub_model_id or the folder)
+        card_text = _loading(repo_id, readme.read_text(encoding="utf-8")) if readme.is_file() else None
     if card_text is not None:
         uploads.append(
             lambda: api.upload_file(
@@ -365,6 +371,15 @@ def _student_uploads(
             )
         )
     return uploads
+
+
+# The model id in the card's usage snippets (student.md.jinja, "How to use"): pipeline(..., model="ID") and from_pretrained("ID").
+_SNIPPET_ID = re.compile(r'(pipeline\("image-classification", model=|\.from_pretrained\()"[^"\n]*"')
+
+
+def _loading(repo_id: str, card_text: str) -> str:
+    """``card_text`` with its usage snippets loading ``repo_id``."""
+    return _SNIPPET_ID.sub(lambda match: f'{match.group(1)}"{repo_id}"', card_text)
 
 
 # ---- timm ----

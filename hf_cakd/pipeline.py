@@ -253,8 +253,8 @@ def _build_trainer(plan: RunPlan, callbacks) -> tuple[DistillationTrainer, dict]
         train_dataset=train_dataset,
         eval_dataset=eval_dataset,
         data_collator=DistillationCollator(),
-        # pipeline() needs one, even for a student that came without
-        processing_class=student_processor or image_processor_for(student, image_size=plan.student.image_size),
+        # pipeline() needs one, even for a student that came without; at the resolution the student was trained at
+        processing_class=_saved_processor(student, student_processor, plan.student.image_size),
         callbacks=callbacks,
         device_views=train_transform.device_views,
     )
@@ -283,6 +283,14 @@ def _load_student(plan: RunPlan):
         model_args=plan.student.model_args,
     )
     return student, load_image_processor(plan.student.spec)
+
+
+def _saved_processor(student, processor, image_size: int | None):
+    """The student's image processor as saved beside it: its own, unless ``--student_image_size`` overrides its
+    resolution (or it has none), then one doing the eval transform the student was evaluated with."""
+    if processor is not None and image_size is None:
+        return processor
+    return image_processor_for(student, processor, image_size=image_size)
 
 
 def _evaluate_student_and_parts(trainer: DistillationTrainer) -> dict[str, dict[str, float]]:
@@ -349,7 +357,16 @@ def _card_inputs(plan: RunPlan, trainer, results) -> CardInputs:
         skipped_images=results["skipped_images"].get("train", 0),
         saved_student=results["recipe"]["saved_student"],
         ema_decay=args.model_ema_decay,
+        recipe=_recipe_flags_set(results["recipe"]),
     )
+
+
+def _recipe_flags_set(recipe: dict) -> dict:
+    """The augmentation and target flags of ``results.json``'s recipe that differ from their defaults (the card's)."""
+    defaults = {**{name: getattr(Augmentation(), name) for name in AUGMENTATION_FLAGS}, "label_smoothing_factor": 0.0}
+    if not (recipe["mixup_alpha"] or recipe["cutmix_alpha"]):  # they only shape Mixup/CutMix
+        defaults.update(mixup_prob=recipe["mixup_prob"], mixup_switch_prob=recipe["mixup_switch_prob"])
+    return {name: recipe[name] for name, default in defaults.items() if recipe[name] != default}
 
 
 def _resolution_source(model, processor) -> str:

@@ -103,7 +103,8 @@ class RunPlan:
         augmentation = {name: getattr(self.augmentation, name) for name in AUGMENTATION_FLAGS}
         ema = self.training_args.model_ema_decay
         saved = EMA_ROW if self.training_args.save_ema_as_student else "student"
-        return {**augmentation, "model_ema_decay": ema, "saved_student": saved}
+        smoothing = self.training_args.label_smoothing_factor
+        return {**augmentation, "label_smoothing_factor": smoothing, "model_ema_decay": ema, "saved_student": saved}
 
     def to_dict(self) -> dict:
         """The plan in JSON terms (``results.json``'s ``"plan"``)."""

@@ -179,6 +179,22 @@ def test_timm_student_gets_a_processor_that_matches_its_eval_transform(distilled
     torch.testing.assert_close(pixels, image_transforms(student, train=False)(image))
 
 
+def test_a_student_trained_at_another_resolution_than_its_processors_is_saved_with_a_processor_at_it():
+    """--student_image_size overrides the student's own processor: the saved one must do the eval transform the
+    student was evaluated with (pipeline() top-1 = results.json's), not its processor's old size."""
+    from hf_cakd.pipeline import _saved_processor
+
+    student = build("hf-resnet")
+    own = ViTImageProcessor(size={"height": 32, "width": 32}, image_mean=[0.4] * 3, image_std=[0.2] * 3)
+    assert _saved_processor(student, own, None) is own
+    saved = _saved_processor(student, own, 48)
+    assert model_input_spec(processor=saved) == model_input_spec(student, own, image_size=48)
+    image = PIL.Image.fromarray(np.random.default_rng(0).integers(0, 256, (32, 32, 3), dtype=np.uint8))
+    pixels = saved(image, return_tensors="pt")["pixel_values"][0]
+    evaluated = image_transforms(student, own, train=False, image_size=48)(image)
+    torch.testing.assert_close(pixels, evaluated, atol=2e-2, rtol=0)
+
+
 # Run with hf_cakd unimportable, outside the repository, without PYTHONPATH: a user's machine.
 LOAD_WITHOUT_HF_CAKD = r"""
 import importlib.abc, json, sys

@@ -249,6 +249,26 @@ def test_push_uploads_the_student_at_the_top_then_the_folders_card_and_keeps_dis
     assert snapshot(output_dir) == before
 
 
+def test_pushing_a_folder_later_points_its_cards_usage_snippets_at_the_repository(fake_hub, output_dir):
+    """distill renders the snippets for --hub_model_id, else the folder's name; hf-cakd push names the repository."""
+    (output_dir / "README.md").write_text(str(student_model_card(card_inputs(model_name="run"))))
+    push_student(output_dir, "user/repo")
+    pushed = fake_hub["calls"][-1][1]["content"].decode()
+    assert 'pipeline("image-classification", model="user/repo")' in pushed
+    assert pushed.count('from_pretrained("user/repo")') == 2 and '"run"' not in pushed
+    assert ModelCard(pushed).data.to_dict() == ModelCard.load(output_dir / "README.md").data.to_dict()
+
+
+def test_card_lists_the_recipe_flags_that_were_set():
+    recipe = {"auto_augment": "rand-m9-mstd0.5-inc1", "mixup_alpha": 0.8, "label_smoothing_factor": 0.1}
+    text = student_model_card(card_inputs(recipe=recipe)).text
+    assert (
+        "- augmentation and targets: `--auto_augment rand-m9-mstd0.5-inc1`, `--mixup_alpha 0.8`, "
+        "`--label_smoothing_factor 0.1`\n" in text
+    )
+    assert "augmentation and targets" not in student_model_card(card_inputs()).text
+
+
 def test_push_with_distillation_parts_puts_them_under_distillation(fake_hub, output_dir):
     card = ModelCard("---\nlicense: mit\n---\n# given card\n")
     push_student(output_dir, "user/repo", card, include_distillation_parts=True)

@@ -522,6 +522,29 @@ def test_fbt_transfer_paths_drop_their_terms_and_parts(dropped):
     assert unused == []
 
 
+@pytest.mark.parametrize(
+    "method, options, message",
+    [
+        ("kd", {"ce_weight": -1}, "ce_weight is a loss weight, 0 or more"),
+        ("feature_kd", {"feature_weight": "-2"}, "feature_weight is a loss weight, 0 or more"),
+        ("ofa", {"ofa_loss_weight": -0.1}, "ofa_loss_weight is a loss weight, 0 or more"),
+        ("fbt", {"infonce_weight": -1}, "infonce_weight is a loss weight, 0 or more"),
+        ("fbt", {"fbt_deep_supervision_weight": -1}, "fbt_deep_supervision_weight is a loss weight, 0 or more"),
+        ("fbt", {"bridge_alignment_weight": -1}, "bridge_alignment_weight is a loss weight, 0 or more"),
+        ("ofa", {"ofa_branch_dim": 0}, "ofa_branch_dim is a layer width, a positive integer, got 0"),
+        ("fbt", {"projector_dim": "-5"}, "projector_dim is a layer width, a positive integer, got -5"),
+        ("fbt", {"infonce_temperature": 0}, r"infonce_temperature .* within \[0.01, 1.0\]; got 0"),
+        ("fbt", {"infonce_temperature": 5}, r"infonce_temperature .* within \[0.01, 1.0\]; got 5"),
+    ],
+)
+def test_values_no_method_can_train_with_are_refused_with_the_config(method, options, message):
+    """A negative weight would train the term backwards, a width under 1 or a temperature outside the learnable
+    range fails (or silently does nothing) only once the models are loaded: refused here, before (exit code 2)."""
+    with pytest.raises(ValueError, match=message):
+        method_config(method, options)
+    assert method_config(method, {name: 0 for name in options if name.endswith("_weight")})  # 0 turns a term off
+
+
 def test_fbt_transfer_paths_are_checked():
     with pytest.raises(ValueError, match="fbt_transfer_paths is a comma list of teacher_student"):
         method_config("fbt", {"fbt_transfer_paths": "teacher_student,student_teacher"})

@@ -83,15 +83,16 @@ def model_input_spec(model=None, processor=None, *, image_size: int | None = Non
     return spec.at_size(image_size) if image_size else spec
 
 
-def image_processor_for(model, *, image_size: int | None = None) -> BitImageProcessor:
+def image_processor_for(model, processor=None, *, image_size: int | None = None) -> BitImageProcessor:
     """An image processor doing ``model``'s eval transform (resize, centre crop, normalise).
 
-    For a model that came without a processor (``timm:`` names, bare configs): saved beside it,
-    it lets ``pipeline("image-classification", model=output_dir)`` load the model. A model whose
-    input is tiny (``SMALL_IMAGE_SIDE`` or less: it was trained on tiny images) gets the
-    tiny-image view of :class:`EvalTransform`, a stretch to its size without a crop.
+    For a model that came without a processor (``timm:`` names, bare configs), or whose
+    ``processor`` is overridden by ``image_size``: saved beside it, it lets
+    ``pipeline("image-classification", model=output_dir)`` load the model and see what evaluation
+    fed it. A model whose input is tiny (``SMALL_IMAGE_SIDE`` or less: it was trained on tiny
+    images) gets the tiny-image view of :class:`EvalTransform`, a stretch to its size without a crop.
     """
-    spec = model_input_spec(model, image_size=image_size)
+    spec = model_input_spec(model, processor, image_size=image_size)
     resize = spec.resize
     tiny = max(spec.size) <= SMALL_IMAGE_SIDE
     if tiny:

@@ -21,6 +21,10 @@ from ..backbones.base import StageInfo, to_map
 Pooling = Union[Literal["avg"], int]
 
 
+TEMPERATURE_BOUNDS = (0.01, 1.0)
+"""The range a :class:`LearnableTemperature` is clamped to by default (and FBT's ``infonce_temperature`` starts in)."""
+
+
 def spatial_smooth(
     feature: torch.Tensor, info: StageInfo, pooling: Pooling = "avg", use_cls: bool = False
 ) -> torch.Tensor:
@@ -80,7 +84,7 @@ class LearnableTemperature(nn.Module):
     is zero, so the bound holds. Keep ``log_tau`` out of weight decay.
     """
 
-    def __init__(self, init: float = 0.07, min: float = 0.01, max: float = 1.0):
+    def __init__(self, init: float = 0.07, min: float = TEMPERATURE_BOUNDS[0], max: float = TEMPERATURE_BOUNDS[1]):
         super().__init__()
         if not 0 < min <= init <= max:
             raise ValueError(f"need 0 < min <= init <= max, got min={min}, init={init}, max={max}")

@@ -114,6 +114,14 @@ class MethodConfig:
         hints = typing.get_type_hints(type(self))
         for option_field in fields(self):
             setattr(self, option_field.name, _convert(option_field.name, hints[option_field.name], getattr(self, option_field.name)))
+        for name in self.option_names():  # by naming convention: a loss weight is >= 0, a width is >= 1
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)):
+                continue
+            if name.endswith("_weight") and value < 0:
+                raise ValueError(f"{name} is a loss weight, 0 or more (0 turns the term off), got {value}")
+            if name.endswith("_dim") and value < 1:
+                raise ValueError(f"{name} is a layer width, a positive integer, got {value}")
 
     def to_dict(self) -> dict[str, Any]:
         """Every option in JSON form (``distillation_config.json``, ``results.json``)."""

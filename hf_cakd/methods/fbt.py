@@ -28,6 +28,7 @@ from ..assistant.bridge import BRIDGE_TYPES
 from ..backbones import StagedBackbone, to_map
 from ..errors import UsageError
 from ..losses import FeatureProjector, LearnableTemperature, LogitBranch, info_nce, smoothed_dim, spatial_smooth
+from ..losses.infonce import TEMPERATURE_BOUNDS
 from .base import (
     BY_PAIR,
     STAGE_SPLIT_HELP,
@@ -98,9 +99,8 @@ class FBTExperimentalOptions(MethodConfig):
 
     def __post_init__(self):
         super().__post_init__()
-        for name in ("fbt_assistant_warmup_steps", "bridge_alignment_weight"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.fbt_assistant_warmup_steps < 0:  # bridge_alignment_weight: checked with every *_weight
+            raise ValueError(f"fbt_assistant_warmup_steps must be >= 0, got {self.fbt_assistant_warmup_steps}")
 
 
 @dataclass
@@ -158,6 +158,12 @@ class FBTConfig(FBTExperimentalOptions, OFALossOptions, KDLossOptions):
             raise ValueError("infonce_feature 'pre_logits' is already pooled: leave infonce_pooling and infonce_use_cls unset.")
         if not self.fbt_transfer_paths:
             raise ValueError(f"fbt_transfer_paths names at least one of {', '.join(PATH_NAMES)}.")
+        low, high = TEMPERATURE_BOUNDS
+        if not low <= self.infonce_temperature <= high:
+            raise ValueError(
+                f"infonce_temperature starts each learnable temperature, which stays within [{low}, {high}]; got "
+                f"{self.infonce_temperature}"
+            )
         if self.bridge_downsample != BY_PAIR and self.bridge_downsample < 1:
             raise ValueError(f"bridge_downsample must be a positive integer, got {self.bridge_downsample}")
 
