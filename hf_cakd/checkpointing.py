@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import json
 import logging
 import os
@@ -53,6 +54,32 @@ def last_complete_checkpoint(output_dir: str) -> str | None:
         if name.startswith(CHECKPOINT_PREFIX) and name[len(CHECKPOINT_PREFIX) :].isdigit() and os.path.isfile(marker):
             completed[name] = (os.path.getmtime(marker), int(name[len(CHECKPOINT_PREFIX) :]))
     return os.path.join(output_dir, max(completed, key=completed.get)) if completed else None
+
+
+@contextlib.contextmanager
+def writing_into(output_dir: str, main_process: bool = True):
+    """Hold ``output_dir`` for one run: a second run into it stops at once instead of replacing this one's files.
+
+    The lock is the folder's own (``flock`` on the directory, released when the run ends or its process dies), so
+    nothing is added to the folder; a file system without ``flock`` is not locked. Only the main process locks.
+    """
+    if not main_process:
+        yield
+        return
+    os.makedirs(output_dir, exist_ok=True)
+    folder = os.open(output_dir, os.O_RDONLY)
+    try:
+        try:
+            fcntl.flock(folder, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise InputError(
+                f"Another run is writing into {output_dir}: wait for it to end, or pass another --output_dir."
+            ) from None
+        except OSError:  # no flock on this file system (some network mounts)
+            pass
+        yield
+    finally:
+        os.close(folder)  # releases the lock
 
 
 def resume_point(resume_from_checkpoint: str | bool | None, output_dir: str) -> str | None:

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 
 from .backbones import staged_view
 from .backbones.registry import unwrap_timm
+from .checkpointing import writing_into
 from .data import DistillationCollator, DistillationTransform, image_processor_for
 from .data.augment import AUGMENTATION_FLAGS, POLICY_EXAMPLES, Augmentation
 from .defaults import default_image_processor, default_student
@@ -184,6 +185,12 @@ def distill(
     logging.getLogger("hf_cakd").setLevel(run_log_level(training_args))
     plan = plan_run(model_args, data_args, training_args)
     trainer, input_resolution = _build_trainer(plan, callbacks)
+    with writing_into(plan.output_dir, main_process=plan.training_args.process_index == 0):
+        return _train_and_report(plan, trainer, input_resolution)
+
+
+def _train_and_report(plan: RunPlan, trainer: DistillationTrainer, input_resolution: dict) -> dict:
+    """Evaluate the teacher, train, save, evaluate the student and its parts, write results.json and the card."""
     results: dict = {"plan": plan.to_dict(), "input_resolution": input_resolution}
     metrics: dict[str, dict[str, float]] = {}
     if plan.teacher_model is not None and trainer.eval_dataset is not None:

@@ -385,3 +385,15 @@ def test_a_read_only_datasets_cache_names_hf_datasets_cache_and_the_fix(workspac
             pytest.skip("needs root to mount a read-only tmpfs")
         with pytest.raises(InputError, match=r"cannot write its cache at .*read-only.*Set HF_DATASETS_CACHE"):
             load_image_dataset(str(workspace["data"]), cache_dir=str(tmp_path / "read-only"))
+
+
+def test_a_second_run_into_a_folder_another_run_is_writing_into_stops_before_writing(workspace, tmp_path):  # noqa: F811
+    output_dir = tmp_path / "out"
+    with hf_cakd.checkpointing.writing_into(str(output_dir)):  # the first run, still training
+        with pytest.raises(InputError, match=rf"^Another run is writing into {re.escape(str(output_dir))}: wait"):
+            distill_main(distill_args(workspace, "kd", output_dir))
+        assert list(output_dir.iterdir()) == []
+        with hf_cakd.checkpointing.writing_into(str(output_dir), main_process=False):
+            pass  # the other processes of the same run take no lock
+    distill_main(distill_args(workspace, "kd", output_dir))  # the lock ends with the run that held it
+    assert (output_dir / "results.json").is_file()
