@@ -12,18 +12,8 @@ from transformers import BeitForImageClassification, Data2VecVisionForImageClass
 from transformers.models.data2vec.modeling_data2vec_vision import Data2VecVisionLayer
 
 from .base import StagedBackbone, StageInfo, as_pair, split_evenly
+from .parts import FirstOutput
 from .registry import register_adapter
-
-
-class FirstOutput(nn.Module):
-    """A module's first output: Data2Vec-Vision's embeddings also return the patch grid (StageInfo has it)."""
-
-    def __init__(self, module: nn.Module):
-        super().__init__()
-        self.module = module
-
-    def forward(self, hidden):
-        return self.module(hidden)[0]
 
 
 class HFBeitBlock(nn.Module):

@@ -40,3 +40,9 @@ def map_stage_infos(
             grid = tuple(size // reduction for size in image_size)
         infos.append(StageInfo("map", int(stage_channels), grid))
     return infos
+
+
+def timm_stage_infos(model: nn.Module, image_size: tuple[int, int]) -> list[StageInfo]:
+    """The infos of a timm CNN's last four ``feature_info`` entries (its four stages; padded convolutions)."""
+    features = unwrap_timm(model).feature_info[-4:]
+    return map_stage_infos([f["num_chs"] for f in features], [f["reduction"] for f in features], image_size)

@@ -14,8 +14,8 @@ from timm.models.mobilenetv3 import MobileNetV3
 from torch import nn
 from transformers import MobileNetV1ForImageClassification, MobileNetV2ForImageClassification
 
-from .base import NUM_STAGES, StagedBackbone, StageInfo
-from .cnn_grids import default_image_size, map_stage_infos
+from .base import NUM_STAGES, StagedBackbone
+from .cnn_grids import default_image_size, map_stage_infos, timm_stage_infos
 from .parts import ModelMethod
 from .registry import UnsupportedArchitectureError, register_adapter, unwrap_timm
 
@@ -80,60 +80,29 @@ def staged_hf_mobilenet_v1(model: MobileNetV1ForImageClassification, image_size=
     )
 
 
-def timm_block_stages(net: nn.Module, image_size) -> tuple[list[nn.Sequential], list[StageInfo]]:
-    """The stages and stage infos of timm's EfficientNet and MobileNetV3 classes.
-
-    net.blocks holds one Sequential per stack of blocks. feature_info has an entry for the last
-    stack of every resolution level; its "stage" is the index just past that stack.
-    """
-    stage_features = net.feature_info[-NUM_STAGES:]
-    ends = [feature["stage"] for feature in stage_features]
-    starts = [0, *ends[:-1]]  # stage 1 also takes the stacks at reduction 2
-    stages = [nn.Sequential(*net.blocks[start:end]) for start, end in zip(starts, ends)]
-    infos = map_stage_infos(
-        [feature["num_chs"] for feature in stage_features],
-        [feature["reduction"] for feature in stage_features],
-        image_size,
-    )
-    return stages, infos
-
-
-@register_adapter(EfficientNet)
+@register_adapter(EfficientNet, MobileNetV3)
 def staged_timm_efficientnet(model, image_size=None) -> StagedBackbone:
+    """timm's EfficientNet class and its MobileNetV3 class (also LCNet, FBNetV3, MobileNetV4)."""
     net = unwrap_timm(model)
     image_size = image_size or default_image_size(model)
-    stages, infos = timm_block_stages(net, image_size)
-    return StagedBackbone(
-        model,
-        family="cnn",
-        stem=nn.Sequential(net.conv_stem, net.bn1),
-        stages=stages,
-        # forward_features ends with the 1x1 conv_head + bn2; forward_head keeps timm's pooling
-        # type and its functional dropout.
-        head=nn.Sequential(
-            net.conv_head, net.bn2, ModelMethod(net, "forward_head", ("global_pool", "classifier"))
-        ),
-        stage_infos=infos,
-        image_size=image_size,
-    )
-
-
-@register_adapter(MobileNetV3)
-def staged_timm_mobilenet_v3(model, image_size=None) -> StagedBackbone:
-    """timm MobileNetV3 (and its relatives built on the class: LCNet, FBNetV3, MobileNetV4)."""
-    net = unwrap_timm(model)
-    image_size = image_size or default_image_size(model)
-    stages, infos = timm_block_stages(net, image_size)
-    return StagedBackbone(
-        model,
-        family="cnn",
-        stem=nn.Sequential(net.conv_stem, net.bn1),
-        stages=stages,
+    # net.blocks holds one Sequential per stack of blocks. feature_info has an entry for the last
+    # stack of every resolution level; its "stage" is the index just past that stack.
+    ends = [feature["stage"] for feature in net.feature_info[-NUM_STAGES:]]
+    starts = [0, *ends[:-1]]  # stage 1 also takes the stacks at reduction 2
+    if isinstance(net, MobileNetV3):
         # The last stack's 1x1 conv is a block (stage 4); forward_head pools first, then runs the
         # 1x1 conv_head, its norm and activation, and timm's functional dropout.
-        head=ModelMethod(
-            net, "forward_head", ("global_pool", "conv_head", "norm_head", "act2", "flatten", "classifier")
-        ),
-        stage_infos=infos,
+        head = ModelMethod(net, "forward_head", ("global_pool", "conv_head", "norm_head", "act2", "flatten", "classifier"))
+    else:
+        # forward_features ends with the 1x1 conv_head + bn2; forward_head keeps timm's pooling
+        # type and its functional dropout.
+        head = nn.Sequential(net.conv_head, net.bn2, ModelMethod(net, "forward_head", ("global_pool", "classifier")))
+    return StagedBackbone(
+        model,
+        family="cnn",
+        stem=nn.Sequential(net.conv_stem, net.bn1),
+        stages=[nn.Sequential(*net.blocks[start:end]) for start, end in zip(starts, ends)],
+        head=head,
+        stage_infos=timm_stage_infos(model, image_size),
         image_size=image_size,
     )

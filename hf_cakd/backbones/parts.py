@@ -15,6 +15,18 @@ class FixedImageSizeError(UsageError, ValueError):
     """A model that runs only at its configured input size was asked for another one."""
 
 
+class FirstOutput(nn.Module):
+    """A module's first output: transformers' Swin and Data2Vec-Vision embeddings also return the patch grid
+    (the StageInfo has it)."""
+
+    def __init__(self, module: nn.Module):
+        super().__init__()
+        self.module = module
+
+    def forward(self, hidden):
+        return self.module(hidden)[0]
+
+
 class ModelMethod(nn.Module):
     """One method of a model (timm's ``_pos_embed``, ``forward_head``) as a module of its own.
 

@@ -5,7 +5,7 @@ from torch import nn
 from transformers import RegNetForImageClassification
 
 from .base import StagedBackbone
-from .cnn_grids import default_image_size, map_stage_infos
+from .cnn_grids import default_image_size, map_stage_infos, timm_stage_infos
 from .registry import register_adapter, unwrap_timm
 
 
@@ -34,8 +34,6 @@ def staged_timm_regnet(model, image_size=None) -> StagedBackbone:
     """timm RegNet-X/Y/Z and the pre-activation RegNetV."""
     regnet = unwrap_timm(model)
     image_size = image_size or default_image_size(model)
-    # feature_info lists the stem (reduction 2) then s1..s4.
-    stage_features = regnet.feature_info[-4:]
     return StagedBackbone(
         model,
         family="cnn",
@@ -44,10 +42,6 @@ def staged_timm_regnet(model, image_size=None) -> StagedBackbone:
         # forward_features ends with final_conv (a 1x1 conv, the final activation of linear-output
         # and pre-activation variants, or Identity); forward_head is just self.head.
         head=nn.Sequential(regnet.final_conv, regnet.head),
-        stage_infos=map_stage_infos(
-            [feature["num_chs"] for feature in stage_features],
-            [feature["reduction"] for feature in stage_features],
-            image_size,
-        ),
+        stage_infos=timm_stage_infos(model, image_size),  # feature_info: the stem, then s1..s4
         image_size=image_size,
     )

@@ -5,7 +5,7 @@ from torch import nn
 from transformers import ResNetForImageClassification
 
 from .base import StagedBackbone
-from .cnn_grids import default_image_size, map_stage_infos
+from .cnn_grids import default_image_size, map_stage_infos, timm_stage_infos
 from .parts import ModelMethod
 from .registry import register_adapter, unwrap_timm
 
@@ -34,8 +34,6 @@ def staged_timm_resnet(model, image_size=None) -> StagedBackbone:
     """timm ResNet and its variants (deep stems, average-pool downsampling, SE, anti-aliasing)."""
     resnet = unwrap_timm(model)
     image_size = image_size or default_image_size(model)
-    # feature_info lists the stem (reduction 2) then layer1..layer4.
-    stage_features = resnet.feature_info[-4:]
     return StagedBackbone(
         model,
         family="cnn",
@@ -44,10 +42,6 @@ def staged_timm_resnet(model, image_size=None) -> StagedBackbone:
         stages=[resnet.layer1, resnet.layer2, resnet.layer3, resnet.layer4],
         # forward_head keeps timm's pooling type and its functional dropout.
         head=ModelMethod(resnet, "forward_head", ("global_pool", "fc")),
-        stage_infos=map_stage_infos(
-            [feature["num_chs"] for feature in stage_features],
-            [feature["reduction"] for feature in stage_features],
-            image_size,
-        ),
+        stage_infos=timm_stage_infos(model, image_size),  # feature_info: the stem, then layer1..layer4
         image_size=image_size,
     )

@@ -18,7 +18,7 @@ from torch import nn
 from transformers import SwinForImageClassification
 
 from .base import NUM_STAGES, StagedBackbone, StageInfo, as_pair
-from .parts import fixed_image_size
+from .parts import FirstOutput, fixed_image_size
 from .registry import register_adapter, unwrap_timm
 
 
@@ -29,17 +29,6 @@ def stage_grids(patch_grid: tuple[int, int]) -> list[tuple[int, int]]:
         height, width = grids[-1]
         grids.append(((height + 1) // 2, (width + 1) // 2))
     return grids
-
-
-class HFSwinEmbeddings(nn.Module):
-    """transformers' Swin embeddings without the grid size they also return (StageInfo has it)."""
-
-    def __init__(self, embeddings: nn.Module):
-        super().__init__()
-        self.embeddings = embeddings
-
-    def forward(self, pixel_values):
-        return self.embeddings(pixel_values)[0]
 
 
 class HFSwinStage(nn.Module):
@@ -94,7 +83,7 @@ def staged_hf_swin(model: SwinForImageClassification, image_size=None) -> Staged
     return StagedBackbone(
         model,
         family="attention",
-        stem=HFSwinEmbeddings(swin.embeddings),
+        stem=FirstOutput(swin.embeddings),
         stages=stages,
         head=HFSwinHead(swin.layernorm, swin.pooler, model.classifier),
         stage_infos=infos,
