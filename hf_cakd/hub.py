@@ -233,7 +233,7 @@ def card_metadata(spec: str) -> dict:
 
 
 def _card_license(spec: str | None) -> str | None:
-    if not spec or spec.startswith("timm:"):
+    if not spec or spec.startswith(("timm:", "hf_cakd:")):  # built from scratch (hf_cakd: the default students)
         return None
     try:
         return card_metadata(spec).get("license")

@@ -49,6 +49,16 @@ def describe_view(view: StagedBackbone) -> dict:
 
 
 class DistillationModel(nn.Module):
+    """The student and the method's trainable parts in one module, the one the Trainer trains.
+
+    Build it with :meth:`build` (both staged views, and the method on them); ``forward`` returns every
+    loss term and their sum in training, the student's logits in evaluation. ``main_input_name`` is
+    the student's, so the Trainer finds a batch's inputs (``include_for_metrics=["inputs"]``,
+    ``include_num_input_tokens_seen``) as it does for the student alone.
+    """
+
+    main_input_name = "pixel_values"
+
     def __init__(self, student: PreTrainedModel, method: DistillationMethod):
         super().__init__()
         self.student = student

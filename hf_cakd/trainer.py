@@ -71,7 +71,9 @@ class DistillationTrainingArguments(TrainingArguments):
         default=False, metadata={"help": "Save the moving average (--model_ema_decay) as the student."}
     )
     # Image columns must reach the collator; only the student's labels are labels.
-    remove_unused_columns: bool = field(default=False, metadata={"help": "Keep image columns (needed)."})
+    remove_unused_columns: bool = field(
+        default=False, metadata={"help": "Must stay False: the image and teacher_pixel_values columns are needed."}
+    )
     dataloader_num_workers: int | None = field(
         default=None,
         metadata={
@@ -106,6 +108,13 @@ class DistillationTrainingArguments(TrainingArguments):
         self.method_config = (options or {}) if self.method == AUTO_METHOD else method_config(self.method, options).to_dict()
         if self.label_names is None:
             self.label_names = ["labels"]
+        if self.remove_unused_columns:
+            # The Trainer would keep only DistillationModel.forward's arguments: the image column the transforms
+            # decode, and teacher_pixel_values (the teacher would silently get the student's pixels), would go.
+            raise UsageError(
+                "--remove_unused_columns True drops the columns distillation reads (the image column the transforms "
+                "decode, teacher_pixel_values, images): leave it False, the default of DistillationTrainingArguments."
+            )
         if self.model_ema_decay is not None and not 0.0 < self.model_ema_decay < 1.0:
             raise UsageError(f"--model_ema_decay is a decay between 0 and 1 (e.g. 0.9998), got {self.model_ema_decay}.")
         if self.save_ema_as_student and self.model_ema_decay is None:

@@ -207,3 +207,12 @@ def test_resplit_regroups_isotropic_blocks_and_keeps_the_logits(name):
     pixel_values = torch.randn(2, 3, IMAGE_SIZE, IMAGE_SIZE)
     with torch.no_grad():
         assert torch.equal(regrouped(pixel_values).logits, view(pixel_values).logits)
+
+
+@pytest.mark.parametrize("model_classes", [(), ("ViTForImageClassification",), (lambda model, image_size=None: None,)])
+def test_register_adapter_takes_model_classes(model_classes):
+    """``@register_adapter`` without its classes, or a class name, would register nothing and hide the adapter."""
+    before = dict(_ADAPTERS)
+    with pytest.raises(TypeError, match="register_adapter takes the model classes"):
+        register_adapter(*model_classes)
+    assert _ADAPTERS == before

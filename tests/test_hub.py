@@ -175,6 +175,13 @@ def test_default_license_prefers_the_teacher_then_the_student_else_other(tmp_pat
     assert default_license("google/vit-base-patch16-224", apache) == ("bsd", "teacher")
 
 
+def test_a_default_student_has_no_card_to_read(caplog):
+    """hf_cakd:default-* students are built from scratch: no Hub lookup, no "No license read" line."""
+    with caplog.at_level("INFO", logger="hf_cakd.hub"):
+        assert default_license(None, "hf_cakd:default-resnet18") == ("other", "none")
+    assert "No license read" not in caplog.text
+
+
 # ---- the push ----
 
 

@@ -553,3 +553,11 @@ def test_fbt_transfer_paths_are_checked():
     config = method_config("fbt", {"fbt_transfer_paths": "assistant_student, teacher_student"})
     assert config.fbt_transfer_paths == ("teacher_student", "assistant_student")
     assert config.transfer_pairs == (("teacher", "student"), ("assistant", "student"))
+
+
+def test_register_method_takes_a_distillation_method():
+    from hf_cakd import register_method
+
+    with pytest.raises(TypeError, match="DistillationMethod subclass"):
+        register_method("not_a_method", "Not a method")(object)
+    assert "not_a_method" not in METHODS

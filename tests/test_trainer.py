@@ -26,7 +26,7 @@ from transformers import AutoModelForImageClassification, Trainer, TrainerCallba
 
 from hf_cakd import DistillationModel, DistillationTrainer, DistillationTrainingArguments
 from hf_cakd.data import IMAGES_KEY, DeviceViews, DistillationCollator, ModelInputSpec
-from hf_cakd.errors import InputError
+from hf_cakd.errors import InputError, UsageError
 from hf_cakd.methods import METHOD_STATE_NAME, METHODS, method_class, method_config
 from hf_cakd.modeling_distillation import DISTILLATION_CONFIG_NAME
 from hf_cakd.checkpointing import CHECKPOINT_COMPLETE_NAME, check_same_run
@@ -219,11 +219,30 @@ def test_evaluate_and_predict_return_the_students_own_logits(tmp_path):
     assert metrics["eval_top1"] == pytest.approx(top1)
     assert teacher_calls == []  # the method's losses, and so the teacher, are training-only
 
-    # Inference on images without labels (DistillationCollator wants labels: stack the tensors).
-    trainer.data_collator = torch.utils.data.default_collate
+    # Inference on images without labels, through the same DistillationCollator.
     unlabelled = trainer.predict(ImageBatches(10, seed=5, with_labels=False))
     assert unlabelled.label_ids is None
     torch.testing.assert_close(torch.as_tensor(unlabelled.predictions), expected, atol=1e-5, rtol=1e-5)
+
+
+def test_the_trainer_finds_the_pixels_as_the_main_input(tmp_path):
+    """include_for_metrics=["inputs"] and include_num_input_tokens_seen read the model's main_input_name."""
+    seen = []
+    trainer = make_trainer(
+        tmp_path, "kd", max_steps=1, eval_dataset=ImageBatches(10, seed=5), include_for_metrics=["inputs"],
+        include_num_input_tokens_seen=True,
+    )
+    trainer.compute_metrics = lambda prediction: seen.append(prediction.inputs.shape) or {}
+    trainer.train()
+    trainer.evaluate()
+    assert seen == [(10, 3, IMAGE_SIZE, IMAGE_SIZE)]
+    assert trainer.state.num_input_tokens_seen == 4 * 3 * IMAGE_SIZE * IMAGE_SIZE  # one batch of 4 images
+
+
+def test_remove_unused_columns_is_refused(tmp_path):
+    """The Trainer would drop teacher_pixel_values, and the teacher would silently get the student's pixels."""
+    with pytest.raises(UsageError, match="remove_unused_columns"):
+        distillation_args(tmp_path, "kd", remove_unused_columns=True)
 
 
 def test_the_teacher_and_fbts_assistant_are_evaluated_on_their_own_logits(tmp_path):

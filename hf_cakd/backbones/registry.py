@@ -23,6 +23,14 @@ _ADAPTERS: dict[type, AdapterFn] = {}
 
 
 def register_adapter(*model_classes: type) -> Callable[[AdapterFn], AdapterFn]:
+    """Decorate ``adapter(model, image_size=None) -> StagedBackbone`` as the staged view of ``model_classes``
+    (and their subclasses): ``@register_adapter(MyNetForImageClassification)``."""
+    if not model_classes or not all(isinstance(cls, type) for cls in model_classes):
+        raise TypeError(
+            "register_adapter takes the model classes the adapter handles, as in "
+            f"@register_adapter(MyNetForImageClassification); got {model_classes!r}."
+        )
+
     def decorator(adapter: AdapterFn) -> AdapterFn:
         for model_class in model_classes:
             _ADAPTERS[model_class] = adapter

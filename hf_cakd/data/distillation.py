@@ -235,7 +235,8 @@ def _row_index(row: dict, index: int) -> dict[str, int]:
 
 
 class DistillationCollator:
-    """Stack examples into ``pixel_values``, ``teacher_pixel_values`` (when present) and int64 ``labels``.
+    """Stack examples into ``pixel_values``, ``teacher_pixel_values`` (when present) and int64 ``labels``
+    (when present: examples without labels, for ``Trainer.predict``, give a batch without them).
 
     Examples with ``images`` (one uint8 image for the device's views, see
     :mod:`hf_cakd.data.device_views`) give ``images`` instead of the two views. Tiny images of
@@ -262,11 +263,9 @@ class DistillationCollator:
             )
         skipped = torch.zeros(len(kept), dtype=torch.int64)
         skipped[0] = len(examples) - len(kept)
-        batch = {
-            image_key: _stack_images([example[image_key] for example in kept]),
-            "labels": torch.tensor([example["labels"] for example in kept], dtype=torch.int64),
-            SKIPPED_IMAGES_KEY: skipped,
-        }
+        batch = {image_key: _stack_images([example[image_key] for example in kept]), SKIPPED_IMAGES_KEY: skipped}
+        if "labels" in kept[0]:  # images without labels (Trainer.predict for inference) give no labels
+            batch["labels"] = torch.tensor([example["labels"] for example in kept], dtype=torch.int64)
         if "teacher_pixel_values" in kept[0]:
             batch["teacher_pixel_values"] = torch.stack([example["teacher_pixel_values"] for example in kept])
         return batch

@@ -156,6 +156,8 @@ def register_method(name: str, title: str) -> Callable[[type], type]:
     """Register a :class:`DistillationMethod` under ``name`` (``--method name``); ``title`` names it in cards."""
 
     def decorator(cls: type) -> type:
+        if not (isinstance(cls, type) and issubclass(cls, DistillationMethod)):
+            raise TypeError(f"register_method({name!r}) decorates a DistillationMethod subclass, got {cls!r}.")
         cls.name, cls.title = name, title
         METHODS[name] = cls
         return cls
