@@ -38,7 +38,8 @@ class DistillationTrainingArguments(TrainingArguments):
 
     ``method_config`` holds the chosen method's options as a dict (or a JSON string, or the
     method's config dataclass); unset options take the method's defaults, and the dict is
-    completed with them, so ``args.method_config`` always lists every option. From the command
+    completed with them, so ``args.method_config`` lists every option (with ``method="auto"``, the options given
+    until ``hf_cakd.distill``'s plan knows the student, and with it the method). From the command
     line each option is a flag of its own (``--kd_temperature 2``); see ``hf_cakd.methods``.
     """
 
