@@ -20,14 +20,15 @@ from dataclasses import dataclass, field
 from .backbones import staged_view
 from .backbones.registry import unwrap_timm
 from .checkpointing import writing_into
-from .data import DistillationCollator, DistillationTransform, image_processor_for
+from .data import DistillationCollator, DistillationTransform, image_processor_for, model_input_spec
+from .data.transforms import SMALL_IMAGE_SIDE
 from .data.augment import AUGMENTATION_FLAGS, POLICY_EXAMPLES, Augmentation
 from .defaults import default_image_processor, default_student
 from .errors import UsageError
 from .hub import CardInputs, default_license, framework_versions, make_timm_loadable, push_student, student_model_card
 from .model_specs import load_classifier, load_image_processor
 from .methods import AUTO_METHOD
-from .run_plan import RunPlan, plan_run, split_size
+from .run_plan import RunPlan, first_image_side, plan_run, split_size
 from .trainer import DistillationTrainer, DistillationTrainingArguments
 
 logger = logging.getLogger(__name__)
@@ -261,7 +262,9 @@ def _build_trainer(plan: RunPlan, callbacks) -> tuple[DistillationTrainer, dict]
         eval_dataset=eval_dataset,
         data_collator=DistillationCollator(),
         # pipeline() needs one, even for a student that came without; at the resolution the student was trained at
-        processing_class=_saved_processor(student, student_processor, plan.student.image_size),
+        processing_class=_saved_processor(
+            student, student_processor, plan.student.image_size, first_image_side(plan.data) <= SMALL_IMAGE_SIDE
+        ),
         callbacks=callbacks,
         device_views=train_transform.device_views,
     )
@@ -292,12 +295,15 @@ def _load_student(plan: RunPlan):
     return student, load_image_processor(plan.student.spec)
 
 
-def _saved_processor(student, processor, image_size: int | None):
-    """The student's image processor as saved beside it: its own, unless ``--student_image_size`` overrides its
-    resolution (or it has none), then one doing the eval transform the student was evaluated with."""
+def _saved_processor(student, processor, image_size: int | None, small_images: bool | None = None):
+    """The student's image processor as saved beside it: its own when it does the eval transform the student was
+    evaluated with, else (``--student_image_size``, none of its own, or tiny images that its own would crop) one
+    that does. ``small_images``: whether the data are tiny images (see :func:`~hf_cakd.data.is_small_image`)."""
     if processor is not None and image_size is None:
-        return processor
-    return image_processor_for(student, processor, image_size=image_size)
+        spec = model_input_spec(student, processor)
+        if not small_images or spec.resize == spec.size:  # its own view of these images is the eval view
+            return processor
+    return image_processor_for(student, processor, image_size=image_size, small_images=small_images)
 
 
 def _evaluate_student_and_parts(trainer: DistillationTrainer) -> dict[str, dict[str, float]]:

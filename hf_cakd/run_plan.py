@@ -164,7 +164,7 @@ def plan_run(model_args, data_args, training_args: DistillationTrainingArguments
             spec=default_student_name(staged_view(teacher_model).family),
             image_size=requested,
             image_size_source="--student_image_size" if requested else FROM_THE_DATA,
-            default_student_size=requested or _image_side(data),
+            default_student_size=requested or first_image_side(data),
         )
     plan = RunPlan(
         method=training_args.method, dataset=dataset, dataset_source=dataset_source,
@@ -304,7 +304,7 @@ def _model_plan(role: str, model_args, training_args, data) -> ModelPlan:
     requested = getattr(training_args, size_flag)
     if not spec.startswith(TIMM_PREFIX):
         return ModelPlan(spec, timm_args, requested, f"--{size_flag}" if requested else None)
-    side = requested or _image_side(data)
+    side = requested or first_image_side(data)
     if get_pretrained_cfg(spec[len(TIMM_PREFIX) :]).fixed_input_size and "img_size" not in (timm_args or {}):
         timm_args = {**(timm_args or {}), "img_size": side}
     if requested:
@@ -313,7 +313,7 @@ def _model_plan(role: str, model_args, training_args, data) -> ModelPlan:
     return ModelPlan(spec, timm_args, side, FROM_THE_DATA)
 
 
-def _image_side(data) -> int:
+def first_image_side(data) -> int:
     """The shorter side of the first training image: the resolution a student built for this data gets."""
     image = next(iter(data.train.cast_column(data.image_column, datasets.Image())))[data.image_column]
     return min(image.size)

@@ -83,18 +83,21 @@ def model_input_spec(model=None, processor=None, *, image_size: int | None = Non
     return spec.at_size(image_size) if image_size else spec
 
 
-def image_processor_for(model, processor=None, *, image_size: int | None = None) -> BitImageProcessor:
+def image_processor_for(
+    model, processor=None, *, image_size: int | None = None, small_images: bool | None = None
+) -> BitImageProcessor:
     """An image processor doing ``model``'s eval transform (resize, centre crop, normalise).
 
     For a model that came without a processor (``timm:`` names, bare configs), or whose
     ``processor`` is overridden by ``image_size``: saved beside it, it lets
     ``pipeline("image-classification", model=output_dir)`` load the model and see what evaluation
-    fed it. A model whose input is tiny (``SMALL_IMAGE_SIDE`` or less: it was trained on tiny
-    images) gets the tiny-image view of :class:`EvalTransform`, a stretch to its size without a crop.
+    fed it. ``small_images`` says whether the data are tiny images (:func:`is_small_image`), which
+    :class:`EvalTransform` stretches to the model's size without a crop; when None, a model whose input
+    is tiny (``SMALL_IMAGE_SIDE`` or less) is taken to have been trained on tiny images.
     """
     spec = model_input_spec(model, processor, image_size=image_size)
     resize = spec.resize
-    tiny = max(spec.size) <= SMALL_IMAGE_SIDE
+    tiny = max(spec.size) <= SMALL_IMAGE_SIDE if small_images is None else small_images
     if tiny:
         size = {"height": spec.size[0], "width": spec.size[1]}
     else:
@@ -254,13 +257,32 @@ def _spec_from_processor(processor) -> ModelInputSpec:
             "pass --student_image_size / --teacher_image_size (image_size= from Python), or a processor with "
             "height/width or shortest_edge."
         )
-    normalize = getattr(processor, "do_normalize", True)
+    mean, std = _processor_mean_std(processor)
     return ModelInputSpec(
         size=out,
         resize=resize,
-        mean=_per_channel(processor.image_mean) if normalize else (0.0, 0.0, 0.0),
-        std=_per_channel(processor.image_std) if normalize else (1.0, 1.0, 1.0),
+        mean=mean,
+        std=std,
         interpolation=_interpolation(getattr(processor, "resample", None)),
+    )
+
+
+def _processor_mean_std(processor) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """The processor's rescale and normalisation as one ``(x - mean) / std`` on pixels ``x`` in [0, 1].
+
+    A processor computes ``((255 x * rescale_factor - offset) - image_mean) / image_std``, ``offset`` 1 with
+    EfficientNet's ``rescale_offset``, and divides by ``image_std`` once more with EfficientNet's ``include_top``.
+    """
+    normalize = getattr(processor, "do_normalize", True)
+    mean = _per_channel(processor.image_mean) if normalize else (0.0, 0.0, 0.0)
+    std = _per_channel(processor.image_std) if normalize else (1.0, 1.0, 1.0)
+    rescale = getattr(processor, "do_rescale", True)
+    factor = 255 * (getattr(processor, "rescale_factor", 1 / 255) if rescale else 1)
+    offset = 1.0 if rescale and getattr(processor, "rescale_offset", False) else 0.0
+    extra = _per_channel(processor.image_std) if getattr(processor, "include_top", False) else (1.0, 1.0, 1.0)
+    return (
+        tuple((m + offset) / factor for m in mean),
+        tuple(s * e / factor for s, e in zip(std, extra)),
     )
 
 
