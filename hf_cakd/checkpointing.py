@@ -291,6 +291,8 @@ class CheckpointIO:
         distillation_model.method.load_parts(checkpoint_dir)
         if self.trainer.ema is not None:
             self._load_ema(checkpoint_dir)
+        if resuming:  # the skipped-image count goes on from the checkpoint's (one process holds it: totals sum them)
+            self.trainer.skipped.resume(checkpoint_dir, self.trainer.accelerator.is_main_process)
 
     def _load_ema(self, checkpoint_dir: str) -> None:
         ema_dir = os.path.join(checkpoint_dir, EMA_DIR)
@@ -314,9 +316,12 @@ class CheckpointIO:
         if self.args.should_save and os.path.isfile(marker_path):
             os.remove(marker_path)  # a checkpoint written again is incomplete until marked again
         save_total_limit, self.args.save_total_limit = self.args.save_total_limit, None
+        skipped = self.trainer.skipped.totals(self.trainer.accelerator)  # every process: summed over them
         try:
             with self.reporting_a_full_disk(checkpoint_dir, partial=True):
                 yield
+                if self.args.should_save:
+                    self.trainer.skipped.save(checkpoint_dir, skipped)
                 self.trainer.accelerator.wait_for_everyone()  # the marker says every rank has finished writing
                 if self.args.should_save:
                     with open(marker_path, "w") as marker:

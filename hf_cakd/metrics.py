@@ -9,7 +9,9 @@ fetches the metric's script from the Hub, so offline we compute the same number 
 from __future__ import annotations
 
 import functools
+import json
 import logging
+import os
 
 import numpy as np
 import torch
@@ -63,6 +65,9 @@ def accuracy_metrics(eval_prediction) -> dict[str, float]:
     return {"top1": top1, "top5": top_k_accuracy(logits, labels, 5)}
 
 
+SKIPPED_IMAGES_NAME = "skipped_images.json"  # a checkpoint's count of skipped training images
+
+
 class SkippedImageCounts(TrainerCallback):
     """Images skipped as missing or undecodable (``--skip_bad_images``), as the batches count them.
 
@@ -102,3 +107,15 @@ class SkippedImageCounts(TrainerCallback):
             split: int(accelerator.reduce(torch.as_tensor(count, device=accelerator.device), reduction="sum"))
             for split, count in sorted(self._counts.items())
         }
+
+    def save(self, checkpoint_dir: str, totals: dict[str, int]) -> None:
+        """Write the training count so far (``totals``, from :meth:`totals`) into a checkpoint."""
+        with open(os.path.join(checkpoint_dir, SKIPPED_IMAGES_NAME), "w") as f:
+            json.dump({"train": totals.get("train", 0)}, f)
+
+    def resume(self, checkpoint_dir: str, main_process: bool) -> None:
+        """Go on from a checkpoint's training count; only the main process holds it, as :meth:`totals` sums them."""
+        path = os.path.join(checkpoint_dir, SKIPPED_IMAGES_NAME)
+        if main_process and os.path.isfile(path):
+            with open(path) as f:
+                self._counts["train"] = json.load(f)["train"]

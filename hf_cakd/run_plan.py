@@ -187,8 +187,22 @@ def _first_rows(split, limit):
     if split is None or limit is None:
         return split
     if isinstance(split, datasets.IterableDataset):
-        return split.take(limit)
+        first = split.take(limit)
+        if first.num_shards == 1:
+            return first
+        # take() shares the N rows out among DataLoader workers, each taking its share from the files it reads:
+        # fewer than N where a worker's files hold less than its share, and not the first N. One source reads
+        # the first N exactly (and one worker decodes them).
+        return datasets.IterableDataset.from_generator(
+            _rows_of, gen_kwargs={"stream": first.decode(False)}, features=split.features, split=split.split
+        )
     return split.select(range(min(limit, len(split))))
+
+
+def _rows_of(stream):
+    """The rows of ``stream`` (undecoded), read whole even in a DataLoader worker (``iter`` does not shard it)."""
+    for batch in stream.iter(batch_size=64):
+        yield from (dict(zip(batch, row)) for row in zip(*batch.values()))
 
 
 def split_size(split, kind: str) -> str:

@@ -105,6 +105,21 @@ def test_imagefolder_with_split_and_class_subfolders(tmp_path, cache_dir):
     assert data.id2label == {0: "cat", 1: "dog"}
 
 
+def test_parquet_files_beside_more_image_files_are_named_not_taken_for_an_unlabelled_image_folder(tmp_path, cache_dir):
+    """datasets reads a folder as an image folder where its image files outnumber its parquet files (a parquet of
+    paths beside images under train/): the message names the ignored parquet files, not class subfolders."""
+    import pyarrow as pa
+
+    (tmp_path / "data" / "images" / "train").mkdir(parents=True)
+    for i in range(3):
+        PIL.Image.new("RGB", (8, 8), "red").save(tmp_path / "data" / "images" / "train" / f"{i}.png")
+    pq.write_table(pa.table({"image": [f"images/train/{i}.png" for i in range(3)], "label": [0, 1, 0]}),
+                   tmp_path / "data" / "train.parquet")  # fmt: skip
+    with pytest.raises(ColumnNotFoundError, match=r"image folder, as its image files outnumber its data files "
+                       r"\(train.parquet\), which it ignored"):  # fmt: skip
+        load_image_dataset(str(tmp_path / "data"), cache_dir=cache_dir)
+
+
 def test_explicit_columns_and_eval_split():
     splits = in_memory(
         {"photo": [b"x"] * 4, "target": [0, 1, 2, 1], "label": ["a", "b", "c", "b"]},

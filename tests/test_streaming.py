@@ -147,3 +147,46 @@ def test_a_stream_is_dispatched_to_several_processes_and_evaluated_once(workspac
     results = json.loads((output_dir / "results.json").read_text())
     for row in results["metrics"].values():
         assert (row["top1"] * 9).is_integer() and (row["top5"] * 9).is_integer()  # each of the 9 rows counted once
+
+
+def uneven_files(workspace, folder, train_sizes=(5, 43), test_sizes=(3, 13)):  # noqa: F811
+    """The workspace's rows in files of uneven sizes, for DataLoader workers that each read their own files."""
+    folder.mkdir()
+    for split, sizes in (("train", train_sizes), ("test", test_sizes)):
+        table, start = pq.read_table(workspace["data"] / f"{split}.parquet"), 0
+        for i, size in enumerate(sizes):
+            pq.write_table(table.slice(start, size), folder / f"{split}-{i:05d}-of-{len(sizes):05d}.parquet")
+            start += size
+    return folder
+
+
+def test_the_first_rows_of_a_stream_of_several_files_are_read_exactly_by_several_workers(workspace, tmp_path):  # noqa: F811
+    """datasets' take() shares N out among the DataLoader workers, each taking its share from its own files: a
+    worker whose files hold fewer rows than its share left --max_eval_samples short (8 of 10 rows here)."""
+    from torch.utils.data import DataLoader
+
+    from hf_cakd.run_plan import _first_rows
+
+    streamed = load_image_dataset(str(uneven_files(workspace, tmp_path / "uneven")), streaming=True)
+    loaded = load_image_dataset(str(workspace["data"]))
+    for split, limit in ((streamed.eval, 10), (streamed.train, 20)):
+        rows = _first_rows(split.cast_column("img", datasets.Image(decode=False)), limit)
+        read = [row["img"]["bytes"] for row in DataLoader(rows, batch_size=None, num_workers=2, collate_fn=lambda x: x)]
+        expected = loaded.eval if split is streamed.eval else loaded.train
+        expected = expected.cast_column("img", datasets.Image(decode=False))["img"][:limit]
+        assert read == [image["bytes"] for image in expected]  # the first N, in order, each once
+
+
+def test_a_resumed_stream_counts_the_images_skipped_before_its_checkpoint(workspace, tmp_path):  # noqa: F811
+    """results.json's skipped_images.train counts the whole run's batches, also those trained before a resume."""
+    data = rewrite_split(workspace["data"], tmp_path / "missing", empty_row_3)
+    output_dir = tmp_path / "out"
+    schedule = ["--streaming", "--skip_bad_images", "--save_strategy", "steps", "--save_steps", "3"]
+    args = with_dataset(distill_args(workspace, "kd", output_dir, *schedule), data)
+    at = args.index("--max_steps")
+    distill_main([*args[:at], "--max_steps", "3", *args[at + 2 :]])
+    skipped_before = json.loads((output_dir / "checkpoint-3" / "skipped_images.json").read_text())["train"]
+    distill_main([*args[:at], "--max_steps", "6", *args[at + 2 :], "--resume_from_checkpoint", "last"])
+    # 6 steps of 8 read the 48 streamed rows once, in the same order resumed or not: the empty one counts once.
+    assert skipped_before == 1
+    assert json.loads((output_dir / "results.json").read_text())["skipped_images"] == {"train": 1, "eval": 0}

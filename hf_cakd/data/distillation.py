@@ -156,9 +156,9 @@ class DistillationTransform:
         ``with_transform``: its rows are numbered as they are read and transformed by a lazy
         ``map``. The Trainer's sampler shuffles a ``Dataset``, but cannot shuffle a stream, so with
         ``shuffle_seed`` a stream's files and rows (through a buffer of ``STREAM_SHUFFLE_BUFFER``)
-        are shuffled anew each epoch; a ``Dataset`` is returned in its order. Rows are numbered
-        before that shuffle, across the files in the order they are read: for a split of one
-        file, a row's number is its row in the file.
+        are shuffled anew each epoch; a ``Dataset`` is returned in its order. A stream's rows are
+        numbered as they are read: for a split of one file, a row's number is its row in the file;
+        for several files (shuffled, or shared among DataLoader workers) it is not the row's place.
         """
         self.split = split or (str(dataset.split) if dataset.split else None)
         dataset = dataset.cast_column(self.image_column, datasets.Image(decode=False))

@@ -113,7 +113,7 @@ def load_image_dataset(
                 "stream needs to find the images and the class names without reading ahead. Drop --streaming."
             )
     image_column = image_column or _detect_column(train, "image", datasets.Image, IMAGE_COLUMN_NAMES)
-    label_column = label_column or _detect_label_column(train, image_column)
+    label_column = label_column or _detect_label_column(train, image_column, _data_files_beside_images(source))
     for name, split in used.items():
         _require_columns(name, split, (image_column, label_column))
         _check_image_column(split, image_column)
@@ -251,7 +251,28 @@ def _detect_column(split: Dataset, kind: str, feature_type: type, usual_names: t
     )
 
 
-def _detect_label_column(split: Dataset, image_column: str) -> str:
+def _data_files_beside_images(source) -> list[str]:
+    """The data files (parquet, arrow, ...) in the local folder ``source`` (or its ``data/``), which datasets ignores
+    where its image files outnumber them (it then reads the folder as an image folder)."""
+    if not isinstance(source, (str, os.PathLike)) or not os.path.isdir(source):
+        return []
+    folders = [source] + [os.path.join(source, "data")] * os.path.isdir(os.path.join(source, "data"))
+    return sorted(
+        os.path.relpath(os.path.join(folder, name), source)
+        for folder in folders
+        for name in os.listdir(folder)
+        if os.path.splitext(name)[1] in FILE_BUILDERS and not name.startswith("metadata.")  # imagefolder's own
+    )
+
+
+def _detect_label_column(split: Dataset, image_column: str, data_files: list[str] = ()) -> str:
+    if set(split.features) == {image_column} and data_files:  # datasets read the images, not the data files
+        raise ColumnNotFoundError(
+            f"datasets read the folder as an image folder, as its image files outnumber its data files "
+            f"({', '.join(data_files[:3])}{', ...' if len(data_files) > 3 else ''}), which it ignored (image files "
+            "in folders or with names like a split's, train/ or test*, count as that split's). Pass a folder of the "
+            "data files alone, with the image column holding the images' bytes or absolute paths."
+        )
     if set(split.features) == {image_column}:  # an image folder whose labels datasets could not infer
         raise ColumnNotFoundError(
             f"The dataset has no labels, only images ({_describe_columns(split)}). An image folder takes its labels "
