@@ -76,7 +76,7 @@ class RunPlan:
     teacher: ModelPlan | None
     label_mapping: dict | str | None
     output_dir: str
-    resume_from_checkpoint: str | bool | None  # True: the newest complete checkpoint in output_dir
+    resume_from_checkpoint: str | None  # the checkpoint resumed from (`last` resolved), None: start afresh
     push_to_hub: bool  # the final student and its card, pushed by hub.push_student at the end
     max_train_samples: int | None
     max_eval_samples: int | None
@@ -170,7 +170,8 @@ def plan_run(model_args, data_args, training_args: DistillationTrainingArguments
         method=training_args.method, dataset=dataset, dataset_source=dataset_source,
         dataset_config=data_args.dataset_config, train_split=data_args.train_split, eval_split=data.eval_split,
         student=student, teacher=teacher, label_mapping=model_args.teacher_label_mapping,
-        output_dir=training_args.output_dir, resume_from_checkpoint=_resume_point(training_args.resume_from_checkpoint),
+        output_dir=training_args.output_dir,
+        resume_from_checkpoint=resume_point(_resume_point(training_args.resume_from_checkpoint), training_args.output_dir),
         push_to_hub=training_args.push_to_hub, max_train_samples=data_args.max_train_samples,
         max_eval_samples=data_args.max_eval_samples, skip_bad_images=data_args.skip_bad_images,
         streaming=data_args.streaming, license=model_args.license,

@@ -397,3 +397,16 @@ def test_a_second_run_into_a_folder_another_run_is_writing_into_stops_before_wri
             pass  # the other processes of the same run take no lock
     distill_main(distill_args(workspace, "kd", output_dir))  # the lock ends with the run that held it
     assert (output_dir / "results.json").is_file()
+
+
+def test_one_command_runs_a_job_and_its_requeue_which_names_the_checkpoint_it_resumed(workspace, tmp_path):  # noqa: F811
+    output_dir = tmp_path / "job"
+    command = distill_args(
+        workspace, "kd", output_dir, "--resume_from_checkpoint", "last", "--save_strategy", "steps", "--save_steps", "2"
+    )
+    first = distill_main(command)
+    assert first["plan"]["resume_from_checkpoint"] is None and (output_dir / "checkpoint-2").is_dir()
+    requeued = distill_main(command)  # a finished run, run again: loaded, not trained
+    assert requeued["plan"]["resume_from_checkpoint"] == str(output_dir / "checkpoint-2")
+    assert requeued["metrics"]["student"] == first["metrics"]["student"]
+    assert sorted(path.name for path in output_dir.glob("checkpoint-*")) == ["checkpoint-2"]
