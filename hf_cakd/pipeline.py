@@ -28,7 +28,7 @@ from .errors import UsageError
 from .hub import CardInputs, default_license, framework_versions, make_timm_loadable, push_student, student_model_card
 from .model_specs import load_classifier, load_image_processor
 from .methods import AUTO_METHOD
-from .run_plan import RunPlan, first_image_side, plan_run, split_size
+from .run_plan import RunPlan, plan_run, split_size
 from .trainer import DistillationTrainer, DistillationTrainingArguments
 
 logger = logging.getLogger(__name__)
@@ -263,7 +263,7 @@ def _build_trainer(plan: RunPlan, callbacks) -> tuple[DistillationTrainer, dict]
         data_collator=DistillationCollator(),
         # pipeline() needs one, even for a student that came without; at the resolution the student was trained at
         processing_class=_saved_processor(
-            student, student_processor, plan.student.image_size, first_image_side(plan.data) <= SMALL_IMAGE_SIDE
+            student, student_processor, plan.student.image_size, plan.data.first_image_side <= SMALL_IMAGE_SIDE
         ),
         callbacks=callbacks,
         device_views=train_transform.device_views,

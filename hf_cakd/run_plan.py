@@ -146,6 +146,8 @@ class RunPlan:
 def plan_run(model_args, data_args, training_args: DistillationTrainingArguments) -> RunPlan:
     """Check the arguments and resolve the run they describe (see the module's docstring); logs the plan once."""
     _check_arguments(model_args, data_args, training_args)
+    # `last` resolved before anything loads: a non-empty folder without a complete checkpoint stops here
+    resume_from_checkpoint = resume_point(_resume_point(training_args.resume_from_checkpoint), training_args.output_dir)
     set_seed(training_args.seed)  # a model built from a config while planning starts from the run's seed
     dataset, dataset_source = data_args.dataset, "--dataset"
     if not dataset:
@@ -164,14 +166,14 @@ def plan_run(model_args, data_args, training_args: DistillationTrainingArguments
             spec=default_student_name(staged_view(teacher_model).family),
             image_size=requested,
             image_size_source="--student_image_size" if requested else FROM_THE_DATA,
-            default_student_size=requested or first_image_side(data),
+            default_student_size=requested or data.first_image_side,
         )
     plan = RunPlan(
         method=training_args.method, dataset=dataset, dataset_source=dataset_source,
         dataset_config=data_args.dataset_config, train_split=data_args.train_split, eval_split=data.eval_split,
         student=student, teacher=teacher, label_mapping=model_args.teacher_label_mapping,
         output_dir=training_args.output_dir,
-        resume_from_checkpoint=resume_point(_resume_point(training_args.resume_from_checkpoint), training_args.output_dir),
+        resume_from_checkpoint=resume_from_checkpoint,
         push_to_hub=training_args.push_to_hub, max_train_samples=data_args.max_train_samples,
         max_eval_samples=data_args.max_eval_samples, skip_bad_images=data_args.skip_bad_images,
         streaming=data_args.streaming, license=model_args.license,
@@ -242,8 +244,6 @@ def _check_arguments(model_args, data_args, training_args) -> None:
 def _check_output_dir(training_args, data_args) -> None:
     output_dir = training_args.output_dir
     _check_writable(output_dir)
-    if _resume_point(training_args.resume_from_checkpoint) is True and os.path.isdir(output_dir) and os.listdir(output_dir):
-        resume_point(True, output_dir)  # a folder without a complete checkpoint is refused before anything loads
     if training_args.resume_from_checkpoint or data_args.overwrite_output_dir:
         return
     if os.path.isdir(output_dir) and os.listdir(output_dir):
@@ -319,19 +319,13 @@ def _model_plan(role: str, model_args, training_args, data) -> ModelPlan:
     requested = getattr(training_args, size_flag)
     if not spec.startswith(TIMM_PREFIX):
         return ModelPlan(spec, timm_args, requested, f"--{size_flag}" if requested else None)
-    side = requested or first_image_side(data)
+    side = requested or data.first_image_side  # the resolution a model built for this data gets
     if get_pretrained_cfg(spec[len(TIMM_PREFIX) :]).fixed_input_size and "img_size" not in (timm_args or {}):
         timm_args = {**(timm_args or {}), "img_size": side}
     if requested:
         return ModelPlan(spec, timm_args, side, f"--{size_flag}")
     logger.info("%s %s is built from scratch: it runs at the data's %d px (--%s to change).", role.capitalize(), spec, side, size_flag)
     return ModelPlan(spec, timm_args, side, FROM_THE_DATA)
-
-
-def first_image_side(data) -> int:
-    """The shorter side of the first training image: the resolution a student built for this data gets."""
-    image = next(iter(data.train.cast_column(data.image_column, datasets.Image())))[data.image_column]
-    return min(image.size)
 
 
 def _resume_point(resume: str | None) -> str | bool | None:

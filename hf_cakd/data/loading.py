@@ -19,6 +19,7 @@ sizes and label ranges go unchecked here
 from __future__ import annotations
 
 import errno
+import functools
 import logging
 import os
 import re
@@ -64,6 +65,12 @@ class ImageClassificationData:
     @property
     def num_labels(self) -> int:
         return len(self.id2label)
+
+    @functools.cached_property
+    def first_image_side(self) -> int:
+        """The shorter side of the first training image (read once: on a stream, each read is a download)."""
+        image = next(iter(self.train.cast_column(self.image_column, datasets.Image())))[self.image_column]
+        return min(image.size)
 
 
 def load_image_dataset(
@@ -345,20 +352,21 @@ def _id2label(splits: dict[str, Dataset], label_column: str) -> dict[int, str]:
                 f"(dataset = dataset.filter(lambda label: label is not None, input_columns={label_column!r})), "
                 "then pass the dataset."
             )
-    ranges = {name: pc.min_max(split.with_format("arrow")[label_column]).as_py() for name, split in splits.items()}
+    # Each split's class ids, read once: their range is checked here, the ids no split uses are warned of below.
+    used = {name: set(pc.unique(split.with_format("arrow")[label_column]).to_pylist()) for name, split in splits.items()}
     if isinstance(feature, ClassLabel):
         names = feature.names
     else:
-        names = [f"LABEL_{i}" for i in range(max(r["max"] for r in ranges.values()) + 1)]
+        names = [f"LABEL_{i}" for i in range(max(max(ids) for ids in used.values()) + 1)]
     _at_least_two(names, label_column)
-    for name, r in ranges.items():
-        if r["min"] < 0 or r["max"] >= len(names):
+    for name, ids in used.items():
+        if min(ids) < 0 or max(ids) >= len(names):
             raise LabelColumnError(
-                f"The {name!r} split has labels from {r['min']} to {r['max']}, outside the {len(names)} classes "
+                f"The {name!r} split has labels from {min(ids)} to {max(ids)}, outside the {len(names)} classes "
                 f"0..{len(names) - 1}. Label -1 usually marks unlabelled rows (a test split without labels): "
                 "pass eval_split= naming a labelled split."
             )
-    _warn_of_untrained_classes(splits, label_column, names)
+    _warn_of_untrained_classes(used, names)
     return dict(enumerate(names))
 
 
@@ -376,10 +384,10 @@ def _check_same_class_names(splits: dict, label_column: str) -> None:
         )
 
 
-def _warn_of_untrained_classes(splits: dict[str, Dataset], label_column: str, names: list[str]) -> None:
-    """Warn of classes no training row has: the first split's (the train split's) missing ids the others use,
-    and ids below the largest that no split uses (integer labels number the classes up to the largest)."""
-    used = {name: set(pc.unique(split.with_format("arrow")[label_column]).to_pylist()) for name, split in splits.items()}
+def _warn_of_untrained_classes(used: dict[str, set[int]], names: list[str]) -> None:
+    """Warn of classes no training row has (``used``: each split's class ids, the train split's first): the ids the
+    other splits use and the train split lacks, and ids below the largest that no split uses (integer labels number
+    the classes up to the largest)."""
     train_name, trained = next(iter(used.items()))
     for name, ids in list(used.items())[1:]:
         if ids - trained:
