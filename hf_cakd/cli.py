@@ -181,8 +181,8 @@ def _typed(parser: HfArgumentParser, keys: dict, path: str) -> dict:
         raise UsageError(f"{path}: unknown keys {', '.join(unknown)}: `hf-cakd distill --help` lists the flags they name.")
     typed = dict(keys)
     for name, value in keys.items():
-        action = actions.get(name)
-        if action is None or not isinstance(value, str) or action.type in (None, str) or not callable(action.type):
+        action = actions[name]
+        if not isinstance(value, str) or action.type in (None, str) or not callable(action.type):
             continue
         try:
             typed[name] = action.type(value)

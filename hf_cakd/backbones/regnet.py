@@ -5,28 +5,14 @@ from torch import nn
 from transformers import RegNetForImageClassification
 
 from .base import StagedBackbone
-from .cnn_grids import default_image_size, map_stage_infos, timm_stage_infos
+from .cnn_grids import default_image_size, timm_stage_infos
 from .registry import register_adapter, unwrap_timm
+from .resnet import staged_hf_resnet_layout
 
 
 @register_adapter(RegNetForImageClassification)
 def staged_hf_regnet(model: RegNetForImageClassification, image_size=None) -> StagedBackbone:
-    config, regnet = model.config, model.regnet
-    image_size = image_size or default_image_size(model)
-    # The embedder (3x3/2 conv) reduces by 2; stage 1 halves the grid when downsample_in_first_stage
-    # (every released checkpoint), every later stage does.
-    first_reduction = 2 * (2 if config.downsample_in_first_stage else 1)
-    reductions = [first_reduction * 2**index for index in range(len(config.hidden_sizes))]
-    return StagedBackbone(
-        model,
-        family="cnn",
-        stem=regnet.embedder,
-        stages=list(regnet.encoder.stages),
-        # The classifier is Flatten + Linear.
-        head=nn.Sequential(regnet.pooler, model.classifier),
-        stage_infos=map_stage_infos(config.hidden_sizes, reductions, image_size),
-        image_size=image_size,
-    )
+    return staged_hf_resnet_layout(model, 2, image_size)  # the embedder: a 3x3/2 conv
 
 
 @register_adapter(RegNet)

@@ -10,23 +10,28 @@ from .parts import ModelMethod
 from .registry import register_adapter, unwrap_timm
 
 
-@register_adapter(ResNetForImageClassification)
-def staged_hf_resnet(model: ResNetForImageClassification, image_size=None) -> StagedBackbone:
-    config = model.config
+def staged_hf_resnet_layout(model, embedder_reduction: int, image_size=None) -> StagedBackbone:
+    """transformers' ResNet layout (ResNet, and RegNet, written after it): embedder, ``encoder.stages``,
+    pooler + classifier. Stage 1 halves the grid only with ``downsample_in_first_stage``, every later
+    stage does."""
+    config, body = model.config, model.base_model
     image_size = image_size or default_image_size(model)
-    # The embedder (7x7/2 conv + 3x3/2 max-pool) reduces by 4; stage 1 keeps the resolution
-    # unless downsample_in_first_stage, every later stage halves it.
-    first_reduction = 4 * (2 if config.downsample_in_first_stage else 1)
+    first_reduction = embedder_reduction * (2 if config.downsample_in_first_stage else 1)
     reductions = [first_reduction * 2**index for index in range(len(config.hidden_sizes))]
     return StagedBackbone(
         model,
         family="cnn",
-        stem=model.resnet.embedder,
-        stages=list(model.resnet.encoder.stages),
-        head=nn.Sequential(model.resnet.pooler, model.classifier),
+        stem=body.embedder,
+        stages=list(body.encoder.stages),
+        head=nn.Sequential(body.pooler, model.classifier),  # RegNet's classifier flattens first
         stage_infos=map_stage_infos(config.hidden_sizes, reductions, image_size),
         image_size=image_size,
     )
+
+
+@register_adapter(ResNetForImageClassification)
+def staged_hf_resnet(model: ResNetForImageClassification, image_size=None) -> StagedBackbone:
+    return staged_hf_resnet_layout(model, 4, image_size)  # the embedder: a 7x7/2 conv and a 3x3/2 max-pool
 
 
 @register_adapter(ResNet)

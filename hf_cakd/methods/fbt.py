@@ -217,9 +217,6 @@ class FuseBeforeTransfer(DistillationMethod):
             "student": student.stage_infos[3],
             "assistant": self.assistant.final_stage_info,
         }
-        # Only the models and paths that transfer get projectors and temperatures: parameters no
-        # loss reaches would stall DDP.
-        contrasted = {name for pair in config.transfer_pairs for name in pair}
         if config.infonce_use_cls:  # forward smooths all three final features, contrasted or not
             without = [name for name, info in self.final_infos.items() if info.num_prefix_tokens < 1]
             if without:
@@ -238,6 +235,9 @@ class FuseBeforeTransfer(DistillationMethod):
                 name: smoothed_dim(info, config.pooling, config.infonce_use_cls)
                 for name, info in self.final_infos.items()
             }
+        # Only the models and paths that transfer get projectors and temperatures: parameters no
+        # loss reaches would stall DDP.
+        contrasted = {name for pair in config.transfer_pairs for name in pair}
         self.projectors = nn.ModuleDict(
             {name: FeatureProjector(in_dims[name], config.projector_dim) for name in self.final_infos if name in contrasted}
         )
