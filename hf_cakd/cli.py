@@ -161,8 +161,9 @@ def _foreign_options(method: str, names) -> None:
     if method == AUTO_METHOD:
         owners = option_owners(options)
         what, it = ("an option", "it") if len(options) == 1 else ("options", "them")
+        whose = " or ".join(filter(None, (", ".join(owners[:-1]), owners[-1])))
         raise UsageError(
-            f"{', '.join('--' + name for name in options)}: {what} of {' or '.join(owners)}; --method auto (the "
+            f"{', '.join('--' + name for name in options)}: {what} of {whose}; --method auto (the "
             f"default) picks the method by the student's family, so pass --method {owners[0]} with {it}."
         )
     refuse_unknown_options(method, options)

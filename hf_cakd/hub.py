@@ -67,6 +67,16 @@ PAPERS = {
   year={2025}
 }""",
     },
+    "rsd": {
+        "title": "Cross-Architecture Distillation Made Simple with Redundancy Suppression",
+        "arxiv": "2507.21844",
+        "bibtex": """@inproceedings{zhang2025rsd,
+  title={Cross-Architecture Distillation Made Simple with Redundancy Suppression},
+  author={Zhang, Weijia and Liu, Yuehao and Ran, Wu and Ma, Chao},
+  booktitle={Proceedings of the IEEE/CVF International Conference on Computer Vision (ICCV)},
+  year={2025}
+}""",
+    },
 }
 
 FRAMEWORKS = ("transformers", "torch", "datasets", "timm", "accelerate")

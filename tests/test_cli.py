@@ -221,7 +221,7 @@ def test_flags_of_another_method_or_none_are_usage_errors_naming_them(tmp_path):
     # Without --method (auto) a method's options have no method yet: the error names whose they are.
     with pytest.raises(
         UsageError,
-        match=r"^--infonce_weight, --ofa_gamma: options of fbt or ofa; --method auto \(the default\) picks the method "
+        match=r"^--infonce_weight, --ofa_gamma: options of fbt, ofa or rsd; --method auto \(the default\) picks the method "
         r"by the student's family, so pass --method fbt with them\.$",
     ):
         parse_distill_args([*base, "--infonce_weight", "0.5", "--ofa_gamma", "1.5"])
@@ -238,7 +238,7 @@ def test_a_config_file_may_group_the_methods_options_under_its_name(tmp_path):
     refusals = {
         "groups options under 'kd', but the run's method is 'ofa'": run | {"kd": {"kd_temperature": 2.0}},
         "gives ofa_loss_weight both under `ofa:` and at the top": run | {"ofa_loss_weight": 1, "ofa": {"ofa_loss_weight": 2}},
-        r"--kd_temperature do\(es\) not apply to --method ofa \(an option of fbt, kd\)": run | {"kd_temperature": 2.0},
+        r"--kd_temperature do\(es\) not apply to --method ofa \(an option of fbt, kd, rsd\)": run | {"kd_temperature": 2.0},
     }
     for message, keys in refusals.items():
         config.write_text(yaml.safe_dump(keys))

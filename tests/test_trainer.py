@@ -44,6 +44,7 @@ LOSS_TERMS = {
     "fitnet": {"ce", "fitnet"},
     "feature_kd": {"ce", "feature"},
     "ofa": {"ce", "ofa_stage1", "ofa_stage2", "ofa_stage3", "ofa_stage4"},
+    "rsd": {"ce", "rsd"},
     "fbt": {"ce", "ce_assistant", *(f"infonce_{p}" for p in PAIRS), *(f"ofa_{p}" for p in PAIRS)},
 }
 TEMPERATURES = {"fbt": {f"tau_{p}" for p in PAIRS}}

@@ -48,6 +48,9 @@ TUNING = {
         "bridge upsamples": FBT_PAPER | {"bridge_upsample": "true"},
         "bridge never upsamples": FBT_PAPER | {"bridge_upsample": "false"},
         "OFA's branches on stages 1-3": FBT_PAPER | {"fbt_deep_supervision": "1,2,3", "fbt_deep_supervision_weight": 1.0},
+        # The default and RSD's loss in place of InfoNCE, on the same seeds (fbt's defaults are the paper's on cnn_to_vit).
+        "default": {},
+        "RSD's loss instead of InfoNCE": {"fbt_feature_loss": "rsd"},
     },
 }
 # Methods screened on some pairs only (the others: every pair). fbt's screen compares bridges on the pairs whose
@@ -141,6 +144,13 @@ HEADLINE_TUNING = {  # fbt's candidates for CNN students, beside the student alo
         },
         # F's prefix is the student's own stages 1-3, so the alignment's gradient reaches the student's stage 3
         "default, bridge aligned to T's stage 3": {"bridge_alignment_weight": 1.0},
+        "default, RSD's loss instead of InfoNCE": {"fbt_feature_loss": "rsd"},
+    },
+    # RSD as published, and with a logit term beside it (the candidates beyond the paper).
+    "rsd": {
+        "default": {},
+        "with OFA's logit loss": {"rsd_logit_loss": "ofa"},
+        "with KD's logit loss": {"rsd_logit_loss": "kd"},
     },
 }
 

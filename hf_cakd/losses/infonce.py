@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..backbones.base import StageInfo, to_map
+from .distributed import gather_labels, gather_rows, is_distributed
 
 Pooling = Union[Literal["avg"], int]
 
@@ -135,7 +136,7 @@ def info_nce(
         logits_yx = z_y @ all_x.T / temperature
         if labels is not None:
             classes = labels.argmax(dim=-1) if labels.dim() > 1 else labels
-            all_classes = _gather_labels(classes) if gather_across_processes else classes
+            all_classes = gather_labels(classes) if gather_across_processes else classes
             same_class = classes[:, None] == all_classes[None, :]
             same_class[torch.arange(len(classes), device=classes.device), targets] = False  # keep the positive
             logits_xy = logits_xy.masked_fill(same_class, float("-inf"))
@@ -147,37 +148,8 @@ def info_nce(
 
 def _gather(z_x: torch.Tensor, z_y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, int]:
     """All processes' ``z_x`` and ``z_y`` (with gradients back to each owner) and this rank's offset."""
-    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+    if not is_distributed():
         return z_x, z_y, 0
     # One collective for both views: stack them, gather, then split along the stacked axis.
-    gathered = torch.cat(_AllGather.apply(torch.stack((z_x, z_y))).unbind(0), dim=1)
-    return gathered[0], gathered[1], dist.get_rank() * z_x.shape[0]
-
-
-class _AllGather(torch.autograd.Function):
-    """Every process's ``tensor``, stacked rank by rank; each process's gradient is summed back to its owner.
-
-    What ``torch.distributed.nn.functional.all_gather`` did, which torch deprecates (a FutureWarning on every
-    process, shown again after each checkpoint save) for a private module.
-    """
-
-    @staticmethod
-    def forward(ctx, tensor: torch.Tensor) -> torch.Tensor:
-        gathered = [torch.empty_like(tensor) for _ in range(dist.get_world_size())]
-        dist.all_gather(gathered, tensor.contiguous())
-        return torch.stack(gathered)
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
-        grad = grad.contiguous()
-        dist.all_reduce(grad)  # every process's loss reads every process's rows
-        return grad[dist.get_rank()]
-
-
-def _gather_labels(labels: torch.Tensor) -> torch.Tensor:
-    """All processes' labels in the order :func:`_gather` concatenates embeddings (rank by rank)."""
-    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
-        return labels
-    gathered = [torch.empty_like(labels) for _ in range(dist.get_world_size())]
-    dist.all_gather(gathered, labels.contiguous())
-    return torch.cat(gathered)
+    all_x, all_y = gather_rows(torch.stack((z_x, z_y), dim=1)).unbind(1)
+    return all_x, all_y, dist.get_rank() * z_x.shape[0]

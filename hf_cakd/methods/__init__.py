@@ -1,4 +1,4 @@
-"""Distillation methods, one recipe per file, chosen by name (``none``, ``kd``, ``feature_kd``, ``fitnet``, ``ofa``, ``fbt``)."""
+"""Distillation methods, one recipe per file, chosen by name (``none``, ``kd``, ``feature_kd``, ``fitnet``, ``ofa``, ``rsd``, ``fbt``)."""
 
 from .base import (
     METHOD_STATE_NAME,
@@ -11,7 +11,7 @@ from .base import (
 )
 
 # Importing a method module registers it.
-from . import fbt, feature_kd, fitnet, kd, none, ofa  # noqa: E402,F401  isort: skip
+from . import fbt, feature_kd, fitnet, kd, none, ofa, rsd  # noqa: E402,F401  isort: skip
 
 AUTO_METHOD = "auto"
 BEST_METHOD_FOR_STUDENT = {"cnn": "ofa", "attention": "fbt", "mlp": "fbt"}

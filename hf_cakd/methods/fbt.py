@@ -8,6 +8,9 @@ loss (OFA's by default), plus cross-entropy for S and F::
     L = CE(S) + CE(F) + sum_pairs infonce_weight * InfoNCE(X, Y) + logit_weight * L_logit(X -> Y)
         [+ OFA's branches on student stages: fbt_deep_supervision_weight * L_logit(branch -> T)]
 
+``--fbt_feature_loss rsd`` replaces each path's InfoNCE with RSD's redundancy suppression of the
+learner's projected feature against the source's (``rsd_weight * RSD(proj(Y), X)``, hf_cakd.methods.rsd).
+
 F reuses the stage-3 activation its CNN prefix computed in the teacher's or student's own
 forward pass, so F costs one bridge plus one stage. :class:`FBTConfig` holds the paper's options
 and the three whose default follows the pair (:meth:`FBTConfig.for_pair`: the paper's settings,
@@ -43,6 +46,7 @@ from .base import (
 )
 from .kd import KDLossOptions
 from .ofa import OFALossOptions
+from .rsd import RSDLossOptions
 
 
 def _by_pair(cnn_student: str, otherwise: str) -> str:
@@ -104,14 +108,19 @@ class FBTExperimentalOptions(MethodConfig):
 
 
 @dataclass
-class FBTConfig(FBTExperimentalOptions, OFALossOptions, KDLossOptions):
-    """FBT's options: the paper's recipe, its logit losses' (OFA's, Hinton's) and the experimental ones."""
+class FBTConfig(FBTExperimentalOptions, RSDLossOptions, OFALossOptions, KDLossOptions):
+    """FBT's options: the paper's recipe, its logit losses' (OFA's, Hinton's), RSD's feature loss and the experimental ones."""
 
     stage_split: StageSplit = option("ofa", STAGE_SPLIT_HELP)
     fbt_logit_loss: Literal["ofa", "kd"] = option(
         "ofa", "FBT's logit loss: 'ofa' (its options: --ofa_gamma, --ofa_temperature) or 'kd' (--kd_temperature)."
     )
     logit_weight: float = option(1.0, "Weight of each of FBT's three logit terms.")
+    fbt_feature_loss: Literal["infonce", "rsd"] = option(
+        "infonce",
+        "FBT's feature loss on each path: 'infonce' (the paper's: --infonce_*) or 'rsd' (RSD's redundancy suppression "
+        "of the learner's projected features against the source's: --rsd_weight, --rsd_kappa, --rsd_projector_expansion).",
+    )
     infonce_weight: float = option(0.3, "Weight of each of FBT's three InfoNCE terms.")
     infonce_pooling: str = option("avg", "Spatial smoothing before InfoNCE: 'avg' (global average) or k for k x k pooling.")
     infonce_use_cls: bool = option(False, "Contrast the class token instead of the pooled features.")
@@ -237,22 +246,30 @@ class FuseBeforeTransfer(DistillationMethod):
             }
         # Only the models and paths that transfer get projectors and temperatures: parameters no
         # loss reaches would stall DDP.
-        contrasted = {name for pair in config.transfer_pairs for name in pair}
+        contrasted = {name for pair in config.transfer_pairs for name in pair} if self.uses_infonce else set()
         self.projectors = nn.ModuleDict(
             {name: FeatureProjector(in_dims[name], config.projector_dim) for name in self.final_infos if name in contrasted}
         )
         self.temperatures = nn.ModuleDict(
-            {f"{x}_{y}": LearnableTemperature(config.infonce_temperature) for x, y in config.transfer_pairs}
+            {f"{x}_{y}": LearnableTemperature(config.infonce_temperature) for x, y in config.transfer_pairs if self.uses_infonce}
         )
         if config.detach_assistant and "assistant" in self.projectors and ("teacher", "assistant") not in config.transfer_pairs:
             # F only teaches, detached: no loss reaches its projector, which stays as initialised.
             self.projectors["assistant"].requires_grad_(False)
+        # RSD: one projector per path, from the learner's feature to the source's width.
+        self.rsd_projectors = nn.ModuleDict(
+            {f"{x}_{y}": config.rsd_projector(in_dims[y], in_dims[x]) for x, y in config.transfer_pairs if not self.uses_infonce}
+        )
         # Deep supervision: one branch per listed student stage, in stage order (empty when off).
         self.deep_branches = nn.ModuleList(
             LogitBranch(student.stage_infos[stage - 1], num_labels_of(student), config.projector_dim)
             for stage in config.fbt_deep_supervision
         )
         self._assistant_ramp: float | None = None
+
+    @property
+    def uses_infonce(self) -> bool:
+        return self.config.fbt_feature_loss == "infonce"
 
     def _logit_loss(self, learner_logits, teacher_logits, labels):
         config = self.config
@@ -289,18 +306,22 @@ class FuseBeforeTransfer(DistillationMethod):
             self._assistant_ramp = min(1.0, self.global_step / config.fbt_assistant_warmup_steps)
         same_label_mask = labels if config.infonce_mask_same_label else None
         for source, learner in config.transfer_pairs:
-            source_embedding, source_logits = embeddings[source], logits[source]
-            if source == "assistant" and config.detach_assistant:
-                # F teaches S as a teacher would: S's losses do not move F.
-                source_embedding, source_logits = source_embedding.detach(), source_logits.detach()
             pair = f"{source}_{learner}"
-            tau = self.temperatures[pair]()
-            nce = info_nce(source_embedding, embeddings[learner], tau, config.gather_negatives, same_label_mask)
-            nce_term = config.infonce_weight * nce
+            detach_source = source == "assistant" and config.detach_assistant  # F teaches S as a teacher would
+            source_logits, source_input = (logits[source], inputs[source])
+            if detach_source:
+                source_logits, source_input = source_logits.detach(), source_input.detach()
+            if self.uses_infonce:
+                source_embedding = embeddings[source].detach() if detach_source else embeddings[source]
+                nce = info_nce(source_embedding, embeddings[learner], self.temperatures[pair](), config.gather_negatives, same_label_mask)
+                feature_name, feature_term = f"infonce_{pair}", config.infonce_weight * nce
+            else:
+                feature_name = f"rsd_{pair}"
+                feature_term = config.rsd_term(self.rsd_projectors[pair], inputs[learner], source_input)
             logit_term = config.logit_weight * self._logit_loss(logits[learner], source_logits, labels)
             if source == "assistant" and self._assistant_ramp is not None:
-                nce_term, logit_term = self._assistant_ramp * nce_term, self._assistant_ramp * logit_term
-            losses[f"infonce_{pair}"] = nce_term
+                feature_term, logit_term = self._assistant_ramp * feature_term, self._assistant_ramp * logit_term
+            losses[feature_name] = feature_term
             losses[f"{config.fbt_logit_loss}_{pair}"] = logit_term
         if config.bridge_alignment_weight:
             suffix_output = teacher if self.suffix_role == "teacher" else student
