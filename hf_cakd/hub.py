@@ -213,7 +213,7 @@ def student_model_card(
         eval_results=_eval_results(inputs, dataset),
         teacher_model=teacher,
     )
-    papers = [PAPERS[name] for name in method_class(inputs.method).papers]
+    papers = [PAPERS[name] for name in method_class(inputs.method).cited_papers(inputs.method_options)]
     return ModelCard.from_template(
         card_data,
         template_path=str(template_path or default_template_path()),

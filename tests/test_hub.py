@@ -126,14 +126,22 @@ def test_a_timm_student_is_no_base_model():
 
 
 @pytest.mark.parametrize(
-    "method, cited",
-    [("fbt", ["2410.12342", "2310.19444"]), ("ofa", ["2310.19444"]), ("kd", [])],
+    "method, options, cited",
+    [
+        ("fbt", {}, ["2410.12342", "2310.19444"]),
+        ("fbt", {"fbt_feature_loss": "rsd"}, ["2410.12342", "2310.19444", "2507.21844"]),
+        ("ofa", {}, ["2310.19444"]),
+        ("rsd", {}, ["2507.21844"]),
+        ("kd", {}, []),
+    ],
 )
-def test_card_cites_ofa_for_ofa_and_fbt_and_fbt_for_fbt(method, cited):
-    text = student_model_card(card_inputs(method=method)).text
-    for arxiv in ("2410.12342", "2310.19444"):
+def test_card_cites_the_papers_of_what_ran(method, options, cited):
+    text = student_model_card(card_inputs(method=method, method_options=options)).text
+    for arxiv in ("2410.12342", "2310.19444", "2507.21844"):
         assert (f"https://arxiv.org/abs/{arxiv}" in text) == (arxiv in cited)
     assert text.count("@inproceedings{") == len(cited)
+    if method == "rsd":
+        assert "Zhang, Weijia and Liu, Yuehao and Ran, Wu and Ma, Chao" in text
     if method == "fbt":
         assert "Li, Guopeng and Wang, Qiang and Yan, Ke and Ding, Shouhong and Gao, Yuan and Xia, Gui-Song" in text
         assert "International Conference on Computer Vision (ICCV)},\n  year={2025}" in text

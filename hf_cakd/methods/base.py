@@ -237,6 +237,11 @@ class DistillationMethod(nn.Module):
         # Where training stands, set by the trainer before each training step (set_progress).
         self.global_step, self.max_steps = 0, None
 
+    @classmethod
+    def cited_papers(cls, changed_options: dict[str, Any]) -> tuple[str, ...]:
+        """Ids of hf_cakd.hub.PAPERS the card cites for a run whose options differ from the defaults as given."""
+        return cls.papers
+
     def changed_options(self) -> dict[str, Any]:
         """The options (JSON form) that differ from the method's defaults for this pair: what the card lists."""
         return self.config.changed_options(type(self.config)().for_pair(self.teacher_view, self.student_view))

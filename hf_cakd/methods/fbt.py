@@ -271,6 +271,10 @@ class FuseBeforeTransfer(DistillationMethod):
     def uses_infonce(self) -> bool:
         return self.config.fbt_feature_loss == "infonce"
 
+    @classmethod
+    def cited_papers(cls, changed_options):
+        return cls.papers + (("rsd",) if changed_options.get("fbt_feature_loss") == "rsd" else ())
+
     def _logit_loss(self, learner_logits, teacher_logits, labels):
         config = self.config
         if config.fbt_logit_loss == "kd":
