@@ -7,12 +7,16 @@ mode (no dropout) unless gradients are the point.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import json
 import re
 from collections import defaultdict
 from dataclasses import fields
 
 import pytest
+
+from benchmarks.accuracy.default_rule import Standing, best_methods, choose
 import torch
 import torch.nn.functional as F
 
@@ -74,6 +78,17 @@ def test_auto_distils_each_student_with_the_best_measured_method_for_its_family(
     assert auto.method.name == chosen and auto.method.config == given
     assert f"--method auto: {chosen}, the best measured method for a {family} student" in caplog.text
     assert DistillationModel.build(student, teacher, "fbt", None, IMAGE_SIZE, IMAGE_SIZE).method.name == "fbt"
+
+
+def test_auto_follows_the_rule_on_the_committed_benchmark_results():
+    assert best_methods() == BEST_METHOD_FOR_STUDENT
+
+
+def test_the_rule_takes_a_cheaper_method_within_the_larger_spread():
+    leader, cheaper, cheapest = Standing("fbt", 50.0, 1.0, 99.0), Standing("ofa", 48.5, 1.6, 90.0), Standing("kd", 45.0, 1.0, 89.0)
+    assert choose([leader, cheaper, cheapest]) == (leader, cheaper)  # 1.5 points apart, within ofa's 1.6
+    assert choose([leader, replace(cheaper, spread=1.2)]) == (leader, leader)  # 1.5 apart, past both spreads
+    assert choose([replace(leader, gflops=80.0), cheaper]) == (replace(leader, gflops=80.0),) * 2  # the leader is cheapest
 
 
 def test_the_log_names_the_options_the_pair_set(caplog):

@@ -1,0 +1,94 @@
+"""``--method auto``'s rule, applied to the committed benchmark results (docs/method.md, "Which method by default").
+
+    .venv/bin/python -m benchmarks.accuracy.default_rule
+
+For each student family: every method's test-split top-1 on each accuracy-benchmark pair whose student is of
+that family (the profiles in ``PROFILES_READ``, seeds as the table ran them). A method's score is the mean of
+its per-pair means; its spread the pooled seed std (the root mean square of its per-pair stds). The leader is
+the best score among the methods measured on every such pair. A method with fewer FLOPs per step than the
+leader (the speed benchmark's headline pair, ``SPEED_RESULTS``) whose score is within the larger of the two
+spreads stands in for it; of several, the cheapest. tests/test_defaults.py checks that
+``hf_cakd.methods.BEST_METHOD_FOR_STUDENT`` is what this gives.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+from benchmarks.common import REPO
+
+PROFILES_READ = ("quick", "headline")
+ACCURACY = REPO / "benchmarks" / "accuracy"
+SPEED_RESULTS = REPO / "benchmarks" / "speed" / "headline" / "results.json"
+
+
+@dataclass(frozen=True)
+class Standing:
+    method: str
+    score: float  # mean over the family's pairs of the method's mean top-1 (%)
+    spread: float  # pooled seed std over those pairs (points)
+    gflops: float  # per step at the headline pair
+
+
+def family_results(profiles=PROFILES_READ) -> dict[str, dict[str, list[tuple[float, float]]]]:
+    """family -> method -> [(mean top-1 %, std) per pair with a student of that family]."""
+    found: dict[str, dict[str, list[tuple[float, float]]]] = {}
+    for profile in profiles:
+        results = json.loads((ACCURACY / profile / "results.json").read_text())
+        for pair in results["pairs"].values():
+            family = results["models"][pair["student"]]["family"]
+            for method, measured in pair["methods"].items():
+                if measured.get("top1"):
+                    found.setdefault(family, {}).setdefault(method, []).append(
+                        (100 * measured["top1"]["mean"], 100 * (measured["top1"]["std"] or 0.0))
+                    )
+    return found
+
+
+def gflops_per_step(path: Path = SPEED_RESULTS) -> dict[str, float]:
+    return {row["name"]: row["gflops_per_step"] for row in json.loads(path.read_text())["methods"]}
+
+
+def standings(per_method: dict[str, list[tuple[float, float]]], gflops: dict[str, float]) -> list[Standing]:
+    """The methods measured on every pair of the family (and by the speed benchmark), best score first."""
+    pairs = max(len(values) for values in per_method.values())
+    rows = [
+        Standing(
+            method,
+            sum(mean for mean, _ in values) / len(values),
+            math.sqrt(sum(std**2 for _, std in values) / len(values)),
+            gflops[method],
+        )
+        for method, values in per_method.items()
+        if len(values) == pairs and method in gflops
+    ]
+    return sorted(rows, key=lambda row: -row.score)
+
+
+def choose(rows: list[Standing]) -> tuple[Standing, Standing]:
+    """(the leader, the method the rule picks): the cheapest method within the larger spread of the leader."""
+    leader = rows[0]
+    level = [row for row in rows if row.gflops < leader.gflops and leader.score - row.score <= max(leader.spread, row.spread)]
+    return leader, min(level, key=lambda row: row.gflops) if level else leader
+
+
+def best_methods() -> dict[str, str]:
+    gflops = gflops_per_step()
+    return {family: choose(standings(methods, gflops))[1].method for family, methods in sorted(family_results().items())}
+
+
+def main() -> None:
+    gflops = gflops_per_step()
+    for family, methods in sorted(family_results().items()):
+        rows = standings(methods, gflops)
+        leader, chosen = choose(rows)
+        print(f"{family} students: {chosen.method}" + ("" if chosen is leader else f" (level with the leader {leader.method}, cheaper)"))
+        for row in rows:
+            print(f"  {row.method:12s} {row.score:6.2f} ± {row.spread:4.2f}  {row.gflops:6.1f} GFLOP/step")
+
+
+if __name__ == "__main__":
+    main()
