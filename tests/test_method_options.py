@@ -16,7 +16,7 @@ from dataclasses import fields
 
 import pytest
 
-from benchmarks.accuracy.default_rule import Standing, best_methods, choose
+from benchmarks.accuracy.default_rule import DOCS, Standing, best_methods, choose, evidence_table
 import torch
 import torch.nn.functional as F
 
@@ -82,6 +82,7 @@ def test_auto_distils_each_student_with_the_best_measured_method_for_its_family(
 
 def test_auto_follows_the_rule_on_the_committed_benchmark_results():
     assert best_methods() == BEST_METHOD_FOR_STUDENT
+    assert evidence_table() in DOCS.read_text(), "docs/method.md's table is stale: python -m benchmarks.accuracy.default_rule --write"
 
 
 def test_the_rule_takes_a_cheaper_method_within_the_larger_spread():

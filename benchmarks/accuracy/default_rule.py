@@ -1,6 +1,7 @@
 """``--method auto``'s rule, applied to the committed benchmark results (docs/method.md, "Which method by default").
 
-    .venv/bin/python -m benchmarks.accuracy.default_rule
+    .venv/bin/python -m benchmarks.accuracy.default_rule            # print the standings
+    .venv/bin/python -m benchmarks.accuracy.default_rule --write    # and their table into docs/method.md
 
 For each student family: every method's test-split top-1 on each accuracy-benchmark pair whose student is of
 that family (the profiles in ``PROFILES_READ``, seeds as the table ran them). A method's score is the mean of
@@ -13,16 +14,19 @@ spreads stands in for it; of several, the cheapest. tests/test_defaults.py check
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from benchmarks.common import REPO
+from benchmarks.common import REPO, update_readme
 
 PROFILES_READ = ("quick", "headline")
 ACCURACY = REPO / "benchmarks" / "accuracy"
 SPEED_RESULTS = REPO / "benchmarks" / "speed" / "headline" / "results.json"
+DOCS = REPO / "docs" / "method.md"
+DOCS_REGION = "default-rule"
 
 
 @dataclass(frozen=True)
@@ -80,14 +84,32 @@ def best_methods() -> dict[str, str]:
     return {family: choose(standings(methods, gflops))[1].method for family, methods in sorted(family_results().items())}
 
 
-def main() -> None:
+def evidence_table() -> str:
+    """Per family, each method's score ± spread, cost and the choice, as a markdown table."""
     gflops = gflops_per_step()
+    lines = [
+        "| student family (pairs) | method | top-1 (%), mean of pair means ± pooled std | GFLOP / step | `auto` |",
+        "| --- | --- | ---: | ---: | --- |",
+    ]
     for family, methods in sorted(family_results().items()):
         rows = standings(methods, gflops)
         leader, chosen = choose(rows)
-        print(f"{family} students: {chosen.method}" + ("" if chosen is leader else f" (level with the leader {leader.method}, cheaper)"))
+        pairs = max(len(values) for values in methods.values())
         for row in rows:
-            print(f"  {row.method:12s} {row.score:6.2f} ± {row.spread:4.2f}  {row.gflops:6.1f} GFLOP/step")
+            why = ""
+            if row is chosen:
+                why = "**chosen**: the best score" if chosen is leader else f"**chosen**: within the spread of {leader.method}, cheaper"
+            lines.append(f"| {family} ({pairs}) | {row.method} | {row.score:.2f} ± {row.spread:.2f} | {row.gflops:.1f} | {why} |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--write", action="store_true", help=f"Put the table into {DOCS.relative_to(REPO)}.")
+    table = evidence_table()
+    print(table)
+    if parser.parse_args().write:
+        update_readme(DOCS, table, DOCS_REGION)
 
 
 if __name__ == "__main__":
