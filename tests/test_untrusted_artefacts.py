@@ -23,8 +23,10 @@ from transformers.utils import WEIGHTS_NAME
 import hf_cakd.run_plan
 from hf_cakd.cli import distill_main
 from hf_cakd.errors import InputError, UsageError, run_cli
+from hf_cakd.hub import student_model_card
 from hf_cakd.model_specs import load_classifier
 from test_distill_script import distill_args, workspace  # noqa: F401  (workspace: a fixture)
+from test_hub import card_inputs
 from test_trainer import make_trainer
 from tiny_models import build
 
@@ -199,7 +201,17 @@ def test_the_trainer_refuses_a_checkpoint_with_a_payload_and_ignores_training_ar
     assert not marker.exists()
 
 
-# ---- the rule itself ----
+# ---- config files, and the rule itself ----
+
+
+def test_a_yaml_tag_in_a_config_file_is_a_usage_error_naming_the_file(tmp_path, capsys):
+    marker = tmp_path / "marker"
+    config = tmp_path / "run.yaml"
+    config.write_text(f'method: kd\nteacher: !!python/object/apply:os.system ["touch {marker}"]\n')
+    code, line = one_line_exit([str(config)], capsys)
+    assert code == 2 and not marker.exists()
+    assert line.startswith(f"error: {config} holds a YAML tag a config file cannot hold (")
+    assert "python/object/apply:os.system" in line and "at line 2" in line
 
 
 def unsafe_calls(source: str) -> list[str]:
@@ -228,3 +240,19 @@ def test_hf_cakd_never_loads_pickles_unsafely_nor_runs_a_models_code():
     found = {path: calls for path, source in sources.items() if (calls := unsafe_calls(source))}
     assert found == {"hf_cakd/safe_loading.py": ["torch.load"]}
     assert "weights_only=True" in sources["hf_cakd/safe_loading.py"]
+
+
+def test_names_from_folders_reach_the_card_as_text_not_as_template_or_markup(tmp_path):
+    teacher = tmp_path / '{{ "ab" ~ "cd" }} <img src=x> *bold* [link](x)'
+    dataset = tmp_path / "{% for i in range(3) %}loop{% endfor %}"
+    student = tmp_path / "tick`name"
+    for folder in (teacher, dataset, student):
+        folder.mkdir()
+    card = student_model_card(card_inputs(teacher=str(teacher), dataset=str(dataset), student=str(student)))
+    text = card.text
+    assert "abcd" not in text and "looploop" not in text  # jinja inserted the names, it did not run them
+    assert r'**{{ "ab" \~ "cd" }} \<img src=x\> \*bold\* \[link\](x)**' in text
+    assert r"**{% for i in range(3) %}loop{% endfor %}**" in text and r"**tick\`name** student" in text
+    assert '- teacher: `{{ "ab" ~ "cd" }} <img src=x> *bold* [link](x)` (' in text  # a code span shows it verbatim
+    assert "- student: ``tick`name`` (" in text
+    assert card.data.teacher_model == teacher.name  # the metadata is YAML, which quotes it
