@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import fnmatch
 import json
 import logging
 import os
@@ -18,15 +19,16 @@ import shutil
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from transformers import PreTrainedModel, TrainerState
-from transformers.trainer import TRAINER_STATE_NAME
+from transformers.trainer import OPTIMIZER_NAME, SCALER_NAME, SCHEDULER_NAME, TRAINER_STATE_NAME
 from transformers.trainer_utils import TrainOutput, rotate_checkpoints
 from transformers.utils import CONFIG_NAME, SAFE_WEIGHTS_NAME
 
 from .ema import EMA_DIR
 from .errors import InputError
 from .modeling_distillation import DISTILLATION_CONFIG_NAME
+from .safe_loading import torch_file_problem
 
 logger = logging.getLogger(__name__)
 
@@ -34,26 +36,34 @@ logger = logging.getLogger(__name__)
 CHECKPOINT_COMPLETE_NAME = "checkpoint_complete"
 CHECKPOINT_PREFIX = "checkpoint-"
 _DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
+# The Trainer's pickles a resume loads (Trainer._load_rng_state, _load_optimizer_and_scheduler, _load_scaler), and
+# whether it allows numpy types in them. Nothing reads training_args.bin.
+TRAINER_PICKLES = {"rng_state*.pth": True, OPTIMIZER_NAME: False, SCHEDULER_NAME: False, SCALER_NAME: False}
 
 
 class DiskFullError(InputError):
     """A save ran out of disk space (or quota); the checkpoints written before it are untouched."""
 
 
-def last_complete_checkpoint(output_dir: str) -> str | None:
-    """The ``checkpoint-N`` in ``output_dir`` whose write finished last, or None.
+def complete_checkpoints(output_dir: str) -> list[str]:
+    """The ``checkpoint-N`` folders in ``output_dir`` whose write finished, the one that finished last first.
 
-    The newest by completion time, not by step: after ``--overwrite_output_dir`` the folder may still hold
+    Ordered by completion time, not by step: after ``--overwrite_output_dir`` the folder may still hold
     an earlier run's checkpoints of higher steps (as ``rotate_checkpoints(use_mtime=True)`` orders them).
     """
     if not os.path.isdir(output_dir):
-        return None
+        return []
     completed = {}
     for name in os.listdir(output_dir):
         marker = os.path.join(output_dir, name, CHECKPOINT_COMPLETE_NAME)
         if name.startswith(CHECKPOINT_PREFIX) and name[len(CHECKPOINT_PREFIX) :].isdigit() and os.path.isfile(marker):
             completed[name] = (os.path.getmtime(marker), int(name[len(CHECKPOINT_PREFIX) :]))
-    return os.path.join(output_dir, max(completed, key=completed.get)) if completed else None
+    return [os.path.join(output_dir, name) for name in sorted(completed, key=completed.get, reverse=True)]
+
+
+def last_complete_checkpoint(output_dir: str) -> str | None:
+    """The ``checkpoint-N`` in ``output_dir`` whose write finished last (:func:`complete_checkpoints`), or None."""
+    return next(iter(complete_checkpoints(output_dir)), None)
 
 
 @contextlib.contextmanager
@@ -83,7 +93,8 @@ def writing_into(output_dir: str, main_process: bool = True):
 
 
 def resume_point(resume_from_checkpoint: str | bool | None, output_dir: str) -> str | None:
-    """The checkpoint a ``train(resume_from_checkpoint=...)`` resumes from: only one whose write completed.
+    """The checkpoint a ``train(resume_from_checkpoint=...)`` resumes from: only one whose write completed and whose
+    files a resume reads load safely (:func:`check_readable`).
 
     ``True`` takes the newest complete checkpoint in ``output_dir``, passing over one a killed
     process left half-written; an explicit incomplete checkpoint is refused.
@@ -98,6 +109,7 @@ def resume_point(resume_from_checkpoint: str | bool | None, output_dir: str) -> 
             raise InputError(
                 f"No complete checkpoint in {output_dir} to resume from: drop --resume_from_checkpoint to start afresh."
             )
+        check_readable(last)
         return last
     if resume_from_checkpoint and not os.path.isfile(os.path.join(resume_from_checkpoint, CHECKPOINT_COMPLETE_NAME)):
         newest = last_complete_checkpoint(os.path.dirname(os.path.abspath(resume_from_checkpoint)))
@@ -105,7 +117,49 @@ def resume_point(resume_from_checkpoint: str | bool | None, output_dir: str) -> 
             f"{resume_from_checkpoint} is not a complete checkpoint (missing, or its write was interrupted). "
             + (f"The newest complete one is {newest}." if newest else "No complete checkpoint is beside it.")
         )
+    if resume_from_checkpoint:
+        check_readable(resume_from_checkpoint)
     return resume_from_checkpoint or None
+
+
+def _file_problem(path: Path) -> str | None:
+    """Why a file of a checkpoint that a resume reads cannot be read safely, or None (also for a file nothing reads)."""
+    if path.suffix == ".json":
+        try:
+            json.loads(path.read_text(encoding="utf-8"))
+        except (ValueError, OSError):  # UnicodeDecodeError is a ValueError
+            return "is not valid JSON"
+    elif path.suffix == ".safetensors":
+        try:
+            with safe_open(path, framework="pt"):  # checks the header and that the file holds every tensor it lists
+                pass
+        except (SafetensorError, OSError):
+            return "is not a readable safetensors file: it is truncated, corrupt, or in another format"
+    else:
+        allow_numpy = next((numpy for name, numpy in TRAINER_PICKLES.items() if fnmatch.fnmatch(path.name, name)), None)
+        if allow_numpy is not None:
+            return torch_file_problem(str(path), allow_numpy)
+    return None
+
+
+def check_readable(checkpoint_dir: str) -> None:
+    """Refuse a checkpoint one of whose files cannot be read safely: JSON, safetensors and the Trainer's pickles
+    (loaded with torch's safe loader, memory-mapped, as a resume loads them), naming the file and the way on."""
+    for path in sorted(Path(checkpoint_dir).rglob("*")):
+        problem = _file_problem(path) if path.is_file() else None
+        if problem is None:
+            continue
+        parent = os.path.dirname(os.path.abspath(checkpoint_dir))
+        earlier = [c for c in complete_checkpoints(parent) if not os.path.samefile(c, checkpoint_dir)]
+        way_on = (
+            f"Resume from an earlier complete checkpoint (--resume_from_checkpoint {earlier[0]}) or start afresh"
+            if earlier
+            else "No earlier complete checkpoint is beside it: start afresh"
+        )
+        raise InputError(
+            f"Cannot resume from {checkpoint_dir}: {path} {problem}, so hf_cakd does not load it. {way_on} with "
+            "another --output_dir."
+        )
 
 
 def finished_run(checkpoint_dir: str | None, max_steps: int) -> tuple[TrainerState, TrainOutput] | None:

@@ -131,6 +131,12 @@ def read_config_file(path: str) -> dict:
     with open(path, encoding="utf-8") as f:
         try:
             keys = json.load(f) if path.endswith(".json") else yaml.safe_load(f)
+        except yaml.constructor.ConstructorError as err:  # a tag safe_load builds nothing for (!!python/object...)
+            where = f" at line {err.problem_mark.line + 1}" if err.problem_mark else ""
+            raise UsageError(
+                f"{path} holds a YAML tag a config file cannot hold ({err.problem}{where}): config files hold plain "
+                "values (text, numbers, lists, mappings), never objects. Remove the tag."
+            ) from err
         except (json.JSONDecodeError, yaml.YAMLError) as err:
             reason = " ".join(str(err).split())
             language = "JSON" if path.endswith(".json") else "YAML"

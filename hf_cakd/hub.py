@@ -87,6 +87,25 @@ def framework_versions() -> dict[str, str]:
     return {**{name: importlib.metadata.version(name) for name in FRAMEWORKS}, "hf_cakd": __version__}
 
 
+# What starts markup in a card's Markdown (and its HTML); "_" only at the edge of a word: inside one it starts nothing.
+_MARKUP = re.compile(r"[\\`*\[\]<>&|~]|(?<![^\W_])_|_(?![^\W_])")
+
+
+def markdown_text(name: str | None) -> str | None:
+    """``name`` (a folder's, a label's) as Markdown that shows it as it is: markup escaped, on one line."""
+    return None if name is None else _MARKUP.sub(lambda match: "\\" + match.group(), " ".join(name.split()))
+
+
+def markdown_code(name: str | None) -> str | None:
+    """``name`` as a Markdown code span, whose fence is longer than any run of backticks inside it."""
+    if name is None:
+        return None
+    name = " ".join(name.split())
+    fence = "`" * (max(map(len, re.findall("`+", name)), default=0) + 1)
+    pad = " " if name.startswith("`") or name.endswith("`") else ""
+    return f"{fence}{pad}{name}{pad}{fence}"
+
+
 def public_name(spec: str | None) -> str | None:
     """How a card names a model or data set: a Hub id or ``timm:`` name as is, a local path by its base name."""
     if not spec or is_hub_id(spec) or spec.startswith("timm:"):
@@ -214,13 +233,19 @@ def student_model_card(
         teacher_model=teacher,
     )
     papers = [PAPERS[name] for name in method_class(inputs.method).cited_papers(inputs.method_options)]
+    student = public_name(inputs.student)
+    # Names come from folders and data sets someone else may have named: the card shows them as text. Jinja
+    # inserts values as they are, never as template code.
     return ModelCard.from_template(
         card_data,
         template_path=str(template_path or default_template_path()),
         inputs=inputs,
-        teacher=teacher,
-        student=public_name(inputs.student),
-        dataset=dataset,
+        title=markdown_text(inputs.model_name),
+        teacher=markdown_text(teacher),
+        student=markdown_text(student),
+        dataset=markdown_text(dataset),
+        teacher_code=markdown_code(teacher),
+        student_code=markdown_code(student),
         results=[{"name": name, **values} for name, values in inputs.metrics.items()] if inputs.eval_split else [],
         training_log=_training_log_table(inputs.log_history),
         papers=papers,

@@ -16,8 +16,10 @@ distilled student loads with ``AutoModelForImageClassification`` without hf_cakd
 
 A model that cannot be loaded (a truncated weights file, a config that does not match its
 weights, an unknown architecture, a path that does not exist) raises
-:class:`~hf_cakd.errors.InputError` naming the flag, the file and the fix; one the Hub cannot
-deliver (not cached while offline, not found, gated, the network failed) raises
+:class:`~hf_cakd.errors.InputError` naming the flag, the file and the fix; so does one that would
+run code to load: a pickled weights file torch's safe loader refuses, or a config naming code of its
+own (``auto_map``), which is never run (:mod:`hf_cakd.safe_loading`). One the Hub cannot deliver
+(not cached while offline, not found, gated, the network failed) raises
 :class:`~hf_cakd.hub_errors.HubAccessError`.
 """
 
@@ -50,9 +52,10 @@ from transformers import (
 from transformers.models.timm_wrapper.modeling_timm_wrapper import TimmWrapperPreTrainedModel
 from transformers.utils import CONFIG_NAME, SAFE_WEIGHTS_INDEX_NAME, SAFE_WEIGHTS_NAME, WEIGHTS_INDEX_NAME, WEIGHTS_NAME
 
-from .errors import InputError, UsageError
+from .errors import DistillationError, InputError, UsageError
 from .hub_errors import HubAccessError, hub_failure
 from .label_mapping import map_labels, restrict_classifier
+from .safe_loading import NO_REMOTE_CODE, REFUSED_PICKLE, needs_remote_code, torch_file_problem
 
 logger = logging.getLogger(__name__)
 
@@ -141,7 +144,7 @@ def _check_labels(
         )
     logger.warning("Replacing the classification head of %s: %s -> %s", spec, _describe(have), _describe(want))
     return AutoModelForImageClassification.from_pretrained(
-        spec, ignore_mismatched_sizes=True, **label_fields(want), **kwargs
+        spec, ignore_mismatched_sizes=True, **label_fields(want), **kwargs, **NO_REMOTE_CODE
     )
 
 
@@ -205,8 +208,25 @@ def is_hub_id(spec: str | None) -> bool:
     return True
 
 
-def _config_value(config_path: str, key: str):
-    return json.loads(Path(config_path).read_text()).get(key) if os.path.isfile(config_path) else None
+def _json_keys(path: str | None) -> dict:
+    """The keys of a JSON file (a config.json, a weights index), or {} when there is none or it is no JSON object."""
+    try:
+        keys = json.loads(Path(path).read_text(encoding="utf-8")) if path else {}
+    except (OSError, ValueError):
+        return {}
+    return keys if isinstance(keys, dict) else {}
+
+
+def _pickled_weights(spec: str, hub_kwargs: dict) -> list[str]:
+    """The pickles ``from_pretrained`` reads as ``spec``'s weights (a sharded model's shards): none beside safetensors."""
+    weights = _model_file(spec, WEIGHTS_NAMES, hub_kwargs)
+    if weights is None or os.path.basename(weights) in (SAFE_WEIGHTS_NAME, SAFE_WEIGHTS_INDEX_NAME):
+        return []
+    if os.path.basename(weights) != WEIGHTS_INDEX_NAME:
+        return [weights]
+    shards = _json_keys(weights).get("weight_map", {})
+    paths = [os.path.join(os.path.dirname(weights), name) for name in sorted(set(shards.values()))]
+    return [path for path in paths if os.path.isfile(path)]
 
 
 def _fetch_again(spec: str, hub_kwargs: dict) -> str:
@@ -222,6 +242,30 @@ def _fetch_again(spec: str, hub_kwargs: dict) -> str:
 
 def _who(spec: str, role: str | None) -> str:
     return f"--{role} {spec!r}" if role else f"The model {spec!r}"
+
+
+def _refused_artefact(spec: str, role: str | None, hub_kwargs: dict) -> str | None:
+    """Why ``spec`` would run code to load (a config naming code of its own, a pickle torch's safe loader refuses)
+    or a pickled weights file cannot be read, with the fix; None when neither is the case."""
+    who = _who(spec, role)
+    config = spec if os.path.isfile(spec) else _model_file(spec, (CONFIG_NAME,), hub_kwargs)
+    keys = _json_keys(config)
+    if needs_remote_code(keys):
+        return (
+            f"{who}: {config} names code of its own to build the model (auto_map: {', '.join(keys['auto_map'])}), "
+            f"and transformers has no image classifier for its model_type {keys.get('model_type')!r}. hf_cakd never "
+            "runs code that comes with a model: use a model of an architecture transformers or timm implements."
+        )
+    for weights in _pickled_weights(spec, hub_kwargs):
+        problem = torch_file_problem(weights)
+        if problem == REFUSED_PICKLE:
+            return (
+                f"{who}: {weights} {problem}, so hf_cakd does not load it. Re-save the model as safetensors where it "
+                "came from (save_pretrained writes model.safetensors), or use another source."
+            )
+        if problem is not None:
+            return f"{who}: {weights} {problem}. {_fetch_again(spec, hub_kwargs)}"
+    return None
 
 
 def _explain_load_failure(err: Exception, spec: str, role: str | None, hub_kwargs: dict) -> str | None:
@@ -240,13 +284,13 @@ def _explain_load_failure(err: Exception, spec: str, role: str | None, hub_kwarg
         )
     if isinstance(err, ValueError) and any(text in str(err) for text in _UNKNOWN_MODEL_TYPE):
         return (
-            f"{who}: {config} has model_type {_config_value(config, 'model_type')!r}, which transformers "
+            f"{who}: {config} has model_type {_json_keys(config).get('model_type')!r}, which transformers "
             f"{transformers.__version__} does not know. Correct model_type in that file, or upgrade transformers "
             "(pip install -U transformers)."
         )
     if isinstance(err, ImportError) and _UNKNOWN_TIMM_ARCHITECTURE in str(err):
         architecture = spec.removeprefix(TIMM_PREFIX) if spec.startswith(TIMM_PREFIX) else None
-        architecture = architecture or _config_value(config, "architecture")
+        architecture = architecture or _json_keys(config).get("architecture")
         return (
             f"{who}: timm {timm.__version__} has no architecture {architecture!r}. Check the name with "
             f"timm.list_models('*{architecture}*'), or upgrade timm (pip install -U timm)."
@@ -266,8 +310,16 @@ def _explained_load_failures(spec: str | PretrainedConfig, role: str | None, hub
     """Turn Hub failures and the load failures :func:`_explain_load_failure` recognises into an :class:`InputError`."""
     try:
         yield
-    except (SafetensorError, RuntimeError, ValueError, ImportError, OSError, HTTPError) as err:
+    except DistillationError:
+        raise
+    except Exception as err:
         name = spec if isinstance(spec, str) else type(spec).__name__
+        # Checked on any error: torch reports a pickle it cannot parse as EOFError, KeyError, RuntimeError...
+        refused = _refused_artefact(name, role, hub_kwargs) if isinstance(spec, str) else None
+        if refused is not None:
+            raise InputError(refused) from err
+        if not isinstance(err, (SafetensorError, RuntimeError, ValueError, ImportError, OSError, HTTPError)):
+            raise
         hub_message = hub_failure(err, _who(name, role), name) if is_hub_id(name) else None
         if hub_message is not None:
             raise HubAccessError(hub_message) from err
@@ -299,6 +351,8 @@ def load_classifier(
     rows, or ``replace_head`` puts a new head on.
     """
     model_args_flag = f"--{role}_model_args" if role else "model_args"
+    if from_pretrained_kwargs.pop("trust_remote_code", False):
+        raise UsageError("hf_cakd never runs code that comes with a model: drop trust_remote_code=True.")
     with _explained_load_failures(spec, role, from_pretrained_kwargs):
         if isinstance(spec, PretrainedConfig):
             return _from_config(copy.deepcopy(spec), id2label)  # the caller's config keeps its own labels
@@ -322,8 +376,8 @@ def load_classifier(
             raise UsageError(f"{model_args_flag} only apply to 'timm:<architecture>' specs, not {spec!r}.")
         if _is_config_only(spec):
             logger.info("%s holds a config but no weights: building the model from scratch.", spec)
-            return _from_config(AutoConfig.from_pretrained(spec), id2label)  # _name_or_path: spec
-        model = AutoModelForImageClassification.from_pretrained(spec, **from_pretrained_kwargs)
+            return _from_config(AutoConfig.from_pretrained(spec, **NO_REMOTE_CODE), id2label)  # _name_or_path: spec
+        model = AutoModelForImageClassification.from_pretrained(spec, **from_pretrained_kwargs, **NO_REMOTE_CODE)
         if id2label is None:
             return model
         return _check_labels(model, spec, id2label, replace_head, label_mapping, role, **from_pretrained_kwargs)
@@ -332,7 +386,7 @@ def load_classifier(
 def load_config(spec: str, *, role: str | None = None) -> PretrainedConfig:
     """``AutoConfig.from_pretrained(spec)``; one that cannot be loaded raises an :class:`InputError` naming ``--<role>``."""
     with _explained_load_failures(spec, role, {}):
-        return AutoConfig.from_pretrained(spec)
+        return AutoConfig.from_pretrained(spec, **NO_REMOTE_CODE)
 
 
 def load_image_processor(spec: str | PretrainedConfig):
@@ -340,7 +394,7 @@ def load_image_processor(spec: str | PretrainedConfig):
     if not isinstance(spec, str) or spec.startswith(TIMM_PREFIX) or spec.endswith(".json"):
         return None
     try:
-        return AutoImageProcessor.from_pretrained(spec)
+        return AutoImageProcessor.from_pretrained(spec, **NO_REMOTE_CODE)
     except (OSError, ValueError) as err:
         logger.info("No image processor for %s (%s); using the model's own data config.", spec, err)
         return None
