@@ -80,11 +80,16 @@ def test_datasets_still_logs_a_card_warning_for_a_local_readme_without_metadata(
     handler = logging.Handler()
     handler.emit = records.append
     card_logger = logging.getLogger("huggingface_hub.repocard")
+    filters, level = card_logger.filters, card_logger.level
+    card_logger.filters = []  # setup_logging (run by other tests) adds our filter here: the canary runs without it
+    card_logger.setLevel(logging.WARNING)
     card_logger.addHandler(handler)
     try:
         datasets.load_dataset(str(tmp_path), cache_dir=str(tmp_path / "cache"))
     finally:
         card_logger.removeHandler(handler)
+        card_logger.filters = filters
+        card_logger.setLevel(level)
     warnings = [record for record in records if record.levelno == logging.WARNING]
     assert warnings, fixed("datasets logging a card warning for a local README.md", "cli._not_a_card_without_metadata")
     # The filter tells the warning by its text (a log record has no type).
