@@ -166,7 +166,8 @@ def finished_run(checkpoint_dir: str | None, max_steps: int) -> tuple[TrainerSta
     """The state of ``checkpoint_dir`` and the run's outcome when it already took ``max_steps`` (> 0) steps, else None.
 
     ``Trainer.train`` resuming from such a checkpoint would take one step more (transformers 5.25), changing the
-    student of a run that had finished (one killed during its final evaluation, say). The training loss is the mean
+    student of a run that had finished (one killed during its final evaluation, say): an upstream workaround, with a
+    canary that says when to remove it (docs/architecture.md, "Upstream workarounds"). The training loss is the mean
     of the losses it logged.
     """
     state_file = os.path.join(checkpoint_dir, TRAINER_STATE_NAME) if checkpoint_dir else None

@@ -22,7 +22,9 @@ DEBUG_FLAG = "--debug"
 DEBUG_ENV = "HF_CAKD_DEBUG"
 
 # torch re-raises a worker's error as type(err)("Caught <Type> in DataLoader worker process N.\n
-# Original Traceback (most recent call last): ... <module>.<Type>: <message>").
+# Original Traceback (most recent call last): ... <module>.<Type>: <message>"), keeping no other trace of the
+# original message (torch 2.14.1, torch/_utils.py ExceptionWrapper); tests/test_errors.py
+# (test_an_error_from_a_dataloader_worker_arrives_with_its_original_message) fails when that wording changes.
 _WORKER_WRAPPER = re.compile(r"\ACaught \w+ in DataLoader worker process \d+\.\nOriginal Traceback")
 
 

@@ -167,7 +167,8 @@ def _cpu_augmentation(auto_augment, color_jitter, size, mean, interpolation: str
 def _keep_a_bit_when_posterizing(transform) -> None:
     """timm maps posterize's strongest levels (RandAugment's increasing op at magnitude 10, AutoAugment v0's low
     levels) to 0 bits kept, a black image, which Pillow 12+ refuses with a ValueError mid-training. The policy's
-    posterize ops here keep at least 1 bit, the strongest posterize Pillow takes."""
+    posterize ops here keep at least 1 bit, the strongest posterize Pillow takes. An upstream workaround, with a
+    canary that says when to remove it (docs/architecture.md, "Upstream workarounds")."""
     for stage in getattr(transform, "transforms", [transform]):
         ops = [*getattr(stage, "ops", []), *(op for sub_policy in getattr(stage, "policy", []) for op in sub_policy)]
         for op in ops:
