@@ -2,6 +2,8 @@
 
 import importlib.util
 import os
+import signal
+import sys
 
 # What the run imports beyond the standard library: a GPU machine's own Python may lack some of them.
 REQUIRED = ("torch", "torchvision", "transformers", "accelerate", "timm", "datasets", "PIL", "numpy", "pyarrow")
@@ -16,6 +18,8 @@ if __name__ == "__main__":  # not when a spawned process imports this module as 
     # Set before the libraries are imported, as they read them then; the processes this one starts inherit them.
     for name in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"):
         os.environ.setdefault(name, "1")
+    # Stopped from outside (`timeout`), exit through the finally blocks, which stop the CLI run's own process group.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     from .run import main
 
     main()

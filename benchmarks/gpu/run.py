@@ -268,9 +268,11 @@ def _run_cli(argv: list[str], work: Path, name: str, timeout: float, fresh_proce
             try:
                 exit_code = process.wait(timeout=max(1.0, timeout))
             except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
                 exit_code = None
+            finally:  # past its time, or this process is being stopped (see __main__): the run's group goes too
+                if process.poll() is None:
+                    os.killpg(process.pid, signal.SIGKILL)
+                    process.wait()
     else:
         exit_code = distill_recording_peak(peak_file, argv)
     result = {"exit_code": exit_code, "wall_s": time.perf_counter() - start}
