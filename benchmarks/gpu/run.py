@@ -90,7 +90,7 @@ from hf_cakd.trainer import accelerator_loader_workers
 
 OUTPUT_DIR = REPO / "benchmarks" / "gpu"
 COMPILED_ROW = "kd, torch_compile"
-ROW_TIMEOUT_S = 150  # an uncompiled row builds its pair and takes 24 steps: longer than this, it hangs
+HANG_S = 150  # an uncompiled row (its pair built, 24 steps) or the pipeline part taking longer is stuck: stopped
 
 TINY_SIZE = 32
 # The headline pair's families at 32 px, small enough for a CPU: a ViT teacher whose 2x2 token grid is the
@@ -206,7 +206,7 @@ def measure_rows(rows: list[StepRow], settings: StepSettings, profile: Profile, 
             result["skipped"] = refusal
         else:
             try:
-                timeout = budget.for_part(part) if row.compiled else min(budget.for_part(part), ROW_TIMEOUT_S)
+                timeout = budget.for_part(part) if row.compiled else min(budget.for_part(part), HANG_S)
                 result |= _call(profile, measure_step, row, settings, timeout=timeout)
             except Exception as err:  # a method that fails on this device must not cost the others' figures
                 result["error"] = _error(err)
@@ -230,7 +230,7 @@ def measure_fed(settings: StepSettings, kd: dict | None, profile: Profile, budge
     workers = accelerator_loader_workers()
     batches = profile.pipeline_batches or max(30, 4 * workers)  # whole rounds of the workers, after their first
     settings = replace(settings, pipeline_batches=batches)
-    measured = _call(profile, _photo_pipeline, settings, workers, timeout=budget.for_part("pipeline"))
+    measured = _call(profile, _photo_pipeline, settings, workers, timeout=min(budget.for_part("pipeline"), HANG_S))
     if kd is not None and "median_step_s" in kd:
         views_s = measured.get("device_views_ms_per_batch", 0.0) / 1e3
         measured["kd_step_images_per_s"] = kd["images_per_s"]
