@@ -5,18 +5,20 @@
 benchmark imports another. Methods and their options come from the registry (``hf_cakd.methods``).
 
 - settings: :class:`Schedule` (the optimisation of a benchmark run), :class:`ModelPair`,
-  :class:`StepSettings` and :class:`StepRow` (one timed training step);
+  :class:`StepSettings` and :class:`StepRow` (one timed training step); the headline pair at 224 px
+  (:data:`HEADLINE_MODELS`, :func:`write_headline_models`);
 - methods: :func:`benchmark_methods` (registry order for tables), :func:`options_for`;
 - runs: :func:`training_arguments` (logging as ``hf-cakd distill`` sets it up: ``hf_cakd.cli.setup_logging``);
 - measurements: :func:`measure_step` (in this process), :func:`measure_step_in_fresh_process`,
-  :func:`measure_pipeline`, :func:`machine_info`;
-- outputs: :func:`shown_path`, :func:`write_results`, :func:`read_results`, :func:`write_table`,
-  :func:`update_readme`, :func:`pyplot`.
+  :func:`call_in_fresh_process`, :func:`measure_pipeline`, :func:`peak_memory_mb`, :func:`machine_info`;
+- outputs: :func:`add_ratios`, :func:`fmt`, :func:`shown_path`, :func:`write_results`, :func:`read_results`,
+  :func:`write_table`, :func:`update_readme`, :func:`pyplot`.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
+import importlib.metadata
 import json
 import multiprocessing
 import os
@@ -30,12 +32,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import PretrainedConfig, ViTImageProcessor
+from transformers import ConvNextImageProcessor, PretrainedConfig, ResNetConfig, ViTConfig, ViTImageProcessor
 from transformers.image_utils import (
     IMAGENET_DEFAULT_MEAN,
     IMAGENET_DEFAULT_STD,
     IMAGENET_STANDARD_MEAN,
     IMAGENET_STANDARD_STD,
+    PILImageResampling,
 )
 
 from hf_cakd.data import IMAGES_KEY
@@ -73,6 +76,42 @@ class ModelRecipe:
         size = {"height": self.image_size, "width": self.image_size}
         ViTImageProcessor(size=size, image_mean=list(self.mean), image_std=list(self.std)).save_pretrained(directory)
         return directory
+
+
+# The design card's pair at 224 px: ViT-B/16 (transformers' ViTConfig defaults) -> ResNet-18, as configs, with
+# the image processors of google/vit-base-patch16-224 and microsoft/resnet-18 (their training views' recipes).
+HEADLINE_SIZE = 224
+HEADLINE_MODELS = {
+    "vit-base-patch16-224": (
+        ViTConfig(),
+        ViTImageProcessor(
+            size={"height": HEADLINE_SIZE, "width": HEADLINE_SIZE}, image_mean=[0.5] * 3, image_std=[0.5] * 3
+        ),
+    ),
+    "resnet-18": (
+        ResNetConfig(embedding_size=64, hidden_sizes=[64, 128, 256, 512], depths=[2, 2, 2, 2], layer_type="basic"),
+        ConvNextImageProcessor(
+            size={"shortest_edge": HEADLINE_SIZE},
+            crop_pct=0.875,
+            resample=PILImageResampling.BICUBIC,
+            image_mean=IMAGENET_DEFAULT_MEAN,
+            image_std=IMAGENET_DEFAULT_STD,
+        ),
+    ),
+}
+
+
+def write_headline_models(root: Path) -> tuple[str, str]:
+    """Config-only directories of the headline pair (``load_classifier`` builds them from scratch)."""
+    return write_model_dirs(root, HEADLINE_MODELS)
+
+
+def write_model_dirs(root: Path, models: dict[str, tuple[PretrainedConfig, Any]]) -> tuple[str, ...]:
+    """``root/<name>`` for each ``{name: (config, image processor)}``, in order: a config and a processor, no weights."""
+    for name, (config, processor) in models.items():
+        config.save_pretrained(root / name)
+        processor.save_pretrained(root / name)
+    return tuple(str(root / name) for name in models)
 
 
 @dataclass(frozen=True)
@@ -131,6 +170,7 @@ class StepSettings:
     teacher_image_size: int = 32
     kd_temperature: float = 4.0  # for the methods (and timm tasks) that have one
     pipeline_batches: int = 30
+    bf16: bool = False  # our rows under bf16 autocast, as --bf16 trains (timm.task rows stay in float32)
 
     def to_dict(self) -> dict:
         """What results.json records (paths as :func:`shown_path` shows them, no labels)."""
@@ -150,6 +190,11 @@ class StepRow:
     method: str | None = None
     task: str | None = None  # ClassificationTask, LogitDistillationTask or FeatureDistillationTask
     method_config: dict = field(default_factory=dict)  # options beside options_for(method, kd_temperature=...)
+    training_args: dict = field(default_factory=dict)  # TrainingArguments of this row alone, e.g. torch_compile
+
+    @property
+    def compiled(self) -> bool:
+        return bool(self.training_args.get("torch_compile"))
 
     @property
     def runner(self) -> str:
@@ -197,7 +242,8 @@ def default_device() -> str:
 # ---- one timed training step ----
 
 
-def _peak_memory_mb(device: torch.device, rss_baseline_kib: int) -> float:
+def peak_memory_mb(device: torch.device, rss_baseline_kib: int = 0) -> float:
+    """This process's peak: ``torch.cuda.max_memory_allocated`` on CUDA, else its peak RSS less ``rss_baseline_kib``."""
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**20
     return (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss_baseline_kib) / 1024  # Linux: KiB
@@ -219,7 +265,9 @@ def _fixed_batch(settings: StepSettings, device: torch.device) -> dict[str, torc
     return {name: value.to(device) for name, value in batch.items()}
 
 
-def _step_arguments(settings: StepSettings, method: str, output_dir: str, method_config: dict | None = None):
+def _step_arguments(
+    settings: StepSettings, method: str, output_dir: str, method_config: dict | None = None, row_args: dict | None = None
+):
     options = options_for(method, kd_temperature=settings.kd_temperature) | (method_config or {})
     return training_arguments(
         output_dir,
@@ -230,19 +278,21 @@ def _step_arguments(settings: StepSettings, method: str, output_dir: str, method
         teacher_image_size=settings.teacher_image_size,
         use_cpu=settings.device == "cpu",
         seed=settings.seed,
+        **({"bf16": True} if settings.bf16 else {}),
+        **(row_args or {}),
     )
 
 
 def _our_step(row: StepRow, settings: StepSettings, batch: dict, output_dir: str):
-    """The DistillationTrainer's own training_step, then its own optimizer's step."""
+    """The DistillationTrainer's own training_step, then its own optimizer's step, both prepared by its
+    Accelerator as ``Trainer.train`` prepares them (so ``bf16`` autocasts and ``torch_compile`` compiles)."""
     from hf_cakd.trainer import DistillationTrainer
 
     student, teacher = row.pair.load(settings.id2label, with_teacher=method_class(row.method).requires_teacher)
-    args = _step_arguments(settings, row.method, output_dir, row.method_config)
+    args = _step_arguments(settings, row.method, output_dir, row.method_config, row.training_args)
     trainer = DistillationTrainer(model=student, teacher_model=teacher, args=args)
     trainer.current_gradient_accumulation_steps = 1  # set by Trainer.train()'s loop otherwise
-    optimizer = trainer.create_optimizer()
-    model = trainer.model
+    model, optimizer = trainer.accelerator.prepare(trainer.model, trainer.create_optimizer())
 
     def step():
         trainer.training_step(model, batch)
@@ -303,9 +353,11 @@ def measure_step(row: StepRow, settings: StepSettings) -> dict:
             step, optimizer = _our_step(row, settings, batch, output_dir)
         else:
             step, optimizer = _timm_task_step(row, settings, batch, output_dir, device)
+        warmup_start = time.perf_counter()
         for _ in range(settings.warmup):
             step()
         _synchronize(device)
+        warmup_s = time.perf_counter() - warmup_start  # with torch_compile: mostly compiling
         times = []
         for _ in range(settings.steps):
             start = time.perf_counter()
@@ -313,28 +365,46 @@ def measure_step(row: StepRow, settings: StepSettings) -> dict:
             _synchronize(device)
             times.append(time.perf_counter() - start)
         # Once more, untimed, counting floating-point operations (matmuls and convolutions, forward
-        # and backward): a machine-independent cost of the same step.
-        with FlopCounterMode(display=False) as flop_counter:
-            step()
+        # and backward): a machine-independent cost of the same step. A compiled step runs graphs the
+        # counter cannot see into; its FLOPs are those of the same row uncompiled.
+        gflops = None
+        if not row.compiled:
+            with FlopCounterMode(display=False) as flop_counter:
+                step()
+            gflops = flop_counter.get_total_flops() / 1e9
     median = statistics.median(times)
+    optimizer = getattr(optimizer, "optimizer", optimizer)  # the Trainer's, inside Accelerate's wrapper
     return {
         "name": row.name,
         "runner": row.runner,
         "median_step_s": median,
         "images_per_s": settings.batch_size / median,
-        "peak_memory_mb": _peak_memory_mb(device, rss_baseline_kib),
-        "gflops_per_step": flop_counter.get_total_flops() / 1e9,
+        "peak_memory_mb": peak_memory_mb(device, rss_baseline_kib),
+        "gflops_per_step": gflops,
+        "warmup_s": warmup_s,
         "step_times_s": times,
         "torch_threads": torch.get_num_threads(),
         "optimizer": f"{type(optimizer).__name__}(fused={optimizer.defaults.get('fused')})",
     }
 
 
-def measure_step_in_fresh_process(row: StepRow, settings: StepSettings) -> dict:
+def measure_step_in_fresh_process(row: StepRow, settings: StepSettings, timeout: float | None = None) -> dict:
     """:func:`measure_step` in a new (``spawn``) process, so that its peak memory is the row's alone."""
+    return call_in_fresh_process(measure_step, row, settings, timeout=timeout)
+
+
+def call_in_fresh_process(function, *args, timeout: float | None = None):
+    """``function(*args)`` in a new (``spawn``) process; its exception is raised here. Past ``timeout`` seconds
+    the process is killed and ``TimeoutError`` raised."""
     context = multiprocessing.get_context("spawn")
     with concurrent.futures.ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
-        return pool.submit(measure_step, row, settings).result()
+        future = pool.submit(function, *args)
+        try:
+            return future.result(timeout)
+        except concurrent.futures.TimeoutError:
+            for process in list(pool._processes.values()):  # the executor stops no worker itself (before 3.14)
+                process.kill()
+            raise TimeoutError(f"{function.__name__} took more than {timeout:.0f} s; stopped") from None
 
 
 def measure_pipeline(
@@ -438,11 +508,27 @@ def machine_info(device: str | torch.device | None = None) -> dict:
         "torch": torch.__version__,
         "transformers": transformers.__version__,
         "timm": timm.__version__,
+        "accelerate": importlib.metadata.version("accelerate"),
+        "datasets": importlib.metadata.version("datasets"),
         "platform": platform.platform(),
     }
 
 
 # ---- outputs ----
+
+
+def add_ratios(rows: list[dict], reference: str) -> None:
+    """Each row's step time, peak memory and FLOPs as ratios to the row named ``reference`` (None without it)."""
+    ref = next((row for row in rows if row["name"] == reference), None)
+    for row in rows:
+        for key, ratio in (("median_step_s", "step"), ("peak_memory_mb", "memory"), ("gflops_per_step", "flops")):
+            value, ref_value = row.get(key), ref and ref.get(key)
+            row[f"{ratio}_ratio_to_{reference}"] = value / ref_value if value is not None and ref_value else None
+
+
+def fmt(value, digits: int = 2, suffix: str = "") -> str:
+    """A table cell: ``value`` to ``digits`` decimals then ``suffix``, or ``-`` when missing."""
+    return "-" if value is None else f"{value:.{digits}f}{suffix}"
 
 
 def shown_path(path: str | Path) -> str:

@@ -5,15 +5,9 @@ from __future__ import annotations
 import PIL.Image
 import pytest
 
-from benchmarks.common import REPO, ModelPair, StepSettings
-from benchmarks.speed.run import (
-    HEADLINE_SIZE,
-    PHOTOS,
-    make_photo_set,
-    measure_photo_pipeline,
-    parse_args,
-    photo_pipeline_table,
-)
+from benchmarks.common import HEADLINE_SIZE, REPO, ModelPair, StepSettings
+from benchmarks.photos import PHOTOS, make_photo_set
+from benchmarks.speed.run import measure_photo_pipeline, parse_args, photo_pipeline_table
 from hf_cakd import load_classifier, staged_view
 from hf_cakd.data import load_image_dataset
 
@@ -40,7 +34,7 @@ def test_photo_set_is_an_imagefolder_of_the_six_photos_at_imagenet_size(tmp_path
     assert len(data.train) == 12 and sorted(data.id2label.values()) == sorted(p.stem for p in PHOTOS.glob("*.jpg"))
     sizes = [PIL.Image.open(path).size for path in sorted(root.glob("*/*.jpg"))]
     assert all(max(size) == 500 and min(size) >= 330 for size in sizes) and len(set(sizes)) > 3
-    again = make_photo_set(tmp_path / "again", 12, seed=0)
+    again = make_photo_set(tmp_path / "again", 12, seed=0, workers=2)  # the same files, made in parallel
     contents = [[path.read_bytes() for path in sorted(made.glob("*/*.jpg"))] for made in (root, again)]
     assert contents[0] == contents[1]
 

@@ -13,7 +13,8 @@ default options; ``--kd_temperature`` for those with one) a :class:`~hf_cakd.Dis
 is built as :func:`hf_cakd.pipeline.distill` builds it (no teacher for ``none``) and one *step*
 is the Trainer's own ``training_step(model, batch)`` (teacher forward without gradients, student
 forward, the method's losses, backward) followed by the Trainer's own optimizer
-(``create_optimizer``) step and ``zero_grad``. Gradient clipping and the learning-rate schedule
+(``create_optimizer``) step and ``zero_grad``, model and optimizer prepared by the Trainer's Accelerator as
+``Trainer.train`` prepares them. Gradient clipping and the learning-rate schedule
 are left out for every row alike. All rows see the same random but fixed
 batch (``--batch_size``, default 64, ``--seed``), already on the device, in float32; the step time
 is the median of ``--steps`` steps after ``--warmup`` warm-up steps. Ratios are to ``kd``.
@@ -95,33 +96,33 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import math
 import sys
 import tempfile
 from dataclasses import replace
 from pathlib import Path
 
-import numpy as np
-import PIL.Image
 import torch
-from transformers import ConvNextImageProcessor, ResNetConfig, ViTConfig, ViTImageProcessor
-from transformers.image_utils import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD, PILImageResampling
 
 from benchmarks.common import (
+    HEADLINE_SIZE,
     REPO,
     ModelPair,
     StepRow,
     StepSettings,
+    add_ratios,
     benchmark_methods,
     default_device,
+    fmt,
     machine_info,
     measure_pipeline,
     measure_step_in_fresh_process,
     read_results,
     shown_path,
+    write_headline_models,
     write_results,
     write_table,
 )
+from benchmarks.photos import PHOTO_LONGER_SIDE, make_photo_set
 from hf_cakd.data import load_image_dataset
 
 TIMM_TASKS = ("ClassificationTask", "LogitDistillationTask", "FeatureDistillationTask")
@@ -136,66 +137,10 @@ TIMM_STUDENT = "timm:vit_tiny_patch16_224"
 TIMM_STUDENT_ARGS = {"img_size": 32, "patch_size": 4, "embed_dim": 96, "depth": 6, "num_heads": 3, "mlp_ratio": 2.0}
 
 
-# The design card's pair at 224 px: ViT-B/16 (transformers' ViTConfig defaults) -> ResNet-18, as configs, with
-# the image processors of google/vit-base-patch16-224 and microsoft/resnet-18 (their training views' recipes).
-HEADLINE_SIZE = 224
-HEADLINE_MODELS = {
-    "vit-base-patch16-224": (
-        ViTConfig(),
-        ViTImageProcessor(
-            size={"height": HEADLINE_SIZE, "width": HEADLINE_SIZE}, image_mean=[0.5] * 3, image_std=[0.5] * 3
-        ),
-    ),
-    "resnet-18": (
-        ResNetConfig(embedding_size=64, hidden_sizes=[64, 128, 256, 512], depths=[2, 2, 2, 2], layer_type="basic"),
-        ConvNextImageProcessor(
-            size={"shortest_edge": HEADLINE_SIZE},
-            crop_pct=0.875,
-            resample=PILImageResampling.BICUBIC,
-            image_mean=IMAGENET_DEFAULT_MEAN,
-            image_std=IMAGENET_DEFAULT_STD,
-        ),
-    ),
-}
-
-
-def write_headline_models(root: Path) -> tuple[str, str]:
-    """Config-only directories of the headline pair (``load_classifier`` builds them from scratch)."""
-    for name, (config, processor) in HEADLINE_MODELS.items():
-        config.save_pretrained(root / name)
-        processor.save_pretrained(root / name)
-    return str(root / "vit-base-patch16-224"), str(root / "resnet-18")
-
-
 # ---- the input pipeline at 224 px on photos ----
 
-PHOTOS = REPO / "demo_data" / "photos"
-PHOTO_LONGER_SIDE = 500  # an ImageNet (and Imagenette) JPEG is typically 500 x 375 or 500 x 333
 PHOTO_BATCH_SIZE = 64
 PHOTO_ROUNDS = 3  # the four rows are timed in turn this often; each keeps its fastest round
-
-
-def make_photo_set(root: Path, count: int, seed: int = 0) -> Path:
-    """``count`` JPEGs at ImageNet's typical size made from the photos of ``demo_data/photos``, an imagefolder
-    with one class per photo: a random crop of 25-100 % of a photo's area (aspect 3:4 to 4:3), mirrored
-    half the time, resized to a longer side of ``PHOTO_LONGER_SIDE`` and saved at JPEG quality 90."""
-    rng = np.random.default_rng(seed)
-    sources = [(path.stem, PIL.Image.open(path).convert("RGB")) for path in sorted(PHOTOS.glob("*.jpg"))]
-    for index in range(count):
-        name, image = sources[index % len(sources)]
-        area = image.width * image.height * rng.uniform(0.25, 1.0)
-        aspect = math.exp(rng.uniform(math.log(3 / 4), math.log(4 / 3)))
-        width = min(image.width, round(math.sqrt(area * aspect)))
-        height = min(image.height, round(math.sqrt(area / aspect)))
-        left, top = int(rng.integers(0, image.width - width + 1)), int(rng.integers(0, image.height - height + 1))
-        photo = image.crop((left, top, left + width, top + height))
-        if rng.random() < 0.5:
-            photo = photo.transpose(PIL.Image.Transpose.FLIP_LEFT_RIGHT)
-        scale = PHOTO_LONGER_SIDE / max(photo.size)
-        photo = photo.resize((round(photo.width * scale), round(photo.height * scale)), PIL.Image.Resampling.BICUBIC)
-        (root / name).mkdir(parents=True, exist_ok=True)
-        photo.save(root / name / f"{index:04d}.jpg", quality=90)
-    return root
 
 
 def measure_photo_pipeline(settings: StepSettings, photos: int) -> dict:
@@ -244,15 +189,6 @@ def measure_photo_pipeline(settings: StepSettings, photos: int) -> dict:
 # ---- the run ----
 
 
-def _add_ratios(rows: list[dict], reference: str) -> None:
-    by_name = {row["name"]: row for row in rows}
-    ref = by_name.get(reference)
-    for row in rows:
-        row["step_ratio_to_kd"] = row["median_step_s"] / ref["median_step_s"] if ref else None
-        row["memory_ratio_to_kd"] = row["peak_memory_mb"] / ref["peak_memory_mb"] if ref else None
-        row["flops_ratio_to_kd"] = row["gflops_per_step"] / ref["gflops_per_step"] if ref else None
-
-
 def _peer_rows(methods: list[str], timm_pair: ModelPair) -> list[StepRow]:
     """Our methods and timm.task's on one timm pair; our FitNet on stage 4, the nearest to timm's feature task."""
     rows = []
@@ -290,7 +226,7 @@ def run(options: argparse.Namespace) -> dict:
     rows = [StepRow(method, pair, method=method) for method in options.methods]
     rows += [StepRow(name, pair, method=method, method_config=config) for name, (method, config) in options.variants.items()]
     methods = [_measure("methods", row, settings) for row in rows]
-    _add_ratios(methods, "kd")
+    add_ratios(methods, "kd")
     results["methods"] = methods
 
     pipeline = []
@@ -313,16 +249,12 @@ def run(options: argparse.Namespace) -> dict:
             options.timm_teacher, options.timm_student, options.timm_teacher_model_args, options.timm_student_model_args
         )
         peer = [_measure("peer", row, settings) for row in _peer_rows(options.methods, timm_pair)]
-        _add_ratios(peer, "kd")
+        add_ratios(peer, "kd")
         results["peer"] = {"pair": vars(timm_pair), "rows": peer}
     return results
 
 
 # ---- the report ----
-
-
-def _fmt(value, digits: int = 2, suffix: str = "") -> str:
-    return "-" if value is None else f"{value:.{digits}f}{suffix}"
 
 
 def _label(spec: str, model_args: dict | None) -> str:
@@ -350,10 +282,10 @@ def markdown_table(results: dict) -> str:
     ]
     for row in results["methods"]:
         lines.append(
-            f"| {row['name']} | {_fmt(row['median_step_s'] * 1e3, 1)} | {_fmt(row['images_per_s'], 0)} "
-            f"| {_fmt(row['peak_memory_mb'], 0)} | {_fmt(row.get('gflops_per_step'), 1)} "
-            f"| {_fmt(row['step_ratio_to_kd'], 2, 'x')} | {_fmt(row['memory_ratio_to_kd'], 2, 'x')} "
-            f"| {_fmt(row.get('flops_ratio_to_kd'), 2, 'x')} |"
+            f"| {row['name']} | {fmt(row['median_step_s'] * 1e3, 1)} | {fmt(row['images_per_s'], 0)} "
+            f"| {fmt(row['peak_memory_mb'], 0)} | {fmt(row.get('gflops_per_step'), 1)} "
+            f"| {fmt(row['step_ratio_to_kd'], 2, 'x')} | {fmt(row['memory_ratio_to_kd'], 2, 'x')} "
+            f"| {fmt(row.get('flops_ratio_to_kd'), 2, 'x')} |"
         )
     if results.get("pipeline"):
         shown = [name for name in ("kd", "fbt") if name in results["pipeline"][0]["ratio_to_step"]]
@@ -367,8 +299,8 @@ def markdown_table(results: dict) -> str:
             "| ---: | ---: |" + " ---: |" * len(shown),
         ]
         for row in results["pipeline"]:
-            ratios = " | ".join(_fmt(row["ratio_to_step"][name], 2, "x") for name in shown)
-            lines.append(f"| {row['num_workers']} | {_fmt(row['images_per_s'], 0)} | {ratios} |")
+            ratios = " | ".join(fmt(row["ratio_to_step"][name], 2, "x") for name in shown)
+            lines.append(f"| {row['num_workers']} | {fmt(row['images_per_s'], 0)} | {ratios} |")
     if results.get("photo_pipeline"):
         lines += ["", *photo_pipeline_table(results["photo_pipeline"], settings, machine)]
     if results.get("peer"):
@@ -386,9 +318,9 @@ def markdown_table(results: dict) -> str:
         for row in results["peer"]["rows"]:
             name = row["name"] if row["runner"] == "timm.task" else f"ours: {row['name']}"
             lines.append(
-                f"| {name} | {_fmt(row['median_step_s'] * 1e3, 1)} | {_fmt(row['images_per_s'], 0)} "
-                f"| {_fmt(row['peak_memory_mb'], 0)} | {_fmt(row['step_ratio_to_kd'], 2, 'x')} "
-                f"| {_fmt(row['memory_ratio_to_kd'], 2, 'x')} |"
+                f"| {name} | {fmt(row['median_step_s'] * 1e3, 1)} | {fmt(row['images_per_s'], 0)} "
+                f"| {fmt(row['peak_memory_mb'], 0)} | {fmt(row['step_ratio_to_kd'], 2, 'x')} "
+                f"| {fmt(row['memory_ratio_to_kd'], 2, 'x')} |"
             )
     return "\n".join(lines) + "\n"
 
