@@ -236,6 +236,23 @@ def test_screen_table_at_three_seeds_shows_mean_std_and_their_count():
     assert fbt[0].endswith("| **47.00 ± 2.00** (3 seeds), F 62.00 | - | - |")
 
 
+def test_a_recorded_setting_the_profile_no_longer_screens_stays_a_row_with_its_recorded_flags(tmp_path):
+    profile = profiles.PROFILES["smoke"]
+    retired = seed_row([{"seed": 0, "top1": 0.38, "top5": 1.0, "train_seconds": 60.0}]) | {
+        "options": {"own_teacher_suffix": True}  # an option since removed
+    }
+    record = {"schedule": profiles.schedule(profile), "machines": [{"cpu": "Elsewhere CPU", "gpu": None}], "teachers": {},
+              "tuning": {"cnn_to_mlp": {"kd": {"T=16": retired}}}}
+    (tmp_path / "results.json").write_text(json.dumps(record))
+    finish(tuning_dir(tmp_path, "cnn_to_mlp", "kd", "T=2"), 0.41)
+    results = collect_results("smoke", profile, options(tmp_path), models())
+    assert results["tuning"]["cnn_to_mlp"]["kd"]["T=16"] == retired
+    rows = {line.split(" | ")[1]: line for line in tuning_table(results) if line.startswith("| kd |")}
+    assert list(rows) == ["T=2: `--kd_temperature 2.0`", "T=4 (default)", "T=8: `--kd_temperature 8.0`",
+                          "T=16: `--own_teacher_suffix True` (recorded; no longer screened)"]  # fmt: skip
+    assert rows["T=16: `--own_teacher_suffix True` (recorded; no longer screened)"].endswith("| 38.00 | 38.00 |")
+
+
 def test_a_folder_holding_only_the_validation_screen_is_reported_without_a_chart(tmp_path):
     finish(tuning_dir(tmp_path, "cnn_to_vit", "kd", "T=8"), 0.41)
     results = collect_results("smoke", profiles.PROFILES["smoke"], options(tmp_path), models())

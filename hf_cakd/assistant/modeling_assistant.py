@@ -7,8 +7,7 @@ Heterogeneous pair (a CNN ``C`` and an attention/MLP model ``A``, either may tea
 Any other pair: the student's stem and stages 1-3, the bridge, the teacher's stage 4 and head.
 
 The stages are the teacher's and the student's own modules, held by reference: the bridge is
-F's only registered parameters (with ``own_teacher_suffix``, also F's own trained copy of the
-teacher's model, of which F runs stage 4 and the head), so ``save_pretrained`` writes just those and
+F's only registered parameters, so ``save_pretrained`` writes just the bridge and
 ``AutoModel.from_pretrained(path, teacher=..., student=...)`` rebuilds F around the same two
 models. :meth:`AssistantModel.save_standalone` writes an F that owns copies of every module.
 """
@@ -37,21 +36,15 @@ class BridgeGridError(UsageError, ValueError):
     grid (a flag the pair cannot take: exit code 2 from the CLI)."""
 
 
-class OwnTeacherSuffixError(UsageError, ValueError):
-    """``own_teacher_suffix`` asked of a pair whose suffix is the student's (exit code 2 from the CLI)."""
-
-
 @dataclass
 class AssistantOutput(ModelOutput):
     """``logits`` of F; ``last_hidden_state`` is F's final-stage feature (suffix stage 4); ``pre_logits``
-    what F's classifier reads, when the suffix view captures it (``capture_pre_logits``); ``bridged`` the
-    bridge's output, the input of F's last stage (laid out as ``AssistantModel.bridge.target`` says)."""
+    what F's classifier reads, when the suffix view captures it (``capture_pre_logits``)."""
 
     loss: Optional[torch.Tensor] = None
     logits: Optional[torch.Tensor] = None
     last_hidden_state: Optional[torch.Tensor] = None
     pre_logits: Optional[torch.Tensor] = None
-    bridged: Optional[torch.Tensor] = None
 
 
 def fusion_roles(teacher_family: str, student_family: str) -> str:
@@ -126,9 +119,6 @@ class AssistantModel(AssistantPreTrainedModel):
         # Held by reference, not registered: their parameters belong to the teacher/student.
         self.__dict__["prefix"] = _view(prefix_model, config.prefix_image_size, config.stage_split)
         self.__dict__["suffix"] = _view(suffix_model, config.suffix_image_size, config.stage_split)
-        if config.own_teacher_suffix and teacher is not None:
-            self.__dict__["suffix"] = self._trainable_copy(self.suffix)
-            self.suffix_model = self.suffix.model  # registered: saved, moved and trained with F
         source, target = self.prefix.stage_infos[2], self.suffix.stage_infos[2]
         expected = (config.source_stage, config.target_stage)
         if expected != (None, None) and expected != (_stage_dict(source), _stage_dict(target)):
@@ -155,15 +145,6 @@ class AssistantModel(AssistantPreTrainedModel):
                 "true or auto for this pair (another grid needs a suffix such as ViT or DeiT)."
             )
         self.post_init()
-
-    @staticmethod
-    def _trainable_copy(view: StagedBackbone) -> StagedBackbone:
-        """A copy of ``view`` and its model whose stage 4 and head train; the rest, which F never runs, stays frozen."""
-        copied = copy.deepcopy(view)  # one memo: the copied view's stages are the copied model's modules
-        copied.model.requires_grad_(False)
-        copied.stages[3].requires_grad_(True)
-        copied.head.requires_grad_(True)
-        return copied
 
     @property
     def final_stage_info(self) -> StageInfo:
@@ -216,12 +197,6 @@ class AssistantModel(AssistantPreTrainedModel):
             bridge_type = "linear" if prefix.family == suffix.family else "attention"
         if bridge_upsample == "auto":
             bridge_upsample = not (suffix_role == "student" and suffix.runs_on_any_grid)
-        if config_kwargs.get("own_teacher_suffix") and suffix_role != "teacher":
-            raise OwnTeacherSuffixError(
-                f"own_teacher_suffix trains a copy of the teacher's last stage inside F, but for a {teacher.family} "
-                f"teacher and a {student.family} student F's last stage is the student's, which trains anyway: "
-                "leave it off for this pair."
-            )
         config = AssistantConfig(
             prefix_role=prefix_role,
             prefix_image_size=list(prefix.image_size),
@@ -251,15 +226,13 @@ class AssistantModel(AssistantPreTrainedModel):
             for stage in self.prefix.stages[:3]:
                 hidden = stage(hidden)
             prefix_stage3 = hidden
-        bridged = self.bridge(prefix_stage3)
-        output = self.suffix.forward_from(3, bridged)
+        output = self.suffix.forward_from(3, self.bridge(prefix_stage3))
         loss = None if labels is None else nn.functional.cross_entropy(output.logits.float(), labels)
         return AssistantOutput(
             loss=loss,
             logits=output.logits,
             last_hidden_state=output.features[-1],
             pre_logits=output.pre_logits,
-            bridged=bridged,
         )
 
     def save_standalone(self, save_directory: str, **kwargs) -> None:

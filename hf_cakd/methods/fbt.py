@@ -22,13 +22,11 @@ the measurements say so far).
 from dataclasses import dataclass, replace
 from typing import Literal
 
-import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ..assistant import AssistantModel
 from ..assistant.bridge import BRIDGE_TYPES
-from ..backbones import StagedBackbone, to_map
+from ..backbones import StagedBackbone
 from ..errors import UsageError
 from ..losses import FeatureProjector, LearnableTemperature, LogitBranch, info_nce, smoothed_dim, spatial_smooth
 from ..losses.infonce import TEMPERATURE_BOUNDS
@@ -87,23 +85,10 @@ class FBTExperimentalOptions(MethodConfig):
     infonce_mask_same_label: bool = option(
         False, "Leave images of the same class out of the InfoNCE negatives.", experimental=True
     )
-    own_teacher_suffix: bool = option(
-        False,
-        "For a CNN student, whose F ends in the teacher's last stage and head: train F's own copy of them, starting "
-        "from the teacher's weights, instead of running the frozen teacher's (F then holds a copy of the teacher's "
-        "weights, in memory and on disk).",
-        experimental=True,
-    )
-    bridge_alignment_weight: float = option(
-        0.0,
-        "Weight of a term that pulls the bridge's output towards the suffix model's own stage-3 output on the same "
-        "image (what its last stage sees in its own forward pass); 0: off.",
-        experimental=True,
-    )
 
     def __post_init__(self):
         super().__post_init__()
-        if self.fbt_assistant_warmup_steps < 0:  # bridge_alignment_weight: checked with every *_weight
+        if self.fbt_assistant_warmup_steps < 0:
             raise ValueError(f"fbt_assistant_warmup_steps must be >= 0, got {self.fbt_assistant_warmup_steps}")
 
 
@@ -129,7 +114,6 @@ class FBTConfig(FBTExperimentalOptions, RSDLossOptions, OFALossOptions, KDLossOp
     )
     infonce_temperature: float = option(0.07, "Initial value of each path's learnable InfoNCE temperature.")
     gather_negatives: bool = option(True, "Gather InfoNCE negatives across processes (gradient-preserving).")
-    detach_assistant: bool = option(True, "Detach the assistant when it teaches the student, as a teacher would be.")
     bridge_type: Literal[("auto", *BRIDGE_TYPES)] = option(
         "auto", "The assistant's bridge: 'attention' (between families), 'linear' (within one), or 'auto' (picks)."
     )
@@ -217,10 +201,8 @@ class FuseBeforeTransfer(DistillationMethod):
             stage_split=config.stage_split,
             bridge_upsample=BRIDGE_UPSAMPLING[config.bridge_upsample],
             bridge_downsample=config.bridge_downsample,
-            own_teacher_suffix=config.own_teacher_suffix,
         )
         self.prefix_role = self.assistant.config.prefix_role
-        self.suffix_role = self.assistant.config.suffix_role
         self.final_infos = {
             "teacher": teacher.stage_infos[3],
             "student": student.stage_infos[3],
@@ -235,7 +217,7 @@ class FuseBeforeTransfer(DistillationMethod):
                     "a class token: leave --infonce_use_cls off for this pair."
                 )
         if config.infonce_feature == "pre_logits":
-            for view in (teacher, student, self.assistant.suffix):  # the suffix is one of them or F's own copy
+            for view in (teacher, student):  # F's suffix is one of them
                 view.capture_pre_logits = True
             views = {"teacher": teacher, "student": student, "assistant": self.assistant.suffix}
             in_dims = {name: views[name].pre_logits_dim() for name in self.final_infos}
@@ -253,7 +235,7 @@ class FuseBeforeTransfer(DistillationMethod):
         self.temperatures = nn.ModuleDict(
             {f"{x}_{y}": LearnableTemperature(config.infonce_temperature) for x, y in config.transfer_pairs if self.uses_infonce}
         )
-        if config.detach_assistant and "assistant" in self.projectors and ("teacher", "assistant") not in config.transfer_pairs:
+        if "assistant" in self.projectors and ("teacher", "assistant") not in config.transfer_pairs:
             # F only teaches, detached: no loss reaches its projector, which stays as initialised.
             self.projectors["assistant"].requires_grad_(False)
         # RSD: one projector per path, from the learner's feature to the source's width.
@@ -311,7 +293,7 @@ class FuseBeforeTransfer(DistillationMethod):
         same_label_mask = labels if config.infonce_mask_same_label else None
         for source, learner in config.transfer_pairs:
             pair = f"{source}_{learner}"
-            detach_source = source == "assistant" and config.detach_assistant  # F teaches S as a teacher would
+            detach_source = source == "assistant"  # F teaches S as a teacher would: S's losses do not move F
             source_logits, source_input = (logits[source], inputs[source])
             if detach_source:
                 source_logits, source_input = source_logits.detach(), source_input.detach()
@@ -327,25 +309,12 @@ class FuseBeforeTransfer(DistillationMethod):
                 feature_term, logit_term = self._assistant_ramp * feature_term, self._assistant_ramp * logit_term
             losses[feature_name] = feature_term
             losses[f"{config.fbt_logit_loss}_{pair}"] = logit_term
-        if config.bridge_alignment_weight:
-            suffix_output = teacher if self.suffix_role == "teacher" else student
-            losses["bridge_alignment"] = config.bridge_alignment_weight * self._bridge_alignment(
-                fused.bridged, suffix_output.features[2]
-            )
         for stage, branch in zip(config.fbt_deep_supervision, self.deep_branches):
             branch_logits = branch(student.features[stage - 1])
             losses[f"deep_supervision_stage{stage}"] = config.fbt_deep_supervision_weight * self._logit_loss(
                 branch_logits, teacher.logits, labels
             )
         return losses
-
-    def _bridge_alignment(self, bridged: torch.Tensor, suffix_stage3: torch.Tensor) -> torch.Tensor:
-        """Mean squared error between the bridge's output map and the suffix's own stage-3 map pooled to the
-        bridged grid (detached), relative to that target's mean square."""
-        bridge = self.assistant.bridge
-        target = to_map(suffix_stage3.detach(), self.assistant.suffix.stage_infos[2]).float()
-        target = F.adaptive_avg_pool2d(target, bridge.target.grid)
-        return F.mse_loss(to_map(bridged, bridge.target).float(), target) / target.pow(2).mean().clamp_min(1e-12)
 
     def no_weight_decay_names(self):
         # Weight decay would pull the learnable temperatures towards tau = 1.
