@@ -32,8 +32,8 @@ from .configuration_assistant import AssistantConfig, other_role
 
 
 class BridgeGridError(UsageError, ValueError):
-    """``bridge_upsample=False`` or ``bridge_downsample`` > 1 asked of a suffix whose stages run only on their own
-    grid (a flag the pair cannot take: exit code 2 from the CLI)."""
+    """``fbt_bridge_upsample`` false or ``fbt_bridge_downsample`` > 1 asked of a suffix whose stages run only on their
+    own grid (a flag the pair cannot take: exit code 2 from the CLI)."""
 
 
 @dataclass
@@ -52,6 +52,18 @@ def fusion_roles(teacher_family: str, student_family: str) -> str:
     if (teacher_family == "cnn") != (student_family == "cnn"):
         return "teacher" if teacher_family == "cnn" else "student"
     return "student"
+
+
+def bridge_for_pair(teacher: StagedBackbone, student: StagedBackbone) -> dict:
+    """The bridge that follows the pair (docs/method.md, "'auto': follows the pair"): ``bridge_type`` attention
+    between families, linear within one; ``bridge_upsample`` False where F's last stage is the student's and runs
+    on any grid (it learns on the grid it is given), True for the teacher's (frozen, trained on its own grid) and
+    for a last stage sized for its grid (Mixer, Swin)."""
+    student_suffix = fusion_roles(teacher.family, student.family) == "teacher"
+    return {
+        "bridge_type": "linear" if teacher.family == student.family else "attention",
+        "bridge_upsample": not (student_suffix and student.runs_on_any_grid),
+    }
 
 
 def _model_from_config_dict(config_dict: dict) -> PreTrainedModel:
@@ -138,11 +150,12 @@ class AssistantModel(AssistantPreTrainedModel):
             config.bridge_downsample,
         )
         if self.bridge.target.grid != target.grid and not self.suffix.runs_on_any_grid:
-            asked = "bridge_upsample=False" if config.bridge_downsample == 1 else f"bridge_downsample={config.bridge_downsample}"
+            # Named as fbt's options, which is how a user asks for them.
+            asked = "fbt_bridge_upsample false" if config.bridge_downsample == 1 else f"fbt_bridge_downsample {config.bridge_downsample}"
             raise BridgeGridError(
                 f"{asked} hands stage 4 of the {type(self.suffix.model).__name__} a {self.bridge.target.grid} grid, "
-                f"but its stages run only on {target.grid}: leave bridge_downsample at 1 and set bridge_upsample to "
-                "true or auto for this pair (another grid needs a suffix such as ViT or DeiT)."
+                f"but its stages run only on {target.grid}: leave fbt_bridge_downsample at 1 and fbt_bridge_upsample at "
+                "true or auto for this pair (another grid needs a last stage such as ViT's or DeiT's)."
             )
         self.post_init()
 
@@ -181,22 +194,16 @@ class AssistantModel(AssistantPreTrainedModel):
     ) -> "AssistantModel":
         """Choose the prefix by module function (docs/method.md) and build F on the given staged views.
 
-        ``bridge_type="auto"`` uses the attention bridge when prefix and suffix come from
-        different families and the linear one when they share a family. ``bridge_upsample``: True
-        upsamples a prefix grid smaller than the suffix's to the suffix's, False keeps it (only a
-        suffix that runs on any grid takes it: ViT, DeiT), ``"auto"`` (FBT's default) keeps it
-        where the suffix is the student's and runs on any grid (it learns on the grid it is given)
-        and upsamples for a teacher's suffix (trained on its own grid, and frozen) and for Mixer
-        and Swin.
+        ``bridge_type``: ``"attention"`` or ``"linear"``; ``bridge_upsample``: True upsamples a prefix
+        grid smaller than the suffix's to the suffix's, False keeps it (only a suffix that runs on any
+        grid takes it: ViT, DeiT). ``"auto"``, for either, follows the pair (:func:`bridge_for_pair`).
         """
         views = {"teacher": teacher, "student": student}
         prefix_role = fusion_roles(teacher.family, student.family)
-        suffix_role = other_role(prefix_role)
-        prefix, suffix = views[prefix_role], views[suffix_role]
-        if bridge_type == "auto":
-            bridge_type = "linear" if prefix.family == suffix.family else "attention"
-        if bridge_upsample == "auto":
-            bridge_upsample = not (suffix_role == "student" and suffix.runs_on_any_grid)
+        prefix, suffix = views[prefix_role], views[other_role(prefix_role)]
+        by_pair = bridge_for_pair(teacher, student)
+        bridge_type = by_pair["bridge_type"] if bridge_type == "auto" else bridge_type
+        bridge_upsample = by_pair["bridge_upsample"] if bridge_upsample == "auto" else bridge_upsample
         config = AssistantConfig(
             prefix_role=prefix_role,
             prefix_image_size=list(prefix.image_size),
