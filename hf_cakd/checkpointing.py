@@ -27,6 +27,8 @@ from transformers.utils import CONFIG_NAME, SAFE_WEIGHTS_NAME
 
 from .ema import EMA_DIR
 from .errors import InputError
+from .methods.base import BY_PAIR, option_text
+from .methods.renamed import REMOVED_HELP, saved_options_renamed
 from .modeling_distillation import DISTILLATION_CONFIG_NAME
 from .safe_loading import torch_file_problem
 
@@ -228,7 +230,9 @@ def _brief(entry) -> str:
 def check_same_run(checkpoint_dir: str, current: dict) -> None:
     """Refuse to resume a checkpoint written by another method, teacher or student, naming both sides.
 
-    ``current`` is this run's ``DistillationModel.description()``; changed method options are logged.
+    ``current`` is this run's ``DistillationModel.description()``; changed method options are logged. Options an
+    earlier version wrote under their old names are read under their new ones (hf_cakd.methods.renamed); one since
+    removed, set to a behaviour that no longer exists, refuses the resume.
     """
     saved_file = os.path.join(checkpoint_dir, DISTILLATION_CONFIG_NAME)
     if not os.path.isfile(saved_file):
@@ -245,11 +249,17 @@ def check_same_run(checkpoint_dir: str, current: dict) -> None:
             f"{checkpoint_dir} was written by another run ({'; '.join(differences)}). Resume with the same "
             "--method, --teacher and --student, or pass another --output_dir to start a new run."
         )
-    saved_options = saved.get("method_config", {})
+    saved_options, removed = saved_options_renamed(current["method"], saved.get("method_config", {}))
+    if removed:
+        settings = ", ".join(f"--{name} {option_text(value)}" for name, value in removed.items())
+        raise InputError(
+            f"{checkpoint_dir} was written with {settings}, an option that {REMOVED_HELP}: no version resumes it; "
+            "pass another --output_dir to start a new run."
+        )
     changed = [
         f"{name} (checkpoint {saved_options[name]!r}, this run {value!r})"
         for name, value in sorted(current["method_config"].items())
-        if saved_options.get(name, value) != value
+        if saved_options.get(name, value) not in (value, BY_PAIR)  # 'auto' then: resolved for the same pair now
     ]
     if changed:
         logger.warning(

@@ -6,7 +6,7 @@ method's options (one flag each, from its config in the method registry) and
 :class:`~hf_cakd.DistillationTrainingArguments`. ``--method X --help`` lists hf_cakd's flags, X's
 options with X's help, and the common training flags; ``--help_all`` lists every
 ``TrainingArguments`` flag too. A config file takes the same flags as keys, and may group the
-method's options under its name (``fbt: {infonce_weight: 0.5}``).
+method's options under its name (``fbt: {fbt_infonce_weight: 0.5}``).
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from .errors import InputError, UsageError, run_cli
 from .hub import push_student
 from .methods import AUTO_METHOD, METHODS, method_class, method_config
 from .methods.base import option_owners, refuse_unknown_options
+from .methods.renamed import refuse_old_names
 from .pipeline import DataArguments, ModelArguments, distill, run_log_level
 from .trainer import DistillationTrainingArguments
 
@@ -159,7 +160,9 @@ def read_config_file(path: str) -> dict:
 
 
 def _foreign_options(method: str, names) -> None:
-    """Refuse, as a usage error naming their methods, options of other methods among ``names``."""
+    """Refuse, as a usage error, option names of earlier versions among ``names`` (naming the new ones) and options
+    of other methods (naming their methods)."""
+    refuse_old_names(method, names)
     every_option = {option for cls in METHODS.values() for option in cls.config_class.option_names()}
     options = [name for name in names if name in every_option]
     if not options:

@@ -89,7 +89,7 @@ class DistillationModel(nn.Module):
         built = method_class(method)(student_view, teacher_view, config)
         if built.options_set_by_pair:
             logger.info(
-                "--method %s, %s student and %s teacher: %s (set for the pair; docs/method.md).",
+                "--method %s, %s student and %s teacher: %s ('auto': follows the pair; docs/method.md).",
                 method,
                 student_view.family,
                 teacher_view.family,

@@ -46,8 +46,8 @@ class DistillationTrainingArguments(TrainingArguments):
     method: str = field(
         default=AUTO_METHOD,
         metadata={
-            "help": "The distillation method; auto: the best measured for the student's family (fbt for attention and "
-            "MLP students, ofa for CNN students; docs/method.md).",
+            "help": "The distillation method. 'auto': follows the pair (docs/method.md): the best measured for the "
+            "student's family, fbt for attention and MLP students, ofa for CNN students.",
             "choices": [AUTO_METHOD, *sorted(METHODS)],
         },
     )

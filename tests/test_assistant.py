@@ -288,10 +288,10 @@ def test_a_bridge_that_never_upsamples_keeps_the_cnn_grid_where_the_suffix_runs_
     assert source.grid == (2, 2) and target.grid[0] > 2  # a 32 px ResNet's stage 3 is smaller than any suffix grid
     upsampling = AssistantModel.from_views(*views, bridge_upsample=True).eval()
     assert upsampling.final_stage_info == views[1].stage_infos[3]
-    auto = AssistantModel.from_views(*views)  # bridge_upsample "auto": a student's suffix keeps it where it can
+    auto = AssistantModel.from_views(*views)  # bridge_upsample "auto", follows the pair: a student's suffix keeps it where it can
     assert auto.config.bridge_upsample is not views[1].runs_on_any_grid
     if not views[1].runs_on_any_grid:
-        with pytest.raises(ValueError, match=r"bridge_upsample=False .* set bridge_upsample to true or auto") as refused:
+        with pytest.raises(ValueError, match=r"^fbt_bridge_upsample false hands .* fbt_bridge_upsample at true or auto") as refused:
             AssistantModel.from_views(*views, bridge_upsample=False)
         assert isinstance(refused.value, UsageError)  # the CLI prints it as one line and exits with 2
         return

@@ -119,12 +119,12 @@ def test_an_ablation_that_repeats_full_fbt_is_marked(tmp_path):
     """Switching off a part the pair's defaults already leave off trains full fbt again: the record and the
     table say so instead of showing a change of zero."""
     profile, opts = profiles.PROFILES["smoke"], options(tmp_path)
-    default = {"infonce_weight": 0.3, "fbt_transfer_paths": ["teacher_student", "teacher_assistant"]}
+    default = {"fbt_infonce_weight": 0.3, "fbt_transfer_paths": ["teacher_student", "teacher_assistant"]}
     finish(teacher_dir(tmp_path, "vit_teacher"), 0.7)
     finish(run_dir(tmp_path, "vit_to_cnn", "fbt", 0), 0.46, assistant=0.5, method_config=default)
     finish(ablation_dir(tmp_path, "vit_to_cnn", "without F -> S"), 0.46, assistant=0.5, method_config=default)
     finish(ablation_dir(tmp_path, "vit_to_cnn", "without InfoNCE"), 0.48, assistant=0.5,
-           method_config=default | {"infonce_weight": 0.0})
+           method_config=default | {"fbt_infonce_weight": 0.0})
     results = collect_results("smoke", profile, opts, models())
     variants = results["ablation"]["vit_to_cnn"]
     assert variants["without F -> S"]["repeats_full"] is True and "repeats_full" not in variants["without InfoNCE"]
@@ -190,7 +190,7 @@ def test_screen_table_marks_the_best_setting_per_pair():
         "tuning": {
             "p1": {
                 "kd": {"T=2": run(0.30), "T=4": run(0.32), "T=8": run(0.31)},
-                "fbt": {"bridge upsamples": run(0.45) | {"assistant_top1": 0.6, "options": {"bridge_upsample": "true"}}},
+                "fbt": {"bridge upsamples": run(0.45) | {"assistant_top1": 0.6, "options": {"fbt_bridge_upsample": "true"}}},
             },
             "p2": {"kd": {"T=2": run(0.50), "T=4": run(0.40)}},
         },
@@ -205,7 +205,7 @@ def test_screen_table_marks_the_best_setting_per_pair():
     fbt = [line for line in lines if line.startswith("| fbt |")]
     assert fbt[0].endswith("| **45.00**, F 60.00 | - | - |")  # F beside its student
     upgraded = results["tuning"]["p1"]["fbt"]["bridge upsamples"]
-    assert upgraded["options"] == {"bridge_upsample": "true"} and "options" not in upgraded["runs"][0]
+    assert upgraded["options"] == {"fbt_bridge_upsample": "true"} and "options" not in upgraded["runs"][0]
 
 
 def test_screen_table_at_three_seeds_shows_mean_std_and_their_count():
@@ -234,6 +234,23 @@ def test_screen_table_at_three_seeds_shows_mean_std_and_their_count():
     assert rows["T=8: `--kd_temperature 8.0`"].endswith("| **46.00** | - | - |")
     fbt = [line for line in lines if line.startswith("| fbt |")]
     assert fbt[0].endswith("| **47.00 ± 2.00** (3 seeds), F 62.00 | - | - |")
+
+
+def test_a_recorded_setting_the_profile_no_longer_screens_stays_a_row_with_its_recorded_flags(tmp_path):
+    profile = profiles.PROFILES["smoke"]
+    retired = seed_row([{"seed": 0, "top1": 0.38, "top5": 1.0, "train_seconds": 60.0}]) | {
+        "options": {"own_teacher_suffix": True}  # an option since removed
+    }
+    record = {"schedule": profiles.schedule(profile), "machines": [{"cpu": "Elsewhere CPU", "gpu": None}], "teachers": {},
+              "tuning": {"cnn_to_mlp": {"kd": {"T=16": retired}}}}
+    (tmp_path / "results.json").write_text(json.dumps(record))
+    finish(tuning_dir(tmp_path, "cnn_to_mlp", "kd", "T=2"), 0.41)
+    results = collect_results("smoke", profile, options(tmp_path), models())
+    assert results["tuning"]["cnn_to_mlp"]["kd"]["T=16"] == retired
+    rows = {line.split(" | ")[1]: line for line in tuning_table(results) if line.startswith("| kd |")}
+    assert list(rows) == ["T=2: `--kd_temperature 2.0`", "T=4 (default)", "T=8: `--kd_temperature 8.0`",
+                          "T=16: `--own_teacher_suffix true` (recorded; no longer screened)"]  # fmt: skip
+    assert rows["T=16: `--own_teacher_suffix true` (recorded; no longer screened)"].endswith("| 38.00 | 38.00 |")
 
 
 def test_a_folder_holding_only_the_validation_screen_is_reported_without_a_chart(tmp_path):

@@ -15,10 +15,10 @@ from hf_cakd.data import load_image_dataset
 @pytest.mark.slow  # builds ViT-B/16 (86M parameters)
 def test_headline_pair_is_vit_b16_and_resnet18_whose_stage3_grid_is_the_vits(tmp_path):
     options = parse_args(
-        ["--pair", "headline", "--output_dir", str(tmp_path), "--no_readme", "--variants", '{"fbt, k 2": ["fbt", {"bridge_downsample": 2}]}']
+        ["--pair", "headline", "--output_dir", str(tmp_path), "--no_readme", "--variants", '{"fbt, k 2": ["fbt", {"fbt_bridge_downsample": 2}]}']
     )
     assert options.image_size == HEADLINE_SIZE == 224
-    assert options.variants == {"fbt, k 2": ["fbt", {"bridge_downsample": 2}]}
+    assert options.variants == {"fbt, k 2": ["fbt", {"fbt_bridge_downsample": 2}]}
     labels = {i: str(i) for i in range(10)}
     teacher, student = (load_classifier(spec, labels) for spec in (options.teacher, options.student))
     assert sum(p.numel() for p in teacher.parameters()) // 10**6 == 85  # ViT-B/16 with a 10-class head

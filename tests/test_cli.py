@@ -99,24 +99,25 @@ def test_timm_model_args_of_values_the_architecture_cannot_build_are_a_usage_err
 
 @pytest.mark.parametrize("suffix", [".yaml", ".json"])
 def test_a_config_file_is_the_only_argument(workspace, tmp_path, suffix):  # noqa: F811
-    flags = distill_args(workspace, "fbt", tmp_path / "out") + ["--infonce_weight", "0.5"]
+    flags = distill_args(workspace, "fbt", tmp_path / "out") + ["--fbt_infonce_weight", "0.5"]
     keys = {}
     for flag, value in zip(flags, flags[1:] + [None]):
         if flag.startswith("--"):
             keys[flag[2:]] = True if value is None or value.startswith("--") else value
-    for number in ("max_steps", "per_device_train_batch_size", "per_device_eval_batch_size", "logging_steps", "seed", "projector_dim"):
+    for number in ("max_steps", "per_device_train_batch_size", "per_device_eval_batch_size", "logging_steps", "seed", "fbt_projector_dim"):
         keys[number] = int(keys[number])
-    keys["infonce_weight"] = 0.5
+    keys["fbt_infonce_weight"] = 0.5
     config = tmp_path / f"run{suffix}"
     config.write_text(yaml.safe_dump(keys) if suffix == ".yaml" else json.dumps(keys))
     results = distill_main([str(config)])
-    assert results["method_config"]["infonce_weight"] == 0.5 and results["method_config"]["projector_dim"] == 16
+    assert results["method_config"]["fbt_infonce_weight"] == 0.5 and results["method_config"]["fbt_projector_dim"] == 16
     card = (tmp_path / "out" / "README.md").read_text(encoding="utf-8")  # the options set, not every option
-    auto = "(set for this teacher and student: `auto`)"  # a CNN teacher, a ViT student: the paper's settings
+    auto = "(`auto`: follows the pair)"  # a CNN teacher, a ViT student: the paper's settings
     assert (
-        f"- infonce_weight: `0.5`\n- projector_dim: `16`\n"
+        f"- fbt_infonce_weight: `0.5`\n- fbt_projector_dim: `16`\n"
+        f"- fbt_bridge_type: `attention` {auto}\n- fbt_bridge_upsample: `False` {auto}\n"
         f"- fbt_transfer_paths: `teacher_student,teacher_assistant,assistant_student` {auto}\n"
-        f"- fbt_deep_supervision: `''` {auto}\n- bridge_downsample: `1` {auto}\n- other options: `fbt`'s defaults"
+        f"- fbt_deep_supervision: `''` {auto}\n- fbt_bridge_downsample: `1` {auto}\n- other options: `fbt`'s defaults"
     ) in card
     with pytest.raises(UsageError, match=f"No config file {tmp_path / 'missing'}{suffix}"):
         distill_main([str(tmp_path / f"missing{suffix}")])
@@ -128,12 +129,12 @@ def test_help_lists_hf_cakds_flags_and_help_all_every_training_flag(capsys):
     short = capsys.readouterr().out
     assert exit_info.value.code == 0
     # The default method, auto, is known once the student is: its options are --method X --help's.
-    assert "--teacher_label_mapping" in short and "--infonce_weight" not in short and "(default method: auto)" in short
+    assert "--teacher_label_mapping" in short and "--fbt_infonce_weight" not in short and "(default method: auto)" in short
     assert "--adam_beta1" not in short and "--help_all" in short
     with pytest.raises(SystemExit):
         distill_main(["--method", "fbt", "--help"])
     fbt_help = capsys.readouterr().out
-    assert "--infonce_weight" in fbt_help and "--kd_temperature" in fbt_help
+    assert "--fbt_infonce_weight" in fbt_help and "--kd_temperature" in fbt_help
     with pytest.raises(SystemExit):
         distill_main(["--help_all"])
     assert "--adam_beta1" in capsys.readouterr().out
@@ -182,7 +183,7 @@ def test_method_help_lists_that_methods_options_with_their_defaults(method, caps
 
 def test_each_method_speaks_of_its_own_options_in_its_help(capsys):
     kd = " ".join(help_sections(capsys, "--method", "kd")["--method kd options"].split())
-    assert "--logit_weight LOGIT_WEIGHT, --logit-weight LOGIT_WEIGHT Weight of the KD term. (default: 1.0)" in kd
+    assert "--kd_weight KD_WEIGHT, --kd-weight KD_WEIGHT Weight of the KD term. (default: 1.0)" in kd
     ofa = " ".join(help_sections(capsys, "--method", "ofa")["--method ofa options"].split())
     assert "Width of each stage branch" in ofa and "InfoNCE" not in ofa
     default = help_sections(capsys)  # no --method: auto, whose method the student decides, so no method's options
@@ -192,17 +193,17 @@ def test_each_method_speaks_of_its_own_options_in_its_help(capsys):
 def test_method_flags_parse_into_typed_options(tmp_path):
     base = ["--output_dir", str(tmp_path), "--use_cpu"]
     _, _, args = parse_distill_args(
-        ["--method", "ofa", *base, "--ofa_stages", "1,2,3,4", "--ofa_loss_weight", "0.1", "--ofa_final_logits", "false"]
+        ["--method", "ofa", *base, "--ofa_stages", "1,2,3,4", "--ofa_branch_weight", "0.1", "--ofa_final_logits", "false"]
     )
-    assert {k: args.method_config[k] for k in ("ofa_stages", "ofa_loss_weight", "ofa_final_logits")} == {
-        "ofa_stages": [1, 2, 3, 4], "ofa_loss_weight": 0.1, "ofa_final_logits": False,
+    assert {k: args.method_config[k] for k in ("ofa_stages", "ofa_branch_weight", "ofa_final_logits")} == {
+        "ofa_stages": [1, 2, 3, 4], "ofa_branch_weight": 0.1, "ofa_final_logits": False,
     }  # fmt: skip
     _, _, args = parse_distill_args(
-        ["--method", "fbt", *base, "--bridge_upsample", "false", "--fbt_transfer_paths", "assistant_student,teacher_student",
-         "--infonce_mask_same_label", "--fbt_deep_supervision", "3,1", "--kd_temperature", "2"]
+        ["--method", "fbt", *base, "--fbt_bridge_upsample", "false", "--fbt_transfer_paths", "assistant_student,teacher_student",
+         "--fbt_infonce_mask_same_label", "--fbt_deep_supervision", "3,1", "--kd_temperature", "2"]
     )  # fmt: skip
     config = method_config("fbt", args.method_config)
-    assert (config.bridge_upsample, config.infonce_mask_same_label, config.kd_temperature) == ("false", True, 2.0)
+    assert (config.fbt_bridge_upsample, config.fbt_infonce_mask_same_label, config.kd_temperature) == (False, True, 2.0)
     assert config.fbt_transfer_paths == ("teacher_student", "assistant_student") and config.fbt_deep_supervision == (1, 3)
     assert json.loads(json.dumps(args.method_config)) == config.to_dict()  # JSON form: what results.json holds
 
@@ -211,9 +212,9 @@ def test_flags_of_another_method_or_none_are_usage_errors_naming_them(tmp_path):
     base = ["--output_dir", str(tmp_path), "--use_cpu"]
     with pytest.raises(UsageError, match=r"^--fitnet_stage do\(es\) not apply to --method kd \(an option of fitnet\); "):
         parse_distill_args(["--method", "kd", *base, "--fitnet_stage", "2"])
-    # ofa's branch width has its own name: projector_dim is fbt's InfoNCE projectors'.
-    with pytest.raises(UsageError, match=r"^--projector_dim do\(es\) not apply to --method ofa \(an option of fbt\).*--ofa_branch_dim"):
-        parse_distill_args(["--method", "ofa", *base, "--projector_dim", "16"])
+    # ofa's branch width has its own name: fbt_projector_dim is fbt's InfoNCE projectors'.
+    with pytest.raises(UsageError, match=r"^--fbt_projector_dim do\(es\) not apply to --method ofa \(an option of fbt\).*--ofa_branch_dim"):
+        parse_distill_args(["--method", "ofa", *base, "--fbt_projector_dim", "16"])
     with pytest.raises(UsageError, match=r"^Unknown flags --no_such_flag 3: `hf-cakd distill --method fbt --help` lists them"):
         parse_distill_args(["--method", "fbt", *base, "--no_such_flag", "3"])
     with pytest.raises(UsageError, match=r"^Unknown flags --no_such_flag 3: `hf-cakd distill --help` lists them"):
@@ -221,10 +222,10 @@ def test_flags_of_another_method_or_none_are_usage_errors_naming_them(tmp_path):
     # Without --method (auto) a method's options have no method yet: the error names whose they are.
     with pytest.raises(
         UsageError,
-        match=r"^--infonce_weight, --ofa_gamma: options of fbt, ofa or rsd; --method auto \(the default\) picks the method "
+        match=r"^--fbt_infonce_weight, --ofa_gamma: options of fbt, ofa or rsd; --method auto \(the default\) picks the method "
         r"by the student's family, so pass --method fbt with them\.$",
     ):
-        parse_distill_args([*base, "--infonce_weight", "0.5", "--ofa_gamma", "1.5"])
+        parse_distill_args([*base, "--fbt_infonce_weight", "0.5", "--ofa_gamma", "1.5"])
     with pytest.raises(UsageError, match=r"^ofa_stages is a comma list of 1, 2, 3, 4 \(or empty\), got '1,5'"):
         parse_distill_args(["--method", "ofa", *base, "--ofa_stages", "1,5"])
 
@@ -232,18 +233,50 @@ def test_flags_of_another_method_or_none_are_usage_errors_naming_them(tmp_path):
 def test_a_config_file_may_group_the_methods_options_under_its_name(tmp_path):
     config = tmp_path / "run.yaml"
     run = {"method": "ofa", "output_dir": str(tmp_path / "out"), "use_cpu": True}
-    config.write_text(yaml.safe_dump(run | {"ofa": {"ofa_stages": [1, 2, 3, 4], "ofa_loss_weight": "1e-1"}}))
+    config.write_text(yaml.safe_dump(run | {"ofa": {"ofa_stages": [1, 2, 3, 4], "ofa_branch_weight": "1e-1"}}))
     _, _, args = parse_distill_args([str(config)])
-    assert (args.method_config["ofa_stages"], args.method_config["ofa_loss_weight"]) == ([1, 2, 3, 4], 0.1)
+    assert (args.method_config["ofa_stages"], args.method_config["ofa_branch_weight"]) == ([1, 2, 3, 4], 0.1)
     refusals = {
         "groups options under 'kd', but the run's method is 'ofa'": run | {"kd": {"kd_temperature": 2.0}},
-        "gives ofa_loss_weight both under `ofa:` and at the top": run | {"ofa_loss_weight": 1, "ofa": {"ofa_loss_weight": 2}},
+        "gives ofa_branch_weight both under `ofa:` and at the top": run | {"ofa_branch_weight": 1, "ofa": {"ofa_branch_weight": 2}},
         r"--kd_temperature do\(es\) not apply to --method ofa \(an option of fbt, kd, rsd\)": run | {"kd_temperature": 2.0},
     }
     for message, keys in refusals.items():
         config.write_text(yaml.safe_dump(keys))
         with pytest.raises(UsageError, match=message):
             parse_distill_args([str(config)])
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--method", "fbt", "--infonce_weight", "0.5"],
+        ["--method", "fbt", "--infonce-weight=0.5"],  # the dashed spelling, with its value
+        ["--infonce_weight", "0.5"],  # --method auto: the old name is refused before the method is known
+        ["--method", "fbt", "--method_config", '{"infonce_weight": 0.5}'],
+        ["CONFIG", {"method": "fbt", "fbt": {"infonce_weight": 0.5}}],  # a config file, options under the method
+        ["CONFIG", {"infonce_weight": 0.5}],
+    ],
+)
+def test_an_old_option_name_is_a_one_line_usage_error_naming_its_new_one(tmp_path, capsys, argv):
+    if argv[0] == "CONFIG":
+        config = tmp_path / "run.yaml"
+        config.write_text(yaml.safe_dump({"output_dir": str(tmp_path / "out"), "use_cpu": True} | argv[1]))
+        argv = [str(config)]
+    else:
+        argv = [*argv, "--output_dir", str(tmp_path / "out"), "--use_cpu"]
+    with pytest.raises(SystemExit) as exit_info:
+        hf_cakd_main(["distill", *argv])
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err == "error: --infonce_weight was renamed --fbt_infonce_weight.\n"
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_removed_option_is_a_usage_error_saying_where_the_reason_is(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        hf_cakd_main(["distill", "--method", "fbt", "--own_teacher_suffix", "--output_dir", str(tmp_path), "--use_cpu"])
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err == "error: --own_teacher_suffix was removed (docs/method.md says why).\n"
 
 
 @pytest.mark.parametrize("flags", [["--disable_tqdm", "true"], []])

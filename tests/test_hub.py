@@ -91,19 +91,19 @@ def test_card_lists_the_options_that_differ_from_the_defaults_marks_experimental
     fbt = card_inputs(
         method="fbt",
         method_options={"fbt_transfer_paths": ["teacher_student", "assistant_student"], "fbt_deep_supervision": [1, 2]},
-        experimental_options=("fbt_deep_supervision", "infonce_mask_same_label"),
+        experimental_options=("fbt_deep_supervision", "fbt_infonce_mask_same_label"),
     )
     text = student_model_card(fbt).text
     assert "- fbt_transfer_paths: `teacher_student,assistant_student`\n" in text  # as the flag takes it
-    assert "- fbt_deep_supervision: `1,2` (experimental)\n" in text and "infonce_mask_same_label" not in text
-    by_pair = card_inputs(method="fbt", method_options={}, pair_options={"fbt_deep_supervision": [], "bridge_downsample": 2})
+    assert "- fbt_deep_supervision: `1,2` (experimental)\n" in text and "fbt_infonce_mask_same_label" not in text
+    by_pair = card_inputs(method="fbt", method_options={}, pair_options={"fbt_deep_supervision": [], "fbt_bridge_downsample": 2})
     text = student_model_card(by_pair).text
-    auto = "(set for this teacher and student: `auto`)"
-    assert f"- fbt_deep_supervision: `''` {auto}\n- bridge_downsample: `2` {auto}\n- options: `fbt`'s defaults" in text
+    auto = "(`auto`: follows the pair)"
+    assert f"- fbt_deep_supervision: `''` {auto}\n- fbt_bridge_downsample: `2` {auto}\n- options: `fbt`'s defaults" in text
 
 
 def test_card_says_when_auto_chose_the_method_for_the_students_family():
-    chosen = "- method: Hinton knowledge distillation (`kd`), chosen by `--method auto`: the best measured method for cnn students"
+    chosen = "- method: Hinton knowledge distillation (`kd`), chosen by `--method auto` (follows the pair): the best measured method for cnn students"
     assert chosen in student_model_card(card_inputs(method_chosen_by_auto=True)).text
     assert "--method auto" not in student_model_card(card_inputs()).text
 

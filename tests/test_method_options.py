@@ -11,6 +11,7 @@ from dataclasses import replace
 
 import json
 import re
+import typing
 from collections import defaultdict
 from dataclasses import fields
 
@@ -25,6 +26,8 @@ from hf_cakd.errors import UsageError
 from hf_cakd.losses import info_nce, spatial_smooth
 from hf_cakd.backbones import FAMILIES
 from hf_cakd.methods import AUTO_METHOD, BEST_METHOD_FOR_STUDENT, METHODS, method_class, method_config
+from hf_cakd.methods.base import BY_PAIR, BY_PAIR_HELP, ByPair
+from hf_cakd.methods.renamed import REMOVED_OPTIONS, RENAMED_OPTIONS
 from hf_cakd.modeling_distillation import DistillationModel
 from hf_cakd.methods.kd import KDConfig, KDLossOptions
 from hf_cakd.methods.ofa import OFAConfig, OFALossOptions
@@ -72,9 +75,9 @@ def test_auto_distils_each_student_with_the_best_measured_method_for_its_family(
     student, teacher = build(student_name), build("hf-vit")
     family = staged_view(student, IMAGE_SIZE).family
     with caplog.at_level("INFO", logger="hf_cakd"):
-        auto = DistillationModel.build(student, teacher, AUTO_METHOD, {"logit_weight": 0.5}, IMAGE_SIZE, IMAGE_SIZE)
-    chosen = BEST_METHOD_FOR_STUDENT[family]
-    given = method_config(chosen, {"logit_weight": 0.5}).for_pair(auto.teacher_view, auto.student_view)
+        auto = DistillationModel.build(student, teacher, AUTO_METHOD, {"ofa_temperature": 2.0}, IMAGE_SIZE, IMAGE_SIZE)
+    chosen = BEST_METHOD_FOR_STUDENT[family]  # ofa or fbt: both have OFA's logit loss
+    given = method_config(chosen, {"ofa_temperature": 2.0}).for_pair(auto.teacher_view, auto.student_view)
     assert auto.method.name == chosen and auto.method.config == given
     assert f"--method auto: {chosen}, the best measured method for a {family} student" in caplog.text
     assert DistillationModel.build(student, teacher, "fbt", None, IMAGE_SIZE, IMAGE_SIZE).method.name == "fbt"
@@ -94,17 +97,21 @@ def test_the_rule_takes_a_cheaper_method_within_the_larger_spread():
 
 def test_the_log_names_the_options_the_pair_set(caplog):
     with caplog.at_level("INFO", logger="hf_cakd"):
-        built = DistillationModel.build(build("hf-resnet"), build("hf-vit"), "fbt", {"bridge_downsample": 1}, IMAGE_SIZE, IMAGE_SIZE)
+        built = DistillationModel.build(build("hf-resnet"), build("hf-vit"), "fbt", {"fbt_bridge_downsample": 1}, IMAGE_SIZE, IMAGE_SIZE)
     assert built.method.options_set_by_pair == {
-        "fbt_transfer_paths": ["teacher_student", "teacher_assistant"], "fbt_deep_supervision": [1, 2, 3]
-    }  # bridge_downsample was given
+        "fbt_bridge_type": "attention", "fbt_bridge_upsample": True,
+        "fbt_transfer_paths": ["teacher_student", "teacher_assistant"], "fbt_deep_supervision": [1, 2, 3],
+    }  # fbt_bridge_downsample was given
     assert (
-        "--method fbt, cnn student and attention teacher: --fbt_transfer_paths teacher_student,teacher_assistant, "
-        "--fbt_deep_supervision 1,2,3 (set for the pair; docs/method.md)"
+        "--method fbt, cnn student and attention teacher: --fbt_bridge_type attention, --fbt_bridge_upsample true, "
+        "--fbt_transfer_paths teacher_student,teacher_assistant, --fbt_deep_supervision 1,2,3 ('auto': follows the "
+        "pair; docs/method.md)"
     ) in caplog.text
     with caplog.at_level("INFO", logger="hf_cakd"):
         to_vit = DistillationModel.build(build("hf-vit"), build("hf-resnet"), "fbt", None, IMAGE_SIZE, IMAGE_SIZE)
-    assert to_vit.method.options_set_by_pair["fbt_deep_supervision"] == [] and "--fbt_deep_supervision '', --bridge_downsample 1 (set" in caplog.text
+    assert to_vit.method.options_set_by_pair["fbt_deep_supervision"] == []
+    assert "--fbt_bridge_upsample false, --fbt_transfer_paths teacher_student,teacher_assistant,assistant_student, " in caplog.text
+    assert "--fbt_deep_supervision '', --fbt_bridge_downsample 1 ('auto'" in caplog.text
 
     unresolved = method_config("fbt", None)
     with pytest.raises(ValueError, match="'auto' until the pair sets it: call for_pair"):
@@ -117,13 +124,76 @@ def test_an_option_several_methods_have_means_the_same_in_each():
     for method in METHODS.values():
         for option in fields(method.config_class):
             helps[option.name].add(option.metadata["help"])
-    # One help per option, except each method's weight of its own term.
-    assert {name for name, texts in helps.items() if len(texts) > 1} == {"logit_weight", "feature_weight"}
+    assert all(len(texts) == 1 for texts in helps.values())
     # Shared loss options are one option group that each config inherits, not copies.
     assert issubclass(method_class("fbt").config_class, OFALossOptions) and issubclass(OFAConfig, OFALossOptions)
     assert issubclass(method_class("fbt").config_class, KDLossOptions) and issubclass(KDConfig, KDLossOptions)
-    # ofa's branch width has a name of its own; projector_dim is fbt's (InfoNCE projectors).
-    assert "projector_dim" not in OFAConfig.option_names() and "ofa_branch_dim" in OFAConfig.option_names()
+    # ofa's branch width has a name of its own; fbt_projector_dim is fbt's (InfoNCE projectors).
+    assert "fbt_projector_dim" not in OFAConfig.option_names() and "ofa_branch_dim" in OFAConfig.option_names()
+
+
+def _declaring_module(config_class, name: str) -> str:
+    """The module of the first class (from MethodConfig down) that declares option ``name``: its owner."""
+    owner = next(cls for cls in reversed(config_class.__mro__) if name in getattr(cls, "__annotations__", {}))
+    return owner.__module__.rsplit(".", 1)[1]
+
+
+@pytest.mark.parametrize("method", sorted(METHODS))
+def test_every_option_carries_the_prefix_of_the_method_that_owns_it(method):
+    """One naming scheme: a method's own options and the loss groups it shares carry the owning method's prefix
+    (fbt's OFA loss options are ofa_*); only the options every method has are unprefixed."""
+    config_class = method_class(method).config_class
+    for name in config_class.option_names():
+        owner = _declaring_module(config_class, name)
+        if owner == "base":
+            assert name in {"ce_weight", "stage_split"}
+        else:
+            assert owner in METHODS and name.startswith(f"{owner}_"), (method, name, owner)
+
+
+def test_options_that_follow_the_pair_default_to_auto_and_say_so_in_one_form():
+    by_pair = []
+    for method in METHODS.values():
+        hints = typing.get_type_hints(method.config_class)
+        for option in fields(method.config_class):
+            follows = ByPair in typing.get_args(hints[option.name])
+            assert follows == (option.default == BY_PAIR), option.name
+            assert option.metadata["help"].endswith(BY_PAIR_HELP) == follows, option.name
+            assert ("auto" in option.metadata["help"]) == follows, option.name  # 'auto' means nothing else
+            by_pair += [option.name] if follows else []
+    assert BY_PAIR_HELP == "'auto': follows the pair (docs/method.md)."
+    assert sorted(by_pair) == [
+        "fbt_bridge_downsample", "fbt_bridge_type", "fbt_bridge_upsample", "fbt_deep_supervision", "fbt_transfer_paths"
+    ]  # fmt: skip
+
+
+OLD_NAMES = [(method, old, new) for method, table in RENAMED_OPTIONS.items() for old, new in table.items()]
+
+
+@pytest.mark.parametrize("method, old, new", OLD_NAMES)
+def test_an_option_renamed_since_an_earlier_version_is_refused_naming_its_new_one(method, old, new):
+    assert new in method_class(method).config_class.option_names()
+    assert all(old not in cls.config_class.option_names() for cls in METHODS.values())
+    with pytest.raises(ValueError, match=f"^--{old} was renamed --{new}.$"):
+        method_config(method, {old: 1})
+
+
+def test_old_names_are_refused_in_one_line_naming_each_new_one_or_the_removal():
+    with pytest.raises(ValueError) as refused:
+        method_config("fbt", {"fbt_infonce_weight": 0.5, "infonce_weight": 0.5, "own_teacher_suffix": True, "logit_weight": 1})
+    assert str(refused.value) == (
+        "--infonce_weight was renamed --fbt_infonce_weight; --logit_weight was renamed --fbt_logit_weight; "
+        "--own_teacher_suffix was removed (docs/method.md says why)."
+    )
+    for removed in REMOVED_OPTIONS["fbt"]:  # measured harmful or useless (docs/method.md)
+        assert all(removed not in cls.config_class.option_names() for cls in METHODS.values())
+        with pytest.raises(ValueError, match=rf"^--{removed} was removed \(docs/method.md says why\)\.$"):
+            method_config("ofa", {removed: 1})  # whichever method is asked
+    # A method that never had the old name: every method's new name for it.
+    with pytest.raises(ValueError, match=r"^--feature_weight was renamed, for each method: --feature_kd_weight \(feature_kd\), "):
+        method_config("kd", {"feature_weight": 1})
+    with pytest.raises(ValueError, match=r"^--infonce_weight was renamed --fbt_infonce_weight\.$"):
+        DistillationModel.build(build("hf-vit"), build("hf-resnet"), AUTO_METHOD, {"infonce_weight": 1}, IMAGE_SIZE, IMAGE_SIZE)
 
 
 @pytest.mark.parametrize("method", sorted(METHODS))
@@ -134,7 +204,7 @@ def test_no_options_help_cites_a_benchmark_figure(method):
 
 @pytest.mark.parametrize("method", sorted(METHODS))
 def test_every_methods_config_round_trips_through_json(method):
-    changed = {"fbt": {"fbt_deep_supervision": "2,1", "bridge_upsample": True}, "ofa": {"ofa_stages": "4"}}
+    changed = {"fbt": {"fbt_deep_supervision": "2,1", "fbt_bridge_upsample": True}, "ofa": {"ofa_stages": "4"}}
     config = method_config(method, changed.get(method))
     as_json = json.loads(json.dumps(config.to_dict()))
     assert method_config(method, as_json) == config and as_json == config.to_dict()
@@ -143,14 +213,14 @@ def test_every_methods_config_round_trips_through_json(method):
 
 def test_options_take_the_forms_flags_and_config_files_give_them():
     config = method_config(
-        "fbt", {"infonce_weight": "0.5", "projector_dim": "8", "gather_negatives": "false", "bridge_upsample": False}
+        "fbt", {"fbt_infonce_weight": "0.5", "fbt_projector_dim": "8", "fbt_gather_negatives": "false", "fbt_bridge_upsample": False}
     )
-    assert (config.infonce_weight, config.projector_dim, config.gather_negatives) == (0.5, 8, False)
-    assert config.bridge_upsample == "false"  # a config file's boolean for the choice 'false'
+    assert (config.fbt_infonce_weight, config.fbt_projector_dim, config.fbt_gather_negatives) == (0.5, 8, False)
+    assert config.fbt_bridge_upsample is False
     assert method_config("fitnet", {"fitnet_stage": "2"}).fitnet_stage == 2
     for options, message in [
-        ({"infonce_weight": "high"}, "infonce_weight takes a number, got 'high'"),
-        ({"gather_negatives": "maybe"}, "gather_negatives is true or false, got 'maybe'"),
+        ({"fbt_infonce_weight": "high"}, "fbt_infonce_weight takes a number, got 'high'"),
+        ({"fbt_gather_negatives": "maybe"}, "fbt_gather_negatives is true or false, got 'maybe'"),
         ({"stage_split": "thirds"}, r"stage_split must be one of \('even', 'ofa'\), got 'thirds'"),
         ({"ofa_gamma": 0.5}, "ofa_gamma must be >= 1"),
         ({"kd_temperature": 0}, "kd_temperature must be positive"),
@@ -164,11 +234,9 @@ def test_options_take_the_forms_flags_and_config_files_give_them():
 def test_experimental_options_are_fbts_off_by_default_ones():
     config_class = method_class("fbt").config_class
     assert set(config_class.experimental_option_names()) == {
-        "fbt_assistant_warmup_steps", "infonce_feature", "infonce_mask_same_label", "bridge_alignment_weight",
-        "own_teacher_suffix",
+        "fbt_assistant_warmup_steps", "fbt_infonce_feature", "fbt_infonce_mask_same_label"
     }  # fmt: skip
     assert all(not cls.config_class.experimental_option_names() for name, cls in METHODS.items() if name != "fbt")
-    assert "fbt_assistant_gate" not in config_class.option_names()  # measured not to help: removed
 
 
 # ---- ofa ----------------------------------------------------------------------------------------
@@ -176,7 +244,7 @@ def test_experimental_options_are_fbts_off_by_default_ones():
 
 def test_ofa_defaults_keep_branches_on_stages_1_to_3_and_the_own_logits_as_stage_4():
     config = method_config("ofa")
-    assert (config.ofa_stages, config.ofa_loss_weight, config.ofa_final_logits) == ((1, 2, 3), 1.0, True)
+    assert (config.ofa_stages, config.ofa_branch_weight, config.ofa_final_logits) == ((1, 2, 3), 1.0, True)
     method = build_method("ofa")
     losses, student, teacher, _ = run(method)
     assert set(losses) == LOSS_TERMS["ofa"]
@@ -184,7 +252,7 @@ def test_ofa_defaults_keep_branches_on_stages_1_to_3_and_the_own_logits_as_stage
 
 
 def test_ofa_published_recipe_sums_four_branches_at_0_1_plus_the_logits_at_1():
-    method = build_method("ofa", ofa_stages="1,2,3,4", ofa_loss_weight=0.1)
+    method = build_method("ofa", ofa_stages="1,2,3,4", ofa_branch_weight=0.1)
     assert len(method.branches) == 4
     losses, student, teacher, labels = run(method, grad=True)
     assert set(losses) == {"ce", "ofa_stage1", "ofa_stage2", "ofa_stage3", "ofa_stage4", "ofa_logits"}
@@ -226,7 +294,7 @@ def test_stage_lists_are_tuples_of_stage_numbers_from_text_or_lists(given):
 
 FBT_DEFAULT_TERMS = LOSS_TERMS["fbt"]
 # The paper's settings of the options whose default follows the pair (a CNN student of a ViT teacher has others).
-FBT_PAPER = dict(fbt_transfer_paths=",".join(PAIRS), fbt_deep_supervision="", bridge_downsample=1)
+FBT_PAPER = dict(fbt_transfer_paths=",".join(PAIRS), fbt_deep_supervision="", fbt_bridge_downsample=1)
 
 
 def fbt_terms(config) -> set[str]:
@@ -240,13 +308,12 @@ def fbt_terms(config) -> set[str]:
 
 def test_fbt_defaults_are_the_paper_recipe_where_the_student_is_not_a_cnn():
     config = method_config("fbt")
-    assert (config.fbt_deep_supervision, config.fbt_transfer_paths, config.bridge_downsample) == ("auto",) * 3
+    assert (config.fbt_deep_supervision, config.fbt_transfer_paths, config.fbt_bridge_downsample) == ("auto",) * 3
     assert config.fbt_assistant_warmup_steps == 0 and config.fbt_deep_supervision_weight == 1.0
-    assert config.infonce_feature == "stage4" and config.infonce_mask_same_label is False
-    assert config.bridge_alignment_weight == 0.0 and config.own_teacher_suffix is False
+    assert config.fbt_infonce_feature == "stage4" and config.fbt_infonce_mask_same_label is False
     method = build_method("fbt")  # a ResNet teacher, a ViT student
     resolved = method.config
-    assert (resolved.fbt_deep_supervision, resolved.fbt_transfer_paths, resolved.bridge_downsample) == ((), PAIRS, 1)
+    assert (resolved.fbt_deep_supervision, resolved.fbt_transfer_paths, resolved.fbt_bridge_downsample) == ((), PAIRS, 1)
     assert len(method.deep_branches) == 0 and not method.student_view.capture_pre_logits
     losses, *_ = run(method)
     assert set(losses) == FBT_DEFAULT_TERMS == fbt_terms(resolved)
@@ -260,7 +327,7 @@ def test_fbt_for_a_cnn_student_of_a_vit_teacher_adds_ofas_branches_drops_f_to_s_
     method = build_method("fbt", teacher="hf-vit", student="hf-resnet")  # F: the ResNet's stages, the ViT's last
     config = method.config
     assert config.fbt_transfer_paths == ("teacher_student", "teacher_assistant")
-    assert config.fbt_deep_supervision == (1, 2, 3) and config.bridge_downsample == 2
+    assert config.fbt_deep_supervision == (1, 2, 3) and config.fbt_bridge_downsample == 2
     assert method.final_infos["assistant"].grid == (4, 4) and len(method.deep_branches) == 3  # the ViT's 8x8, halved
     assert "assistant" not in method.temperatures and set(method.projectors) == {"teacher", "student", "assistant"}
     losses, *_ = run(method)
@@ -270,104 +337,55 @@ def test_fbt_for_a_cnn_student_of_a_vit_teacher_adds_ofas_branches_drops_f_to_s_
     }  # fmt: skip
     assert method.changed_options() == small_heads("fbt")
     given = build_method("fbt", teacher="hf-vit", student="hf-resnet", **FBT_PAPER)  # a value given wins
-    assert (given.config.fbt_transfer_paths, given.config.fbt_deep_supervision, given.config.bridge_downsample) == (
+    assert (given.config.fbt_transfer_paths, given.config.fbt_deep_supervision, given.config.fbt_bridge_downsample) == (
         PAIRS, (), 1
     )
     assert given.changed_options() == small_heads("fbt") | {
-        "fbt_transfer_paths": list(PAIRS), "fbt_deep_supervision": [], "bridge_downsample": 1
+        "fbt_transfer_paths": list(PAIRS), "fbt_deep_supervision": [], "fbt_bridge_downsample": 1
     }
     fixed_grid = build_method("fbt", teacher="timm-mixer", student="hf-resnet")  # the Mixer's last stage: its grid only
-    assert fixed_grid.config.bridge_downsample == 1 and fixed_grid.config.fbt_deep_supervision == (1, 2, 3)
-    assert method_config("fbt", {"bridge_downsample": "auto"}).bridge_downsample == "auto"
-    assert method_config("fbt", {"bridge_downsample": "3", "fbt_deep_supervision": "2"}).bridge_downsample == 3
-    with pytest.raises(ValueError, match=r"bridge_downsample takes an integer, got 'half'"):
-        method_config("fbt", {"bridge_downsample": "half"})
+    assert fixed_grid.config.fbt_bridge_downsample == 1 and fixed_grid.config.fbt_deep_supervision == (1, 2, 3)
+    assert method_config("fbt", {"fbt_bridge_downsample": "auto"}).fbt_bridge_downsample == "auto"
+    assert method_config("fbt", {"fbt_bridge_downsample": "3", "fbt_deep_supervision": "2"}).fbt_bridge_downsample == 3
+    with pytest.raises(ValueError, match=r"fbt_bridge_downsample takes an integer, got 'half'"):
+        method_config("fbt", {"fbt_bridge_downsample": "half"})
 
 
 def test_fbt_bridge_keeps_the_cnn_grid_for_a_vit_student_and_upsamples_for_a_teacher_or_a_mixer_by_default():
-    assert method_config("fbt").bridge_upsample == "auto"
+    assert (method_config("fbt").fbt_bridge_upsample, method_config("fbt").fbt_bridge_type) == ("auto", "auto")
     to_vit = build_method("fbt")  # a 32 px ResNet's stage 3 is 2x2, the tiny ViT's grid 8x8
     assert to_vit.assistant.config.bridge_upsample is False and to_vit.final_infos["assistant"].grid == (2, 2)
-    upsampled = build_method("fbt", bridge_upsample="true")
+    assert (to_vit.config.fbt_bridge_upsample, to_vit.config.fbt_bridge_type) == (False, "attention")  # resolved
+    assert to_vit.options_set_by_pair["fbt_bridge_upsample"] is False
+    upsampled = build_method("fbt", fbt_bridge_upsample="true")
     assert upsampled.final_infos["assistant"].grid == (8, 8)
-    from_vit = build_method("fbt", teacher="hf-vit", student="hf-resnet", bridge_downsample=1)  # F's suffix: the ViT's
+    from_vit = build_method("fbt", teacher="hf-vit", student="hf-resnet", fbt_bridge_downsample=1)  # F's suffix: the ViT's
     assert from_vit.assistant.config.bridge_upsample is True and from_vit.final_infos["assistant"].grid == (8, 8)
     to_mixer = build_method("fbt", student="timm-mixer")  # its token MLP is sized for its own 8x8 grid
     assert to_mixer.assistant.config.bridge_upsample is True
     assert to_mixer.final_infos["assistant"] == to_mixer.student_view.stage_infos[3]
-    assert method_config("fbt", {"bridge_upsample": False}).bridge_upsample == "false"  # as a config file holds it
-    with pytest.raises(ValueError, match=r"bridge_upsample must be one of \('auto', 'true', 'false'\), got 'never'"):
-        method_config("fbt", {"bridge_upsample": "never"})
+    assert method_config("fbt", {"fbt_bridge_upsample": "false"}).fbt_bridge_upsample is False  # as a flag gives it
+    with pytest.raises(ValueError, match=r"fbt_bridge_upsample is true or false, got 'never'"):
+        method_config("fbt", {"fbt_bridge_upsample": "never"})
+    linear = build_method("fbt", teacher="hf-deit", student="hf-vit")  # one family: a projection suffices
+    assert linear.config.fbt_bridge_type == "linear" and linear.assistant.bridge.block is None
+    given = build_method("fbt", teacher="hf-deit", student="hf-vit", fbt_bridge_type="attention")
+    assert given.assistant.bridge.block is not None and "fbt_bridge_type" not in given.options_set_by_pair
 
 
 def test_fbt_bridge_downsample_shrinks_the_grid_of_fs_last_stage():
     from_vit = build_method("fbt", teacher="hf-vit", student="hf-resnet", **FBT_PAPER)  # F's suffix: the ViT's 8x8
-    halved = build_method("fbt", teacher="hf-vit", student="hf-resnet", **FBT_PAPER | dict(bridge_downsample=2))
+    halved = build_method("fbt", teacher="hf-vit", student="hf-resnet", **FBT_PAPER | dict(fbt_bridge_downsample=2))
     assert from_vit.final_infos["assistant"].grid == (8, 8) and halved.final_infos["assistant"].grid == (4, 4)
     losses, student, teacher, _ = run(halved)
     assert set(losses) == FBT_DEFAULT_TERMS
     fused = halved._assistant_output(student, teacher)
     prefix_tokens = teacher.features[3].shape[1] - 64
     assert fused.last_hidden_state.shape[1] == prefix_tokens + 16  # a quarter of the ViT's 64 patch tokens
-    with pytest.raises(ValueError, match=r"bridge_downsample=2 hands stage 4 .* leave bridge_downsample at 1"):
-        build_method("fbt", student="timm-mixer", bridge_downsample=2)  # the Mixer's token MLP has a fixed size
-    with pytest.raises(ValueError, match=r"bridge_downsample must be a positive integer, got 0"):
-        method_config("fbt", {"bridge_downsample": 0})
-
-
-def test_fbt_bridge_alignment_is_the_relative_error_to_the_suffixs_own_stage3_input():
-    method = build_method(
-        "fbt", teacher="hf-vit", student="hf-resnet", bridge_alignment_weight=0.5, **FBT_PAPER | dict(bridge_downsample=2)
-    )
-    losses, student, teacher, _ = run(method)
-    assert set(losses) == FBT_DEFAULT_TERMS | {"bridge_alignment"}
-    fused = method._assistant_output(student, teacher)
-    # By hand: the teacher's stage-3 patch tokens (CLS dropped) as an 8x8 map, 2x2 averages -> 4x4, against the
-    # bridge's patch tokens (its learned prefix dropped).
-    stage3 = teacher.features[2]
-    prefix = stage3.shape[1] - 64
-    target = stage3[:, prefix:].reshape(B, 8, 8, -1).permute(0, 3, 1, 2)
-    target = target.reshape(B, -1, 4, 2, 4, 2).mean(dim=(3, 5))
-    bridged = fused.bridged[:, prefix:].reshape(B, 4, 4, -1).permute(0, 3, 1, 2)
-    expected = 0.5 * ((bridged - target) ** 2).mean() / (target**2).mean()
-    torch.testing.assert_close(losses["bridge_alignment"], expected)
-    # It trains the bridge (and the CNN prefix, the student's stages) only: the teacher's features are the target.
-    method.train()
-    losses, *_ = run(method, grad=True)
-    losses["bridge_alignment"].backward()
-    assert method.assistant.bridge.resample.weight.grad.abs().sum() > 0
-    assert all(p.grad is None for p in method.teacher_view.parameters())
-
-
-def test_fbt_own_teacher_suffix_trains_fs_copy_of_the_teachers_last_stage_and_saves_it(tmp_path):
-    method = build_method("fbt", teacher="hf-vit", student="hf-resnet", own_teacher_suffix=True)
-    frozen = build_method("fbt", teacher="hf-vit", student="hf-resnet")
-    suffix, teacher_view = method.assistant.suffix, method.teacher_view
-    assert suffix.model is not teacher_view.model and method.assistant.suffix_model is suffix.model
-    for own, teachers in zip(suffix.model.parameters(), teacher_view.model.parameters()):
-        assert own.data_ptr() != teachers.data_ptr() and torch.equal(own, teachers)  # a copy, from the teacher's weights
-    trainable = {name for name, p in method.assistant.named_parameters() if p.requires_grad}
-    assert any(name.startswith("suffix_model.") for name in trainable)
-    assert all(not p.requires_grad for p in suffix.stem.parameters())  # F never runs the copy's stem or stages 1-3
-    losses, *_ = run(method)
-    frozen_losses, *_ = run(frozen)
-    torch.testing.assert_close(losses["ce_assistant"], frozen_losses["ce_assistant"])  # same F before training
-    method.train()
-    losses, *_ = run(method, grad=True)
-    losses["ce_assistant"].backward()
-    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in suffix.head.parameters())
-    assert all(p.grad is None for p in teacher_view.parameters())
-    # F's copy is one of the method's parts: saved and restored with it, not re-copied from the teacher.
-    with torch.no_grad():
-        for p in suffix.stages[3].parameters():
-            p.add_(0.5)
-    method.save_parts(str(tmp_path))
-    restored = build_method("fbt", teacher="hf-vit", student="hf-resnet", own_teacher_suffix=True)
-    restored.load_parts(str(tmp_path))
-    for saved, loaded in zip(suffix.stages[3].parameters(), restored.assistant.suffix.stages[3].parameters()):
-        torch.testing.assert_close(saved, loaded)
-    with pytest.raises(ValueError, match=r"own_teacher_suffix .* F's last stage is the student's, which trains anyway"):
-        build_method("fbt", own_teacher_suffix=True)  # a ResNet teacher, a ViT student: F ends in the student
+    with pytest.raises(ValueError, match=r"fbt_bridge_downsample 2 hands stage 4 .* leave fbt_bridge_downsample at 1"):
+        build_method("fbt", student="timm-mixer", fbt_bridge_downsample=2)  # the Mixer's token MLP has a fixed size
+    with pytest.raises(ValueError, match=r"fbt_bridge_downsample must be a positive integer, got 0"):
+        method_config("fbt", {"fbt_bridge_downsample": 0})
 
 
 def test_fbt_deep_supervision_branches_learn_the_teachers_logits():
@@ -396,6 +414,17 @@ def test_fbt_deep_supervision_follows_the_logit_loss():
 ASSISTANT_TERMS = ("infonce_assistant_student", "ofa_assistant_student")
 
 
+@pytest.mark.parametrize("feature_loss", ["infonce", "rsd"])
+def test_fbt_assistant_teaches_the_student_detached_as_a_teacher_would(feature_loss):
+    method = build_method("fbt", fbt_feature_loss=feature_loss).train()  # the paper's three paths
+    losses, *_ = run(method, grad=True)
+    sum(losses[f"{kind}_assistant_student"] for kind in (feature_loss, "ofa")).backward()
+    assistant_projector = [p for name, module in method.projectors.items() if name == "assistant" for p in module.parameters()]
+    assistant_side = [*method.assistant.parameters(), *assistant_projector]
+    assert all(p.grad is None for p in assistant_side)  # S's terms do not move F or F's projector
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in method.student_view.stages[0].parameters())
+
+
 def test_fbt_assistant_warmup_ramps_the_assistant_to_student_terms():
     method = build_method("fbt", fbt_assistant_warmup_steps=10)
     full, *_ = run(build_method("fbt"))
@@ -412,7 +441,7 @@ def test_fbt_assistant_warmup_ramps_the_assistant_to_student_terms():
     "teacher, student", [("hf-resnet", "hf-vit"), ("hf-vit", "hf-mobilenetv2"), ("timm-convnext", "timm-deit-distilled")]
 )
 def test_fbt_infonce_on_pre_logits(teacher, student):
-    method = build_method("fbt", teacher=teacher, student=student, infonce_feature="pre_logits")
+    method = build_method("fbt", teacher=teacher, student=student, fbt_infonce_feature="pre_logits")
     assert method.student_view.capture_pre_logits and method.teacher_view.capture_pre_logits
     losses, student_out, teacher_out, labels = run(method, grad=True)
     assert set(losses) == fbt_terms(method.config)
@@ -432,26 +461,26 @@ def test_fbt_infonce_on_pre_logits(teacher, student):
 
 def test_fbt_pre_logits_refuses_pooling_options():
     with pytest.raises(ValueError, match="pre_logits"):
-        method_config("fbt", {"infonce_feature": "pre_logits", "infonce_pooling": "2"})
-    with pytest.raises(ValueError, match=r"infonce_feature must be one of \('stage4', 'pre_logits'\), got 'stage3'"):
-        method_config("fbt", {"infonce_feature": "stage3"})
+        method_config("fbt", {"fbt_infonce_feature": "pre_logits", "fbt_infonce_pooling": "2"})
+    with pytest.raises(ValueError, match=r"fbt_infonce_feature must be one of \('stage4', 'pre_logits'\), got 'stage3'"):
+        method_config("fbt", {"fbt_infonce_feature": "stage3"})
 
 
 @pytest.mark.parametrize("teacher, student", [("hf-resnet", "hf-vit"), ("hf-vit", "hf-swin"), ("hf-vit", "timm-mixer")])
 def test_fbt_infonce_use_cls_is_refused_where_a_model_has_no_class_token(teacher, student):
-    with pytest.raises(UsageError, match=r"^--infonce_use_cls contrasts class tokens, but this pair's .*: leave"):
-        build_method("fbt", teacher=teacher, student=student, infonce_use_cls=True)
+    with pytest.raises(UsageError, match=r"^--fbt_infonce_use_cls contrasts class tokens, but this pair's .*: leave"):
+        build_method("fbt", teacher=teacher, student=student, fbt_infonce_use_cls=True)
 
 
 def test_fbt_infonce_use_cls_contrasts_the_class_tokens_of_two_vits():
-    method = build_method("fbt", teacher="hf-deit", student="hf-vit", infonce_use_cls=True)
+    method = build_method("fbt", teacher="hf-deit", student="hf-vit", fbt_infonce_use_cls=True)
     losses, *_ = run(method)
     assert all(torch.isfinite(value) for value in losses.values())
     assert method.projectors["student"].net[0].in_features == method.final_infos["student"].channels
 
 
 def test_fbt_infonce_mask_same_label():
-    method = build_method("fbt", infonce_mask_same_label=True)
+    method = build_method("fbt", fbt_infonce_mask_same_label=True)
     losses, student, teacher, labels = run(method)
     fused = method._assistant_output(student, teacher)
     features = {"teacher": teacher.features[3], "student": student.features[3], "assistant": fused.last_hidden_state}
@@ -468,7 +497,7 @@ def test_fbt_infonce_mask_same_label():
 
 OFA_BRANCHES = {"ofa_stage1", "ofa_stage2", "ofa_stage3", "ofa_stage4"}
 OPTION_RUNS = {
-    "ofa-published": ("ofa", dict(ofa_stages="1,2,3,4", ofa_loss_weight=0.1), {"ce", *OFA_BRANCHES, "ofa_logits"}, set()),
+    "ofa-published": ("ofa", dict(ofa_stages="1,2,3,4", ofa_branch_weight=0.1), {"ce", *OFA_BRANCHES, "ofa_logits"}, set()),
     "ofa-no-final-logits": ("ofa", dict(ofa_final_logits=False), {"ce", "ofa_stage1", "ofa_stage2", "ofa_stage3"}, set()),
     "fbt-deep-supervision": (
         "fbt",
@@ -477,12 +506,11 @@ OPTION_RUNS = {
         set(),
     ),
     "fbt-warmup": ("fbt", dict(fbt_assistant_warmup_steps=2), FBT_DEFAULT_TERMS, {"ramp_assistant_student"}),
-    "fbt-pre-logits": ("fbt", dict(infonce_feature="pre_logits"), FBT_DEFAULT_TERMS, set()),
-    "fbt-mask-same-label": ("fbt", dict(infonce_mask_same_label=True), FBT_DEFAULT_TERMS, set()),
-    "fbt-bridge-keeps-the-grid": ("fbt", dict(bridge_upsample="false"), FBT_DEFAULT_TERMS, set()),
-    "fbt-bridge-upsamples": ("fbt", dict(bridge_upsample="true"), FBT_DEFAULT_TERMS, set()),
-    "fbt-bridge-downsamples": ("fbt", dict(bridge_downsample=2), FBT_DEFAULT_TERMS, set()),
-    "fbt-bridge-alignment": ("fbt", dict(bridge_alignment_weight=1.0), FBT_DEFAULT_TERMS | {"bridge_alignment"}, set()),
+    "fbt-pre-logits": ("fbt", dict(fbt_infonce_feature="pre_logits"), FBT_DEFAULT_TERMS, set()),
+    "fbt-mask-same-label": ("fbt", dict(fbt_infonce_mask_same_label=True), FBT_DEFAULT_TERMS, set()),
+    "fbt-bridge-keeps-the-grid": ("fbt", dict(fbt_bridge_upsample="false"), FBT_DEFAULT_TERMS, set()),
+    "fbt-bridge-upsamples": ("fbt", dict(fbt_bridge_upsample="true"), FBT_DEFAULT_TERMS, set()),
+    "fbt-bridge-downsamples": ("fbt", dict(fbt_bridge_downsample=2), FBT_DEFAULT_TERMS, set()),
 }
 
 
@@ -542,15 +570,14 @@ def test_fbt_transfer_paths_drop_their_terms_and_parts(dropped):
     "method, options, message",
     [
         ("kd", {"ce_weight": -1}, "ce_weight is a loss weight, 0 or more"),
-        ("feature_kd", {"feature_weight": "-2"}, "feature_weight is a loss weight, 0 or more"),
-        ("ofa", {"ofa_loss_weight": -0.1}, "ofa_loss_weight is a loss weight, 0 or more"),
-        ("fbt", {"infonce_weight": -1}, "infonce_weight is a loss weight, 0 or more"),
+        ("feature_kd", {"feature_kd_weight": "-2"}, "feature_kd_weight is a loss weight, 0 or more"),
+        ("ofa", {"ofa_branch_weight": -0.1}, "ofa_branch_weight is a loss weight, 0 or more"),
+        ("fbt", {"fbt_infonce_weight": -1}, "fbt_infonce_weight is a loss weight, 0 or more"),
         ("fbt", {"fbt_deep_supervision_weight": -1}, "fbt_deep_supervision_weight is a loss weight, 0 or more"),
-        ("fbt", {"bridge_alignment_weight": -1}, "bridge_alignment_weight is a loss weight, 0 or more"),
         ("ofa", {"ofa_branch_dim": 0}, "ofa_branch_dim is a layer width, a positive integer, got 0"),
-        ("fbt", {"projector_dim": "-5"}, "projector_dim is a layer width, a positive integer, got -5"),
-        ("fbt", {"infonce_temperature": 0}, r"infonce_temperature .* within \[0.01, 1.0\]; got 0"),
-        ("fbt", {"infonce_temperature": 5}, r"infonce_temperature .* within \[0.01, 1.0\]; got 5"),
+        ("fbt", {"fbt_projector_dim": "-5"}, "fbt_projector_dim is a layer width, a positive integer, got -5"),
+        ("fbt", {"fbt_infonce_temperature": 0}, r"fbt_infonce_temperature .* within \[0.01, 1.0\]; got 0"),
+        ("fbt", {"fbt_infonce_temperature": 5}, r"fbt_infonce_temperature .* within \[0.01, 1.0\]; got 5"),
     ],
 )
 def test_values_no_method_can_train_with_are_refused_with_the_config(method, options, message):

@@ -53,7 +53,7 @@ def test_feature_kd_is_timm_feature_distillation_task():
     )
     task.trainable_module.projection.load_state_dict(method.projection.state_dict())
     expected = task(pixels, labels)
-    assert method.config.feature_weight == 5.0  # timm's documented weight is the default
+    assert method.config.feature_kd_weight == 5.0  # timm's documented weight is the default
     assert torch.allclose(terms["ce"], expected["task_loss"], atol=1e-5)
     assert torch.allclose(terms["feature"], 5.0 * expected["kd_loss"], atol=1e-5)
     assert terms["feature"] > 0

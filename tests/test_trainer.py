@@ -338,13 +338,35 @@ class InterruptAtStep(TrainerCallback):
 
 
 def test_resuming_another_runs_checkpoint_is_refused_and_changed_options_are_named_with_both_values(tmp_path, caplog):
-    saved = {"method": "fbt", "teacher": None, "student": "s", "method_config": {"bridge_downsample": 1, "logit_weight": 1.0}}
+    saved = {"method": "fbt", "teacher": None, "student": "s", "method_config": {"fbt_bridge_downsample": 1, "fbt_logit_weight": 1.0}}
     (tmp_path / DISTILLATION_CONFIG_NAME).write_text(json.dumps(saved))
     with pytest.raises(InputError, match=r"was written by another run \(method: checkpoint 'fbt', this run 'ofa'\)"):
         check_same_run(str(tmp_path), saved | {"method": "ofa"})
     with caplog.at_level("WARNING", logger="hf_cakd"):
-        check_same_run(str(tmp_path), saved | {"method_config": {"bridge_downsample": 2, "logit_weight": 1.0}})
-    assert "changed method options: bridge_downsample (checkpoint 1, this run 2). Pass the checkpoint's values" in caplog.text
+        check_same_run(str(tmp_path), saved | {"method_config": {"fbt_bridge_downsample": 2, "fbt_logit_weight": 1.0}})
+    assert "changed method options: fbt_bridge_downsample (checkpoint 1, this run 2). Pass the checkpoint's values" in caplog.text
+
+
+def test_a_checkpoint_of_an_earlier_version_resumes_with_its_options_under_their_new_names(tmp_path, caplog):
+    """distillation_config.json of a version before the options carried their method's prefix: renamed options are
+    compared under their new names, removed ones at the behaviour that stayed are dropped, others refuse the resume."""
+    current = {"method": "fbt", "teacher": None, "student": "s", "method_config": {
+        "fbt_bridge_downsample": 2, "fbt_logit_weight": 0.5, "fbt_bridge_type": "attention"}}  # fmt: skip
+    old_options = {"bridge_downsample": 1, "logit_weight": 0.5, "bridge_type": "auto",  # 'auto': resolved for the pair
+                   "detach_assistant": True, "own_teacher_suffix": False, "bridge_alignment_weight": 0.0}  # fmt: skip
+    (tmp_path / DISTILLATION_CONFIG_NAME).write_text(json.dumps(current | {"method_config": old_options}))
+    with caplog.at_level("WARNING", logger="hf_cakd"):
+        check_same_run(str(tmp_path), current)
+    assert "changed method options: fbt_bridge_downsample (checkpoint 1, this run 2). Pass" in caplog.text
+    for removed, value, shown in [("own_teacher_suffix", True, "true"), ("detach_assistant", False, "false"),
+                                  ("bridge_alignment_weight", 1.0, "1.0")]:  # fmt: skip
+        (tmp_path / DISTILLATION_CONFIG_NAME).write_text(json.dumps(current | {"method_config": old_options | {removed: value}}))
+        with pytest.raises(InputError) as refused:
+            check_same_run(str(tmp_path), current)
+        assert str(refused.value) == (
+            f"{tmp_path} was written with --{removed} {shown}, an option that was removed (docs/method.md says why): no "
+            "version resumes it; pass another --output_dir to start a new run."
+        )
 
 
 def test_resume_from_checkpoint_matches_an_uninterrupted_run(tmp_path):
@@ -374,7 +396,7 @@ def test_resume_from_checkpoint_matches_an_uninterrupted_run(tmp_path):
     assert not any(key.startswith("assistant.") for key in method_state)
     assert method_state.keys() | {f"assistant.{key}" for key in bridge_state} == interrupted.model.method.state_dict().keys()
     description = json.loads((checkpoint / DISTILLATION_CONFIG_NAME).read_text())
-    assert description["method"] == "fbt" and description["method_config"]["projector_dim"] == 16
+    assert description["method"] == "fbt" and description["method_config"]["fbt_projector_dim"] == 16
     assert description["student"]["architecture"] == "ViTForImageClassification"
     assert description["teacher"]["family"] == "cnn"
 
@@ -451,7 +473,7 @@ def one_sgd_step(output_dir, method, batch_size, accumulation, **overrides):
 
 @pytest.mark.parametrize(
     "method, overrides",
-    [("kd", {}), ("ofa", {}), ("fbt", {"infonce_weight": 0.0})],
+    [("kd", {}), ("ofa", {}), ("fbt", {"fbt_infonce_weight": 0.0})],
     ids=["kd", "ofa", "fbt-without-infonce"],
 )
 def test_accumulating_two_half_batches_equals_one_full_batch(tmp_path, method, overrides):
@@ -580,7 +602,7 @@ def test_distill_script_under_accelerate_launch_keeps_processes_in_sync(tmp_path
     ranks = launch_two_ranks(tmp_path, [
         "--teacher", str(tmp_path / "teacher"), "--student", str(student), "--dataset", str(data),
         "--method", "fbt", "--output_dir", str(output_dir), "--max_steps", "2",
-        "--per_device_train_batch_size", "4", "--per_device_eval_batch_size", "4", "--projector_dim", "16",
+        "--per_device_train_batch_size", "4", "--per_device_eval_batch_size", "4", "--fbt_projector_dim", "16",
         "--eval_strategy", "no", "--save_strategy", "no", "--logging_steps", "1", "--seed", "0",
         "--use_cpu", "--report_to", "none", "--disable_tqdm", "true",
     ])  # fmt: skip

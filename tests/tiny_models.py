@@ -27,7 +27,7 @@ from transformers import SwinConfig, SwinForImageClassification, ViTConfig, ViTF
 IMAGE_SIZE = 32
 NUM_LABELS = 10
 # Narrow heads of the methods' own (FBT's projectors, OFA's branches) for tiny models.
-SMALL_HEADS = {"projector_dim": 16, "ofa_branch_dim": 16}
+SMALL_HEADS = {"fbt_projector_dim": 16, "ofa_branch_dim": 16}
 
 
 def small_heads(method: str) -> dict[str, int]:

@@ -218,7 +218,7 @@ def tuning_table(results: dict) -> list[str]:
         "| method | setting | " + " | ".join(pairs) + " | mean |",
         "| --- | --- |" + " ---: |" * (len(pairs) + 1),
     ]
-    for method, settings in PROFILES[results["profile"]].tuning.items():
+    for method, settings in _screened_settings(results).items():
         best = {
             pair: max((row["top1"]["mean"] for row in rows[pair].get(method, {}).values()), default=None)
             for pair in pairs
@@ -229,9 +229,24 @@ def tuning_table(results: dict) -> list[str]:
                 _screen_cell(row, row is not None and row["top1"]["mean"] == best[pair]) for pair, row in zip(pairs, screened)
             ]
             mean = f"{100 * statistics.fmean(row['top1']['mean'] for row in screened):.2f}" if all(screened) else "-"
+            retired = options is None
+            if retired:  # the flags as the run that recorded it spelled them
+                options = next(row for row in screened if row is not None).get("options")
             flags = ": " + " ".join(f"`--{key} {option_text(value)}`" for key, value in options.items()) if options else " (default)"
+            flags += " (recorded; no longer screened)" if retired else ""
             lines.append(f"| {method} | {setting}{flags} | " + " | ".join(cells) + f" | {mean} |")
     return lines
+
+
+def _screened_settings(results: dict) -> dict[str, dict[str, dict | None]]:
+    """The profile's screened settings per method ({setting: options}), then the settings the record holds that
+    the profile no longer screens (options None: the record has them)."""
+    settings = {method: dict(each) for method, each in PROFILES[results["profile"]].tuning.items()}
+    for methods in results["tuning"].values():
+        for method, rows in methods.items():
+            for setting in rows:
+                settings.setdefault(method, {}).setdefault(setting, None)
+    return settings
 
 
 def _screen_cell(row: dict | None, bold: bool) -> str:

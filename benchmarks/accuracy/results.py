@@ -59,6 +59,11 @@ def collect_results(profile_name: str, profile: Profile, options: argparse.Names
             ablation.setdefault(run.pair, {})[run.variant] = summary | flags
         else:
             pairs.setdefault(run.pair, {}).setdefault(run.method, []).append(summary)
+    # Settings the profile no longer screens (an option since removed) keep their recorded rows.
+    for pair, methods in (record or {}).get("tuning", {}).items():
+        for method, settings in methods.items():
+            for setting, row in settings.items():
+                tuning.setdefault(pair, {}).setdefault(method, {}).setdefault(setting, row)
     return {
         "profile": profile_name,
         "data": shown_path(options.data),

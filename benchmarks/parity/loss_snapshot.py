@@ -3,12 +3,14 @@
 
     .venv/bin/python benchmarks/parity/loss_snapshot.py --write benchmarks/parity/loss_snapshot.json
     .venv/bin/python benchmarks/parity/loss_snapshot.py --check benchmarks/parity/loss_snapshot.json
+    .venv/bin/python benchmarks/parity/loss_snapshot.py --check benchmarks/parity/loss_snapshot.json --add_missing
 
 Each run is ``scripts/distill.py`` on the embedded CIFAR-10 subset with the demo's config-only models
 (a ResNet and a ViT, built from scratch with the seed), in both directions, every registered method at
 its defaults, 20 steps of batch 16 on one CPU thread, logging every step. ``--check`` fails (exit 1)
 when any logged loss term differs from the snapshot by more than ``--atol`` (the log rounds to 4
-decimals, so equal runs agree exactly).
+decimals, so equal runs agree exactly); a method the snapshot lacks is named, and ``--add_missing`` adds
+its runs to the snapshot once every other run agrees.
 """
 
 from __future__ import annotations
@@ -21,13 +23,14 @@ import sys
 import tempfile
 from pathlib import Path
 
+from hf_cakd.methods import METHODS
+
 REPO = Path(__file__).resolve().parents[2]
 MODELS = REPO / "demo_data" / "models"
 PAIRS = {
     "cnn_to_vit": (MODELS / "resnet-teacher-config", MODELS / "vit-student-config"),
     "vit_to_cnn": (MODELS / "vit-student-config", MODELS / "resnet-teacher-config"),
 }
-METHODS = ("none", "kd", "feature_kd", "fitnet", "ofa", "fbt")
 STEPS = 20
 
 
@@ -59,7 +62,7 @@ def snapshot() -> dict:
     losses = {}
     with tempfile.TemporaryDirectory() as tmp:
         for pair in PAIRS:
-            for method in METHODS:
+            for method in METHODS:  # every registered method
                 print(f"{pair} {method}", file=sys.stderr, flush=True)
                 losses.setdefault(pair, {})[method] = run(pair, method, Path(tmp) / pair / method)
     return losses
@@ -88,13 +91,23 @@ def main() -> None:
     group.add_argument("--write", type=Path, help="Write the snapshot to this JSON file.")
     group.add_argument("--check", type=Path, help="Compare with this snapshot; exit 1 on a difference.")
     parser.add_argument("--atol", type=float, default=1e-4)
+    parser.add_argument("--add_missing", action="store_true", help="With --check: add the runs the snapshot lacks, if the others agree.")
     args = parser.parse_args()
     losses = snapshot()
     if args.write:
         args.write.write_text(json.dumps(losses, indent=1) + "\n")
         return
-    found = differences(losses, json.loads(args.check.read_text()), args.atol)
-    print("\n".join(found) or f"all {sum(len(m) for m in losses.values())} runs agree within {args.atol}")
+    expected = json.loads(args.check.read_text())
+    found = differences(losses, expected, args.atol)
+    checked = sum(len(methods) for methods in expected.values())
+    print("\n".join(found) or f"all {checked} runs in the snapshot agree within {args.atol}")
+    missing = {pair: {m: runs for m, runs in methods.items() if m not in expected.get(pair, {})} for pair, methods in losses.items()}
+    missing = {pair: methods for pair, methods in missing.items() if methods}
+    if missing:
+        print(f"not in the snapshot: {', '.join(f'{pair}/{m}' for pair, methods in missing.items() for m in methods)}")
+    if missing and args.add_missing and not found:
+        args.check.write_text(json.dumps({pair: expected.get(pair, {}) | missing.get(pair, {}) for pair in losses}, indent=1) + "\n")
+        print(f"added to {args.check}")
     sys.exit(1 if found else 0)
 
 

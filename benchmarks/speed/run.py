@@ -82,10 +82,10 @@ FLOPs and memory do not depend on the machine; on a CPU the step is timed at a s
 
     python -m benchmarks.speed --pair headline --batch_size 2 --steps 3 --warmup 1 --no_peer --num_workers "" \
         --threads 1 --variants '{"fbt, as in the paper": ["fbt", {"fbt_transfer_paths":
-            "teacher_student,teacher_assistant,assistant_student", "fbt_deep_supervision": "", "bridge_downsample": 1}],
-          "fbt, as in the paper, bridge_downsample 2": ["fbt", {"fbt_transfer_paths":
-            "teacher_student,teacher_assistant,assistant_student", "fbt_deep_supervision": "", "bridge_downsample": 2}],
-          "fbt, bridge_downsample 1": ["fbt", {"bridge_downsample": 1}]}' \
+            "teacher_student,teacher_assistant,assistant_student", "fbt_deep_supervision": "", "fbt_bridge_downsample": 1}],
+          "fbt, as in the paper, fbt_bridge_downsample 2": ["fbt", {"fbt_transfer_paths":
+            "teacher_student,teacher_assistant,assistant_student", "fbt_deep_supervision": "", "fbt_bridge_downsample": 2}],
+          "fbt, fbt_bridge_downsample 1": ["fbt", {"fbt_bridge_downsample": 1}]}' \
         --output_dir benchmarks/speed/headline --readme_region benchmark-speed-headline
 
 Timings depend on the machine and on what else runs on it: measure on an idle one.

@@ -30,9 +30,6 @@ class AssistantConfig(PretrainedConfig):
             upsampling it; needs a suffix view that runs on any grid (ViT, DeiT).
         bridge_downsample: divides the bridged grid by this factor in each direction (2: a 14x14
             grid becomes 7x7); above 1 it needs a suffix view that runs on any grid.
-        own_teacher_suffix: where the suffix is the teacher's, F trains its own copy of the teacher's
-            stage 4 and head (initialised from the teacher's weights, saved with F) instead of running
-            the frozen teacher's.
         prefix_model_config, suffix_model_config: full configs of the two models; only used to
             build a standalone assistant that owns copies of every module.
         stage_split: how isotropic models' blocks form their stages (``hf_cakd.backbones.base.resplit``),
@@ -53,7 +50,6 @@ class AssistantConfig(PretrainedConfig):
         bridge_mlp_ratio: float = 2.0,
         bridge_upsample: bool = True,
         bridge_downsample: int = 1,
-        own_teacher_suffix: bool = False,
         prefix_model_config: dict | None = None,
         suffix_model_config: dict | None = None,
         stage_split: str = "even",
@@ -72,7 +68,6 @@ class AssistantConfig(PretrainedConfig):
         self.bridge_mlp_ratio = bridge_mlp_ratio
         self.bridge_upsample = bridge_upsample
         self.bridge_downsample = bridge_downsample
-        self.own_teacher_suffix = own_teacher_suffix
         self.prefix_model_config = prefix_model_config
         self.suffix_model_config = suffix_model_config
         self.stage_split = stage_split

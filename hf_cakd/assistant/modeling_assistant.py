@@ -7,8 +7,7 @@ Heterogeneous pair (a CNN ``C`` and an attention/MLP model ``A``, either may tea
 Any other pair: the student's stem and stages 1-3, the bridge, the teacher's stage 4 and head.
 
 The stages are the teacher's and the student's own modules, held by reference: the bridge is
-F's only registered parameters (with ``own_teacher_suffix``, also F's own trained copy of the
-teacher's model, of which F runs stage 4 and the head), so ``save_pretrained`` writes just those and
+F's only registered parameters, so ``save_pretrained`` writes just the bridge and
 ``AutoModel.from_pretrained(path, teacher=..., student=...)`` rebuilds F around the same two
 models. :meth:`AssistantModel.save_standalone` writes an F that owns copies of every module.
 """
@@ -33,25 +32,19 @@ from .configuration_assistant import AssistantConfig, other_role
 
 
 class BridgeGridError(UsageError, ValueError):
-    """``bridge_upsample=False`` or ``bridge_downsample`` > 1 asked of a suffix whose stages run only on their own
-    grid (a flag the pair cannot take: exit code 2 from the CLI)."""
-
-
-class OwnTeacherSuffixError(UsageError, ValueError):
-    """``own_teacher_suffix`` asked of a pair whose suffix is the student's (exit code 2 from the CLI)."""
+    """``fbt_bridge_upsample`` false or ``fbt_bridge_downsample`` > 1 asked of a suffix whose stages run only on their
+    own grid (a flag the pair cannot take: exit code 2 from the CLI)."""
 
 
 @dataclass
 class AssistantOutput(ModelOutput):
     """``logits`` of F; ``last_hidden_state`` is F's final-stage feature (suffix stage 4); ``pre_logits``
-    what F's classifier reads, when the suffix view captures it (``capture_pre_logits``); ``bridged`` the
-    bridge's output, the input of F's last stage (laid out as ``AssistantModel.bridge.target`` says)."""
+    what F's classifier reads, when the suffix view captures it (``capture_pre_logits``)."""
 
     loss: Optional[torch.Tensor] = None
     logits: Optional[torch.Tensor] = None
     last_hidden_state: Optional[torch.Tensor] = None
     pre_logits: Optional[torch.Tensor] = None
-    bridged: Optional[torch.Tensor] = None
 
 
 def fusion_roles(teacher_family: str, student_family: str) -> str:
@@ -59,6 +52,18 @@ def fusion_roles(teacher_family: str, student_family: str) -> str:
     if (teacher_family == "cnn") != (student_family == "cnn"):
         return "teacher" if teacher_family == "cnn" else "student"
     return "student"
+
+
+def bridge_for_pair(teacher: StagedBackbone, student: StagedBackbone) -> dict:
+    """The bridge that follows the pair (docs/method.md, "'auto': follows the pair"): ``bridge_type`` attention
+    between families, linear within one; ``bridge_upsample`` False where F's last stage is the student's and runs
+    on any grid (it learns on the grid it is given), True for the teacher's (frozen, trained on its own grid) and
+    for a last stage sized for its grid (Mixer, Swin)."""
+    student_suffix = fusion_roles(teacher.family, student.family) == "teacher"
+    return {
+        "bridge_type": "linear" if teacher.family == student.family else "attention",
+        "bridge_upsample": not (student_suffix and student.runs_on_any_grid),
+    }
 
 
 def _model_from_config_dict(config_dict: dict) -> PreTrainedModel:
@@ -126,9 +131,6 @@ class AssistantModel(AssistantPreTrainedModel):
         # Held by reference, not registered: their parameters belong to the teacher/student.
         self.__dict__["prefix"] = _view(prefix_model, config.prefix_image_size, config.stage_split)
         self.__dict__["suffix"] = _view(suffix_model, config.suffix_image_size, config.stage_split)
-        if config.own_teacher_suffix and teacher is not None:
-            self.__dict__["suffix"] = self._trainable_copy(self.suffix)
-            self.suffix_model = self.suffix.model  # registered: saved, moved and trained with F
         source, target = self.prefix.stage_infos[2], self.suffix.stage_infos[2]
         expected = (config.source_stage, config.target_stage)
         if expected != (None, None) and expected != (_stage_dict(source), _stage_dict(target)):
@@ -148,22 +150,14 @@ class AssistantModel(AssistantPreTrainedModel):
             config.bridge_downsample,
         )
         if self.bridge.target.grid != target.grid and not self.suffix.runs_on_any_grid:
-            asked = "bridge_upsample=False" if config.bridge_downsample == 1 else f"bridge_downsample={config.bridge_downsample}"
+            # Named as fbt's options, which is how a user asks for them.
+            asked = "fbt_bridge_upsample false" if config.bridge_downsample == 1 else f"fbt_bridge_downsample {config.bridge_downsample}"
             raise BridgeGridError(
                 f"{asked} hands stage 4 of the {type(self.suffix.model).__name__} a {self.bridge.target.grid} grid, "
-                f"but its stages run only on {target.grid}: leave bridge_downsample at 1 and set bridge_upsample to "
-                "true or auto for this pair (another grid needs a suffix such as ViT or DeiT)."
+                f"but its stages run only on {target.grid}: leave fbt_bridge_downsample at 1 and fbt_bridge_upsample at "
+                "true or auto for this pair (another grid needs a last stage such as ViT's or DeiT's)."
             )
         self.post_init()
-
-    @staticmethod
-    def _trainable_copy(view: StagedBackbone) -> StagedBackbone:
-        """A copy of ``view`` and its model whose stage 4 and head train; the rest, which F never runs, stays frozen."""
-        copied = copy.deepcopy(view)  # one memo: the copied view's stages are the copied model's modules
-        copied.model.requires_grad_(False)
-        copied.stages[3].requires_grad_(True)
-        copied.head.requires_grad_(True)
-        return copied
 
     @property
     def final_stage_info(self) -> StageInfo:
@@ -200,28 +194,16 @@ class AssistantModel(AssistantPreTrainedModel):
     ) -> "AssistantModel":
         """Choose the prefix by module function (docs/method.md) and build F on the given staged views.
 
-        ``bridge_type="auto"`` uses the attention bridge when prefix and suffix come from
-        different families and the linear one when they share a family. ``bridge_upsample``: True
-        upsamples a prefix grid smaller than the suffix's to the suffix's, False keeps it (only a
-        suffix that runs on any grid takes it: ViT, DeiT), ``"auto"`` (FBT's default) keeps it
-        where the suffix is the student's and runs on any grid (it learns on the grid it is given)
-        and upsamples for a teacher's suffix (trained on its own grid, and frozen) and for Mixer
-        and Swin.
+        ``bridge_type``: ``"attention"`` or ``"linear"``; ``bridge_upsample``: True upsamples a prefix
+        grid smaller than the suffix's to the suffix's, False keeps it (only a suffix that runs on any
+        grid takes it: ViT, DeiT). ``"auto"``, for either, follows the pair (:func:`bridge_for_pair`).
         """
         views = {"teacher": teacher, "student": student}
         prefix_role = fusion_roles(teacher.family, student.family)
-        suffix_role = other_role(prefix_role)
-        prefix, suffix = views[prefix_role], views[suffix_role]
-        if bridge_type == "auto":
-            bridge_type = "linear" if prefix.family == suffix.family else "attention"
-        if bridge_upsample == "auto":
-            bridge_upsample = not (suffix_role == "student" and suffix.runs_on_any_grid)
-        if config_kwargs.get("own_teacher_suffix") and suffix_role != "teacher":
-            raise OwnTeacherSuffixError(
-                f"own_teacher_suffix trains a copy of the teacher's last stage inside F, but for a {teacher.family} "
-                f"teacher and a {student.family} student F's last stage is the student's, which trains anyway: "
-                "leave it off for this pair."
-            )
+        prefix, suffix = views[prefix_role], views[other_role(prefix_role)]
+        by_pair = bridge_for_pair(teacher, student)
+        bridge_type = by_pair["bridge_type"] if bridge_type == "auto" else bridge_type
+        bridge_upsample = by_pair["bridge_upsample"] if bridge_upsample == "auto" else bridge_upsample
         config = AssistantConfig(
             prefix_role=prefix_role,
             prefix_image_size=list(prefix.image_size),
@@ -251,15 +233,13 @@ class AssistantModel(AssistantPreTrainedModel):
             for stage in self.prefix.stages[:3]:
                 hidden = stage(hidden)
             prefix_stage3 = hidden
-        bridged = self.bridge(prefix_stage3)
-        output = self.suffix.forward_from(3, bridged)
+        output = self.suffix.forward_from(3, self.bridge(prefix_stage3))
         loss = None if labels is None else nn.functional.cross_entropy(output.logits.float(), labels)
         return AssistantOutput(
             loss=loss,
             logits=output.logits,
             last_hidden_state=output.features[-1],
             pre_logits=output.pre_logits,
-            bridged=bridged,
         )
 
     def save_standalone(self, save_directory: str, **kwargs) -> None:

@@ -23,7 +23,7 @@ Pooling = Union[Literal["avg"], int]
 
 
 TEMPERATURE_BOUNDS = (0.01, 1.0)
-"""The range a :class:`LearnableTemperature` is clamped to by default (and FBT's ``infonce_temperature`` starts in)."""
+"""The range a :class:`LearnableTemperature` is clamped to by default (and FBT's ``fbt_infonce_temperature`` starts in)."""
 
 
 def spatial_smooth(

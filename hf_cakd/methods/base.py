@@ -23,15 +23,18 @@ from transformers.hf_argparser import string_to_bool
 
 from ..backbones import NUM_STAGES, StagedBackbone, StagedOutput
 from ..backbones.base import STAGE_SPLITS
+from .renamed import refuse_old_names
 
 METHODS: dict[str, type["DistillationMethod"]] = {}
 # The method's own trainable parts that are not PreTrainedModels, beside the student in a checkpoint.
 METHOD_STATE_NAME = "distillation_method.safetensors"
 
 # Typed option values: a choice is a Literal, a list of choices a tuple of them; an option whose default
-# depends on the teacher and student takes ``X | ByPair``, "auto" until the method resolves it for its pair.
+# follows the pair (the teacher and the student) takes ``X | ByPair`` and defaults to "auto", which the method's
+# ``for_pair`` resolves for its pair (docs/method.md, "'auto': follows the pair").
 BY_PAIR = "auto"
 ByPair = Literal[BY_PAIR]
+BY_PAIR_HELP = f"'{BY_PAIR}': follows the pair (docs/method.md)."
 Stage = Literal[tuple(range(1, NUM_STAGES + 1))]
 StageSplit = Literal[STAGE_SPLITS]
 STAGE_SPLIT_HELP = (
@@ -42,13 +45,18 @@ STAGE_SPLIT_HELP = (
 
 def option(default: Any, help: str, *, experimental: bool = False) -> Any:
     """A method option: its default and its ``--help`` text, which is user documentation (the evidence
-    behind a default belongs in docs/method.md). ``experimental``: beyond the published method, off by
-    default, under evaluation; ``--help`` and the card mark it so."""
+    behind a default belongs in docs/method.md); an option that defaults to 'auto' (``ByPair``) gets
+    ``BY_PAIR_HELP`` after it. ``experimental``: beyond the published method, off by default, under
+    evaluation; ``--help`` and the card mark it so."""
+    if default == BY_PAIR:
+        help = f"{help} {BY_PAIR_HELP}"
     return field(default=default, metadata={"help": help, "experimental": experimental})
 
 
 def option_text(value: Any) -> str:
-    """An option's value as a flag takes it: a list comma-separated, anything else as text; '' when empty."""
+    """An option's value as a flag takes it: a list comma-separated, true/false, anything else as text; '' when empty."""
+    if isinstance(value, bool):
+        return str(value).lower()
     text = ",".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
     return text or "''"
 
@@ -177,11 +185,13 @@ def option_owners(options) -> list[str]:
 
 
 def refuse_unknown_options(name: str, options) -> None:
-    """Refuse, in one line, option names that ``--method name`` does not have, saying whose options they are."""
+    """Refuse, in one line, option names that ``--method name`` does not have: an earlier version's with its new
+    name, another method's saying whose it is."""
     own = method_class(name).config_class.option_names()
     unknown = sorted(set(options) - set(own))
     if not unknown:
         return
+    refuse_old_names(name, unknown)
     owners = option_owners(unknown)
     whose = f" ({'an option' if len(unknown) == 1 else 'options'} of {', '.join(owners)})" if owners else ""
     raise ValueError(

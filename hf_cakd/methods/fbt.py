@@ -5,7 +5,7 @@ sits between teacher T and student S. Knowledge flows along three pairs, (T, S),
 (F, S), each with a spatial-agnostic InfoNCE on the smoothed final-stage features and a logit
 loss (OFA's by default), plus cross-entropy for S and F::
 
-    L = CE(S) + CE(F) + sum_pairs infonce_weight * InfoNCE(X, Y) + logit_weight * L_logit(X -> Y)
+    L = CE(S) + CE(F) + sum_pairs fbt_infonce_weight * InfoNCE(X, Y) + fbt_logit_weight * L_logit(X -> Y)
         [+ OFA's branches on student stages: fbt_deep_supervision_weight * L_logit(branch -> T)]
 
 ``--fbt_feature_loss rsd`` replaces each path's InfoNCE with RSD's redundancy suppression of the
@@ -13,8 +13,8 @@ learner's projected feature against the source's (``rsd_weight * RSD(proj(Y), X)
 
 F reuses the stage-3 activation its CNN prefix computed in the teacher's or student's own
 forward pass, so F costs one bridge plus one stage. :class:`FBTConfig` holds the paper's options
-and the three whose default follows the pair (:meth:`FBTConfig.for_pair`: the paper's settings,
-or fbt's for a CNN student of an attention or MLP teacher); :class:`FBTExperimentalOptions` those
+and the five whose default follows the pair (:meth:`FBTConfig.for_pair`: the bridge for the pair, and
+the paper's settings or fbt's for a CNN student of an attention or MLP teacher); :class:`FBTExperimentalOptions` those
 beyond the paper, off by default and under evaluation (docs/method.md says what each does and what
 the measurements say so far).
 """
@@ -22,13 +22,11 @@ the measurements say so far).
 from dataclasses import dataclass, replace
 from typing import Literal
 
-import torch
-import torch.nn.functional as F
 from torch import nn
 
-from ..assistant import AssistantModel
+from ..assistant import AssistantModel, bridge_for_pair
 from ..assistant.bridge import BRIDGE_TYPES
-from ..backbones import StagedBackbone, to_map
+from ..backbones import StagedBackbone
 from ..errors import UsageError
 from ..losses import FeatureProjector, LearnableTemperature, LogitBranch, info_nce, smoothed_dim, spatial_smooth
 from ..losses.infonce import TEMPERATURE_BOUNDS
@@ -49,23 +47,14 @@ from .ofa import OFALossOptions
 from .rsd import RSDLossOptions
 
 
-def _by_pair(cnn_student: str, otherwise: str) -> str:
-    """The help of an option whose default follows the pair (FBTConfig.for_pair)."""
-    return (
-        f"'{BY_PAIR}': {cnn_student} for a CNN student of an attention or MLP teacher (F then ends in the "
-        f"teacher's last stage; docs/method.md), {otherwise} otherwise."
-    )
-
-
 # (who teaches, who learns) for the three knowledge paths.
 PAIRS = (("teacher", "student"), ("teacher", "assistant"), ("assistant", "student"))
 PATH_NAMES = tuple(f"{source}_{learner}" for source, learner in PAIRS)
 TransferPath = Literal[PATH_NAMES]
-BRIDGE_UPSAMPLING = {"auto": "auto", "true": True, "false": False}  # option value -> AssistantModel.from_views
 
 
 class ClassTokenError(UsageError, ValueError):
-    """``infonce_use_cls`` asked of a pair where a model that InfoNCE contrasts has no class token (exit code 2)."""
+    """``fbt_infonce_use_cls`` asked of a pair where a model that InfoNCE contrasts has no class token (exit code 2)."""
 
 
 @dataclass
@@ -78,32 +67,19 @@ class FBTExperimentalOptions(MethodConfig):
         "weight from the start.",
         experimental=True,
     )
-    infonce_feature: Literal["stage4", "pre_logits"] = option(
+    fbt_infonce_feature: Literal["stage4", "pre_logits"] = option(
         "stage4",
         "What InfoNCE contrasts: 'stage4' (the smoothed final-stage features) or 'pre_logits' (the pooled vector each "
-        "classifier reads; --infonce_pooling and --infonce_use_cls do not apply).",
+        "classifier reads; --fbt_infonce_pooling and --fbt_infonce_use_cls do not apply).",
         experimental=True,
     )
-    infonce_mask_same_label: bool = option(
+    fbt_infonce_mask_same_label: bool = option(
         False, "Leave images of the same class out of the InfoNCE negatives.", experimental=True
-    )
-    own_teacher_suffix: bool = option(
-        False,
-        "For a CNN student, whose F ends in the teacher's last stage and head: train F's own copy of them, starting "
-        "from the teacher's weights, instead of running the frozen teacher's (F then holds a copy of the teacher's "
-        "weights, in memory and on disk).",
-        experimental=True,
-    )
-    bridge_alignment_weight: float = option(
-        0.0,
-        "Weight of a term that pulls the bridge's output towards the suffix model's own stage-3 output on the same "
-        "image (what its last stage sees in its own forward pass); 0: off.",
-        experimental=True,
     )
 
     def __post_init__(self):
         super().__post_init__()
-        if self.fbt_assistant_warmup_steps < 0:  # bridge_alignment_weight: checked with every *_weight
+        if self.fbt_assistant_warmup_steps < 0:
             raise ValueError(f"fbt_assistant_warmup_steps must be >= 0, got {self.fbt_assistant_warmup_steps}")
 
 
@@ -115,77 +91,74 @@ class FBTConfig(FBTExperimentalOptions, RSDLossOptions, OFALossOptions, KDLossOp
     fbt_logit_loss: Literal["ofa", "kd"] = option(
         "ofa", "FBT's logit loss: 'ofa' (its options: --ofa_gamma, --ofa_temperature) or 'kd' (--kd_temperature)."
     )
-    logit_weight: float = option(1.0, "Weight of each of FBT's three logit terms.")
+    fbt_logit_weight: float = option(1.0, "Weight of each of FBT's three logit terms.")
     fbt_feature_loss: Literal["infonce", "rsd"] = option(
         "infonce",
-        "FBT's feature loss on each path: 'infonce' (the paper's: --infonce_*) or 'rsd' (RSD's redundancy suppression "
+        "FBT's feature loss on each path: 'infonce' (the paper's: --fbt_infonce_*) or 'rsd' (RSD's redundancy suppression "
         "of the learner's projected features against the source's: --rsd_weight, --rsd_kappa, --rsd_projector_expansion).",
     )
-    infonce_weight: float = option(0.3, "Weight of each of FBT's three InfoNCE terms.")
-    infonce_pooling: str = option("avg", "Spatial smoothing before InfoNCE: 'avg' (global average) or k for k x k pooling.")
-    infonce_use_cls: bool = option(False, "Contrast the class token instead of the pooled features.")
-    projector_dim: int = option(
+    fbt_infonce_weight: float = option(0.3, "Weight of each of FBT's three InfoNCE terms.")
+    fbt_infonce_pooling: str = option("avg", "Spatial smoothing before InfoNCE: 'avg' (global average) or k for k x k pooling.")
+    fbt_infonce_use_cls: bool = option(False, "Contrast the class token instead of the pooled features.")
+    fbt_projector_dim: int = option(
         256, "Width of FBT's projection heads: the InfoNCE projectors (and the deep-supervision branches)."
     )
-    infonce_temperature: float = option(0.07, "Initial value of each path's learnable InfoNCE temperature.")
-    gather_negatives: bool = option(True, "Gather InfoNCE negatives across processes (gradient-preserving).")
-    detach_assistant: bool = option(True, "Detach the assistant when it teaches the student, as a teacher would be.")
-    bridge_type: Literal[("auto", *BRIDGE_TYPES)] = option(
-        "auto", "The assistant's bridge: 'attention' (between families), 'linear' (within one), or 'auto' (picks)."
+    fbt_infonce_temperature: float = option(0.07, "Initial value of each path's learnable InfoNCE temperature.")
+    fbt_gather_negatives: bool = option(True, "Gather InfoNCE negatives across processes (gradient-preserving).")
+    fbt_bridge_type: Literal[BRIDGE_TYPES] | ByPair = option(
+        BY_PAIR, "The assistant's bridge: 'attention' (with a transformer block) or 'linear' (a projection)."
     )
-    bridge_upsample: Literal["auto", "true", "false"] = option(
-        "auto",
-        "A CNN stage-3 map smaller than the suffix's grid: 'true' upsamples it to the suffix's grid, 'false' keeps it "
-        "(the suffix must run on any grid: ViT, DeiT), 'auto' keeps it for a student's suffix that runs on any grid "
-        "and upsamples it for a teacher's suffix and for Mixer and Swin.",
+    fbt_bridge_upsample: bool | ByPair = option(
+        BY_PAIR,
+        "Whether the bridge upsamples a CNN stage-3 map smaller than the grid of F's last stage to that grid; false "
+        "keeps the smaller grid, for a last stage that runs on any grid (ViT, DeiT).",
     )
     fbt_transfer_paths: tuple[TransferPath, ...] | ByPair = option(
         BY_PAIR,
-        f"Knowledge paths that transfer, comma-separated from {', '.join(PATH_NAMES)} (all three: the paper). "
-        + _by_pair("teacher_student,teacher_assistant", "all three"),
+        f"Knowledge paths that transfer, comma-separated from {', '.join(PATH_NAMES)} (all three: the paper).",
     )
     fbt_deep_supervision: tuple[Stage, ...] | ByPair = option(
         BY_PAIR,
         "Student stages, comma-separated (e.g. '1,2,3'), that get an OFA-style logit branch trained against the "
-        "teacher's logits with FBT's logit loss (beyond the paper); '' for none. " + _by_pair("1,2,3", "none"),
+        "teacher's logits with FBT's logit loss (beyond the paper); '' for none.",
     )
     fbt_deep_supervision_weight: float = option(1.0, "Weight of each deep-supervision branch's term.")
-    bridge_downsample: int | ByPair = option(
+    fbt_bridge_downsample: int | ByPair = option(
         BY_PAIR,
         "Divide the grid the bridge hands F's last stage by this factor in each direction (2: 14x14 becomes 7x7, a "
-        "quarter of that stage's tokens; beyond the paper). Needs a last stage that runs on any grid (ViT, DeiT). "
-        + _by_pair("2 where the teacher's last stage runs on any grid", "1"),
+        "quarter of that stage's tokens; beyond the paper). Needs a last stage that runs on any grid (ViT, DeiT).",
     )
 
     def __post_init__(self):
         super().__post_init__()
-        pooling = str(self.infonce_pooling)
+        pooling = str(self.fbt_infonce_pooling)
         if pooling != "avg" and not (pooling.isdigit() and int(pooling) > 0):
-            raise ValueError(f"infonce_pooling must be 'avg' or a positive integer k (k x k pooling), got {pooling!r}")
-        self.infonce_pooling = pooling
-        if self.infonce_feature == "pre_logits" and (self.infonce_use_cls or self.infonce_pooling != "avg"):
-            raise ValueError("infonce_feature 'pre_logits' is already pooled: leave infonce_pooling and infonce_use_cls unset.")
+            raise ValueError(f"fbt_infonce_pooling must be 'avg' or a positive integer k (k x k pooling), got {pooling!r}")
+        self.fbt_infonce_pooling = pooling
+        if self.fbt_infonce_feature == "pre_logits" and (self.fbt_infonce_use_cls or self.fbt_infonce_pooling != "avg"):
+            raise ValueError("fbt_infonce_feature 'pre_logits' is already pooled: leave fbt_infonce_pooling and fbt_infonce_use_cls unset.")
         if not self.fbt_transfer_paths:
             raise ValueError(f"fbt_transfer_paths names at least one of {', '.join(PATH_NAMES)}.")
         low, high = TEMPERATURE_BOUNDS
-        if not low <= self.infonce_temperature <= high:
+        if not low <= self.fbt_infonce_temperature <= high:
             raise ValueError(
-                f"infonce_temperature starts each learnable temperature, which stays within [{low}, {high}]; got "
-                f"{self.infonce_temperature}"
+                f"fbt_infonce_temperature starts each learnable temperature, which stays within [{low}, {high}]; got "
+                f"{self.fbt_infonce_temperature}"
             )
-        if self.bridge_downsample != BY_PAIR and self.bridge_downsample < 1:
-            raise ValueError(f"bridge_downsample must be a positive integer, got {self.bridge_downsample}")
+        if self.fbt_bridge_downsample != BY_PAIR and self.fbt_bridge_downsample < 1:
+            raise ValueError(f"fbt_bridge_downsample must be a positive integer, got {self.fbt_bridge_downsample}")
 
     def for_pair(self, teacher: StagedBackbone, student: StagedBackbone) -> "FBTConfig":
-        """This config with its 'auto' options set for the pair (docs/method.md, "fbt for CNN students"): where F
-        ends in the teacher's last stage (a CNN student, a teacher of another family) F -> S does not transfer,
-        the student's stages 1-3 get OFA's logit branches, and the bridge halves the teacher's grid where its last
-        stage runs on any grid; elsewhere the paper's three paths, no branches, the full grid."""
+        """This config with its 'auto' options set for the pair (docs/method.md, "'auto': follows the pair"): the
+        bridge as the assistant picks it for the pair; where F ends in the teacher's last stage (a CNN student, a
+        teacher of another family) F -> S does not transfer, the student's stages 1-3 get OFA's logit branches, and
+        the bridge halves the teacher's grid where its last stage runs on any grid; elsewhere the paper's three
+        paths, no branches, the full grid."""
         cnn_student = student.family == "cnn" and teacher.family != "cnn"
-        by_pair = {
+        by_pair = {f"fbt_{name}": value for name, value in bridge_for_pair(teacher, student).items()} | {
             "fbt_transfer_paths": PATH_NAMES[:2] if cnn_student else PATH_NAMES,
             "fbt_deep_supervision": (1, 2, 3) if cnn_student else (),
-            "bridge_downsample": 2 if cnn_student and teacher.runs_on_any_grid else 1,
+            "fbt_bridge_downsample": 2 if cnn_student and teacher.runs_on_any_grid else 1,
         }
         return replace(self, **{name: value for name, value in by_pair.items() if getattr(self, name) == BY_PAIR})
 
@@ -198,7 +171,7 @@ class FBTConfig(FBTExperimentalOptions, RSDLossOptions, OFALossOptions, KDLossOp
 
     @property
     def pooling(self) -> str | int:
-        return "avg" if self.infonce_pooling == "avg" else int(self.infonce_pooling)
+        return "avg" if self.fbt_infonce_pooling == "avg" else int(self.fbt_infonce_pooling)
 
 
 @register_method("fbt", title="FBT (Fuse Before Transfer)")
@@ -213,47 +186,45 @@ class FuseBeforeTransfer(DistillationMethod):
         self.assistant = AssistantModel.from_views(
             teacher,
             student,
-            bridge_type=config.bridge_type,
+            bridge_type=config.fbt_bridge_type,
             stage_split=config.stage_split,
-            bridge_upsample=BRIDGE_UPSAMPLING[config.bridge_upsample],
-            bridge_downsample=config.bridge_downsample,
-            own_teacher_suffix=config.own_teacher_suffix,
+            bridge_upsample=config.fbt_bridge_upsample,
+            bridge_downsample=config.fbt_bridge_downsample,
         )
         self.prefix_role = self.assistant.config.prefix_role
-        self.suffix_role = self.assistant.config.suffix_role
         self.final_infos = {
             "teacher": teacher.stage_infos[3],
             "student": student.stage_infos[3],
             "assistant": self.assistant.final_stage_info,
         }
-        if config.infonce_use_cls:  # forward smooths all three final features, contrasted or not
+        if config.fbt_infonce_use_cls:  # forward smooths all three final features, contrasted or not
             without = [name for name, info in self.final_infos.items() if info.num_prefix_tokens < 1]
             if without:
                 raise ClassTokenError(
-                    f"--infonce_use_cls contrasts class tokens, but this pair's {' and '.join(without)} "
+                    f"--fbt_infonce_use_cls contrasts class tokens, but this pair's {' and '.join(without)} "
                     f"({teacher.family} teacher, {student.family} student) end in a CNN map or in tokens without "
-                    "a class token: leave --infonce_use_cls off for this pair."
+                    "a class token: leave --fbt_infonce_use_cls off for this pair."
                 )
-        if config.infonce_feature == "pre_logits":
-            for view in (teacher, student, self.assistant.suffix):  # the suffix is one of them or F's own copy
+        if config.fbt_infonce_feature == "pre_logits":
+            for view in (teacher, student):  # F's suffix is one of them
                 view.capture_pre_logits = True
             views = {"teacher": teacher, "student": student, "assistant": self.assistant.suffix}
             in_dims = {name: views[name].pre_logits_dim() for name in self.final_infos}
         else:
             in_dims = {
-                name: smoothed_dim(info, config.pooling, config.infonce_use_cls)
+                name: smoothed_dim(info, config.pooling, config.fbt_infonce_use_cls)
                 for name, info in self.final_infos.items()
             }
         # Only the models and paths that transfer get projectors and temperatures: parameters no
         # loss reaches would stall DDP.
         contrasted = {name for pair in config.transfer_pairs for name in pair} if self.uses_infonce else set()
         self.projectors = nn.ModuleDict(
-            {name: FeatureProjector(in_dims[name], config.projector_dim) for name in self.final_infos if name in contrasted}
+            {name: FeatureProjector(in_dims[name], config.fbt_projector_dim) for name in self.final_infos if name in contrasted}
         )
         self.temperatures = nn.ModuleDict(
-            {f"{x}_{y}": LearnableTemperature(config.infonce_temperature) for x, y in config.transfer_pairs if self.uses_infonce}
+            {f"{x}_{y}": LearnableTemperature(config.fbt_infonce_temperature) for x, y in config.transfer_pairs if self.uses_infonce}
         )
-        if config.detach_assistant and "assistant" in self.projectors and ("teacher", "assistant") not in config.transfer_pairs:
+        if "assistant" in self.projectors and ("teacher", "assistant") not in config.transfer_pairs:
             # F only teaches, detached: no loss reaches its projector, which stays as initialised.
             self.projectors["assistant"].requires_grad_(False)
         # RSD: one projector per path, from the learner's feature to the source's width.
@@ -262,7 +233,7 @@ class FuseBeforeTransfer(DistillationMethod):
         )
         # Deep supervision: one branch per listed student stage, in stage order (empty when off).
         self.deep_branches = nn.ModuleList(
-            LogitBranch(student.stage_infos[stage - 1], num_labels_of(student), config.projector_dim)
+            LogitBranch(student.stage_infos[stage - 1], num_labels_of(student), config.fbt_projector_dim)
             for stage in config.fbt_deep_supervision
         )
         self._assistant_ramp: float | None = None
@@ -288,11 +259,11 @@ class FuseBeforeTransfer(DistillationMethod):
     def _infonce_inputs(self, student, teacher, fused):
         """The per-model vectors InfoNCE contrasts, before the projectors."""
         config = self.config
-        if config.infonce_feature == "pre_logits":
+        if config.fbt_infonce_feature == "pre_logits":
             return {"teacher": teacher.pre_logits, "student": student.pre_logits, "assistant": fused.pre_logits}
         features = {"teacher": teacher.features[3], "student": student.features[3], "assistant": fused.last_hidden_state}
         return {
-            name: spatial_smooth(feature, self.final_infos[name], config.pooling, config.infonce_use_cls)
+            name: spatial_smooth(feature, self.final_infos[name], config.pooling, config.fbt_infonce_use_cls)
             for name, feature in features.items()
         }
 
@@ -308,44 +279,31 @@ class FuseBeforeTransfer(DistillationMethod):
         }
         if config.fbt_assistant_warmup_steps > 0:  # the F -> S terms ramp in
             self._assistant_ramp = min(1.0, self.global_step / config.fbt_assistant_warmup_steps)
-        same_label_mask = labels if config.infonce_mask_same_label else None
+        same_label_mask = labels if config.fbt_infonce_mask_same_label else None
         for source, learner in config.transfer_pairs:
             pair = f"{source}_{learner}"
-            detach_source = source == "assistant" and config.detach_assistant  # F teaches S as a teacher would
+            detach_source = source == "assistant"  # F teaches S as a teacher would: S's losses do not move F
             source_logits, source_input = (logits[source], inputs[source])
             if detach_source:
                 source_logits, source_input = source_logits.detach(), source_input.detach()
             if self.uses_infonce:
                 source_embedding = embeddings[source].detach() if detach_source else embeddings[source]
-                nce = info_nce(source_embedding, embeddings[learner], self.temperatures[pair](), config.gather_negatives, same_label_mask)
-                feature_name, feature_term = f"infonce_{pair}", config.infonce_weight * nce
+                nce = info_nce(source_embedding, embeddings[learner], self.temperatures[pair](), config.fbt_gather_negatives, same_label_mask)
+                feature_name, feature_term = f"infonce_{pair}", config.fbt_infonce_weight * nce
             else:
                 feature_name = f"rsd_{pair}"
                 feature_term = config.rsd_term(self.rsd_projectors[pair], inputs[learner], source_input)
-            logit_term = config.logit_weight * self._logit_loss(logits[learner], source_logits, labels)
+            logit_term = config.fbt_logit_weight * self._logit_loss(logits[learner], source_logits, labels)
             if source == "assistant" and self._assistant_ramp is not None:
                 feature_term, logit_term = self._assistant_ramp * feature_term, self._assistant_ramp * logit_term
             losses[feature_name] = feature_term
             losses[f"{config.fbt_logit_loss}_{pair}"] = logit_term
-        if config.bridge_alignment_weight:
-            suffix_output = teacher if self.suffix_role == "teacher" else student
-            losses["bridge_alignment"] = config.bridge_alignment_weight * self._bridge_alignment(
-                fused.bridged, suffix_output.features[2]
-            )
         for stage, branch in zip(config.fbt_deep_supervision, self.deep_branches):
             branch_logits = branch(student.features[stage - 1])
             losses[f"deep_supervision_stage{stage}"] = config.fbt_deep_supervision_weight * self._logit_loss(
                 branch_logits, teacher.logits, labels
             )
         return losses
-
-    def _bridge_alignment(self, bridged: torch.Tensor, suffix_stage3: torch.Tensor) -> torch.Tensor:
-        """Mean squared error between the bridge's output map and the suffix's own stage-3 map pooled to the
-        bridged grid (detached), relative to that target's mean square."""
-        bridge = self.assistant.bridge
-        target = to_map(suffix_stage3.detach(), self.assistant.suffix.stage_infos[2]).float()
-        target = F.adaptive_avg_pool2d(target, bridge.target.grid)
-        return F.mse_loss(to_map(bridged, bridge.target).float(), target) / target.pow(2).mean().clamp_min(1e-12)
 
     def no_weight_decay_names(self):
         # Weight decay would pull the learnable temperatures towards tau = 1.

@@ -2,7 +2,7 @@
 
 The student's pooled pre-logits (what its classifier reads, hf_cakd.backbones.heads), mapped by a
 learned linear projection when the widths differ, are pulled towards the teacher's pooled
-pre-logits with a mean-squared error, beside the cross-entropy: ``ce + feature_weight * mse``.
+pre-logits with a mean-squared error, beside the cross-entropy: ``ce + feature_kd_weight * mse``.
 The default weight 5.0 is the one timm's documentation shows for this task. One difference, on
 purpose: timm reads pre-logits after the head's dropout in training mode, these views read them
 before it (see hf_cakd.backbones.heads). docs/method.md compares it with the other methods.
@@ -18,7 +18,7 @@ from .base import DistillationMethod, MethodConfig, option, register_method
 
 @dataclass
 class FeatureKDConfig(MethodConfig):
-    feature_weight: float = option(
+    feature_kd_weight: float = option(
         5.0, "Weight of the squared error between the student's pre-logits (projected) and the teacher's."
     )
 
@@ -37,4 +37,4 @@ class FeatureDistillation(DistillationMethod):
 
     def forward(self, student, teacher, labels):
         mse = F.mse_loss(self.projection(student.pre_logits.float()), teacher.pre_logits.float())
-        return {"ce": self.supervised_loss(student.logits, labels), "feature": self.config.feature_weight * mse}
+        return {"ce": self.supervised_loss(student.logits, labels), "feature": self.config.feature_kd_weight * mse}

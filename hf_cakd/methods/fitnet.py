@@ -13,7 +13,7 @@ from .base import DistillationMethod, MethodConfig, Stage, option, register_meth
 @dataclass
 class FitNetConfig(MethodConfig):
     fitnet_stage: Stage = option(3, "Stage (1-4) whose output the student matches, through a projector.")
-    feature_weight: float = option(1.0, "Weight of the FitNet hint (the pixel-wise squared error on that stage).")
+    fitnet_weight: float = option(1.0, "Weight of the FitNet hint (the pixel-wise squared error on that stage).")
 
 
 @register_method("fitnet", title="FitNet feature hints")
@@ -27,4 +27,4 @@ class FitNet(DistillationMethod):
 
     def forward(self, student, teacher, labels):
         hint = self.hint(student.features[self.stage_index], teacher.features[self.stage_index])
-        return {"ce": self.supervised_loss(student.logits, labels), "fitnet": self.config.feature_weight * hint}
+        return {"ce": self.supervised_loss(student.logits, labels), "fitnet": self.config.fitnet_weight * hint}

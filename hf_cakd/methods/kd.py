@@ -23,7 +23,7 @@ class KDLossOptions(MethodConfig):
 
 @dataclass
 class KDConfig(KDLossOptions):
-    logit_weight: float = option(1.0, "Weight of the KD term.")
+    kd_weight: float = option(1.0, "Weight of the KD term.")
 
 
 @register_method("kd", title="Hinton knowledge distillation")
@@ -32,4 +32,4 @@ class LogitDistillation(DistillationMethod):
 
     def forward(self, student, teacher, labels):
         kd = self.config.kd_logit_loss(student.logits, teacher.logits)
-        return {"ce": self.supervised_loss(student.logits, labels), "kd": self.config.logit_weight * kd}
+        return {"ce": self.supervised_loss(student.logits, labels), "kd": self.config.kd_weight * kd}

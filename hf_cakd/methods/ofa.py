@@ -3,16 +3,16 @@
 Student stages are tapped through small branches that project a stage output into logit space;
 each branch, and the student's own logits, gets the OFA loss against the teacher's logits::
 
-    L = CE(S) + ofa_loss_weight * sum_{k in ofa_stages} L_OFA(branch_k(f_k))
-              + logit_weight * L_OFA(S's logits)          (when ofa_final_logits)
+    L = CE(S) + ofa_branch_weight * sum_{k in ofa_stages} L_OFA(branch_k(f_k))
+              + ofa_logit_weight * L_OFA(S's logits)          (when ofa_final_logits)
 
 Defaults (``ofa_stages=1,2,3``, both weights 1): branches on stages 1-3, and stage 4 read through
 the student's own head; the terms are ``ofa_stage1..3`` and ``ofa_stage4`` (the own logits).
 
 The published recipe (official code, Hao840/OFAKD ``distillers/ofa.py``) is
-``--ofa_stages 1,2,3,4 --ofa_loss_weight 0.1`` (0.1: the authors' CIFAR-100 setting; ImageNet
-uses 1): a branch on every stage including stage 4, their sum weighted by ``ofa_loss_weight``, plus
-the OFA loss on the student's final logits at ``logit_weight`` = 1. With a stage-4 branch the
+``--ofa_stages 1,2,3,4 --ofa_branch_weight 0.1`` (0.1: the authors' CIFAR-100 setting; ImageNet
+uses 1): a branch on every stage including stage 4, their sum weighted by ``ofa_branch_weight``, plus
+the OFA loss on the student's final logits at ``ofa_logit_weight`` = 1. With a stage-4 branch the
 terms are ``ofa_stage1..4`` (branches) and ``ofa_logits`` (the own logits).
 
 Our branch is deliberately light (1x1 conv, global pooling, norm, linear) rather than OFA's
@@ -52,12 +52,12 @@ class OFAConfig(OFALossOptions):
     ofa_stages: tuple[Stage, ...] = option(
         (1, 2, 3),
         "Student stages that get a logit branch, comma-separated: '1,2,3' reads stage 4 through the student's own "
-        "head; '1,2,3,4' with --ofa_loss_weight 0.1 is the published recipe; '' for none.",
+        "head; '1,2,3,4' with --ofa_branch_weight 0.1 is the published recipe; '' for none.",
     )
-    ofa_loss_weight: float = option(1.0, "Weight of each branch's OFA term.")
+    ofa_branch_weight: float = option(1.0, "Weight of each branch's OFA term.")
     ofa_branch_dim: int = option(256, "Width of each stage branch (its 1x1 convolution's output channels).")
-    ofa_final_logits: bool = option(True, "Also apply the OFA loss to the student's own logits, weighted --logit_weight.")
-    logit_weight: float = option(1.0, "Weight of the OFA term on the student's own logits.")
+    ofa_final_logits: bool = option(True, "Also apply the OFA loss to the student's own logits, weighted --ofa_logit_weight.")
+    ofa_logit_weight: float = option(1.0, "Weight of the OFA term on the student's own logits.")
 
     @property
     def final_logits_term(self) -> str:
@@ -83,8 +83,8 @@ class OneForAll(DistillationMethod):
         losses = {"ce": self.supervised_loss(student.logits, labels)}
         for stage, branch in zip(config.ofa_stages, self.branches):
             branch_logits = branch(student.features[stage - 1])
-            losses[f"ofa_stage{stage}"] = config.ofa_loss_weight * config.ofa_logit_loss(branch_logits, teacher.logits, labels)
+            losses[f"ofa_stage{stage}"] = config.ofa_branch_weight * config.ofa_logit_loss(branch_logits, teacher.logits, labels)
         if config.ofa_final_logits:
             own = config.ofa_logit_loss(student.logits, teacher.logits, labels)
-            losses[config.final_logits_term] = config.logit_weight * own
+            losses[config.final_logits_term] = config.ofa_logit_weight * own
         return losses

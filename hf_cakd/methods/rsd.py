@@ -4,7 +4,7 @@ The student's pooled final feature (what its classifier reads), through a small 
 teacher's width, is aligned with the teacher's by the redundancy-suppression loss, beside the
 cross-entropy; no logit term in the published method::
 
-    L = CE(S) + rsd_weight * RSD(projector(s), t)       [+ logit_weight * L_logit(S -> T)]
+    L = CE(S) + rsd_weight * RSD(projector(s), t)       [+ rsd_logit_weight * L_logit(S -> T)]
 
 :class:`RSDLossOptions` holds the loss's options, shared with ``fbt --fbt_feature_loss rsd``.
 """
@@ -59,9 +59,9 @@ class RSDConfig(RSDLossOptions, OFALossOptions, KDLossOptions):
     rsd_logit_loss: Literal["none", "kd", "ofa"] = option(
         "none",
         "A logit term beside RSD's (beyond the paper): 'none' (the paper's), 'kd' (--kd_temperature) or 'ofa' "
-        "(--ofa_gamma, --ofa_temperature), weighted --logit_weight.",
+        "(--ofa_gamma, --ofa_temperature), weighted --rsd_logit_weight.",
     )
-    logit_weight: float = option(1.0, "Weight of the logit term (with --rsd_logit_loss kd or ofa).")
+    rsd_logit_weight: float = option(1.0, "Weight of the logit term (with --rsd_logit_loss kd or ofa).")
 
 
 def pooled_feature(view: StagedBackbone, output: StagedOutput, feature: RSDFeature) -> torch.Tensor:
@@ -96,7 +96,7 @@ class RedundancySuppression(DistillationMethod):
             "rsd": config.rsd_term(self.projector, student_feature, teacher_feature.detach()),
         }
         if config.rsd_logit_loss == "kd":
-            losses["kd"] = config.logit_weight * config.kd_logit_loss(student.logits, teacher.logits)
+            losses["kd"] = config.rsd_logit_weight * config.kd_logit_loss(student.logits, teacher.logits)
         elif config.rsd_logit_loss == "ofa":
-            losses["ofa"] = config.logit_weight * config.ofa_logit_loss(student.logits, teacher.logits, labels)
+            losses["ofa"] = config.rsd_logit_weight * config.ofa_logit_loss(student.logits, teacher.logits, labels)
         return losses
