@@ -34,6 +34,8 @@ from .pipeline import DataArguments, ModelArguments, distill, run_log_level
 from .trainer import DistillationTrainingArguments
 
 HELP_ALL_FLAG = "--help_all"
+# Flags a run needs, and what they are for (TrainingArguments would write into ./trainer_output without one).
+REQUIRED_FLAGS = {"output_dir": "the folder the student, its card, results.json and the checkpoints are written to"}
 CONFIG_FILE_SUFFIXES = (".json", ".yaml", ".yml")
 # TrainingArguments flags shown by the short --help; --help_all shows them all.
 COMMON_TRAINING_FLAGS = {
@@ -101,14 +103,27 @@ def method_option_groups(method: str) -> tuple[type, ...]:
     return tuple(groups)
 
 
+class DistillArgumentParser(HfArgumentParser):
+    """HfArgumentParser whose errors are one line (a :class:`UsageError`, exit 2), not the usage text and a line."""
+
+    def error(self, message: str):
+        missing = [action.dest for action in self._actions if action.required and action.dest in message]
+        if message.startswith("the following arguments are required") and missing:
+            raise UsageError(" ".join(f"--{name} DIR is required: {REQUIRED_FLAGS[name]}." for name in missing))
+        raise UsageError(message)
+
+
 def build_parser(method: str, show_all: bool = False) -> HfArgumentParser:
     methods = ",".join([AUTO_METHOD, *sorted(METHODS)])
     option_groups = method_option_groups(method) if method in METHODS else ()  # auto's method is known later
-    parser = HfArgumentParser(
+    parser = DistillArgumentParser(
         (ModelArguments, DataArguments, *option_groups, DistillationTrainingArguments),
         usage=USAGE.format(methods=methods, default=DEFAULT_METHOD),
         formatter_class=HelpFormatter,
+        allow_abbrev=False,  # --learning_rat is a typo, not --learning_rate
     )
+    for action in parser._actions:
+        action.required = action.required or action.dest in REQUIRED_FLAGS
     if not show_all:
         base_fields = {f.name for f in dataclasses.fields(TrainingArguments)}
         for action in parser._actions:
@@ -119,7 +134,7 @@ def build_parser(method: str, show_all: bool = False) -> HfArgumentParser:
 
 def chosen_method(argv: list[str]) -> str:
     """The ``--method`` of a command line, or the default."""
-    pre_parser = argparse.ArgumentParser(add_help=False)
+    pre_parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
     pre_parser.add_argument("--method", default=DEFAULT_METHOD)
     return pre_parser.parse_known_args(argv)[0].method
 
@@ -179,6 +194,9 @@ def _typed(parser: HfArgumentParser, keys: dict, path: str) -> dict:
     unknown = [name for name in keys if name not in actions]
     if unknown:
         raise UsageError(f"{path}: unknown keys {', '.join(unknown)}: `hf-cakd distill --help` lists the flags they name.")
+    missing = [action.dest for action in parser._actions if action.required and action.dest not in keys]
+    if missing:
+        raise UsageError(" ".join(f"{path} has no {name}: add `{name}: DIR`, {REQUIRED_FLAGS[name]}." for name in missing))
     typed = dict(keys)
     for name, value in keys.items():
         action = actions[name]

@@ -177,6 +177,18 @@ def _is_config_only(spec: str) -> bool:
     return not any(name.endswith((".safetensors", ".bin")) for name in os.listdir(spec))
 
 
+def refuse_folder_without_config(spec: str, role: str | None) -> None:
+    """Stop on a local folder that holds no ``config.json``, naming what it holds instead."""
+    if not os.path.isdir(spec) or os.path.isfile(os.path.join(spec, CONFIG_NAME)):
+        return
+    names = sorted(os.listdir(spec))
+    holds = f"it holds {', '.join(names[:5])}{', ...' if len(names) > 5 else ''}" if names else "it is empty"
+    raise InputError(
+        f"{_who(spec, role)}: the folder has no {CONFIG_NAME} ({holds}). Pass a folder saved with save_pretrained "
+        f"(its {CONFIG_NAME} beside the weights), a Hub model id, a config.json, or timm:<architecture>."
+    )
+
+
 def _model_file(spec: str, names: tuple[str, ...], hub_kwargs: dict) -> str | None:
     """The first of ``names`` that ``spec`` has: in its local folder, else in the Hub cache."""
     for name in names:
@@ -320,6 +332,7 @@ def load_classifier(
                 ) from err
         if model_args:
             raise UsageError(f"{model_args_flag} only apply to 'timm:<architecture>' specs, not {spec!r}.")
+        refuse_folder_without_config(spec, role)
         if _is_config_only(spec):
             logger.info("%s holds a config but no weights: building the model from scratch.", spec)
             return _from_config(AutoConfig.from_pretrained(spec), id2label)  # _name_or_path: spec
@@ -331,6 +344,7 @@ def load_classifier(
 
 def load_config(spec: str, *, role: str | None = None) -> PretrainedConfig:
     """``AutoConfig.from_pretrained(spec)``; one that cannot be loaded raises an :class:`InputError` naming ``--<role>``."""
+    refuse_folder_without_config(spec, role)
     with _explained_load_failures(spec, role, {}):
         return AutoConfig.from_pretrained(spec)
 

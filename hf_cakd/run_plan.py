@@ -31,7 +31,8 @@ from .data.augment import AUGMENTATION_FLAGS, Augmentation
 from .defaults import default_dataset, default_dataset_warning, dataset_labels, default_student_name
 from .ema import EMA_ROW
 from .errors import InputError, UsageError
-from .model_specs import TIMM_PREFIX, load_classifier, load_config
+from .hub_errors import check_reachable
+from .model_specs import TIMM_PREFIX, load_classifier, load_config, refuse_folder_without_config
 from .trainer import DistillationTrainingArguments
 
 logger = logging.getLogger(__name__)
@@ -146,6 +147,7 @@ class RunPlan:
 def plan_run(model_args, data_args, training_args: DistillationTrainingArguments) -> RunPlan:
     """Check the arguments and resolve the run they describe (see the module's docstring); logs the plan once."""
     _check_arguments(model_args, data_args, training_args)
+    _check_sources(model_args, data_args)
     # `last` resolved before anything loads: a non-empty folder without a complete checkpoint stops here
     resume_from_checkpoint = resume_point(_resume_point(training_args.resume_from_checkpoint), training_args.output_dir)
     set_seed(training_args.seed)  # a model built from a config while planning starts from the run's seed
@@ -239,6 +241,18 @@ def _check_arguments(model_args, data_args, training_args) -> None:
             "or --max_steps N."
         )
     _check_output_dir(training_args, data_args)
+
+
+def _check_sources(model_args, data_args) -> None:
+    """Stop on a model or data set that cannot be had, before anything loads: a local folder without a
+    config, or a spec that is neither an existing path nor on the Hub (asked once, see ``check_reachable``)."""
+    for role in ("teacher", "student"):
+        spec = getattr(model_args, role)
+        if spec and not spec.startswith(TIMM_PREFIX):
+            refuse_folder_without_config(spec, role)
+            check_reachable(spec, f"--{role} {spec!r}")
+    if data_args.dataset:
+        check_reachable(data_args.dataset, f"--dataset {data_args.dataset!r}", "dataset")
 
 
 def _check_output_dir(training_args, data_args) -> None:

@@ -6,6 +6,7 @@ import copy
 import dataclasses
 import json
 import logging
+import os
 import re
 
 import pytest
@@ -24,6 +25,11 @@ from test_distill_script import distill_args, workspace  # noqa: F401  (workspac
 def without(args: list[str], flag: str) -> list[str]:
     at = args.index(flag)
     return args[:at] + args[at + 2 :]
+
+
+def with_flag(args: list[str], flag: str, value: str) -> list[str]:
+    at = args.index(flag)
+    return args[: at + 1] + [value] + args[at + 2 :]
 
 
 def distill_leaving_its_arguments_unchanged(argv: list[str]) -> dict:
@@ -257,3 +263,49 @@ def test_loading_and_saving_bars_follow_disable_tqdm(tmp_path, flags):
         assert transformers.utils.logging.is_progress_bar_enabled() == (not flags)
     finally:
         transformers.utils.logging.enable_progress_bar()
+
+
+def run_hf_cakd(argv: list[str], capsys) -> tuple[int, str]:
+    """``hf-cakd ARGV`` in this process: its exit code and what it printed on stderr."""
+    with pytest.raises(SystemExit) as exit_:
+        hf_cakd_main(argv)
+    return exit_.value.code, capsys.readouterr().err
+
+
+def test_output_dir_is_required_and_nothing_is_written(workspace, tmp_path, monkeypatch, capsys):  # noqa: F811
+    monkeypatch.chdir(tmp_path)  # transformers' default, ./trainer_output, would land here
+    code, err = run_hf_cakd(["distill", *without(distill_args(workspace, "kd", "unused"), "--output_dir")], capsys)
+    assert code == 2 and err.splitlines() == [
+        "error: --output_dir DIR is required: the folder the student, its card, results.json and the checkpoints are "
+        "written to."
+    ]
+    config = tmp_path / "run.yaml"
+    config.write_text(yaml.safe_dump({"teacher": str(workspace["teacher"]), "dataset": str(workspace["data"])}))
+    code, err = run_hf_cakd(["distill", str(config)], capsys)
+    assert code == 2 and err.startswith(f"error: {config} has no output_dir: add `output_dir: DIR`")
+    assert sorted(os.listdir(tmp_path)) == ["run.yaml"]
+
+
+@pytest.mark.parametrize("typo, meant", [("--max_step", "--max_steps"), ("--learning_rat", "--learning_rate"),
+                                         ("--meth", "--method"), ("--teach", "--teacher")])  # fmt: skip
+def test_abbreviated_flags_are_refused_not_taken_for_the_flag_they_begin(typo, meant, tmp_path, capsys):
+    argv = ["--teacher", "t", "--output_dir", str(tmp_path / "out"), typo, "kd" if meant == "--method" else "2"]
+    code, err = run_hf_cakd(["distill", *argv], capsys)
+    assert code == 2 and err.startswith(f"error: Unknown flags {typo} ") and len(err.splitlines()) == 1
+
+
+def test_a_mistyped_dataset_path_without_network_is_one_line_in_seconds(workspace, tmp_path, monkeypatch, capsys):  # noqa: F811
+    import datasets
+    import fake_hub
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)  # a machine without network, and nobody said so
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", False)
+    requests = []
+    fake_hub.install(fake_hub.unreachable(requests))
+    monkeypatch.chdir(workspace["root"])
+    code, err = run_hf_cakd(["distill", *with_flag(distill_args(workspace, "kd", tmp_path / "out"), "--dataset", "cifar10-tin")], capsys)
+    assert code == 3, err
+    assert err.startswith("error: --dataset 'cifar10-tin': there is no local folder or file ")
+    assert "(closest: cifar10-tiny), and the Hub could not be reached" in err and len(err.splitlines()) == 1
+    assert len(requests) == 1 and not (tmp_path / "out").exists()  # asked once: no retries to wait through

@@ -206,3 +206,13 @@ def test_unknown_timm_architecture_and_missing_folder(tmp_path):
     # A Hub id that is not cached offline: tests/test_hub_errors.py has the Hub's cases.
     with pytest.raises(InputError, match=r"^--teacher 'someone/not-cached' is not in the local cache .*hf download"):
         load_classifier("someone/not-cached", CIFAR_LABELS, role="teacher", cache_dir=str(tmp_path / "hub"))
+
+
+@pytest.mark.parametrize("contents, holds", [([], "it is empty"), (["model.safetensors"], "it holds model.safetensors")])
+def test_a_folder_without_config_json_is_named_as_such(tmp_path, contents, holds):
+    folder = tmp_path / "weights-only"
+    folder.mkdir()
+    for name in contents:
+        (folder / name).write_bytes(b"")
+    with pytest.raises(InputError, match=rf"^--teacher '{folder}': the folder has no config.json \({holds}\)\. Pass a folder "):
+        load_classifier(str(folder), CIFAR_LABELS, role="teacher")
