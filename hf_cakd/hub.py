@@ -139,6 +139,10 @@ class CardInputs:
     """``--method auto`` chose the method by the student's family."""
     recipe: dict[str, Any] = field(default_factory=dict)
     """The training recipe's flags that were set (augmentation, Mixup/CutMix, label smoothing), flag name -> value."""
+    num_classes: int | None = None
+    """The dataset's number of classes (chance is one over it)."""
+    teacher_near_chance: bool = False
+    """The teacher's top-1 on the eval rows was near chance (``results.json``'s ``teacher_near_chance``)."""
 
     @property
     def effective_batch_size(self) -> int:

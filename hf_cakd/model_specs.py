@@ -177,6 +177,20 @@ def _is_config_only(spec: str) -> bool:
     return not any(name.endswith((".safetensors", ".bin")) for name in os.listdir(spec))
 
 
+def missing_weights(spec: str) -> str | None:
+    """Why ``spec`` builds a model without trained weights (from scratch), or None when it loads weights."""
+    if spec.startswith(TIMM_PREFIX):
+        architecture = spec.removeprefix(TIMM_PREFIX)
+        return (
+            f"{spec} builds timm's {architecture} from scratch (timm:<name> loads no weights; timm's trained "
+            f"weights are Hub ids, timm/{architecture}.<tag>: timm.list_pretrained('{architecture}*') lists them)"
+        )
+    if _is_config_only(spec):
+        what = "is a config file" if os.path.isfile(spec) else f"holds {CONFIG_NAME} but no weights file"
+        return f"{spec} {what} ({' or '.join(WEIGHTS_NAMES)})"
+    return None
+
+
 def refuse_folder_without_config(spec: str, role: str | None) -> None:
     """Stop on a local folder that holds no ``config.json``, naming what it holds instead."""
     if not os.path.isdir(spec) or os.path.isfile(os.path.join(spec, CONFIG_NAME)):

@@ -34,11 +34,19 @@ from .trainer import DistillationTrainer, DistillationTrainingArguments
 logger = logging.getLogger(__name__)
 
 RESULTS_NAME = "results.json"
+NEAR_CHANCE = 1.5
+"""A teacher whose top-1 on the eval rows is under this many times chance is reported as near chance."""
 
 
 @dataclass
 class ModelArguments:
-    teacher: str | None = field(default=None, metadata={"help": "Same forms as --student; not needed for --method none."})
+    teacher: str | None = field(
+        default=None,
+        metadata={
+            "help": "A trained classifier: a Hub id or a local save_pretrained folder (its weights beside config.json); "
+            "a config or timm:<name> has no weights and is refused. Not needed for --method none."
+        },
+    )
     student: str | None = field(
         default=None,
         metadata={
@@ -48,9 +56,6 @@ class ModelArguments:
     )
     student_model_args: dict | str | None = field(
         default=None, metadata={"help": 'JSON kwargs for timm.create_model with timm: specs, e.g. \'{"img_size": 32}\'.'}
-    )
-    teacher_model_args: dict | str | None = field(
-        default=None, metadata={"help": "As --student_model_args, for the teacher."}
     )
     teacher_label_mapping: dict | str | None = field(
         default=None,
@@ -74,7 +79,6 @@ class ModelArguments:
 
     def __post_init__(self):
         self.student_model_args = _json_option(self.student_model_args, "--student_model_args")
-        self.teacher_model_args = _json_option(self.teacher_model_args, "--teacher_model_args")
         mapping = self.teacher_label_mapping
         flag = "--teacher_label_mapping"
         if isinstance(mapping, str) and mapping.endswith(".json"):
@@ -197,6 +201,7 @@ def _train_and_report(plan: RunPlan, trainer: DistillationTrainer, input_resolut
     if plan.teacher_model is not None and trainer.eval_dataset is not None:
         metrics["teacher"] = _rows(trainer.evaluate_teacher())["teacher"]
         _log_accuracy("teacher", metrics["teacher"], trainer.eval_dataset)
+        results["teacher_near_chance"] = _teacher_near_chance(metrics["teacher"]["top1"], plan)
     start = time.perf_counter()
     train_result = trainer.train(resume_from_checkpoint=plan.resume_from_checkpoint)
     results["train_seconds"] = round(time.perf_counter() - start, 1)
@@ -317,6 +322,20 @@ def _evaluate_student_and_parts(trainer: DistillationTrainer) -> dict[str, dict[
     return metrics
 
 
+def _teacher_near_chance(top1: float, plan: RunPlan) -> bool:
+    """Whether the teacher's top-1 on the eval rows is under :data:`NEAR_CHANCE` x chance; a WARNING says so."""
+    chance = 1 / plan.data.num_labels
+    if top1 >= NEAR_CHANCE * chance:
+        return False
+    logger.warning(
+        "The teacher's top-1 on the %s split is %.2f%%, near chance (%.2f%% for %d classes): it has little to teach. "
+        "Check that --teacher %s was trained on these classes (--teacher_label_mapping maps its labels to the "
+        "dataset's), and that its images are preprocessed as in its training.",
+        plan.eval_split, 100 * top1, 100 * chance, plan.data.num_labels, plan.teacher.spec,
+    )  # fmt: skip
+    return True
+
+
 def _log_accuracy(name: str, values: dict[str, float], eval_dataset) -> None:
     logger.info("%s on %s: top-1 %.2f%%", name.capitalize(), split_size(eval_dataset, "eval"), 100 * values["top1"])
 
@@ -371,6 +390,8 @@ def _card_inputs(plan: RunPlan, trainer, results) -> CardInputs:
         saved_student=results["recipe"]["saved_student"],
         ema_decay=args.model_ema_decay,
         recipe=_recipe_flags_set(results["recipe"]),
+        num_classes=plan.data.num_labels,
+        teacher_near_chance=results.get("teacher_near_chance", False),
     )
 
 

@@ -8,8 +8,11 @@ import json
 import logging
 import os
 import re
+import shutil
+from pathlib import Path
 
 import pytest
+import torch
 import transformers
 import yaml
 from transformers import AutoModelForImageClassification
@@ -20,6 +23,9 @@ from hf_cakd.errors import UsageError
 from hf_cakd.pipeline import distill
 from hf_cakd.methods import METHODS, method_class, method_config
 from test_distill_script import distill_args, workspace  # noqa: F401  (workspace: a fixture)
+
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def without(args: list[str], flag: str) -> list[str]:
@@ -67,14 +73,47 @@ def test_a_timm_student_from_scratch_runs_at_the_datas_resolution(workspace, tmp
     assert results["input_resolution"]["student"] == {"size": [32, 32], "source": "the data (built from scratch)"}
 
 
-def test_a_timm_teacher_from_scratch_is_built_for_the_datas_resolution(workspace, tmp_path):  # noqa: F811
-    args = distill_args(workspace, "kd", tmp_path / "out")
-    args[args.index("--teacher") + 1] = "timm:vit_tiny_patch16_224"  # a fixed-size model: 224 px unless told
-    args += ["--teacher_model_args", json.dumps({"patch_size": 4, "embed_dim": 32, "depth": 4, "num_heads": 2})]
-    results = distill_leaving_its_arguments_unchanged(args)
-    assert results["input_resolution"]["teacher"] == {"size": [32, 32], "source": "the data (built from scratch)"}
-    planned = results["plan"]["teacher"]  # the plan, not the arguments, holds what was resolved
-    assert planned["image_size"] == 32 and planned["model_args"]["img_size"] == 32
+@pytest.mark.parametrize(
+    "teacher, missing",
+    [
+        ("resnet-teacher-config", "holds config.json but no weights file (model.safetensors or "),
+        ("resnet-teacher-config/config.json", "is a config file (model.safetensors or "),
+        ("timm:resnet18", "builds timm's resnet18 from scratch (timm:<name> loads no weights; timm's trained weights "
+                          "are Hub ids, timm/resnet18.<tag>"),
+    ],
+)  # fmt: skip
+def test_a_teacher_without_trained_weights_is_refused_naming_what_is_missing(
+    workspace, tmp_path, capsys, teacher, missing  # noqa: F811
+):
+    spec = teacher if teacher.startswith("timm:") else str(ROOT / "demo_data" / "models" / teacher)
+    args = with_flag(distill_args(workspace, "kd", tmp_path / "out"), "--teacher", spec)
+    code, err = run_hf_cakd(["distill", *args], capsys)
+    assert code == 3 and len(err.splitlines()) == 1, err
+    assert err.startswith(f"error: --teacher {spec!r}: {spec} {missing}")
+    assert "so the teacher would be untrained (random weights) and teach noise" in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_teacher_near_chance_is_warned_of_in_the_log_results_and_card(workspace, tmp_path, caplog):  # noqa: F811
+    teacher = AutoModelForImageClassification.from_pretrained(workspace["teacher"])
+    classifier = teacher.classifier[-1]
+    with torch.no_grad():  # it always answers "ship": 1 of the 16 eval rows
+        classifier.weight.zero_()
+        classifier.bias.copy_(torch.nn.functional.one_hot(torch.tensor(8), 10).float())
+    teacher.save_pretrained(tmp_path / "ship-teacher")
+    shutil.copy(workspace["teacher"] / "preprocessor_config.json", tmp_path / "ship-teacher")
+    args = with_flag(distill_args(workspace, "kd", tmp_path / "out"), "--teacher", str(tmp_path / "ship-teacher"))
+    with caplog.at_level(logging.WARNING, logger="hf_cakd"):
+        results = distill_main(args)
+    assert results["metrics"]["teacher"]["top1"] == 1 / 16 and results["teacher_near_chance"] is True
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING and "near chance" in r.getMessage()]
+    assert warnings == [
+        "The teacher's top-1 on the test split is 6.25%, near chance (10.00% for 10 classes): it has little to teach. "
+        f"Check that --teacher {tmp_path / 'ship-teacher'} was trained on these classes (--teacher_label_mapping maps its "
+        "labels to the dataset's), and that its images are preprocessed as in its training."
+    ]
+    card = (tmp_path / "out" / "README.md").read_text(encoding="utf-8")
+    assert "- **The teacher scored near chance** on these evaluation images: top-1 6.25% against 10.00% for 10 classes." in card
 
 
 def test_a_timm_fixed_size_student_is_built_for_its_image_size_flag(workspace, tmp_path):  # noqa: F811
