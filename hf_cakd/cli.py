@@ -30,7 +30,7 @@ from .errors import InputError, UsageError, run_cli
 from .hub import push_student
 from .methods import AUTO_METHOD, METHODS, method_class, method_config
 from .methods.base import option_owners, refuse_unknown_options
-from .pipeline import DataArguments, ModelArguments, distill, run_log_level
+from .pipeline import LOG_FORMAT, DataArguments, ModelArguments, distill
 from .trainer import DistillationTrainingArguments
 
 HELP_ALL_FLAG = "--help_all"
@@ -60,11 +60,12 @@ for dataclass_type, group in {
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
-    """HfArgumentParser's formatter, except for flags whose help states its default (a method option's flag
-    defaults to None, meaning the method's default)."""
+    """HfArgumentParser's formatter, stating each default once: not for a flag whose help states it (a method
+    option's flag defaults to None, meaning the method's default), nor a None default (not given: unset)."""
 
     def _get_help_string(self, action):
-        return action.help if "(default: " in (action.help or "") else super()._get_help_string(action)
+        states_it = "default" in (action.help or "").lower()
+        return action.help if states_it or action.default is None else super()._get_help_string(action)
 
 
 def _shown(value) -> str:
@@ -242,10 +243,10 @@ def parse_distill_args(argv: list[str]) -> tuple[ModelArguments, DataArguments, 
 
 
 def setup_logging(training_args=None) -> None:
-    """What a command-line run shows: hf_cakd's progress at INFO, transformers' and huggingface_hub's warnings
-    once each, and the Trainer's own plan and progress (examples, epochs, batch sizes, steps, saves), not every
-    transformers INFO line."""
-    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
+    """What a command-line run shows: every library's records at INFO in one format, transformers' and
+    huggingface_hub's warnings once each, not every transformers INFO line; :func:`hf_cakd.distill` then sets
+    hf_cakd's and the Trainer's own plan and progress to the run's level (``pipeline.log_the_run``)."""
+    logging.basicConfig(format=LOG_FORMAT, level=logging.INFO)
     transformers.utils.logging.set_verbosity_warning()
     # huggingface_hub prints through a handler of its own and, unlike transformers, also passes records on to
     # ours: dropping its handler leaves one line per warning, formatted as every other line of the run.
@@ -253,11 +254,9 @@ def setup_logging(training_args=None) -> None:
     for handler in list(hub_logger.handlers):
         hub_logger.removeHandler(handler)
     logging.getLogger("huggingface_hub.repocard").addFilter(_not_a_card_without_metadata)
-    if training_args is not None:
-        logging.getLogger("transformers.trainer").setLevel(run_log_level(training_args))
-        if training_args.disable_tqdm or not training_args.should_log:
-            # Loading and saving weights show bars of their own: they follow --disable_tqdm, on the main process only.
-            transformers.utils.logging.disable_progress_bar()
+    if training_args is not None and (training_args.disable_tqdm or not training_args.should_log):
+        # Loading and saving weights show bars of their own: they follow --disable_tqdm, on the main process only.
+        transformers.utils.logging.disable_progress_bar()
 
 
 def _not_a_card_without_metadata(record: logging.LogRecord) -> bool:
@@ -297,13 +296,28 @@ def push_main(argv: list[str]) -> None:
     )
 
 
-COMMANDS = {"distill": distill_main, "push": push_main}
+# name -> (its function, what it does, in one line of `hf-cakd --help`)
+COMMANDS = {
+    "distill": (distill_main, "Distil a teacher into a student on an image-classification dataset."),
+    "push": (push_main, "Push a folder hf-cakd distill wrote to the Hub (the student at the top, its card last)."),
+}
+
+
+def main_help() -> str:
+    """``hf-cakd --help``: the usage and a line per command."""
+    lines = ["usage: hf-cakd <command> [flags]", "", "commands:"]
+    lines += [f"  {name:9s}{summary}" for name, (_, summary) in COMMANDS.items()]
+    return "\n".join([*lines, "", "hf-cakd <command> --help lists a command's flags."])
 
 
 def main(argv: list[str] | None = None) -> None:
     """The ``hf-cakd`` console entry point; exit codes as hf_cakd.errors documents (README: "Exit codes")."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] in (["-h"], ["--help"]):
+        print(main_help())
+        raise SystemExit(0)
     if not argv or argv[0] not in COMMANDS:
-        print(f"usage: hf-cakd {{{','.join(COMMANDS)}}} ...  (hf-cakd <command> --help)", file=sys.stderr)
-        raise SystemExit(0 if argv[:1] in (["-h"], ["--help"]) else 2)
-    run_cli(COMMANDS[argv[0]], argv[1:])
+        given = f"Unknown command {argv[0]!r}. " if argv else ""
+        print(f"error: {given}Pass one of: {', '.join(COMMANDS)} (hf-cakd --help says what each does).", file=sys.stderr)
+        raise SystemExit(2)
+    run_cli(COMMANDS[argv[0]][0], argv[1:])

@@ -157,6 +157,35 @@ class DataArguments:
         return Augmentation(**flags, num_classes=num_classes, label_smoothing=label_smoothing)
 
 
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def log_the_run(training_args) -> None:
+    """A run's log, from the command line or from Python: hf_cakd's records and the Trainer's own plan and progress
+    at the run's level (:func:`run_log_level`), without the Trainer's closing advert.
+
+    Where nothing handles hf_cakd's records (a Python call, logging not set up), they go to stderr as the
+    command line shows them; logging set up by the caller (or ``hf-cakd``) is used as it is.
+    """
+    level = run_log_level(training_args)
+    run_logger = logging.getLogger("hf_cakd")
+    run_logger.setLevel(level)
+    if not run_logger.hasHandlers():
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter(LOG_FORMAT))
+        run_logger.addHandler(handler)
+    trainer_logger = logging.getLogger("transformers.trainer")
+    trainer_logger.setLevel(level)
+    if _not_an_advert not in trainer_logger.filters:
+        trainer_logger.addFilter(_not_an_advert)
+
+
+def _not_an_advert(record: logging.LogRecord) -> bool:
+    """False for the Trainer's "Do not forget to share your model on huggingface.co/models =)": the run pushes
+    with --push_to_hub, and says so."""
+    return "Do not forget to share your model" not in record.getMessage()
+
+
 def run_log_level(training_args) -> int:
     """The level of a run's own log: ``--log_level`` (``--log_level_replica`` on other processes).
 
@@ -187,7 +216,7 @@ def distill(
     callbacks: list | None = None,
 ) -> dict:
     """Run one distillation; returns what it writes to ``results.json``. ``callbacks`` go to the trainer."""
-    logging.getLogger("hf_cakd").setLevel(run_log_level(training_args))
+    log_the_run(training_args)
     plan = plan_run(model_args, data_args, training_args)
     trainer, input_resolution = _build_trainer(plan, callbacks)
     with writing_into(plan.output_dir, main_process=plan.training_args.process_index == 0):

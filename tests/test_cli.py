@@ -186,8 +186,19 @@ def test_help_lists_hf_cakds_flags_and_help_all_every_training_flag(capsys):
 
 def test_hf_cakd_names_its_commands_and_push_refuses_a_folder_without_a_student(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
+        hf_cakd_main(["--help"])
+    lines = capsys.readouterr().out.splitlines()
+    assert exit_info.value.code == 0 and lines[:2] == ["usage: hf-cakd <command> [flags]", ""]
+    assert lines[2:5] == [
+        "commands:",
+        "  distill  Distil a teacher into a student on an image-classification dataset.",
+        "  push     Push a folder hf-cakd distill wrote to the Hub (the student at the top, its card last).",
+    ]
+    with pytest.raises(SystemExit) as exit_info:
         hf_cakd_main(["train"])
-    assert exit_info.value.code == 2 and "{distill,push}" in capsys.readouterr().err
+    assert exit_info.value.code == 2 and capsys.readouterr().err == (
+        "error: Unknown command 'train'. Pass one of: distill, push (hf-cakd --help says what each does).\n"
+    )
     with pytest.raises(SystemExit) as exit_info:
         hf_cakd_main(["push", str(tmp_path), "--repo_id", "user/repo"])
     assert exit_info.value.code == 3 and "holds no saved student" in capsys.readouterr().err
@@ -254,10 +265,10 @@ def test_method_flags_parse_into_typed_options(tmp_path):
 
 def test_flags_of_another_method_or_none_are_usage_errors_naming_them(tmp_path):
     base = ["--output_dir", str(tmp_path), "--use_cpu"]
-    with pytest.raises(UsageError, match=r"^--fitnet_stage do\(es\) not apply to --method kd \(an option of fitnet\); "):
+    with pytest.raises(UsageError, match=r"^--fitnet_stage does not apply to --method kd \(an option of fitnet\); "):
         parse_distill_args(["--method", "kd", *base, "--fitnet_stage", "2"])
     # ofa's branch width has its own name: projector_dim is fbt's InfoNCE projectors'.
-    with pytest.raises(UsageError, match=r"^--projector_dim do\(es\) not apply to --method ofa \(an option of fbt\).*--ofa_branch_dim"):
+    with pytest.raises(UsageError, match=r"^--projector_dim does not apply to --method ofa \(an option of fbt\).*--ofa_branch_dim"):
         parse_distill_args(["--method", "ofa", *base, "--projector_dim", "16"])
     with pytest.raises(UsageError, match=r"^Unknown flags --no_such_flag 3: `hf-cakd distill --method fbt --help` lists them"):
         parse_distill_args(["--method", "fbt", *base, "--no_such_flag", "3"])
@@ -270,6 +281,8 @@ def test_flags_of_another_method_or_none_are_usage_errors_naming_them(tmp_path):
         r"by the student's family, so pass --method fbt with them\.$",
     ):
         parse_distill_args([*base, "--infonce_weight", "0.5", "--ofa_gamma", "1.5"])
+    with pytest.raises(UsageError, match=r"^--fitnet_stage, --ofa_gamma do not apply to --method kd \(options of fbt, "):
+        parse_distill_args(["--method", "kd", *base, "--fitnet_stage", "2", "--ofa_gamma", "1.5"])
     with pytest.raises(UsageError, match=r"^ofa_stages is a comma list of 1, 2, 3, 4 \(or empty\), got '1,5'"):
         parse_distill_args(["--method", "ofa", *base, "--ofa_stages", "1,5"])
 
@@ -283,7 +296,7 @@ def test_a_config_file_may_group_the_methods_options_under_its_name(tmp_path):
     refusals = {
         "groups options under 'kd', but the run's method is 'ofa'": run | {"kd": {"kd_temperature": 2.0}},
         "gives ofa_loss_weight both under `ofa:` and at the top": run | {"ofa_loss_weight": 1, "ofa": {"ofa_loss_weight": 2}},
-        r"--kd_temperature do\(es\) not apply to --method ofa \(an option of fbt, kd\)": run | {"kd_temperature": 2.0},
+        r"--kd_temperature does not apply to --method ofa \(an option of fbt, kd\)": run | {"kd_temperature": 2.0},
     }
     for message, keys in refusals.items():
         config.write_text(yaml.safe_dump(keys))
@@ -347,4 +360,44 @@ def test_a_mistyped_dataset_path_without_network_is_one_line_in_seconds(workspac
     assert code == 3, err
     assert err.startswith("error: --dataset 'cifar10-tin': there is no local folder or file ")
     assert "(closest: cifar10-tiny), and the Hub could not be reached" in err and len(err.splitlines()) == 1
-    assert len(requests) == 1 and not (tmp_path / "out").exists()  # asked once: no retries to wait through
+    asked = [path for _, path in requests if "cifar10-tin" in path]
+    assert asked == ["/api/datasets/cifar10-tin"] and not (tmp_path / "out").exists()  # once: no retries to wait through
+
+
+def flag_help(capsys, *argv) -> dict[str, str]:
+    """``hf-cakd distill <argv>``'s help text of each flag, on one line, by flag."""
+    with pytest.raises(SystemExit):
+        distill_main(list(argv))
+    text = capsys.readouterr().out
+    entries = re.findall(r"^  (--\w+)[^\n]*\n((?:\s{20,}.*\n)*)", text + "\n", re.M)
+    return {flag: " ".join(body.split()) for flag, body in entries}
+
+
+def test_each_default_is_stated_once_and_the_flags_whose_meaning_we_change_have_our_help(capsys):
+    helps = flag_help(capsys, "--help_all")
+    # argparse's "(default: X)" appended to a help that states its default already ("Default: detected.")
+    twice = [flag for flag, text in helps.items() if "(default: " in text and text.lower().count("default") > 1]
+    assert twice == [] and not [flag for flag, text in helps.items() if "(default: None)" in text]
+    assert helps["--image_column"] == "Default: detected."
+    assert "or 'last': the newest complete checkpoint in --output_dir" in helps["--resume_from_checkpoint"]
+    ours = ("output_dir", "resume_from_checkpoint", "label_smoothing_factor", "log_level", "disable_tqdm", "push_to_hub",
+            "hub_model_id", "activation_checkpointing")  # fmt: skip
+    transformers_help = {f.name: f.metadata["help"] for f in dataclasses.fields(transformers.TrainingArguments)}
+    for name in ours:
+        assert helps[f"--{name}"] and transformers_help[name] not in helps[f"--{name}"], name
+
+
+def test_distill_from_python_logs_like_the_command_line(workspace, tmp_path, monkeypatch, capsys):  # noqa: F811
+    run_logger, trainer_logger = logging.getLogger("hf_cakd"), logging.getLogger("transformers.trainer")
+    monkeypatch.setattr(logging.getLogger(), "handlers", [])  # a script that set up no logging
+    for logger in (run_logger, trainer_logger):
+        for name in ("handlers", "filters", "level"):
+            monkeypatch.setattr(logger, name, copy.copy(getattr(logger, name)))
+    distill(*parse_distill_args(distill_args(workspace, "kd", tmp_path / "out")))
+    err = capsys.readouterr().err
+    assert re.search(r"^\S+ \S+ INFO hf_cakd\.run_plan: Plan: --method kd, ", err, re.M), err[-3000:]
+    assert re.search(r"^\S+ \S+ INFO hf_cakd\.pipeline: Student on 16 eval images: top-1 ", err, re.M)
+    assert trainer_logger.level == logging.INFO  # the Trainer's plan and progress, as from the command line
+    advert = trainer_logger.makeRecord("transformers.trainer", logging.INFO, "", 0, "\n\nTraining completed. Do not "
+                                       "forget to share your model on huggingface.co/models =)\n\n", (), None)
+    assert not trainer_logger.filter(advert)
