@@ -372,14 +372,15 @@ def _log_accuracy(name: str, values: dict[str, float], eval_dataset) -> None:
 def _write_and_push(plan: RunPlan, trainer: DistillationTrainer, results: dict) -> None:
     """``results.json``, the timm loader's files and the card beside the student; then the push, when planned."""
     args = plan.training_args
-    card = student_model_card(_card_inputs(plan, trainer, results), repo_id=args.hub_model_id)
+    repo_id = (args.hub_model_id or os.path.basename(os.path.abspath(plan.output_dir))) if plan.push_to_hub else None
+    # Its usage snippets load the repository it is pushed to, else this folder.
+    card = student_model_card(_card_inputs(plan, trainer, results), repo_id=repo_id or plan.output_dir)
     with trainer.checkpoint_io.reporting_a_full_disk(plan.output_dir):
         with open(os.path.join(plan.output_dir, RESULTS_NAME), "w") as f:
             json.dump(results, f, indent=2)
         make_timm_loadable(plan.output_dir)
         card.save(os.path.join(plan.output_dir, "README.md"))
-    if plan.push_to_hub:  # Trainer.train has waited for the last checkpoint's push: the student's lands after it
-        repo_id = args.hub_model_id or os.path.basename(os.path.abspath(plan.output_dir))
+    if repo_id:  # Trainer.train has waited for the last checkpoint's push: the student's lands after it
         push_student(plan.output_dir, repo_id, card, token=args.hub_token, private=args.hub_private_repo)
 
 
@@ -420,6 +421,10 @@ def _card_inputs(plan: RunPlan, trainer, results) -> CardInputs:
         ema_decay=args.model_ema_decay,
         recipe=_recipe_flags_set(results["recipe"]),
         num_classes=plan.data.num_labels,
+        train_split=plan.train_split,
+        train_rows=None if plan.streaming else len(trainer.train_dataset),
+        eval_rows=None if plan.streaming or trainer.eval_dataset is None else len(trainer.eval_dataset),
+        student_from_scratch=plan.student.from_scratch,
         teacher_near_chance=results.get("teacher_near_chance", False),
     )
 
