@@ -104,14 +104,22 @@ def method_option_groups(method: str) -> tuple[type, ...]:
     return tuple(groups)
 
 
-class DistillArgumentParser(HfArgumentParser):
-    """HfArgumentParser whose errors are one line (a :class:`UsageError`, exit 2), not the usage text and a line."""
+class OneLineErrors(argparse.ArgumentParser):
+    """An argument parser whose errors are one line (a :class:`UsageError`, exit 2), not the usage text and a
+    line, and which takes no abbreviation of a flag (``--learning_rat`` is a typo, not ``--learning_rate``)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, allow_abbrev=False, **kwargs)
 
     def error(self, message: str):
-        missing = [action.dest for action in self._actions if action.required and action.dest in message]
+        missing = [name for name in REQUIRED_FLAGS if f"--{name}" in message]
         if message.startswith("the following arguments are required") and missing:
             raise UsageError(" ".join(f"--{name} DIR is required: {REQUIRED_FLAGS[name]}." for name in missing))
         raise UsageError(message)
+
+
+class DistillArgumentParser(OneLineErrors, HfArgumentParser):
+    """``hf-cakd distill``'s parser: HfArgumentParser with :class:`OneLineErrors`."""
 
 
 def build_parser(method: str, show_all: bool = False) -> HfArgumentParser:
@@ -121,7 +129,6 @@ def build_parser(method: str, show_all: bool = False) -> HfArgumentParser:
         (ModelArguments, DataArguments, *option_groups, DistillationTrainingArguments),
         usage=USAGE.format(methods=methods, default=DEFAULT_METHOD),
         formatter_class=HelpFormatter,
-        allow_abbrev=False,  # --learning_rat is a typo, not --learning_rate
     )
     for action in parser._actions:
         action.required = action.required or action.dest in REQUIRED_FLAGS
@@ -135,7 +142,7 @@ def build_parser(method: str, show_all: bool = False) -> HfArgumentParser:
 
 def chosen_method(argv: list[str]) -> str:
     """The ``--method`` of a command line, or the default."""
-    pre_parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    pre_parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)  # its errors are the main parser's
     pre_parser.add_argument("--method", default=DEFAULT_METHOD)
     return pre_parser.parse_known_args(argv)[0].method
 
@@ -274,7 +281,7 @@ def distill_main(argv: list[str] | None = None, callbacks: list | None = None) -
 
 def push_main(argv: list[str]) -> None:
     """``hf-cakd push OUTPUT_DIR --repo_id ID``: push a finished output folder (student at the top, then its card)."""
-    parser = argparse.ArgumentParser(prog="hf-cakd push", description=push_main.__doc__)
+    parser = OneLineErrors(prog="hf-cakd push", description=push_main.__doc__)
     parser.add_argument("output_dir", help="A folder written by hf-cakd distill.")
     parser.add_argument("--repo_id", required=True, help="The Hub repository, owner/name.")
     parser.add_argument("--token", default=None, help="Hub token (default: the logged-in one).")

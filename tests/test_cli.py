@@ -200,6 +200,9 @@ def test_hf_cakd_names_its_commands_and_push_refuses_a_folder_without_a_student(
         "error: Unknown command 'train'. Pass one of: distill, push (hf-cakd --help says what each does).\n"
     )
     with pytest.raises(SystemExit) as exit_info:
+        hf_cakd_main(["push", str(tmp_path), "--repo", "user/repo"])  # --repo_id, abbreviated
+    assert exit_info.value.code == 2 and capsys.readouterr().err.count("\n") == 1
+    with pytest.raises(SystemExit) as exit_info:
         hf_cakd_main(["push", str(tmp_path), "--repo_id", "user/repo"])
     assert exit_info.value.code == 3 and "holds no saved student" in capsys.readouterr().err
 
