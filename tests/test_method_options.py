@@ -350,7 +350,7 @@ def test_fbt_own_teacher_suffix_trains_fs_copy_of_the_teachers_last_stage_and_sa
     restored.load_parts(str(tmp_path))
     for saved, loaded in zip(suffix.stages[3].parameters(), restored.assistant.suffix.stages[3].parameters()):
         torch.testing.assert_close(saved, loaded)
-    with pytest.raises(ValueError, match=r"own_teacher_suffix .* F's last stage is the student's, which trains anyway"):
+    with pytest.raises(ValueError, match=r"own_teacher_suffix .* but with cnn teachers and attention students F's last stage is the student's"):
         build_method("fbt", own_teacher_suffix=True)  # a ResNet teacher, a ViT student: F ends in the student
 
 

@@ -218,8 +218,8 @@ class AssistantModel(AssistantPreTrainedModel):
             bridge_upsample = not (suffix_role == "student" and suffix.runs_on_any_grid)
         if config_kwargs.get("own_teacher_suffix") and suffix_role != "teacher":
             raise OwnTeacherSuffixError(
-                f"own_teacher_suffix trains a copy of the teacher's last stage inside F, but for a {teacher.family} "
-                f"teacher and a {student.family} student F's last stage is the student's, which trains anyway: "
+                f"own_teacher_suffix trains a copy of the teacher's last stage inside F, but with {teacher.family} "
+                f"teachers and {student.family} students F's last stage is the student's, which trains anyway: "
                 "leave it off for this pair."
             )
         config = AssistantConfig(
