@@ -140,8 +140,9 @@ def _check_labels(
             + _label_mismatch_choices(spec, role)
         )
     logger.warning("Replacing the classification head of %s: %s -> %s", spec, _describe(have), _describe(want))
+    # The labels alone: a num_labels beside them is checked against the saved config's labels, and warned of.
     return AutoModelForImageClassification.from_pretrained(
-        spec, ignore_mismatched_sizes=True, **label_fields(want), **kwargs
+        spec, ignore_mismatched_sizes=True, id2label=want, label2id={name: i for i, name in want.items()}, **kwargs
     )
 
 

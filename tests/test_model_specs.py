@@ -6,6 +6,8 @@ import shutil
 import pytest
 import torch
 from transformers import ResNetConfig, TimmWrapperForImageClassification
+from transformers.testing_utils import CaptureLogger
+from transformers.utils import logging as transformers_logging
 
 from hf_cakd.errors import InputError, UsageError
 from hf_cakd.model_specs import LabelMismatchError, load_classifier, load_image_processor
@@ -56,7 +58,9 @@ def test_label_mismatch_offers_only_the_fixes_of_the_models_role(saved_resnet, r
 def test_replace_head_gives_the_dataset_label_space(saved_resnet):
     path, original = saved_resnet
     five = {i: f"class{i}" for i in range(5)}
-    model = load_classifier(path, five, replace_head=True)
+    with CaptureLogger(transformers_logging.get_logger("transformers.configuration_utils")) as config_log:
+        model = load_classifier(path, five, replace_head=True)
+    assert "incompatible" not in config_log.out  # no "You passed `num_labels=5` ... map of length `10`"
     assert model.config.num_labels == 5 and model.classifier[-1].out_features == 5
     # The backbone keeps its trained weights; only the head is new.
     torch.testing.assert_close(
