@@ -151,7 +151,7 @@ def plan_run(model_args, data_args, training_args: DistillationTrainingArguments
     _check_sources(model_args, data_args)
     # `last` resolved before anything loads: a non-empty folder without a complete checkpoint stops here
     resume_from_checkpoint = resume_point(_resume_point(training_args.resume_from_checkpoint), training_args.output_dir)
-    set_seed(training_args.seed)  # a model built from a config while planning starts from the run's seed
+    set_seed(training_args.seed)  # a student built from a config starts from the run's seed
     dataset, dataset_source = data_args.dataset, "--dataset"
     if not dataset:
         num_labels = load_config(model_args.teacher, role="teacher").num_labels
