@@ -20,7 +20,6 @@ setup(
         "datasets>=3.0",
         "accelerate>=1.0",
         "timm>=1.0.15",
-        "evaluate>=0.4",
         "huggingface_hub>=1.0",
         "Pillow>=10",
         "Jinja2>=3.1",

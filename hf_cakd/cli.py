@@ -31,10 +31,12 @@ from .hub import push_student
 from .methods import AUTO_METHOD, METHODS, method_class, method_config
 from .methods.base import option_owners, refuse_unknown_options
 from .methods.renamed import refuse_old_names
-from .pipeline import DataArguments, ModelArguments, distill, run_log_level
+from .pipeline import LOG_FORMAT, DataArguments, ModelArguments, distill
 from .trainer import DistillationTrainingArguments
 
 HELP_ALL_FLAG = "--help_all"
+# Flags a run needs, and what they are for (TrainingArguments would write into ./trainer_output without one).
+REQUIRED_FLAGS = {"output_dir": "the folder the student, its card, results.json and the checkpoints are written to"}
 CONFIG_FILE_SUFFIXES = (".json", ".yaml", ".yml")
 # TrainingArguments flags shown by the short --help; --help_all shows them all.
 COMMON_TRAINING_FLAGS = {
@@ -59,11 +61,12 @@ for dataclass_type, group in {
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
-    """HfArgumentParser's formatter, except for flags whose help states its default (a method option's flag
-    defaults to None, meaning the method's default)."""
+    """HfArgumentParser's formatter, stating each default once: not for a flag whose help states it (a method
+    option's flag defaults to None, meaning the method's default), nor a None default (not given: unset)."""
 
     def _get_help_string(self, action):
-        return action.help if "(default: " in (action.help or "") else super()._get_help_string(action)
+        states_it = "default" in (action.help or "").lower()
+        return action.help if states_it or action.default is None else super()._get_help_string(action)
 
 
 def _shown(value) -> str:
@@ -102,14 +105,34 @@ def method_option_groups(method: str) -> tuple[type, ...]:
     return tuple(groups)
 
 
+class OneLineErrors(argparse.ArgumentParser):
+    """An argument parser whose errors are one line (a :class:`UsageError`, exit 2), not the usage text and a
+    line, and which takes no abbreviation of a flag (``--learning_rat`` is a typo, not ``--learning_rate``)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, allow_abbrev=False, **kwargs)
+
+    def error(self, message: str):
+        missing = [name for name in REQUIRED_FLAGS if f"--{name}" in message]
+        if message.startswith("the following arguments are required") and missing:
+            raise UsageError(" ".join(f"--{name} DIR is required: {REQUIRED_FLAGS[name]}." for name in missing))
+        raise UsageError(message)
+
+
+class DistillArgumentParser(OneLineErrors, HfArgumentParser):
+    """``hf-cakd distill``'s parser: HfArgumentParser with :class:`OneLineErrors`."""
+
+
 def build_parser(method: str, show_all: bool = False) -> HfArgumentParser:
     methods = ",".join([AUTO_METHOD, *sorted(METHODS)])
     option_groups = method_option_groups(method) if method in METHODS else ()  # auto's method is known later
-    parser = HfArgumentParser(
+    parser = DistillArgumentParser(
         (ModelArguments, DataArguments, *option_groups, DistillationTrainingArguments),
         usage=USAGE.format(methods=methods, default=DEFAULT_METHOD),
         formatter_class=HelpFormatter,
     )
+    for action in parser._actions:
+        action.required = action.required or action.dest in REQUIRED_FLAGS
     if not show_all:
         base_fields = {f.name for f in dataclasses.fields(TrainingArguments)}
         for action in parser._actions:
@@ -120,7 +143,7 @@ def build_parser(method: str, show_all: bool = False) -> HfArgumentParser:
 
 def chosen_method(argv: list[str]) -> str:
     """The ``--method`` of a command line, or the default."""
-    pre_parser = argparse.ArgumentParser(add_help=False)
+    pre_parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)  # its errors are the main parser's
     pre_parser.add_argument("--method", default=DEFAULT_METHOD)
     return pre_parser.parse_known_args(argv)[0].method
 
@@ -189,6 +212,9 @@ def _typed(parser: HfArgumentParser, keys: dict, path: str) -> dict:
     unknown = [name for name in keys if name not in actions]
     if unknown:
         raise UsageError(f"{path}: unknown keys {', '.join(unknown)}: `hf-cakd distill --help` lists the flags they name.")
+    missing = [action.dest for action in parser._actions if action.required and action.dest not in keys]
+    if missing:
+        raise UsageError(" ".join(f"{path} has no {name}: add `{name}: DIR`, {REQUIRED_FLAGS[name]}." for name in missing))
     typed = dict(keys)
     for name, value in keys.items():
         action = actions[name]
@@ -234,10 +260,10 @@ def parse_distill_args(argv: list[str]) -> tuple[ModelArguments, DataArguments, 
 
 
 def setup_logging(training_args=None) -> None:
-    """What a command-line run shows: hf_cakd's progress at INFO, transformers' and huggingface_hub's warnings
-    once each, and the Trainer's own plan and progress (examples, epochs, batch sizes, steps, saves), not every
-    transformers INFO line."""
-    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
+    """What a command-line run shows: every library's records at INFO in one format, transformers' and
+    huggingface_hub's warnings once each, not every transformers INFO line; :func:`hf_cakd.distill` then sets
+    hf_cakd's and the Trainer's own plan and progress to the run's level (``pipeline.log_the_run``)."""
+    logging.basicConfig(format=LOG_FORMAT, level=logging.INFO)
     transformers.utils.logging.set_verbosity_warning()
     # huggingface_hub prints through a handler of its own and, unlike transformers, also passes records on to
     # ours: dropping its handler leaves one line per warning, formatted as every other line of the run.
@@ -245,11 +271,9 @@ def setup_logging(training_args=None) -> None:
     for handler in list(hub_logger.handlers):
         hub_logger.removeHandler(handler)
     logging.getLogger("huggingface_hub.repocard").addFilter(_not_a_card_without_metadata)
-    if training_args is not None:
-        logging.getLogger("transformers.trainer").setLevel(run_log_level(training_args))
-        if training_args.disable_tqdm or not training_args.should_log:
-            # Loading and saving weights show bars of their own: they follow --disable_tqdm, on the main process only.
-            transformers.utils.logging.disable_progress_bar()
+    if training_args is not None and (training_args.disable_tqdm or not training_args.should_log):
+        # Loading and saving weights show bars of their own: they follow --disable_tqdm, on the main process only.
+        transformers.utils.logging.disable_progress_bar()
 
 
 def _not_a_card_without_metadata(record: logging.LogRecord) -> bool:
@@ -270,7 +294,7 @@ def distill_main(argv: list[str] | None = None, callbacks: list | None = None) -
 
 def push_main(argv: list[str]) -> None:
     """``hf-cakd push OUTPUT_DIR --repo_id ID``: push a finished output folder (student at the top, then its card)."""
-    parser = argparse.ArgumentParser(prog="hf-cakd push", description=push_main.__doc__)
+    parser = OneLineErrors(prog="hf-cakd push", description=push_main.__doc__)
     parser.add_argument("output_dir", help="A folder written by hf-cakd distill.")
     parser.add_argument("--repo_id", required=True, help="The Hub repository, owner/name.")
     parser.add_argument("--token", default=None, help="Hub token (default: the logged-in one).")
@@ -292,13 +316,28 @@ def push_main(argv: list[str]) -> None:
     )
 
 
-COMMANDS = {"distill": distill_main, "push": push_main}
+# name -> (its function, what it does, in one line of `hf-cakd --help`)
+COMMANDS = {
+    "distill": (distill_main, "Distil a teacher into a student on an image-classification dataset."),
+    "push": (push_main, "Push a folder hf-cakd distill wrote to the Hub (the student at the top, its card last)."),
+}
+
+
+def main_help() -> str:
+    """``hf-cakd --help``: the usage and a line per command."""
+    lines = ["usage: hf-cakd <command> [flags]", "", "commands:"]
+    lines += [f"  {name:9s}{summary}" for name, (_, summary) in COMMANDS.items()]
+    return "\n".join([*lines, "", "hf-cakd <command> --help lists a command's flags."])
 
 
 def main(argv: list[str] | None = None) -> None:
     """The ``hf-cakd`` console entry point; exit codes as hf_cakd.errors documents (README: "Exit codes")."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] in (["-h"], ["--help"]):
+        print(main_help())
+        raise SystemExit(0)
     if not argv or argv[0] not in COMMANDS:
-        print(f"usage: hf-cakd {{{','.join(COMMANDS)}}} ...  (hf-cakd <command> --help)", file=sys.stderr)
-        raise SystemExit(0 if argv[:1] in (["-h"], ["--help"]) else 2)
-    run_cli(COMMANDS[argv[0]], argv[1:])
+        given = f"Unknown command {argv[0]!r}. " if argv else ""
+        print(f"error: {given}Pass one of: {', '.join(COMMANDS)} (hf-cakd --help says what each does).", file=sys.stderr)
+        raise SystemExit(2)
+    run_cli(COMMANDS[argv[0]][0], argv[1:])

@@ -168,6 +168,17 @@ class CardInputs:
     """``--method auto`` chose the method by the student's family."""
     recipe: dict[str, Any] = field(default_factory=dict)
     """The training recipe's flags that were set (augmentation, Mixup/CutMix, label smoothing), flag name -> value."""
+    num_classes: int | None = None
+    """The dataset's number of classes (chance is one over it)."""
+    train_split: str = "train"
+    train_rows: int | None = None
+    """The training images (rows of ``train_split``); None when unknown (a stream)."""
+    eval_rows: int | None = None
+    """The evaluation images the results were measured on (rows of ``eval_split``); None when unknown (a stream)."""
+    student_from_scratch: bool = False
+    """The student started from random weights (a config, ``timm:<name>``, the default student), not trained ones."""
+    teacher_near_chance: bool = False
+    """The teacher's top-1 on the eval rows was near chance (``results.json``'s ``teacher_near_chance``)."""
 
     @property
     def effective_batch_size(self) -> int:
@@ -213,7 +224,8 @@ def student_model_card(
 ) -> ModelCard:
     """Render the student's card: Hub metadata, the teacher, the method, the training and the results.
 
-    ``repo_id`` is what the usage snippets load (default: ``inputs.model_name``). The metadata names
+    ``repo_id`` is what the usage snippets load: the output folder, or the Hub repository it is pushed to
+    (default: ``inputs.model_name``). The metadata names
     the ``license``, the teacher (``teacher_model``), and ``base_model`` only when the student
     started from a Hub model; ``eval_results`` carries the student's top-1 and top-5 when there was
     an eval split. Papers are cited for OFA and FBT (whose logit loss is OFA's).
@@ -248,6 +260,8 @@ def student_model_card(
         student_code=markdown_code(student),
         results=[{"name": name, **values} for name, values in inputs.metrics.items()] if inputs.eval_split else [],
         training_log=_training_log_table(inputs.log_history),
+        training_images=f"{f'{inputs.train_rows:,} images of ' if inputs.train_rows else ''}the {inputs.train_split} "
+        f"split of {dataset}",
         papers=papers,
         repo_id=repo_id or inputs.model_name,
     )

@@ -5,24 +5,31 @@ huggingface_hub raises typed errors (``OfflineModeIsEnabled``, ``RepositoryNotFo
 ``OSError`` chained to the original, datasets as its own ``ConnectionError`` or
 ``DatasetNotFoundError``. :func:`hub_failure` finds which of them is behind an error and says what
 to do about it; the loaders turn that into :class:`HubAccessError` (exit code 3).
+:func:`check_reachable` asks the Hub once, before anything loads, about a spec that is no local
+path, so a mistyped path is told so in seconds whatever the network does.
 """
 
 from __future__ import annotations
 
+import difflib
 import os
 from collections.abc import Iterator
+from pathlib import Path
 
 import datasets
 from datasets.exceptions import DatasetNotFoundError
-from huggingface_hub import constants, get_token
+from huggingface_hub import HfApi, constants, get_token
 from huggingface_hub.errors import (
     GatedRepoError,
     HfHubHTTPError,
+    HFValidationError,
     HTTPError,
     LocalEntryNotFoundError,
     OfflineModeIsEnabled,
     RepositoryNotFoundError,
 )
+from huggingface_hub.file_download import repo_folder_name
+from huggingface_hub.utils import validate_repo_id
 
 from .errors import InputError
 
@@ -62,8 +69,21 @@ def _token_state() -> str:
     return "no Hub token is set" if get_token() is None else "the Hub token in use has no access to it"
 
 
+def closest_paths(spec: str) -> list[str]:
+    """Existing paths whose name is closest to the first part of ``spec`` that does not exist (at most three)."""
+    path = Path(spec)
+    parent = next((folder for folder in path.parents if folder.is_dir()), None)
+    if parent is None:
+        return []
+    missing = path.relative_to(parent).parts[0]
+    return [str(parent / name) for name in difflib.get_close_matches(missing, sorted(os.listdir(parent)), n=3)]
+
+
 def _local_folder_note(spec: str) -> str:
-    return f"there is no local folder {os.path.abspath(spec)}"
+    closest = closest_paths(spec)
+    return f"there is no local folder or file {os.path.abspath(spec)}" + (
+        f" (closest: {', '.join(closest)})" if closest else ""
+    )
 
 
 def _page(spec: str, repo_type: str) -> str:
@@ -120,3 +140,47 @@ def hub_failure(err: BaseException, who: str, spec: str, repo_type: str = "model
             f"HF_HUB_OFFLINE=1 and fetch it beforehand: {_how_to_fetch(spec, repo_type)}."
         )
     return None
+
+
+def _is_cached(spec: str, repo_type: str) -> bool:
+    """Whether the Hub cache (or, for a data set, the datasets cache) holds a copy of ``spec``."""
+    folders = [os.path.join(constants.HF_HUB_CACHE, repo_folder_name(repo_id=spec, repo_type=repo_type))]
+    if repo_type == "dataset":
+        folders.append(os.path.join(datasets.config.HF_DATASETS_CACHE, spec.replace("/", "___")))
+    return any(os.path.isdir(folder) for folder in folders)
+
+
+def check_reachable(spec: str, who: str, repo_type: str = "model") -> None:
+    """Stop at once, in one line, on a ``spec`` that is neither an existing path nor a repository the Hub has.
+
+    ``who`` names it as the user gave it (``"--dataset 'demo_data/cifar'"``). A spec that is no valid
+    Hub id is refused as a missing path. Otherwise, unless ``HF_HUB_OFFLINE`` is set (the loaders then
+    answer at once) or a cached copy exists, the Hub is asked once, without retries and within
+    ``HF_HUB_ETAG_TIMEOUT`` seconds, whether it has the repository: a mistyped local path on a
+    machine whose network fails is told so in seconds, not after the downloads' retries. The
+    message names the closest existing paths and what the Hub said.
+    """
+    if os.path.exists(spec):
+        return
+    try:
+        validate_repo_id(spec)
+    except HFValidationError as err:
+        raise InputError(
+            f"{who}: {_local_folder_note(spec)}, and it is no Hub id either (owner/name). Pass an existing path "
+            f"or a Hub {repo_type} id."
+        ) from err
+    if _is_offline(repo_type) or _is_cached(spec, repo_type):
+        return
+    try:
+        HfApi().repo_info(spec, repo_type=repo_type, timeout=constants.HF_HUB_ETAG_TIMEOUT)
+    except Exception as err:  # what the Hub said, worded below; anything else is a bug and propagates
+        if _is_network_failure(err):
+            raise HubAccessError(
+                f"{who}: {_local_folder_note(spec)}, and the Hub could not be reached to look for a {repo_type} of "
+                f"that id ({error_summary(err)}). Check the path; for a Hub {repo_type}, run where the Hub can be "
+                f"reached, or fetch it beforehand: {_how_to_fetch(spec, repo_type)}."
+            ) from err
+        message = hub_failure(err, who, spec, repo_type)
+        if message is None:
+            raise
+        raise HubAccessError(message) from err

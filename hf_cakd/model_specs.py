@@ -146,8 +146,10 @@ def _check_labels(
             + _label_mismatch_choices(spec, role)
         )
     logger.warning("Replacing the classification head of %s: %s -> %s", spec, _describe(have), _describe(want))
+    # The labels alone: a num_labels beside them is checked against the saved config's labels, and warned of.
     return AutoModelForImageClassification.from_pretrained(
-        spec, ignore_mismatched_sizes=True, **label_fields(want), **kwargs, **NO_REMOTE_CODE
+        spec, ignore_mismatched_sizes=True, id2label=want, label2id={name: i for i, name in want.items()}, **kwargs,
+        **NO_REMOTE_CODE,
     )
 
 
@@ -181,6 +183,32 @@ def _is_config_only(spec: str) -> bool:
     if not os.path.isfile(os.path.join(spec, CONFIG_NAME)):
         return False
     return not any(name.endswith((".safetensors", ".bin")) for name in os.listdir(spec))
+
+
+def missing_weights(spec: str) -> str | None:
+    """Why ``spec`` builds a model without trained weights (from scratch), or None when it loads weights."""
+    if spec.startswith(TIMM_PREFIX):
+        architecture = spec.removeprefix(TIMM_PREFIX)
+        return (
+            f"{spec} builds timm's {architecture} from scratch (timm:<name> loads no weights; timm's trained "
+            f"weights are Hub ids, timm/{architecture}.<tag>: timm.list_pretrained('{architecture}*') lists them)"
+        )
+    if _is_config_only(spec):
+        what = "is a config file" if os.path.isfile(spec) else f"holds {CONFIG_NAME} but no weights file"
+        return f"{spec} {what} ({' or '.join(WEIGHTS_NAMES)})"
+    return None
+
+
+def refuse_folder_without_config(spec: str, role: str | None) -> None:
+    """Stop on a local folder that holds no ``config.json``, naming what it holds instead."""
+    if not os.path.isdir(spec) or os.path.isfile(os.path.join(spec, CONFIG_NAME)):
+        return
+    names = sorted(os.listdir(spec))
+    holds = f"it holds {', '.join(names[:5])}{', ...' if len(names) > 5 else ''}" if names else "it is empty"
+    raise InputError(
+        f"{_who(spec, role)}: the folder has no {CONFIG_NAME} ({holds}). Pass a folder saved with save_pretrained "
+        f"(its {CONFIG_NAME} beside the weights), a Hub model id, a config.json, or timm:<architecture>."
+    )
 
 
 def _model_file(spec: str, names: tuple[str, ...], hub_kwargs: dict) -> str | None:
@@ -384,6 +412,7 @@ def load_classifier(
                 ) from err
         if model_args:
             raise UsageError(f"{model_args_flag} only apply to 'timm:<architecture>' specs, not {spec!r}.")
+        refuse_folder_without_config(spec, role)
         if _is_config_only(spec):
             logger.info("%s holds a config but no weights: building the model from scratch.", spec)
             return _from_config(AutoConfig.from_pretrained(spec, **NO_REMOTE_CODE), id2label)  # _name_or_path: spec
@@ -395,6 +424,7 @@ def load_classifier(
 
 def load_config(spec: str, *, role: str | None = None) -> PretrainedConfig:
     """``AutoConfig.from_pretrained(spec)``; one that cannot be loaded raises an :class:`InputError` naming ``--<role>``."""
+    refuse_folder_without_config(spec, role)
     with _explained_load_failures(spec, role, {}):
         return AutoConfig.from_pretrained(spec, **NO_REMOTE_CODE)
 

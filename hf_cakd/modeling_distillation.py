@@ -82,7 +82,7 @@ class DistillationModel(nn.Module):
         student_view = staged_view(student, student_image_size)
         if method == AUTO_METHOD:
             method = BEST_METHOD_FOR_STUDENT[student_view.family]
-            logger.info("--method auto: %s, the best measured method for a %s student (docs/method.md).", method, student_view.family)
+            logger.info("--method auto: %s, the best measured method for %s students (docs/method.md).", method, student_view.family)
         config = method_config(method, config)
         student_view = resplit(student_view, config.stage_split)
         teacher_view = None if teacher is None else resplit(staged_view(teacher, teacher_image_size), config.stage_split)

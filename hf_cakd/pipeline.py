@@ -34,11 +34,19 @@ from .trainer import DistillationTrainer, DistillationTrainingArguments
 logger = logging.getLogger(__name__)
 
 RESULTS_NAME = "results.json"
+NEAR_CHANCE = 1.5
+"""A teacher whose top-1 on the eval rows is under this many times chance is reported as near chance."""
 
 
 @dataclass
 class ModelArguments:
-    teacher: str | None = field(default=None, metadata={"help": "Same forms as --student; not needed for --method none."})
+    teacher: str | None = field(
+        default=None,
+        metadata={
+            "help": "A trained classifier: a Hub id or a local save_pretrained folder (its weights beside config.json); "
+            "a config or timm:<name> has no weights and is refused. Not needed for --method none."
+        },
+    )
     student: str | None = field(
         default=None,
         metadata={
@@ -48,9 +56,6 @@ class ModelArguments:
     )
     student_model_args: dict | str | None = field(
         default=None, metadata={"help": 'JSON kwargs for timm.create_model with timm: specs, e.g. \'{"img_size": 32}\'.'}
-    )
-    teacher_model_args: dict | str | None = field(
-        default=None, metadata={"help": "As --student_model_args, for the teacher."}
     )
     teacher_label_mapping: dict | str | None = field(
         default=None,
@@ -74,7 +79,6 @@ class ModelArguments:
 
     def __post_init__(self):
         self.student_model_args = _json_option(self.student_model_args, "--student_model_args")
-        self.teacher_model_args = _json_option(self.teacher_model_args, "--teacher_model_args")
         mapping = self.teacher_label_mapping
         flag = "--teacher_label_mapping"
         if isinstance(mapping, str) and mapping.endswith(".json"):
@@ -153,6 +157,35 @@ class DataArguments:
         return Augmentation(**flags, num_classes=num_classes, label_smoothing=label_smoothing)
 
 
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def log_the_run(training_args) -> None:
+    """A run's log, from the command line or from Python: hf_cakd's records and the Trainer's own plan and progress
+    at the run's level (:func:`run_log_level`), without the Trainer's closing advert.
+
+    Where nothing handles hf_cakd's records (a Python call, logging not set up), they go to stderr as the
+    command line shows them; logging set up by the caller (or ``hf-cakd``) is used as it is.
+    """
+    level = run_log_level(training_args)
+    run_logger = logging.getLogger("hf_cakd")
+    run_logger.setLevel(level)
+    if not run_logger.hasHandlers():
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter(LOG_FORMAT))
+        run_logger.addHandler(handler)
+    trainer_logger = logging.getLogger("transformers.trainer")
+    trainer_logger.setLevel(level)
+    if _not_an_advert not in trainer_logger.filters:
+        trainer_logger.addFilter(_not_an_advert)
+
+
+def _not_an_advert(record: logging.LogRecord) -> bool:
+    """False for the Trainer's "Do not forget to share your model on huggingface.co/models =)": the run pushes
+    with --push_to_hub, and says so."""
+    return "Do not forget to share your model" not in record.getMessage()
+
+
 def run_log_level(training_args) -> int:
     """The level of a run's own log: ``--log_level`` (``--log_level_replica`` on other processes).
 
@@ -183,7 +216,7 @@ def distill(
     callbacks: list | None = None,
 ) -> dict:
     """Run one distillation; returns what it writes to ``results.json``. ``callbacks`` go to the trainer."""
-    logging.getLogger("hf_cakd").setLevel(run_log_level(training_args))
+    log_the_run(training_args)
     plan = plan_run(model_args, data_args, training_args)
     trainer, input_resolution = _build_trainer(plan, callbacks)
     with writing_into(plan.output_dir, main_process=plan.training_args.process_index == 0):
@@ -197,6 +230,7 @@ def _train_and_report(plan: RunPlan, trainer: DistillationTrainer, input_resolut
     if plan.teacher_model is not None and trainer.eval_dataset is not None:
         metrics["teacher"] = _rows(trainer.evaluate_teacher())["teacher"]
         _log_accuracy("teacher", metrics["teacher"], trainer.eval_dataset)
+        results["teacher_near_chance"] = _teacher_near_chance(metrics["teacher"]["top1"], plan)
     start = time.perf_counter()
     train_result = trainer.train(resume_from_checkpoint=plan.resume_from_checkpoint)
     results["train_seconds"] = round(time.perf_counter() - start, 1)
@@ -317,6 +351,20 @@ def _evaluate_student_and_parts(trainer: DistillationTrainer) -> dict[str, dict[
     return metrics
 
 
+def _teacher_near_chance(top1: float, plan: RunPlan) -> bool:
+    """Whether the teacher's top-1 on the eval rows is under :data:`NEAR_CHANCE` x chance; a WARNING says so."""
+    chance = 1 / plan.data.num_labels
+    if top1 >= NEAR_CHANCE * chance:
+        return False
+    logger.warning(
+        "The teacher's top-1 on the %s split is %.2f%%, near chance (%.2f%% for %d classes): it has little to teach. "
+        "Check that --teacher %s was trained on these classes (--teacher_label_mapping maps its labels to the "
+        "dataset's), and that its images are preprocessed as in its training.",
+        plan.eval_split, 100 * top1, 100 * chance, plan.data.num_labels, plan.teacher.spec,
+    )  # fmt: skip
+    return True
+
+
 def _log_accuracy(name: str, values: dict[str, float], eval_dataset) -> None:
     logger.info("%s on %s: top-1 %.2f%%", name.capitalize(), split_size(eval_dataset, "eval"), 100 * values["top1"])
 
@@ -324,14 +372,15 @@ def _log_accuracy(name: str, values: dict[str, float], eval_dataset) -> None:
 def _write_and_push(plan: RunPlan, trainer: DistillationTrainer, results: dict) -> None:
     """``results.json``, the timm loader's files and the card beside the student; then the push, when planned."""
     args = plan.training_args
-    card = student_model_card(_card_inputs(plan, trainer, results), repo_id=args.hub_model_id)
+    repo_id = (args.hub_model_id or os.path.basename(os.path.abspath(plan.output_dir))) if plan.push_to_hub else None
+    # Its usage snippets load the repository it is pushed to, else this folder.
+    card = student_model_card(_card_inputs(plan, trainer, results), repo_id=repo_id or plan.output_dir)
     with trainer.checkpoint_io.reporting_a_full_disk(plan.output_dir):
         with open(os.path.join(plan.output_dir, RESULTS_NAME), "w") as f:
             json.dump(results, f, indent=2)
         make_timm_loadable(plan.output_dir)
         card.save(os.path.join(plan.output_dir, "README.md"))
-    if plan.push_to_hub:  # Trainer.train has waited for the last checkpoint's push: the student's lands after it
-        repo_id = args.hub_model_id or os.path.basename(os.path.abspath(plan.output_dir))
+    if repo_id:  # Trainer.train has waited for the last checkpoint's push: the student's lands after it
         push_student(plan.output_dir, repo_id, card, token=args.hub_token, private=args.hub_private_repo)
 
 
@@ -371,6 +420,12 @@ def _card_inputs(plan: RunPlan, trainer, results) -> CardInputs:
         saved_student=results["recipe"]["saved_student"],
         ema_decay=args.model_ema_decay,
         recipe=_recipe_flags_set(results["recipe"]),
+        num_classes=plan.data.num_labels,
+        train_split=plan.train_split,
+        train_rows=None if plan.streaming else len(trainer.train_dataset),
+        eval_rows=None if plan.streaming or trainer.eval_dataset is None else len(trainer.eval_dataset),
+        student_from_scratch=plan.student.from_scratch,
+        teacher_near_chance=results.get("teacher_near_chance", False),
     )
 
 

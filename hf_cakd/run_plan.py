@@ -31,7 +31,8 @@ from .data.augment import AUGMENTATION_FLAGS, Augmentation
 from .defaults import default_dataset, default_dataset_warning, dataset_labels, default_student_name
 from .ema import EMA_ROW
 from .errors import InputError, UsageError
-from .model_specs import TIMM_PREFIX, load_classifier, load_config
+from .hub_errors import check_reachable
+from .model_specs import TIMM_PREFIX, load_classifier, load_config, missing_weights, refuse_folder_without_config
 from .trainer import DistillationTrainingArguments
 
 logger = logging.getLogger(__name__)
@@ -53,6 +54,7 @@ class ModelPlan:
     image_size: int | None = None
     image_size_source: str | None = None
     default_student_size: int | None = None  # the resolution the default student is built for; None: given
+    from_scratch: bool = False  # built with random weights (a config, timm:<name>, the default student)
 
     @property
     def is_default_student(self) -> bool:
@@ -146,20 +148,21 @@ class RunPlan:
 def plan_run(model_args, data_args, training_args: DistillationTrainingArguments) -> RunPlan:
     """Check the arguments and resolve the run they describe (see the module's docstring); logs the plan once."""
     _check_arguments(model_args, data_args, training_args)
+    _check_sources(model_args, data_args)
     # `last` resolved before anything loads: a non-empty folder without a complete checkpoint stops here
     resume_from_checkpoint = resume_point(_resume_point(training_args.resume_from_checkpoint), training_args.output_dir)
-    set_seed(training_args.seed)  # a model built from a config while planning starts from the run's seed
+    set_seed(training_args.seed)  # a student built from a config starts from the run's seed
     dataset, dataset_source = data_args.dataset, "--dataset"
     if not dataset:
         num_labels = load_config(model_args.teacher, role="teacher").num_labels
         dataset, dataset_source = default_dataset(model_args.teacher, num_labels), "the teacher's model card"
         logger.warning(default_dataset_warning(dataset, model_args.teacher, num_labels))
     teacher_model, data = _load_teacher_and_data(model_args, data_args, training_args, dataset)
-    teacher = _model_plan("teacher", model_args, training_args, data) if model_args.teacher else None
+    teacher = _model_plan("teacher", model_args.teacher, None, training_args, data) if model_args.teacher else None
     if teacher is not None and teacher_model is None:
-        teacher_model = _load_teacher(teacher, model_args.teacher_label_mapping, data.id2label)
+        teacher_model = _load_teacher(teacher.spec, model_args.teacher_label_mapping, data.id2label)
     if model_args.student:
-        student = _model_plan("student", model_args, training_args, data)
+        student = _model_plan("student", model_args.student, model_args.student_model_args, training_args, data)
     else:
         requested = training_args.student_image_size
         student = ModelPlan(
@@ -167,6 +170,7 @@ def plan_run(model_args, data_args, training_args: DistillationTrainingArguments
             image_size=requested,
             image_size_source="--student_image_size" if requested else FROM_THE_DATA,
             default_student_size=requested or data.first_image_side,
+            from_scratch=True,
         )
     plan = RunPlan(
         method=training_args.method, dataset=dataset, dataset_source=dataset_source,
@@ -241,6 +245,27 @@ def _check_arguments(model_args, data_args, training_args) -> None:
     _check_output_dir(training_args, data_args)
 
 
+def _check_sources(model_args, data_args) -> None:
+    """Stop on a model or data set that cannot be had, before anything loads: a teacher without trained weights,
+    a local folder without a config, or a spec that is neither an existing path nor on the Hub (asked once, see
+    ``check_reachable``)."""
+    untrained = model_args.teacher and missing_weights(model_args.teacher)
+    if untrained:
+        raise InputError(
+            f"--teacher {model_args.teacher!r}: {untrained}, so the teacher would be untrained (random weights) and "
+            "teach noise. Pass a trained teacher: a folder saved with save_pretrained (weights beside config.json) or "
+            "a Hub model id; to train one: hf-cakd distill --method none --student <model> --dataset <data> "
+            "--output_dir my-teacher."
+        )
+    for role in ("teacher", "student"):
+        spec = getattr(model_args, role)
+        if spec and not spec.startswith(TIMM_PREFIX):
+            refuse_folder_without_config(spec, role)
+            check_reachable(spec, f"--{role} {spec!r}")
+    if data_args.dataset:
+        check_reachable(data_args.dataset, f"--dataset {data_args.dataset!r}", "dataset")
+
+
 def _check_output_dir(training_args, data_args) -> None:
     output_dir = training_args.output_dir
     _check_writable(output_dir)
@@ -274,24 +299,21 @@ def _check_writable(output_dir: str) -> None:
         ) from err
 
 
-def _load_teacher(teacher: ModelPlan, label_mapping, id2label: dict) -> PreTrainedModel:
-    return load_classifier(
-        teacher.spec, id2label, role="teacher", label_mapping=label_mapping, model_args=teacher.model_args
-    )
+def _load_teacher(spec: str, label_mapping, id2label: dict) -> PreTrainedModel:
+    return load_classifier(spec, id2label, role="teacher", label_mapping=label_mapping)
 
 
 def _load_teacher_and_data(model_args, data_args, training_args, dataset: str):
     """The teacher (when its label space can be checked before the images load) and the dataset.
 
-    A checkpoint's foreign label space stops the run here, before any image is downloaded; a
-    ``timm:`` teacher is built for the data's labels and resolution, so it waits for the data
-    (None then, as when the dataset's labels differ from those its card announced).
+    A checkpoint's foreign label space stops the run here, before any image is downloaded; the
+    teacher is None when the dataset's labels cannot be known before it loads, or differ from
+    those its card announced (it is then loaded with the data's labels).
     """
     teacher = None
     known_labels = dataset_labels(dataset, data_args.dataset_config, label_column=data_args.label_column)
-    if model_args.teacher and known_labels and not model_args.teacher.startswith(TIMM_PREFIX):
-        plan = ModelPlan(model_args.teacher, model_args.teacher_model_args)
-        teacher = _load_teacher(plan, model_args.teacher_label_mapping, known_labels)
+    if model_args.teacher and known_labels:
+        teacher = _load_teacher(model_args.teacher, model_args.teacher_label_mapping, known_labels)
     with training_args.main_process_first(desc="loading the dataset"):  # download and prepare once
         data = load_image_dataset(
             dataset,
@@ -305,8 +327,9 @@ def _load_teacher_and_data(model_args, data_args, training_args, dataset: str):
     return (teacher if known_labels == data.id2label else None), data
 
 
-def _model_plan(role: str, model_args, training_args, data) -> ModelPlan:
-    """A given model's plan; a ``timm:`` model built from scratch gets its input resolution here.
+def _model_plan(role: str, spec: str, timm_args: dict | None, training_args, data) -> ModelPlan:
+    """A given model's plan; a ``timm:`` model built from scratch (a student: a teacher needs weights) gets its
+    input resolution here.
 
     Its timm config names the resolution of the architecture's reference weights (224 px), which
     for 32 px data would cost about 50x the compute for nothing, so it runs at ``--<role>_image_size``
@@ -314,18 +337,18 @@ def _model_plan(role: str, model_args, training_args, data) -> ModelPlan:
     resolution (``img_size``) unless ``--<role>_model_args`` names one; any other just gets its
     inputs at it.
     """
-    spec, timm_args = getattr(model_args, role), getattr(model_args, f"{role}_model_args")
     size_flag = f"{role}_image_size"
     requested = getattr(training_args, size_flag)
+    from_scratch = missing_weights(spec) is not None
     if not spec.startswith(TIMM_PREFIX):
-        return ModelPlan(spec, timm_args, requested, f"--{size_flag}" if requested else None)
+        return ModelPlan(spec, timm_args, requested, f"--{size_flag}" if requested else None, from_scratch=from_scratch)
     side = requested or data.first_image_side  # the resolution a model built for this data gets
     if get_pretrained_cfg(spec[len(TIMM_PREFIX) :]).fixed_input_size and "img_size" not in (timm_args or {}):
         timm_args = {**(timm_args or {}), "img_size": side}
     if requested:
-        return ModelPlan(spec, timm_args, side, f"--{size_flag}")
+        return ModelPlan(spec, timm_args, side, f"--{size_flag}", from_scratch=True)
     logger.info("%s %s is built from scratch: it runs at the data's %d px (--%s to change).", role.capitalize(), spec, side, size_flag)
-    return ModelPlan(spec, timm_args, side, FROM_THE_DATA)
+    return ModelPlan(spec, timm_args, side, FROM_THE_DATA, from_scratch=True)
 
 
 def _resume_point(resume: str | None) -> str | bool | None:

@@ -19,6 +19,7 @@ from accelerate.utils import DynamoBackend
 from torch import nn
 from torch.utils.data import IterableDataset
 from transformers import PreTrainedModel, Trainer, TrainingArguments
+from transformers.training_args import trainer_log_levels
 
 from .backbones import staged_view
 from .checkpointing import CHECKPOINT_PREFIX, CheckpointIO, resume_point
@@ -70,6 +71,64 @@ class DistillationTrainingArguments(TrainingArguments):
     )
     save_ema_as_student: bool = field(
         default=False, metadata={"help": "Save the moving average (--model_ema_decay) as the student."}
+    )
+    # TrainingArguments' fields whose meaning hf_cakd changes, with their own help (same defaults).
+    output_dir: str | None = field(
+        default=None,
+        metadata={
+            "help": "Where the student (a plain transformers model), its image processor, model card, results.json and "
+            "the checkpoints are written. Required from the command line."
+        },
+    )
+    resume_from_checkpoint: str | None = field(
+        default=None,
+        metadata={
+            "help": "A checkpoint folder to resume from, or 'last': the newest complete checkpoint in --output_dir (a new "
+            "or empty --output_dir starts afresh, so one command serves the first run and every requeue). A "
+            "checkpoint of another method, teacher or student is refused."
+        },
+    )
+    label_smoothing_factor: float = field(
+        default=0.0,
+        metadata={"help": "Label smoothing of the supervised terms (the student's cross-entropy); 0: none."},
+    )
+    log_level: str = field(
+        default="passive",
+        metadata={
+            "help": "Level of the main process's log, hf_cakd's and the Trainer's: debug, info, warning, error, critical, "
+            "or passive (info: the plan, progress, every loss term and the results).",
+            "choices": list(trainer_log_levels),
+        },
+    )
+    disable_tqdm: bool | None = field(
+        default=None,
+        metadata={
+            "help": "Disable the progress bars, those of loading and saving weights too. Default: disabled when "
+            "--log_level is warning or higher."
+        },
+    )
+    push_to_hub: bool = field(
+        default=False,
+        metadata={
+            "help": "Push the student and its card to --hub_model_id at the end (checkpoints as --hub_strategy says); "
+            "the method's parts stay local (hf-cakd push --include_distillation_parts)."
+        },
+    )
+    hub_model_id: str | None = field(
+        default=None,
+        metadata={
+            "help": "The Hub repository of --push_to_hub, owner/name. Default: the --output_dir folder's name, under "
+            "your account."
+        },
+    )
+    activation_checkpointing: bool | None = field(
+        default=None,
+        metadata={
+            "help": "Recompute the student's activations in the backward pass (less memory, about 20% slower); a "
+            "transformers student's layers (see the log).",
+            "nargs": "?",
+            "const": True,
+        },
     )
     # Image columns must reach the collator; only the student's labels are labels.
     remove_unused_columns: bool = field(

@@ -4,7 +4,8 @@
 (``huggingface_hub.set_client_factory``), so ``hf_hub_download`` and everything built on it
 (transformers, datasets) sends real requests, reads real responses and raises the errors the real
 Hub makes it raise. The answers: every request refused with an error code (``RepoNotFound``,
-``GatedRepo``), or a folder's files served, one of them cut off midway by a dropped connection.
+``GatedRepo``), every request failing as on a machine without network, or a folder's files served
+(and any repository's info), one of them cut off midway by a dropped connection.
 Offline mode is kept (the request is refused before it reaches the fake); callers turn it off
 (``HF_HUB_OFFLINE=0``, or ``huggingface_hub.constants.HF_HUB_OFFLINE``) for the fake to answer.
 """
@@ -23,6 +24,8 @@ from huggingface_hub.errors import OfflineModeIsEnabled
 COMMIT = "c0ffee" + "0" * 34
 # /<repo_id>/resolve/<revision>/<file>, or /datasets/<repo_id>/resolve/<revision>/<file>
 RESOLVE = re.compile(r"^/(?:datasets/)?(?P<repo>[^/]+/[^/]+)/resolve/[^/]+/(?P<file>.+)$")
+# /api/models/<repo_id> or /api/datasets/<repo_id>: what HfApi.repo_info asks
+REPO_INFO = re.compile(r"^/api/(?:models|datasets)/(?P<repo>[^/]+/[^/]+)$")
 # The Hub's own messages for these codes (hf_raise_for_status words the error from them).
 REFUSALS = {
     "RepoNotFound": "Repository not found",
@@ -65,6 +68,9 @@ def serving(folder: Path, cut_off: str | None = None, requests: list | None = No
     def handler(request: httpx2.Request) -> httpx2.Response:
         if requests is not None:
             requests.append((request.method, request.url.path))
+        info = REPO_INFO.match(request.url.path)
+        if info:
+            return httpx2.Response(200, json={"id": info["repo"]}, request=request)
         match = RESOLVE.match(request.url.path)
         path = folder / match["file"] if match else None
         if path is None or not path.is_file():
@@ -79,6 +85,17 @@ def serving(folder: Path, cut_off: str | None = None, requests: list | None = No
             stream = DroppedConnection(content, len(content) // 2)
             return httpx2.Response(200, headers=headers, stream=stream, request=request)
         return httpx2.Response(200, headers=headers, content=content, request=request)
+
+    return handler
+
+
+def unreachable(requests: list | None = None):
+    """Fail every request as a machine without network does (the name does not resolve); ``requests`` records each."""
+
+    def handler(request: httpx2.Request) -> httpx2.Response:
+        if requests is not None:
+            requests.append((request.method, request.url.path))
+        raise httpx2.ConnectError("[Errno -2] Name or service not known", request=request)
 
     return handler
 

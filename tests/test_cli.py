@@ -6,9 +6,13 @@ import copy
 import dataclasses
 import json
 import logging
+import os
 import re
+import shutil
+from pathlib import Path
 
 import pytest
+import torch
 import transformers
 import yaml
 from transformers import AutoModelForImageClassification
@@ -21,9 +25,17 @@ from hf_cakd.methods import METHODS, method_class, method_config
 from test_distill_script import distill_args, workspace  # noqa: F401  (workspace: a fixture)
 
 
+ROOT = Path(__file__).resolve().parents[1]
+
+
 def without(args: list[str], flag: str) -> list[str]:
     at = args.index(flag)
     return args[:at] + args[at + 2 :]
+
+
+def with_flag(args: list[str], flag: str, value: str) -> list[str]:
+    at = args.index(flag)
+    return args[: at + 1] + [value] + args[at + 2 :]
 
 
 def distill_leaving_its_arguments_unchanged(argv: list[str]) -> dict:
@@ -61,14 +73,47 @@ def test_a_timm_student_from_scratch_runs_at_the_datas_resolution(workspace, tmp
     assert results["input_resolution"]["student"] == {"size": [32, 32], "source": "the data (built from scratch)"}
 
 
-def test_a_timm_teacher_from_scratch_is_built_for_the_datas_resolution(workspace, tmp_path):  # noqa: F811
-    args = distill_args(workspace, "kd", tmp_path / "out")
-    args[args.index("--teacher") + 1] = "timm:vit_tiny_patch16_224"  # a fixed-size model: 224 px unless told
-    args += ["--teacher_model_args", json.dumps({"patch_size": 4, "embed_dim": 32, "depth": 4, "num_heads": 2})]
-    results = distill_leaving_its_arguments_unchanged(args)
-    assert results["input_resolution"]["teacher"] == {"size": [32, 32], "source": "the data (built from scratch)"}
-    planned = results["plan"]["teacher"]  # the plan, not the arguments, holds what was resolved
-    assert planned["image_size"] == 32 and planned["model_args"]["img_size"] == 32
+@pytest.mark.parametrize(
+    "teacher, missing",
+    [
+        ("resnet-teacher-config", "holds config.json but no weights file (model.safetensors or "),
+        ("resnet-teacher-config/config.json", "is a config file (model.safetensors or "),
+        ("timm:resnet18", "builds timm's resnet18 from scratch (timm:<name> loads no weights; timm's trained weights "
+                          "are Hub ids, timm/resnet18.<tag>"),
+    ],
+)  # fmt: skip
+def test_a_teacher_without_trained_weights_is_refused_naming_what_is_missing(
+    workspace, tmp_path, capsys, teacher, missing  # noqa: F811
+):
+    spec = teacher if teacher.startswith("timm:") else str(ROOT / "demo_data" / "models" / teacher)
+    args = with_flag(distill_args(workspace, "kd", tmp_path / "out"), "--teacher", spec)
+    code, err = run_hf_cakd(["distill", *args], capsys)
+    assert code == 3 and len(err.splitlines()) == 1, err
+    assert err.startswith(f"error: --teacher {spec!r}: {spec} {missing}")
+    assert "so the teacher would be untrained (random weights) and teach noise" in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_teacher_near_chance_is_warned_of_in_the_log_results_and_card(workspace, tmp_path, caplog):  # noqa: F811
+    teacher = AutoModelForImageClassification.from_pretrained(workspace["teacher"])
+    classifier = teacher.classifier[-1]
+    with torch.no_grad():  # it always answers "ship": 1 of the 16 eval rows
+        classifier.weight.zero_()
+        classifier.bias.copy_(torch.nn.functional.one_hot(torch.tensor(8), 10).float())
+    teacher.save_pretrained(tmp_path / "ship-teacher")
+    shutil.copy(workspace["teacher"] / "preprocessor_config.json", tmp_path / "ship-teacher")
+    args = with_flag(distill_args(workspace, "kd", tmp_path / "out"), "--teacher", str(tmp_path / "ship-teacher"))
+    with caplog.at_level(logging.WARNING, logger="hf_cakd"):
+        results = distill_main(args)
+    assert results["metrics"]["teacher"]["top1"] == 1 / 16 and results["teacher_near_chance"] is True
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING and "near chance" in r.getMessage()]
+    assert warnings == [
+        "The teacher's top-1 on the test split is 6.25%, near chance (10.00% for 10 classes): it has little to teach. "
+        f"Check that --teacher {tmp_path / 'ship-teacher'} was trained on these classes (--teacher_label_mapping maps its "
+        "labels to the dataset's), and that its images are preprocessed as in its training."
+    ]
+    card = (tmp_path / "out" / "README.md").read_text(encoding="utf-8")
+    assert "- **The teacher scored near chance** on these evaluation images: top-1 6.25% against 10.00% for 10 classes." in card
 
 
 def test_a_timm_fixed_size_student_is_built_for_its_image_size_flag(workspace, tmp_path):  # noqa: F811
@@ -142,8 +187,22 @@ def test_help_lists_hf_cakds_flags_and_help_all_every_training_flag(capsys):
 
 def test_hf_cakd_names_its_commands_and_push_refuses_a_folder_without_a_student(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
+        hf_cakd_main(["--help"])
+    lines = capsys.readouterr().out.splitlines()
+    assert exit_info.value.code == 0 and lines[:2] == ["usage: hf-cakd <command> [flags]", ""]
+    assert lines[2:5] == [
+        "commands:",
+        "  distill  Distil a teacher into a student on an image-classification dataset.",
+        "  push     Push a folder hf-cakd distill wrote to the Hub (the student at the top, its card last).",
+    ]
+    with pytest.raises(SystemExit) as exit_info:
         hf_cakd_main(["train"])
-    assert exit_info.value.code == 2 and "{distill,push}" in capsys.readouterr().err
+    assert exit_info.value.code == 2 and capsys.readouterr().err == (
+        "error: Unknown command 'train'. Pass one of: distill, push (hf-cakd --help says what each does).\n"
+    )
+    with pytest.raises(SystemExit) as exit_info:
+        hf_cakd_main(["push", str(tmp_path), "--repo", "user/repo"])  # --repo_id, abbreviated
+    assert exit_info.value.code == 2 and capsys.readouterr().err.count("\n") == 1
     with pytest.raises(SystemExit) as exit_info:
         hf_cakd_main(["push", str(tmp_path), "--repo_id", "user/repo"])
     assert exit_info.value.code == 3 and "holds no saved student" in capsys.readouterr().err
@@ -210,10 +269,10 @@ def test_method_flags_parse_into_typed_options(tmp_path):
 
 def test_flags_of_another_method_or_none_are_usage_errors_naming_them(tmp_path):
     base = ["--output_dir", str(tmp_path), "--use_cpu"]
-    with pytest.raises(UsageError, match=r"^--fitnet_stage do\(es\) not apply to --method kd \(an option of fitnet\); "):
+    with pytest.raises(UsageError, match=r"^--fitnet_stage does not apply to --method kd \(an option of fitnet\); "):
         parse_distill_args(["--method", "kd", *base, "--fitnet_stage", "2"])
     # ofa's branch width has its own name: fbt_projector_dim is fbt's InfoNCE projectors'.
-    with pytest.raises(UsageError, match=r"^--fbt_projector_dim do\(es\) not apply to --method ofa \(an option of fbt\).*--ofa_branch_dim"):
+    with pytest.raises(UsageError, match=r"^--fbt_projector_dim does not apply to --method ofa \(an option of fbt\).*--ofa_branch_dim"):
         parse_distill_args(["--method", "ofa", *base, "--fbt_projector_dim", "16"])
     with pytest.raises(UsageError, match=r"^Unknown flags --no_such_flag 3: `hf-cakd distill --method fbt --help` lists them"):
         parse_distill_args(["--method", "fbt", *base, "--no_such_flag", "3"])
@@ -226,6 +285,8 @@ def test_flags_of_another_method_or_none_are_usage_errors_naming_them(tmp_path):
         r"by the student's family, so pass --method fbt with them\.$",
     ):
         parse_distill_args([*base, "--fbt_infonce_weight", "0.5", "--ofa_gamma", "1.5"])
+    with pytest.raises(UsageError, match=r"^--fitnet_stage, --ofa_gamma do not apply to --method kd \(options of fbt, "):
+        parse_distill_args(["--method", "kd", *base, "--fitnet_stage", "2", "--ofa_gamma", "1.5"])
     with pytest.raises(UsageError, match=r"^ofa_stages is a comma list of 1, 2, 3, 4 \(or empty\), got '1,5'"):
         parse_distill_args(["--method", "ofa", *base, "--ofa_stages", "1,5"])
 
@@ -239,7 +300,7 @@ def test_a_config_file_may_group_the_methods_options_under_its_name(tmp_path):
     refusals = {
         "groups options under 'kd', but the run's method is 'ofa'": run | {"kd": {"kd_temperature": 2.0}},
         "gives ofa_branch_weight both under `ofa:` and at the top": run | {"ofa_branch_weight": 1, "ofa": {"ofa_branch_weight": 2}},
-        r"--kd_temperature do\(es\) not apply to --method ofa \(an option of fbt, kd, rsd\)": run | {"kd_temperature": 2.0},
+        r"--kd_temperature does not apply to --method ofa \(an option of fbt, kd, rsd\)": run | {"kd_temperature": 2.0},
     }
     for message, keys in refusals.items():
         config.write_text(yaml.safe_dump(keys))
@@ -290,3 +351,89 @@ def test_loading_and_saving_bars_follow_disable_tqdm(tmp_path, flags):
         assert transformers.utils.logging.is_progress_bar_enabled() == (not flags)
     finally:
         transformers.utils.logging.enable_progress_bar()
+
+
+def run_hf_cakd(argv: list[str], capsys) -> tuple[int, str]:
+    """``hf-cakd ARGV`` in this process: its exit code and what it printed on stderr."""
+    with pytest.raises(SystemExit) as exit_:
+        hf_cakd_main(argv)
+    return exit_.value.code, capsys.readouterr().err
+
+
+def test_output_dir_is_required_and_nothing_is_written(workspace, tmp_path, monkeypatch, capsys):  # noqa: F811
+    monkeypatch.chdir(tmp_path)  # transformers' default, ./trainer_output, would land here
+    code, err = run_hf_cakd(["distill", *without(distill_args(workspace, "kd", "unused"), "--output_dir")], capsys)
+    assert code == 2 and err.splitlines() == [
+        "error: --output_dir DIR is required: the folder the student, its card, results.json and the checkpoints are "
+        "written to."
+    ]
+    config = tmp_path / "run.yaml"
+    config.write_text(yaml.safe_dump({"teacher": str(workspace["teacher"]), "dataset": str(workspace["data"])}))
+    code, err = run_hf_cakd(["distill", str(config)], capsys)
+    assert code == 2 and err.startswith(f"error: {config} has no output_dir: add `output_dir: DIR`")
+    assert sorted(os.listdir(tmp_path)) == ["run.yaml"]
+
+
+@pytest.mark.parametrize("typo, meant", [("--max_step", "--max_steps"), ("--learning_rat", "--learning_rate"),
+                                         ("--meth", "--method"), ("--teach", "--teacher")])  # fmt: skip
+def test_abbreviated_flags_are_refused_not_taken_for_the_flag_they_begin(typo, meant, tmp_path, capsys):
+    argv = ["--teacher", "t", "--output_dir", str(tmp_path / "out"), typo, "kd" if meant == "--method" else "2"]
+    code, err = run_hf_cakd(["distill", *argv], capsys)
+    assert code == 2 and err.startswith(f"error: Unknown flags {typo} ") and len(err.splitlines()) == 1
+
+
+def test_a_mistyped_dataset_path_without_network_is_one_line_in_seconds(workspace, tmp_path, monkeypatch, capsys):  # noqa: F811
+    import datasets
+    import fake_hub
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)  # a machine without network, and nobody said so
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", False)
+    requests = []
+    fake_hub.install(fake_hub.unreachable(requests))
+    monkeypatch.chdir(workspace["root"])
+    code, err = run_hf_cakd(["distill", *with_flag(distill_args(workspace, "kd", tmp_path / "out"), "--dataset", "cifar10-tin")], capsys)
+    assert code == 3, err
+    assert err.startswith("error: --dataset 'cifar10-tin': there is no local folder or file ")
+    assert "(closest: cifar10-tiny), and the Hub could not be reached" in err and len(err.splitlines()) == 1
+    asked = [path for _, path in requests if "cifar10-tin" in path]
+    assert asked == ["/api/datasets/cifar10-tin"] and not (tmp_path / "out").exists()  # once: no retries to wait through
+
+
+def flag_help(capsys, *argv) -> dict[str, str]:
+    """``hf-cakd distill <argv>``'s help text of each flag, on one line, by flag."""
+    with pytest.raises(SystemExit):
+        distill_main(list(argv))
+    text = capsys.readouterr().out
+    entries = re.findall(r"^  (--\w+)[^\n]*\n((?:\s{20,}.*\n)*)", text + "\n", re.M)
+    return {flag: " ".join(body.split()) for flag, body in entries}
+
+
+def test_each_default_is_stated_once_and_the_flags_whose_meaning_we_change_have_our_help(capsys):
+    helps = flag_help(capsys, "--help_all")
+    # argparse's "(default: X)" appended to a help that states its default already ("Default: detected.")
+    twice = [flag for flag, text in helps.items() if "(default: " in text and text.lower().count("default") > 1]
+    assert twice == [] and not [flag for flag, text in helps.items() if "(default: None)" in text]
+    assert helps["--image_column"] == "Default: detected."
+    assert "or 'last': the newest complete checkpoint in --output_dir" in helps["--resume_from_checkpoint"]
+    ours = ("output_dir", "resume_from_checkpoint", "label_smoothing_factor", "log_level", "disable_tqdm", "push_to_hub",
+            "hub_model_id", "activation_checkpointing")  # fmt: skip
+    transformers_help = {f.name: f.metadata["help"] for f in dataclasses.fields(transformers.TrainingArguments)}
+    for name in ours:
+        assert helps[f"--{name}"] and transformers_help[name] not in helps[f"--{name}"], name
+
+
+def test_distill_from_python_logs_like_the_command_line(workspace, tmp_path, monkeypatch, capsys):  # noqa: F811
+    run_logger, trainer_logger = logging.getLogger("hf_cakd"), logging.getLogger("transformers.trainer")
+    monkeypatch.setattr(logging.getLogger(), "handlers", [])  # a script that set up no logging
+    for logger in (run_logger, trainer_logger):
+        for name in ("handlers", "filters", "level"):
+            monkeypatch.setattr(logger, name, copy.copy(getattr(logger, name)))
+    distill(*parse_distill_args(distill_args(workspace, "kd", tmp_path / "out")))
+    err = capsys.readouterr().err
+    assert re.search(r"^\S+ \S+ INFO hf_cakd\.run_plan: Plan: --method kd, ", err, re.M), err[-3000:]
+    assert re.search(r"^\S+ \S+ INFO hf_cakd\.pipeline: Student on 16 eval images: top-1 ", err, re.M)
+    assert trainer_logger.level == logging.INFO  # the Trainer's plan and progress, as from the command line
+    advert = trainer_logger.makeRecord("transformers.trainer", logging.INFO, "", 0, "\n\nTraining completed. Do not "
+                                       "forget to share your model on huggingface.co/models =)\n\n", (), None)
+    assert not trainer_logger.filter(advert)

@@ -233,7 +233,10 @@ def test_the_hub_token_is_in_no_written_printed_or_pushed_byte_and_a_cpu_run_pri
     # No warning a user cannot act on; the plan, per-term losses and results at INFO.
     log = result.stdout + result.stderr
     assert "pin_memory" not in log and "Repo card metadata block" not in log
-    assert not re.search(r"Warning\b|\bWARNING\b", log), log[-3000:]
+    # The one warning: the workspace's teacher is untrained, and a user can act on that.
+    near_chance = "WARNING hf_cakd.pipeline: The teacher's top-1 on the test split is 6.25%, near chance"
+    assert log.count(near_chance) == 1
+    assert not re.search(r"Warning\b|\bWARNING\b", log.replace(near_chance, "")), log[-3000:]
     assert "INFO hf_cakd.run_plan: Plan: --method kd, teacher " in log and "Total optimization steps = 2" in log
     assert "'loss_kd'" in log and "INFO hf_cakd.pipeline: Student on 16 eval images: top-1" in log
 

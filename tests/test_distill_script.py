@@ -153,7 +153,10 @@ def test_distill_writes_student_results_and_card(distilled, workspace, run):
     assert card.data.to_dict() == metadata
     assert "base_model" not in metadata  # built from scratch (a config directory, a timm: name)
     assert "datasets" not in metadata  # a local folder is no Hub dataset id
-    assert str(workspace["root"]) not in card.content  # local paths appear by their base name only
+    # Local paths appear by their base name only, but for the folder the usage snippets load the student from.
+    loading = [f'model="{output_dir}"', f'.from_pretrained("{output_dir}")']
+    assert all(snippet in card.content for snippet in loading) and 'model="' + output_dir.name not in card.content
+    assert str(workspace["root"]) not in card.content.replace(loading[0], "").replace(loading[1], "")
     assert metadata["library_name"] == "transformers" and metadata["pipeline_tag"] == "image-classification"
     assert f"distillation-{method}" in metadata["tags"] and "knowledge-distillation" in metadata["tags"]
     (model_index,) = metadata["model-index"]
@@ -164,6 +167,11 @@ def test_distill_writes_student_results_and_card(distilled, workspace, run):
     assert f"`{method}`" in card.text and "| teacher |" in card.text and "| student |" in card.text
     assert ("| assistant |" in card.text) == (method == "fbt")  # F's own accuracy, beside the student's
     assert "- epochs seen: 0.33" in card.text  # 2 steps of 8 over 48 rows, not the 3.0 of --num_train_epochs
+    # What the numbers mean: which rows, how the student started, what the card cannot promise.
+    assert "## Results on cifar10-tiny (test split, 16 images)" in card.text
+    assert "- trained on: 48 images of the train split of cifar10-tiny\n" in card.text
+    assert "), built from scratch (random weights)\n" in card.text and "\n## Limitations\n" in card.text
+    assert "measured on 16 images of the test split of cifar10-tiny only" in card.text
 
 
 def test_timm_student_gets_a_processor_that_matches_its_eval_transform(distilled):

@@ -128,7 +128,7 @@ def test_resuming_another_methods_checkpoint_is_refused_naming_both(workspace, t
 def test_usage_errors_exit_with_2_and_one_line(workspace, tmp_path):
     result = run_script(distill_args(workspace, "kd", tmp_path / "out", "--fitnet_stage", "2"), tmp_path)
     assert result.returncode == 2
-    assert "--fitnet_stage do(es) not apply to --method kd" in error_line(result)
+    assert "--fitnet_stage does not apply to --method kd" in error_line(result)
     result = run_script(distill_args(workspace, "kd", tmp_path / "out")[:-2] + ["--method", "fbtt"], tmp_path)
     assert result.returncode == 2 and "invalid choice: 'fbtt'" in result.stderr
 

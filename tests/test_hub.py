@@ -362,3 +362,20 @@ def test_make_timm_loadable_leaves_other_students_alone(tmp_path):
     before = snapshot(tmp_path)
     assert make_timm_loadable(tmp_path) is False
     assert snapshot(tmp_path) == before
+
+
+def test_card_names_the_rows_behind_its_numbers_how_the_student_started_and_its_limitations():
+    counted = card_inputs(train_rows=45000, eval_rows=10000, train_split="train[:90%]")
+    text = student_model_card(counted).text
+    assert "## Results on uoft-cs/cifar10 (test split, 10,000 images)" in text
+    assert "- trained on: 45,000 images of the train[:90%] split of uoft-cs/cifar10\n" in text
+    assert "- student: `microsoft/resnet-18` (cnn), started from its trained weights\n" in text
+    limitations = text[text.index("## Limitations") : text.index("## Distillation")]
+    assert "measured on 10,000 images of the test split of uoft-cs/cifar10 only" in limitations
+    assert "started from the trained weights of `microsoft/resnet-18`" in limitations
+    assert "the teacher's errors and biases are passed on" in limitations and "near chance" not in limitations
+    scratch = student_model_card(card_inputs(student="timm:resnet18", student_from_scratch=True, train_rows=500)).text
+    assert "- student: `timm:resnet18` (cnn), built from scratch (random weights)\n" in scratch
+    assert "started from scratch (random weights) and learned from 500 images of the train split" in scratch
+    alone = student_model_card(card_inputs(teacher=None, teacher_family=None, method="none")).text
+    assert "## Limitations" in alone and "teacher" not in alone[alone.index("## Limitations") :].split("##")[1]

@@ -7,6 +7,8 @@ for the others. The command line's exit codes for them: tests/test_cluster_fault
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import datasets
 import pytest
 from datasets.exceptions import DatasetNotFoundError
@@ -14,11 +16,13 @@ from huggingface_hub import constants
 
 import fake_hub
 from hf_cakd.data import load_image_dataset
-from hf_cakd.hub_errors import HubAccessError, hub_failure
+from hf_cakd.errors import InputError
+from hf_cakd.hub_errors import HubAccessError, check_reachable, hub_failure
 from hf_cakd.model_specs import load_classifier
 from tiny_models import build
 
 MODEL_ID, DATASET_ID = "someone/tiny-teacher", "someone/tiny-data"
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture
@@ -127,3 +131,48 @@ def test_datasets_own_errors_are_read_by_type_and_other_errors_are_left_alone(mo
     not_found = hub_failure(DatasetNotFoundError("gated"), "--dataset x", "x", "dataset")
     assert not_found.startswith("--dataset x was not found")
     assert hub_failure(KeyError("label"), "--dataset x", "x", "dataset") is None
+
+
+# ---- a spec that is neither a local path nor on the Hub: one line at once, whatever the network does ----
+
+
+def test_a_mistyped_path_without_network_is_told_at_once_with_the_closest_folder(online, monkeypatch):
+    monkeypatch.chdir(ROOT)
+    made = []
+    fake_hub.install(fake_hub.unreachable(requests=made))
+    with pytest.raises(HubAccessError) as err:
+        check_reachable("demo_data/cifar", "--dataset 'demo_data/cifar'", "dataset")
+    message = str(err.value)
+    assert message.startswith(f"--dataset 'demo_data/cifar': there is no local folder or file {ROOT}/demo_data/cifar ")
+    assert "(closest: demo_data/cifar10)" in message
+    assert "the Hub could not be reached to look for a dataset of that id (ConnectError: " in message
+    assert "run the same command again" not in message.lower() and "\n" not in message
+    assert [request for request in made if "cifar" in request[1]] == [("GET", "/api/datasets/demo_data/cifar")]  # once
+
+
+def test_an_id_the_hub_does_not_know_is_refused_before_loading_naming_the_closest_folder(online, monkeypatch):
+    monkeypatch.chdir(ROOT)
+    fake_hub.install(fake_hub.refusing("RepoNotFound"))
+    with pytest.raises(HubAccessError, match=r"^--teacher 'demo_data/model' was not found: there is no local folder or "
+                       r"file \S+/demo_data/model \(closest: demo_data/models\), and the Hub has no model demo_data/model"):
+        check_reachable("demo_data/model", "--teacher 'demo_data/model'")
+
+
+def test_an_existing_path_a_cached_copy_and_offline_mode_ask_the_hub_nothing(online, monkeypatch, tmp_path):
+    made = []
+    fake_hub.install(fake_hub.unreachable(requests=made))
+    check_reachable(str(ROOT / "demo_data" / "cifar10"), "--dataset x", "dataset")
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path))
+    (tmp_path / "models--someone--cached").mkdir()
+    check_reachable("someone/cached", "--teacher x")  # the loaders use the cached copy without the Hub
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    check_reachable(MODEL_ID, "--teacher x")  # offline, the loaders answer at once themselves
+    assert [request for request in made if "/api/agent-harnesses" not in request[1]] == []
+
+
+def test_a_spec_that_is_neither_a_path_nor_a_hub_id_is_a_missing_path(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "my-teacher").mkdir()
+    with pytest.raises(InputError, match=r"^--teacher './my-teachr': there is no local folder or file \S+/my-teachr "
+                       r"\(closest: my-teacher\), and it is no Hub id either \(owner/name\)\."):
+        check_reachable("./my-teachr", "--teacher './my-teachr'")

@@ -79,7 +79,7 @@ def test_auto_distils_each_student_with_the_best_measured_method_for_its_family(
     chosen = BEST_METHOD_FOR_STUDENT[family]  # ofa or fbt: both have OFA's logit loss
     given = method_config(chosen, {"ofa_temperature": 2.0}).for_pair(auto.teacher_view, auto.student_view)
     assert auto.method.name == chosen and auto.method.config == given
-    assert f"--method auto: {chosen}, the best measured method for a {family} student" in caplog.text
+    assert f"--method auto: {chosen}, the best measured method for {family} students" in caplog.text
     assert DistillationModel.build(student, teacher, "fbt", None, IMAGE_SIZE, IMAGE_SIZE).method.name == "fbt"
 
 

@@ -6,6 +6,8 @@ import shutil
 import pytest
 import torch
 from transformers import ResNetConfig, TimmWrapperForImageClassification
+from transformers.testing_utils import CaptureLogger
+from transformers.utils import logging as transformers_logging
 
 from hf_cakd.errors import InputError, UsageError
 from hf_cakd.model_specs import LabelMismatchError, load_classifier, load_image_processor
@@ -56,7 +58,9 @@ def test_label_mismatch_offers_only_the_fixes_of_the_models_role(saved_resnet, r
 def test_replace_head_gives_the_dataset_label_space(saved_resnet):
     path, original = saved_resnet
     five = {i: f"class{i}" for i in range(5)}
-    model = load_classifier(path, five, replace_head=True)
+    with CaptureLogger(transformers_logging.get_logger("transformers.configuration_utils")) as config_log:
+        model = load_classifier(path, five, replace_head=True)
+    assert "incompatible" not in config_log.out  # no "You passed `num_labels=5` ... map of length `10`"
     assert model.config.num_labels == 5 and model.classifier[-1].out_features == 5
     # The backbone keeps its trained weights; only the head is new.
     torch.testing.assert_close(
@@ -206,3 +210,13 @@ def test_unknown_timm_architecture_and_missing_folder(tmp_path):
     # A Hub id that is not cached offline: tests/test_hub_errors.py has the Hub's cases.
     with pytest.raises(InputError, match=r"^--teacher 'someone/not-cached' is not in the local cache .*hf download"):
         load_classifier("someone/not-cached", CIFAR_LABELS, role="teacher", cache_dir=str(tmp_path / "hub"))
+
+
+@pytest.mark.parametrize("contents, holds", [([], "it is empty"), (["model.safetensors"], "it holds model.safetensors")])
+def test_a_folder_without_config_json_is_named_as_such(tmp_path, contents, holds):
+    folder = tmp_path / "weights-only"
+    folder.mkdir()
+    for name in contents:
+        (folder / name).write_bytes(b"")
+    with pytest.raises(InputError, match=rf"^--teacher '{folder}': the folder has no config.json \({holds}\)\. Pass a folder "):
+        load_classifier(str(folder), CIFAR_LABELS, role="teacher")

@@ -7,7 +7,8 @@
 
 Each run is ``scripts/distill.py`` on the embedded CIFAR-10 subset with the demo's config-only models
 (a ResNet and a ViT, built from scratch with the seed), in both directions, every registered method at
-its defaults, 20 steps of batch 16 on one CPU thread, logging every step. ``--check`` fails (exit 1)
+its defaults, 20 steps of batch 16 on one CPU thread, logging every step. A teacher needs weights, so
+each teacher is built from its config at seed 0 and saved first (random weights serve a parity check). ``--check`` fails (exit 1)
 when any logged loss term differs from the snapshot by more than ``--atol`` (the log rounds to 4
 decimals, so equal runs agree exactly); a method the snapshot lacks is named, and ``--add_missing`` adds
 its runs to the snapshot once every other run agrees.
@@ -18,15 +19,21 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
+from transformers import set_seed
+
+from hf_cakd import load_classifier
+from hf_cakd.data import load_image_dataset
 from hf_cakd.methods import METHODS
 
 REPO = Path(__file__).resolve().parents[2]
 MODELS = REPO / "demo_data" / "models"
+DATA = REPO / "demo_data" / "cifar10"
 PAIRS = {
     "cnn_to_vit": (MODELS / "resnet-teacher-config", MODELS / "vit-student-config"),
     "vit_to_cnn": (MODELS / "vit-student-config", MODELS / "resnet-teacher-config"),
@@ -34,11 +41,19 @@ PAIRS = {
 STEPS = 20
 
 
-def run(pair: str, method: str, output_dir: Path) -> list[dict]:
-    teacher, student = PAIRS[pair]
+def saved_teacher(config_dir: Path, folder: Path) -> Path:
+    """The model ``config_dir`` describes, its weights drawn at seed 0, saved with its image processor in ``folder``."""
+    set_seed(0)
+    load_classifier(str(config_dir), load_image_dataset(str(DATA)).id2label).save_pretrained(folder)
+    shutil.copy(config_dir / "preprocessor_config.json", folder)
+    return folder
+
+
+def run(pair: str, method: str, output_dir: Path, teacher: Path) -> list[dict]:
+    student = PAIRS[pair][1]
     command = [
         sys.executable, str(REPO / "scripts" / "distill.py"), "--method", method, "--student", str(student),
-        "--dataset", str(REPO / "demo_data" / "cifar10"), "--max_train_samples", "320", "--max_eval_samples", "16",
+        "--dataset", str(DATA), "--max_train_samples", "320", "--max_eval_samples", "16",
         "--max_steps", str(STEPS), "--per_device_train_batch_size", "16", "--logging_steps", "1",
         "--learning_rate", "1e-3", "--seed", "0", "--use_cpu", "--save_strategy", "steps", "--save_steps", str(STEPS),
         "--eval_strategy", "no",
@@ -61,10 +76,11 @@ def run(pair: str, method: str, output_dir: Path) -> list[dict]:
 def snapshot() -> dict:
     losses = {}
     with tempfile.TemporaryDirectory() as tmp:
-        for pair in PAIRS:
+        for pair, (config, _) in PAIRS.items():
+            teacher = saved_teacher(config, Path(tmp) / "teachers" / pair)
             for method in METHODS:  # every registered method
                 print(f"{pair} {method}", file=sys.stderr, flush=True)
-                losses.setdefault(pair, {})[method] = run(pair, method, Path(tmp) / pair / method)
+                losses.setdefault(pair, {})[method] = run(pair, method, Path(tmp) / pair / method, teacher)
     return losses
 
 

@@ -116,7 +116,8 @@ class DeviceViews:
         shown = {role: spec.size for role, spec in specs.items() if spec is not None}
         sizes = " and ".join(f"{role} {height}x{width}" for role, (height, width) in shown.items())
         logger.info(
-            "Training views: one augmented uint8 image per row on the CPU, at %dx%d for photos; %s made on the device.",
+            "Training views: each row's image is augmented once on the CPU (a photo cropped to %dx%d); the training "
+            "step makes the %s views from it.",
             *views.size, sizes,
         )
         return views

@@ -195,7 +195,8 @@ def refuse_unknown_options(name: str, options) -> None:
     owners = option_owners(unknown)
     whose = f" ({'an option' if len(unknown) == 1 else 'options'} of {', '.join(owners)})" if owners else ""
     raise ValueError(
-        f"{', '.join('--' + o for o in unknown)} do(es) not apply to --method {name}{whose}; its options are "
+        f"{', '.join('--' + o for o in unknown)} {'does' if len(unknown) == 1 else 'do'} not apply to --method "
+        f"{name}{whose}; its options are "
         f"{', '.join('--' + o for o in own)}."
     )
 
