@@ -24,6 +24,7 @@ import multiprocessing
 import os
 import platform
 import resource
+import shutil
 import statistics
 import tempfile
 import time
@@ -32,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import ConvNextImageProcessor, PretrainedConfig, ResNetConfig, ViTConfig, ViTImageProcessor
+from transformers import ConvNextImageProcessor, PretrainedConfig, ResNetConfig, ViTConfig, ViTImageProcessor, set_seed
 from transformers.image_utils import (
     IMAGENET_DEFAULT_MEAN,
     IMAGENET_DEFAULT_STD,
@@ -41,6 +42,7 @@ from transformers.image_utils import (
     PILImageResampling,
 )
 
+from hf_cakd import load_classifier
 from hf_cakd.data import IMAGES_KEY
 from hf_cakd.methods import METHODS, method_class
 from hf_cakd.trainer import DistillationTrainingArguments
@@ -50,6 +52,7 @@ REPO = Path(__file__).resolve().parents[1]
 RESULTS_NAME = "results.json"
 TABLE_NAME = "table.md"
 README_SECTION = "## Benchmarks"
+BENCHMARKS_README = REPO / "benchmarks" / "README.md"  # where the benchmarks' tables go
 
 
 # ---- settings ----
@@ -104,6 +107,15 @@ HEADLINE_MODELS = {
 def write_headline_models(root: Path) -> tuple[str, str]:
     """Config-only directories of the headline pair (``load_classifier`` builds them from scratch)."""
     return write_model_dirs(root, HEADLINE_MODELS)
+
+
+def saved_with_weights(config_dir: str | Path, id2label: dict[int, str], folder: Path) -> Path:
+    """The model of a config-only directory, its weights drawn at seed 0 for ``id2label``, saved with its image
+    processor in ``folder``: a teacher must have weights, and a benchmark of cost or parity needs no trained ones."""
+    set_seed(0)
+    load_classifier(str(config_dir), id2label).save_pretrained(folder)
+    shutil.copy(Path(config_dir) / "preprocessor_config.json", folder)
+    return folder
 
 
 def write_model_dirs(root: Path, models: dict[str, tuple[PretrainedConfig, Any]]) -> tuple[str, ...]:

@@ -331,7 +331,7 @@ def main_help() -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """The ``hf-cakd`` console entry point; exit codes as hf_cakd.errors documents (README: "Exit codes")."""
+    """The ``hf-cakd`` console entry point; exit codes as hf_cakd.errors documents (docs/operations.md, "Exit codes")."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] in (["-h"], ["--help"]):
         print(main_help())

@@ -1,6 +1,6 @@
 """The command line on the machines distillation runs on (scripts/distill.py in a child process).
 
-Cases and exit codes (README, "Exit codes"): a model or data set the Hub cannot deliver (not cached
+Cases and exit codes (docs/operations.md, "Exit codes"): a model or data set the Hub cannot deliver (not cached
 while offline, not found, gated, a download cut off) 3; an --output_dir that is a file, cannot be
 created or cannot be written 3, before anything loads; a disk that fills up during a save 3, the
 last complete checkpoint untouched and resumable. A Hub token given by flag, environment or config

@@ -224,7 +224,7 @@ def test_the_examples_are_found_and_every_skip_is_used():
 
 
 def test_many_to_one_mapping_sums_the_teachers_probabilities(stand_ins):
-    """examples/cifar10-from-imagenet1k.json, the README's ImageNet-1k -> CIFAR-10 mapping, on its stand-in teacher."""
+    """examples/cifar10-from-imagenet1k.json, docs/usage.md's ImageNet-1k -> CIFAR-10 mapping, on its stand-in teacher."""
     from hf_cakd.model_specs import load_classifier
     from hf_cakd.pipeline import ModelArguments
 

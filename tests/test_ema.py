@@ -95,9 +95,9 @@ def test_the_recipes_flags_are_data_and_training_flags_in_help(capsys):
     assert "--model_ema_decay" in training and "--save_ema_as_student" in training
 
 
-def test_the_readmes_recipe_for_long_runs_is_valid_flags():
-    readme = (ROOT / "README.md").read_text()
-    block = re.search(r"\*\*The recipe for long runs\.\*\*.*?```bash\n(.*?)```", readme, re.S).group(1)
+def test_the_recipe_pages_flags_are_valid():
+    page = (ROOT / "docs" / "recipe.md").read_text()
+    block = re.search(r"```bash\n(.*?)```", page, re.S).group(1)
     flags = block.replace("\\\n", " ").split()
     _, data_args, training_args = parse_distill_args(["--teacher", "t", "--dataset", "d", "--output_dir", "o", *flags])
     assert data_args.augmentation(num_classes=10).active and training_args.save_ema_as_student

@@ -1,7 +1,7 @@
 """``--method auto``'s rule, applied to the committed benchmark results (docs/method.md, "Which method by default").
 
     .venv/bin/python -m benchmarks.accuracy.default_rule            # print the standings
-    .venv/bin/python -m benchmarks.accuracy.default_rule --write    # and their table into docs/method.md
+    .venv/bin/python -m benchmarks.accuracy.default_rule --write    # and the tables into docs/method.md, README.md
 
 For each student family: every method's test-split top-1 on each accuracy-benchmark pair whose student is of
 that family (the profiles in ``PROFILES_READ``, seeds as the table ran them). A method's score is the mean of
@@ -27,6 +27,9 @@ ACCURACY = REPO / "benchmarks" / "accuracy"
 SPEED_RESULTS = REPO / "benchmarks" / "speed" / "headline" / "results.json"
 DOCS = REPO / "docs" / "method.md"
 DOCS_REGION = "default-rule"
+README = REPO / "README.md"
+README_REGION = "results-summary"
+SUMMARY_METHODS = ("none", "kd", "ofa", "rsd", "fbt")  # the README's columns; benchmarks/README.md has every method
 
 
 @dataclass(frozen=True)
@@ -103,13 +106,38 @@ def evidence_table() -> str:
     return "\n".join(lines) + "\n"
 
 
+def _cell(measured: dict, bold: bool) -> str:
+    seeds = len(measured["runs"])
+    text = f"{100 * measured['top1']['mean']:.2f}" + (f" ± {100 * measured['top1']['std']:.2f}" if seeds > 1 else "")
+    return (f"**{text}**" if bold else text) + ("" if seeds == 3 else f" ({seeds} seed{'s' if seeds > 1 else ''})")
+
+
+def summary_table() -> str:
+    """The README's table: per benchmark pair, the main methods' test-split top-1 and what ``auto`` runs."""
+    chosen = best_methods()
+    lines = [
+        "| profile: pair | student | " + " | ".join(f"`{m}`" for m in SUMMARY_METHODS) + " | `auto` runs |",
+        "| --- | --- | " + "---: | " * len(SUMMARY_METHODS) + "--- |",
+    ]
+    for profile in PROFILES_READ:
+        results = json.loads((ACCURACY / profile / "results.json").read_text())
+        for name, pair in results["pairs"].items():
+            student = results["models"][pair["student"]]
+            means = {m: pair["methods"][m]["top1"] for m in SUMMARY_METHODS if pair["methods"].get(m, {}).get("top1")}
+            best = max(means, key=lambda m: means[m]["mean"])
+            cells = [_cell(pair["methods"][m], bold=m == best) if m in means else "-" for m in SUMMARY_METHODS]
+            lines.append(f"| {profile}: {name} | {student['name']} ({student['family']}) | " + " | ".join(cells) + f" | `{chosen[student['family']]}` |")
+    return "\n".join(lines) + "\n"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--write", action="store_true", help=f"Put the table into {DOCS.relative_to(REPO)}.")
-    table = evidence_table()
-    print(table)
+    parser.add_argument("--write", action="store_true", help="Put the tables into docs/method.md and README.md.")
+    table, summary = evidence_table(), summary_table()
+    print(table + "\n" + summary)
     if parser.parse_args().write:
         update_readme(DOCS, table, DOCS_REGION)
+        update_readme(README, summary, README_REGION)
 
 
 if __name__ == "__main__":

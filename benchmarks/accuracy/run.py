@@ -82,7 +82,7 @@ the teacher's top-1/top-5, per method top-1/top-5 per seed, mean, std, train sec
 screened setting under ``tuning``; a results.json that kept one run per setting is read too), ``accuracy.png``
 (grouped bars per pair, a dashed line at the teacher's top-1, error bars over seeds), the ablation and
 validation-screen tables, and
-``table.md``, which is also put into ``README.md`` between ``<!-- benchmark-accuracy-<profile>:start -->`` and
+``table.md``, which is also put into ``benchmarks/README.md`` between ``<!-- benchmark-accuracy-<profile>:start -->`` and
 ``<!-- benchmark-accuracy-<profile>:end -->`` (not for ``smoke`` or ``--recipe``, unless ``--readme`` is given).
 ``--recipe`` writes into ``<profile>-recipe/``; given ``<profile>/results.json`` beside it, its table compares
 each method with and without the recipe (region ``benchmark-accuracy-<profile>-recipe``).
@@ -146,7 +146,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from benchmarks.common import REPO, benchmark_methods, read_results, write_results
+from benchmarks.common import BENCHMARKS_README, REPO, benchmark_methods, read_results, write_results
 from hf_cakd.cli import setup_logging
 
 from .estimate import estimate_profile, estimate_table
@@ -221,8 +221,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help="Gather the finished runs under --output_dir into results.json, then report; train nothing.",
     )
-    parser.add_argument("--readme", type=Path, help="Where the table goes (default: README.md, not for smoke).")
-    parser.add_argument("--no_readme", action="store_true", help="Leave README.md alone.")
+    parser.add_argument("--readme", type=Path, help="Where the table goes (default: benchmarks/README.md, not for smoke).")
+    parser.add_argument("--no_readme", action="store_true", help="Leave benchmarks/README.md alone.")
     options = parser.parse_args(argv)
     unknown = set(options.pairs or ()) - set(PROFILES[options.profile].pairs)
     if unknown:
@@ -230,7 +230,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     default_dir = options.profile + ("-recipe" if options.recipe else "")
     options.output_dir = options.output_dir or REPO / "benchmarks" / "accuracy" / default_dir
     if options.readme is None and not options.no_readme and options.profile != "smoke" and not options.recipe:
-        options.readme = REPO / "README.md"
+        options.readme = BENCHMARKS_README
     if options.no_readme:
         options.readme = None
     if not options.report_only and Path(options.data).is_dir() and not Path(options.data, "train.parquet").is_file():

@@ -77,6 +77,7 @@ from benchmarks.common import (
     measure_step,
     read_results,
     shown_path,
+    saved_with_weights,
     write_model_dirs,
     write_results,
     write_table,
@@ -306,6 +307,8 @@ def measure_cli(profile: Profile, models: tuple[str, str], data: Path, rows: lis
     result = {"steps": list(steps), "batch_size": profile.batch_size, "image_size": profile.image_size, "runs": []}
     with tempfile.TemporaryDirectory() as work:
         work, output_dir = Path(work), Path(work) / "run"
+        teacher = saved_with_weights(models[0], load_image_dataset(str(data / DATASET_NAME)).id2label, work / "teacher")
+        models = (str(teacher), models[1])
         for name, resume in (("first", False), ("resumed", True)):
             print(f"[cli] {name} run ...", file=sys.stderr, flush=True)
             argv = _cli_argv(profile, models, data, output_dir, steps, resume)

@@ -30,6 +30,7 @@ import psutil
 from transformers import TrainerCallback
 
 from benchmarks.common import (
+    BENCHMARKS_README,
     REPO,
     Schedule,
     benchmark_methods,
@@ -179,7 +180,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--sample_every", type=int, default=10, help="Read RSS every this many steps.")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--output_dir", default=str(REPO / "benchmarks" / "memory"))
-    parser.add_argument("--readme", default=str(REPO / "README.md"))
+    parser.add_argument("--readme", default=str(BENCHMARKS_README))
     parser.add_argument("--no_readme", action="store_true")
     parser.add_argument("--report_only", action="store_true", help="Regenerate chart and tables from results.json.")
     return parser.parse_args(argv)

@@ -1,9 +1,9 @@
 #!/usr/bin/env python
 """Per-term losses of a fixed-seed 20-step run of every method, through the CLI: a refactor's parity check.
 
-    .venv/bin/python benchmarks/parity/loss_snapshot.py --write benchmarks/parity/loss_snapshot.json
-    .venv/bin/python benchmarks/parity/loss_snapshot.py --check benchmarks/parity/loss_snapshot.json
-    .venv/bin/python benchmarks/parity/loss_snapshot.py --check benchmarks/parity/loss_snapshot.json --add_missing
+    .venv/bin/python -m benchmarks.parity.loss_snapshot --write benchmarks/parity/loss_snapshot.json
+    .venv/bin/python -m benchmarks.parity.loss_snapshot --check benchmarks/parity/loss_snapshot.json
+    .venv/bin/python -m benchmarks.parity.loss_snapshot --check benchmarks/parity/loss_snapshot.json --add_missing
 
 Each run is ``scripts/distill.py`` on the embedded CIFAR-10 subset with the demo's config-only models
 (a ResNet and a ViT, built from scratch with the seed), in both directions, every registered method at
@@ -19,15 +19,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
-from transformers import set_seed
-
-from hf_cakd import load_classifier
+from benchmarks.common import saved_with_weights
 from hf_cakd.data import load_image_dataset
 from hf_cakd.methods import METHODS
 
@@ -39,14 +36,6 @@ PAIRS = {
     "vit_to_cnn": (MODELS / "vit-student-config", MODELS / "resnet-teacher-config"),
 }
 STEPS = 20
-
-
-def saved_teacher(config_dir: Path, folder: Path) -> Path:
-    """The model ``config_dir`` describes, its weights drawn at seed 0, saved with its image processor in ``folder``."""
-    set_seed(0)
-    load_classifier(str(config_dir), load_image_dataset(str(DATA)).id2label).save_pretrained(folder)
-    shutil.copy(config_dir / "preprocessor_config.json", folder)
-    return folder
 
 
 def run(pair: str, method: str, output_dir: Path, teacher: Path) -> list[dict]:
@@ -77,7 +66,7 @@ def snapshot() -> dict:
     losses = {}
     with tempfile.TemporaryDirectory() as tmp:
         for pair, (config, _) in PAIRS.items():
-            teacher = saved_teacher(config, Path(tmp) / "teachers" / pair)
+            teacher = saved_with_weights(config, load_image_dataset(str(DATA)).id2label, Path(tmp) / "teachers" / pair)
             for method in METHODS:  # every registered method
                 print(f"{pair} {method}", file=sys.stderr, flush=True)
                 losses.setdefault(pair, {})[method] = run(pair, method, Path(tmp) / pair / method, teacher)

@@ -104,6 +104,7 @@ from pathlib import Path
 import torch
 
 from benchmarks.common import (
+    BENCHMARKS_README,
     HEADLINE_SIZE,
     REPO,
     ModelPair,
@@ -422,7 +423,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="Sustained bf16 TFLOP/s of the GPU the --photos projection assumes (about 40 %% of an H100's dense peak).",
     )
     parser.add_argument("--output_dir", type=Path, default=Path("benchmarks/speed"))
-    parser.add_argument("--readme", type=Path, default=REPO / "README.md", help="Where the table is inserted.")
+    parser.add_argument("--readme", type=Path, default=BENCHMARKS_README, help="Where the table is inserted.")
     parser.add_argument(
         "--readme_region",
         default=README_REGION,

@@ -10,7 +10,7 @@ Both views are made from the same augmented image, so they show the same crop by
 Why uint8 on the CPU: it is what the crop's resize produces (PIL works on 8-bit pixels), so
 nothing is lost by stopping there; the float conversion and normalisation move to the device; and
 a uint8 view is a quarter of the bytes of a float32 one (an eighth of two) through worker queues,
-pinned memory and the copy to the device. What this buys per core is the README's pipeline table
+pinned memory and the copy to the device. What this buys per core is benchmarks/README.md's pipeline table
 (docs/architecture.md, "Feeding an accelerator").
 
 Tiny images (CIFAR's 32 px) keep their own size on the CPU (unless it exceeds both models'
