@@ -3,9 +3,8 @@
 ``scripts/distill.py`` is ``hf-cakd distill`` for ``accelerate launch``. Flags are the fields of
 :class:`~hf_cakd.pipeline.ModelArguments`, :class:`~hf_cakd.pipeline.DataArguments`, the chosen
 method's options (one flag each, from its config in the method registry) and
-:class:`~hf_cakd.DistillationTrainingArguments`. ``--method X --help`` lists hf_cakd's flags, X's
-options with X's help, and the common training flags; ``--help_all`` lists every
-``TrainingArguments`` flag too. A config file takes the same flags as keys, and may group the
+:class:`~hf_cakd.DistillationTrainingArguments`. ``--method X --help`` lists the flags most runs set
+(``SHORT_HELP_FLAGS``) and X's own options; ``--help_all`` lists every flag. A config file takes the same flags as keys, and may group the
 method's options under its name (``fbt: {fbt_infonce_weight: 0.5}``).
 """
 
@@ -24,7 +23,7 @@ import typing
 import huggingface_hub
 import transformers
 import yaml
-from transformers import HfArgumentParser, TrainingArguments
+from transformers import HfArgumentParser
 
 from .errors import InputError, UsageError, run_cli
 from .hub import push_student
@@ -38,18 +37,19 @@ HELP_ALL_FLAG = "--help_all"
 # Flags a run needs, and what they are for (TrainingArguments would write into ./trainer_output without one).
 REQUIRED_FLAGS = {"output_dir": "the folder the student, its card, results.json and the checkpoints are written to"}
 CONFIG_FILE_SUFFIXES = (".json", ".yaml", ".yml")
-# TrainingArguments flags shown by the short --help; --help_all shows them all.
-COMMON_TRAINING_FLAGS = {
-    "output_dir", "num_train_epochs", "max_steps", "per_device_train_batch_size", "per_device_eval_batch_size",
-    "gradient_accumulation_steps", "learning_rate", "weight_decay", "warmup_steps", "lr_scheduler_type",
-    "eval_strategy", "save_strategy", "save_steps", "save_total_limit", "logging_steps", "seed", "bf16", "fp16",
-    "use_cpu", "dataloader_num_workers", "resume_from_checkpoint", "push_to_hub", "hub_model_id", "report_to",
+# The flags the short --help shows, beside the chosen method's own options (those carrying its prefix, experimental
+# ones apart); --help_all shows every flag: the recipe's, the shared loss options, all of TrainingArguments.
+SHORT_HELP_FLAGS = {
+    "teacher", "student", "teacher_label_mapping", "ignore_mismatched_sizes", "license",
+    "dataset", "train_split", "eval_split", "image_column", "label_column", "max_train_samples", "max_eval_samples",
+    "output_dir", "method", "num_train_epochs", "max_steps", "per_device_train_batch_size", "learning_rate", "bf16",
+    "save_steps", "seed", "resume_from_checkpoint", "push_to_hub", "hub_model_id",
 }  # fmt: skip
 USAGE = (
     "hf-cakd distill --teacher MODEL --dataset DATA [--student MODEL] [--method {methods}] --output_dir DIR [flags]\n"
     "       hf-cakd distill run.yaml   (or run.json: the same flags as keys)\n"
-    "       --method X --help: hf_cakd's flags and X's options (default method: {default}); --help_all: every "
-    "TrainingArguments flag too"
+    "       --method X --help: the common flags and X's own options (default method: {default}); --help_all: every "
+    "flag (the recipe's, shared and experimental method options, all of TrainingArguments)"
 )
 DEFAULT_METHOD = DistillationTrainingArguments.method
 for dataclass_type, group in {
@@ -134,11 +134,18 @@ def build_parser(method: str, show_all: bool = False) -> HfArgumentParser:
     for action in parser._actions:
         action.required = action.required or action.dest in REQUIRED_FLAGS
     if not show_all:
-        base_fields = {f.name for f in dataclasses.fields(TrainingArguments)}
+        own = _own_options(method) if method in METHODS else set()
         for action in parser._actions:
-            if action.dest in base_fields and action.dest not in COMMON_TRAINING_FLAGS:
+            if action.option_strings and action.dest not in SHORT_HELP_FLAGS | own | {"help"}:
                 action.help = argparse.SUPPRESS
     return parser
+
+
+def _own_options(method: str) -> set[str]:
+    """``method``'s options that carry its prefix, experimental ones apart: what its short --help lists."""
+    config_class = method_class(method).config_class
+    experimental = set(config_class.experimental_option_names())
+    return {name for name in config_class.option_names() if name.startswith(f"{method}_") and name not in experimental}
 
 
 def chosen_method(argv: list[str]) -> str:

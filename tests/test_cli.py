@@ -211,10 +211,10 @@ def test_hf_cakd_names_its_commands_and_push_refuses_a_folder_without_a_student(
 # ---- method options: per-method --help, typed values, refusals, config files (no training) ----
 
 
-def help_sections(capsys, *argv) -> dict[str, str]:
-    """``hf-cakd distill <argv> --help`` as {section title: its text}."""
+def help_sections(capsys, *argv, help_flag="--help") -> dict[str, str]:
+    """``hf-cakd distill <argv> --help`` (or ``--help_all``) as {section title: its text}."""
     with pytest.raises(SystemExit) as exit_info:
-        distill_main([*argv, "--help"])
+        distill_main([*argv, help_flag])
     assert exit_info.value.code == 0
     parts = re.split(r"^(\S.*):$", capsys.readouterr().out, flags=re.MULTILINE)
     return dict(zip(parts[1::2], parts[2::2]))
@@ -225,8 +225,19 @@ def flags_in(text: str) -> set[str]:
 
 
 @pytest.mark.parametrize("method", sorted(METHODS))
-def test_method_help_lists_that_methods_options_with_their_defaults(method, capsys):
+def test_short_help_lists_the_common_flags_and_the_methods_own_options(method, capsys):
+    config_class = method_class(method).config_class
     sections = help_sections(capsys, "--method", method)
+    own = {name for name in config_class.option_names() if name.startswith(f"{method}_")}
+    assert flags_in(sections.get(f"--method {method} options", "")) == own - set(config_class.experimental_option_names())
+    shown = flags_in("".join(sections.values()))
+    assert len(shown) <= 40 and {"teacher", "dataset", "output_dir", "method", "resume_from_checkpoint"} <= shown
+    assert not {"auto_augment", "gradient_accumulation_steps", "ce_weight"} & shown  # behind --help_all
+
+
+@pytest.mark.parametrize("method", sorted(METHODS))
+def test_help_all_lists_every_option_of_the_method_with_its_default(method, capsys):
+    sections = help_sections(capsys, "--method", method, help_flag="--help_all")
     config_class = method_class(method).config_class
     own = sections[f"--method {method} options"]
     experimental_title = f"--method {method}: experimental options (beyond the paper, off by default; docs/method.md)"

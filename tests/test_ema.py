@@ -86,8 +86,8 @@ def test_the_average_flags_refuse_what_cannot_work(workspace, tmp_path, flags, m
         distill_main(distill_args(workspace, "kd", tmp_path / "out", *flags))
 
 
-def test_the_recipes_flags_are_data_and_training_flags_in_help(capsys):
-    sections = help_sections(capsys)
+def test_the_recipes_flags_are_data_and_training_flags_in_help_all(capsys):
+    sections = help_sections(capsys, help_flag="--help_all")
     data = sections["data"]
     for flag in ("auto_augment", "color_jitter", "random_erasing", "mixup_alpha", "cutmix_alpha", "mixup_prob", "mixup_switch_prob"):
         assert f"--{flag}" in data
