@@ -1,7 +1,7 @@
 """What the benchmarks share: typed settings, timed training steps, results files and README tables.
 
 ``benchmarks/{accuracy,speed,memory}`` build runs from these pieces and call
-:func:`hf_cakd.pipeline.distill` (or the :class:`~hf_cakd.DistillationTrainer`) directly; no
+:func:`hf_cakd.run.pipeline.distill` (or the :class:`~hf_cakd.DistillationTrainer`) directly; no
 benchmark imports another. Methods and their options come from the registry (``hf_cakd.methods``).
 
 - settings: :class:`Schedule` (the optimisation of a benchmark run), :class:`ModelPair`,
@@ -45,7 +45,7 @@ from transformers.image_utils import (
 from hf_cakd import load_classifier
 from hf_cakd.data import IMAGES_KEY
 from hf_cakd.methods import METHODS, method_class
-from hf_cakd.trainer import DistillationTrainingArguments
+from hf_cakd.training.training_args import DistillationTrainingArguments
 
 # The source checkout the benchmarks run from: paths under it are recorded relative to it.
 REPO = Path(__file__).resolve().parents[1]
@@ -298,7 +298,7 @@ def _step_arguments(
 def _our_step(row: StepRow, settings: StepSettings, batch: dict, output_dir: str):
     """The DistillationTrainer's own training_step, then its own optimizer's step, both prepared by its
     Accelerator as ``Trainer.train`` prepares them (so ``bf16`` autocasts and ``torch_compile`` compiles)."""
-    from hf_cakd.trainer import DistillationTrainer
+    from hf_cakd.training.trainer import DistillationTrainer
 
     student, teacher = row.pair.load(settings.id2label, with_teacher=method_class(row.method).requires_teacher)
     args = _step_arguments(settings, row.method, output_dir, row.method_config, row.training_args)

@@ -7,17 +7,20 @@ from .backbones import StagedBackbone, StageInfo, register_adapter, staged_view
 from .methods import MethodConfig, register_method
 from .modeling_distillation import DistillationModel
 from .model_specs import LabelMismatchError, load_classifier, load_image_processor
-from .pipeline import distill
-from .trainer import DistillationTrainer, DistillationTrainingArguments
+from .run.pipeline import DataArguments, ModelArguments, distill
+from .training.trainer import DistillationTrainer
+from .training.training_args import DistillationTrainingArguments
 
 __all__ = [
     "AssistantConfig",
     "AssistantModel",
+    "DataArguments",
     "DistillationModel",
     "DistillationTrainer",
     "DistillationTrainingArguments",
     "LabelMismatchError",
     "MethodConfig",
+    "ModelArguments",
     "StageInfo",
     "StagedBackbone",
     "distill",

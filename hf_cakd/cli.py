@@ -1,7 +1,7 @@
 """The ``hf-cakd`` command: ``hf-cakd distill <flags | run.yaml | run.json>`` and ``hf-cakd push <output_dir>``.
 
 ``scripts/distill.py`` is ``hf-cakd distill`` for ``accelerate launch``. Flags are the fields of
-:class:`~hf_cakd.pipeline.ModelArguments`, :class:`~hf_cakd.pipeline.DataArguments`, the chosen
+:class:`~hf_cakd.run.pipeline.ModelArguments`, :class:`~hf_cakd.run.pipeline.DataArguments`, the chosen
 method's options (one flag each, from its config in the method registry) and
 :class:`~hf_cakd.DistillationTrainingArguments`. ``--method X --help`` lists the flags most runs set
 (``SHORT_HELP_FLAGS``) and X's own options; ``--help_all`` lists every flag. A config file takes the same flags as keys, and may group the
@@ -26,12 +26,12 @@ import yaml
 from transformers import HfArgumentParser
 
 from .errors import InputError, UsageError, run_cli
-from .hub import push_student
+from .run.hub import push_student
 from .methods import AUTO_METHOD, METHODS, method_class, method_config
 from .methods.base import option_owners, refuse_unknown_options
 from .methods.renamed import refuse_old_names
-from .pipeline import LOG_FORMAT, DataArguments, ModelArguments, distill
-from .trainer import DistillationTrainingArguments
+from .run.pipeline import LOG_FORMAT, DataArguments, ModelArguments, distill
+from .training.training_args import DistillationTrainingArguments
 
 HELP_ALL_FLAG = "--help_all"
 # Flags a run needs, and what they are for (TrainingArguments would write into ./trainer_output without one).

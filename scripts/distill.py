@@ -4,7 +4,7 @@
     accelerate launch scripts/distill.py --teacher google/vit-base-patch16-224 \\
         --student microsoft/resnet-18 --dataset uoft-cs/cifar10 --output_dir out/vit-to-resnet18
 
-``--help`` lists the flags; the run itself is :func:`hf_cakd.distill` (hf_cakd/pipeline.py).
+``--help`` lists the flags; the run itself is :func:`hf_cakd.distill` (hf_cakd/run/pipeline.py).
 Exit codes: 0 done, 1 internal error, 2 usage, 3 input, 4 NaN/inf, 75 pre-empted (resumable).
 """
 

@@ -13,7 +13,7 @@ import pytest
 from benchmarks.common import REPO, ModelPair, StepRow, StepSettings, benchmark_methods, call_in_fresh_process
 from benchmarks.gpu import prepare
 from benchmarks.gpu.run import COMPILED_ROW, PROFILES, TimeBudget, _cli_steps, main, markdown_table, measure_rows
-from hf_cakd.trainer import accelerator_loader_workers
+from hf_cakd.training.training_args import accelerator_loader_workers
 
 
 @pytest.fixture(scope="module")

@@ -20,7 +20,7 @@ from transformers import AutoModelForImageClassification
 from hf_cakd.cli import main as hf_cakd_main
 from hf_cakd.cli import distill_main, parse_distill_args
 from hf_cakd.errors import UsageError
-from hf_cakd.pipeline import distill
+from hf_cakd.run.pipeline import distill
 from hf_cakd.methods import METHODS, method_class, method_config
 from test_distill_script import distill_args, workspace  # noqa: F401  (workspace: a fixture)
 
@@ -442,8 +442,8 @@ def test_distill_from_python_logs_like_the_command_line(workspace, tmp_path, mon
             monkeypatch.setattr(logger, name, copy.copy(getattr(logger, name)))
     distill(*parse_distill_args(distill_args(workspace, "kd", tmp_path / "out")))
     err = capsys.readouterr().err
-    assert re.search(r"^\S+ \S+ INFO hf_cakd\.run_plan: Plan: --method kd, ", err, re.M), err[-3000:]
-    assert re.search(r"^\S+ \S+ INFO hf_cakd\.pipeline: Student on 16 eval images: top-1 ", err, re.M)
+    assert re.search(r"^\S+ \S+ INFO hf_cakd\.run\.plan: Plan: --method kd, ", err, re.M), err[-3000:]
+    assert re.search(r"^\S+ \S+ INFO hf_cakd\.run\.pipeline: Student on 16 eval images: top-1 ", err, re.M)
     assert trainer_logger.level == logging.INFO  # the Trainer's plan and progress, as from the command line
     advert = trainer_logger.makeRecord("transformers.trainer", logging.INFO, "", 0, "\n\nTraining completed. Do not "
                                        "forget to share your model on huggingface.co/models =)\n\n", (), None)

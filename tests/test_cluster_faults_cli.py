@@ -23,11 +23,11 @@ import torch
 import yaml
 from transformers import AutoModelForImageClassification
 
-import hf_cakd.checkpointing
-import hf_cakd.run_plan
+import hf_cakd.training.checkpointing
+import hf_cakd.run.plan
 from hf_cakd.cli import distill_main
 from hf_cakd.errors import InputError
-from hf_cakd.checkpointing import CHECKPOINT_COMPLETE_NAME, CheckpointIO, last_complete_checkpoint
+from hf_cakd.training.checkpointing import CHECKPOINT_COMPLETE_NAME, CheckpointIO, last_complete_checkpoint
 from test_distill_script import distill_args, fake_hub, workspace  # noqa: F401  (fixtures)
 from test_faults_cli import SCRIPT, error_line
 
@@ -234,11 +234,11 @@ def test_the_hub_token_is_in_no_written_printed_or_pushed_byte_and_a_cpu_run_pri
     log = result.stdout + result.stderr
     assert "pin_memory" not in log and "Repo card metadata block" not in log
     # The one warning: the workspace's teacher is untrained, and a user can act on that.
-    near_chance = "WARNING hf_cakd.pipeline: The teacher's top-1 on the test split is 6.25%, near chance"
+    near_chance = "WARNING hf_cakd.run.pipeline: The teacher's top-1 on the test split is 6.25%, near chance"
     assert log.count(near_chance) == 1
     assert not re.search(r"Warning\b|\bWARNING\b", log.replace(near_chance, "")), log[-3000:]
-    assert "INFO hf_cakd.run_plan: Plan: --method kd, teacher " in log and "Total optimization steps = 2" in log
-    assert "'loss_kd'" in log and "INFO hf_cakd.pipeline: Student on 16 eval images: top-1" in log
+    assert "INFO hf_cakd.run.plan: Plan: --method kd, teacher " in log and "Total optimization steps = 2" in log
+    assert "'loss_kd'" in log and "INFO hf_cakd.run.pipeline: Student on 16 eval images: top-1" in log
 
     # A resume reads the token from its own flags too, and writes it nowhere either.
     with pytest.MonkeyPatch.context() as patch:
@@ -257,7 +257,7 @@ def test_the_hub_token_is_in_no_written_printed_or_pushed_byte_and_a_cpu_run_pri
 def test_an_output_dir_that_is_a_file_is_refused_before_anything_loads(workspace, tmp_path, monkeypatch):
     taken = tmp_path / "taken"
     taken.write_text("someone's file\n")
-    monkeypatch.setattr(hf_cakd.run_plan, "load_image_dataset", None)  # called, it would fail with a TypeError
+    monkeypatch.setattr(hf_cakd.run.plan, "load_image_dataset", None)  # called, it would fail with a TypeError
     with pytest.raises(InputError, match=rf"^--output_dir {re.escape(str(taken))} is a file\. Pass a folder path"):
         distill_main(distill_args(workspace, "kd", taken))
     assert taken.read_text() == "someone's file\n"
@@ -370,11 +370,11 @@ def test_resume_last_starts_a_new_folder_afresh_and_refuses_one_without_a_checkp
     workspace, tmp_path, monkeypatch
 ):
     """One command for a job's first run and its requeues (SLURM --requeue, a Kubernetes restart)."""
-    resume_point = hf_cakd.checkpointing.resume_point
+    resume_point = hf_cakd.training.checkpointing.resume_point
     assert resume_point(True, str(tmp_path / "new")) is None
     (tmp_path / "used").mkdir()
     (tmp_path / "used" / "notes.txt").write_text("not a checkpoint\n")
-    monkeypatch.setattr(hf_cakd.run_plan, "load_image_dataset", None)  # called, it would fail with a TypeError
+    monkeypatch.setattr(hf_cakd.run.plan, "load_image_dataset", None)  # called, it would fail with a TypeError
     args = distill_args(workspace, "kd", tmp_path / "used", "--resume_from_checkpoint", "last")
     with pytest.raises(InputError, match=r"^No complete checkpoint in .*used to resume from"):
         distill_main(args)
@@ -392,11 +392,11 @@ def test_a_read_only_datasets_cache_names_hf_datasets_cache_and_the_fix(workspac
 
 def test_a_second_run_into_a_folder_another_run_is_writing_into_stops_before_writing(workspace, tmp_path):  # noqa: F811
     output_dir = tmp_path / "out"
-    with hf_cakd.checkpointing.writing_into(str(output_dir)):  # the first run, still training
+    with hf_cakd.training.checkpointing.writing_into(str(output_dir)):  # the first run, still training
         with pytest.raises(InputError, match=rf"^Another run is writing into {re.escape(str(output_dir))}: wait"):
             distill_main(distill_args(workspace, "kd", output_dir))
         assert list(output_dir.iterdir()) == []
-        with hf_cakd.checkpointing.writing_into(str(output_dir), main_process=False):
+        with hf_cakd.training.checkpointing.writing_into(str(output_dir), main_process=False):
             pass  # the other processes of the same run take no lock
     distill_main(distill_args(workspace, "kd", output_dir))  # the lock ends with the run that held it
     assert (output_dir / "results.json").is_file()

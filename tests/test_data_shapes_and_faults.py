@@ -112,7 +112,7 @@ def test_a_missing_label_mapping_file_is_named(tmp_path):
     [(["--num_train_epochs", "0"], "trains no step"), (["--per_device_train_batch_size", "0"], "positive batch size")],
 )
 def test_schedules_that_train_nothing_stop_before_anything_loads(tmp_path, flags, message):
-    from hf_cakd.run_plan import plan_run
+    from hf_cakd.run.plan import plan_run
 
     args = parse_distill_args(["--teacher", "t", "--dataset", "d", "--output_dir", str(tmp_path / "out"), *flags])
     with pytest.raises(UsageError, match=message):
@@ -120,7 +120,7 @@ def test_schedules_that_train_nothing_stop_before_anything_loads(tmp_path, flags
 
 
 def test_resuming_a_checkpoint_of_other_classes_is_refused_naming_both(tmp_path):
-    from hf_cakd.checkpointing import check_same_classes
+    from hf_cakd.training.checkpointing import check_same_classes
     from hf_cakd.errors import InputError
 
     (tmp_path / "config.json").write_text(json.dumps({"id2label": {str(i): f"c{i}" for i in range(10)}}))

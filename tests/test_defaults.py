@@ -14,10 +14,10 @@ from huggingface_hub.errors import OfflineModeIsEnabled
 from transformers import AutoImageProcessor, AutoModelForImageClassification, ResNetForImageClassification, pipeline
 from transformers import ViTForImageClassification
 
-import hf_cakd.hub
-from hf_cakd import defaults
+import hf_cakd.run.hub
+from hf_cakd.run import defaults
 from hf_cakd.backbones import staged_view
-from hf_cakd.defaults import (
+from hf_cakd.run.defaults import (
     DEFAULT_CNN_STUDENT,
     DEFAULT_VIT_STUDENT,
     build_default_student,
@@ -204,7 +204,7 @@ def fake_model_cards(monkeypatch, tmp_path, cards: dict):
         readme.write_text(f"---\n{answer}\n---\n# card")
         return str(readme)
 
-    monkeypatch.setattr(hf_cakd.hub, "hf_hub_download", download)
+    monkeypatch.setattr(hf_cakd.run.hub, "hf_hub_download", download)
 
 
 VIT_CARD = "license: apache-2.0\ntags:\n- vision\ndatasets:\n- imagenet-1k\n- imagenet-21k"

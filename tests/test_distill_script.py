@@ -34,7 +34,7 @@ from hf_cakd.cli import distill_main
 from hf_cakd.data import image_transforms, model_input_spec
 from hf_cakd.errors import UsageError
 from hf_cakd.methods import METHODS, method_class
-from hf_cakd.checkpointing import CHECKPOINT_COMPLETE_NAME, CheckpointIO, last_complete_checkpoint
+from hf_cakd.training.checkpointing import CHECKPOINT_COMPLETE_NAME, CheckpointIO, last_complete_checkpoint
 from tiny_models import build, small_heads
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -190,7 +190,7 @@ def test_timm_student_gets_a_processor_that_matches_its_eval_transform(distilled
 def test_a_student_trained_at_another_resolution_than_its_processors_is_saved_with_a_processor_at_it():
     """--student_image_size overrides the student's own processor: the saved one must do the eval transform the
     student was evaluated with (pipeline() top-1 = results.json's), not its processor's old size."""
-    from hf_cakd.pipeline import _saved_processor
+    from hf_cakd.run.pipeline import _saved_processor
 
     student = build("hf-resnet")
     own = ViTImageProcessor(size={"height": 32, "width": 32}, image_mean=[0.4] * 3, image_std=[0.2] * 3)

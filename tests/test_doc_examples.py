@@ -38,8 +38,8 @@ from transformers import AutoModelForImageClassification, ViTImageProcessor
 from hf_cakd import methods
 from hf_cakd.cli import main as hf_cakd_main
 from hf_cakd.cli import parse_distill_args
-from hf_cakd.pipeline import DataArguments
-from hf_cakd.trainer import DistillationTrainingArguments
+from hf_cakd.run.pipeline import DataArguments
+from hf_cakd.training.training_args import DistillationTrainingArguments
 from test_distill_script import fake_hub  # noqa: F401  (a fixture)
 from tiny_models import hf_resnet, hf_vit
 
@@ -226,7 +226,7 @@ def test_the_examples_are_found_and_every_skip_is_used():
 def test_many_to_one_mapping_sums_the_teachers_probabilities(stand_ins):
     """examples/cifar10-from-imagenet1k.json, docs/usage.md's ImageNet-1k -> CIFAR-10 mapping, on its stand-in teacher."""
     from hf_cakd.model_specs import load_classifier
-    from hf_cakd.pipeline import ModelArguments
+    from hf_cakd.run.pipeline import ModelArguments
 
     mapping = ModelArguments(teacher_label_mapping=str(ROOT / "examples" / "cifar10-from-imagenet1k.json")).teacher_label_mapping
     cifar = datasets.load_dataset(str(ROOT / "demo_data" / "cifar10"))["train"].features["label"].names

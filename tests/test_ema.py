@@ -1,4 +1,4 @@
-"""The student's moving average (--model_ema_decay, hf_cakd.ema): its values, checkpoints, resume, evaluation,
+"""The student's moving average (--model_ema_decay, hf_cakd.training.ema): its values, checkpoints, resume, evaluation,
 --save_ema_as_student, and the recipe's flags end to end through the command line."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import torch
 from transformers import AutoModelForImageClassification, TrainerCallback
 
 from hf_cakd.cli import distill_main, parse_distill_args
-from hf_cakd.ema import EMA_DIR, EMA_ROW
+from hf_cakd.training.ema import EMA_DIR, EMA_ROW
 from hf_cakd.errors import InputError, UsageError
 from test_cli import help_sections
 from test_distill_script import distill_args, workspace  # noqa: F401  (workspace: a fixture)

@@ -22,7 +22,7 @@ import torch
 from transformers import AutoConfig
 
 from hf_cakd.cli import distill_main
-from hf_cakd.checkpointing import CHECKPOINT_COMPLETE_NAME, last_complete_checkpoint
+from hf_cakd.training.checkpointing import CHECKPOINT_COMPLETE_NAME, last_complete_checkpoint
 from test_distill_script import CIFAR_NAMES, distill_args, workspace  # noqa: F401  (workspace: a fixture)
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -15,9 +15,9 @@ from huggingface_hub import HfApi, ModelCard, ModelCardData
 from huggingface_hub.errors import HfHubHTTPError
 from transformers import AutoModelForImageClassification, pipeline
 
-import hf_cakd.hub
+import hf_cakd.run.hub
 from hf_cakd.data.transforms import image_processor_for
-from hf_cakd.hub import CardInputs, PushError, default_license, make_timm_loadable, push_student, student_model_card
+from hf_cakd.run.hub import CardInputs, PushError, default_license, make_timm_loadable, push_student, student_model_card
 from tiny_models import IMAGE_SIZE, hf_resnet, timm_resnet
 
 LOG_HISTORY = [
@@ -179,13 +179,13 @@ def test_default_license_prefers_the_teacher_then_the_student_else_other(tmp_pat
     assert default_license("google/vit-base-patch16-224", None) == ("other", "none")
     # ... and online it is the Hub card's license.
     hub_card = write_card(tmp_path / "hub-card", license="bsd")
-    monkeypatch.setattr(hf_cakd.hub, "hf_hub_download", lambda repo_id, filename: str(Path(hub_card) / filename))
+    monkeypatch.setattr(hf_cakd.run.hub, "hf_hub_download", lambda repo_id, filename: str(Path(hub_card) / filename))
     assert default_license("google/vit-base-patch16-224", apache) == ("bsd", "teacher")
 
 
 def test_a_default_student_has_no_card_to_read(caplog):
     """hf_cakd:default-* students are built from scratch: no Hub lookup, no "No license read" line."""
-    with caplog.at_level("INFO", logger="hf_cakd.hub"):
+    with caplog.at_level("INFO", logger="hf_cakd.run.hub"):
         assert default_license(None, "hf_cakd:default-resnet18") == ("other", "none")
     assert "No license read" not in caplog.text
 

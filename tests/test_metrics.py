@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from transformers import EvalPrediction
 
-from hf_cakd.metrics import accuracy_metrics, top_k_accuracy
+from hf_cakd.training.metrics import accuracy_metrics, top_k_accuracy
 
 # 4 rows, 7 classes. Row by row: the label is ranked 1st (hit, hit), 3rd (miss, hit), last
 # (miss, miss), 6th (miss, miss): top-1 1/4, top-5 2/4.

@@ -13,7 +13,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 
 RENDER_A_CARD = """
-import hf_cakd, hf_cakd.hub as hub
+import hf_cakd, hf_cakd.run.hub as hub
 print(hf_cakd.__file__)
 print(hub.default_template_path())
 card = hub.student_model_card(hub.CardInputs(

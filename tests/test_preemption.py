@@ -12,7 +12,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from transformers import TrainerControl, TrainerState
 
-from hf_cakd.preemption import PreemptionCallback
+from hf_cakd.training.preemption import PreemptionCallback
 
 WORLD_SIZE = 2
 

@@ -24,7 +24,7 @@ from hf_cakd.backbones import StageInfo, staged_view
 from hf_cakd.data import DataError, DistillationTransform, LabelColumnError, UndecodableImageError
 from hf_cakd.data import image_transforms, load_image_dataset
 from hf_cakd.losses import info_nce, kd_loss, ofa_loss
-from hf_cakd.checkpointing import CHECKPOINT_COMPLETE_NAME
+from hf_cakd.training.checkpointing import CHECKPOINT_COMPLETE_NAME
 from test_trainer import ImageBatches, make_trainer, training_logs
 
 PROPERTY = settings(max_examples=12, deadline=None, derandomize=True)

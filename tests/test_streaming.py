@@ -165,7 +165,7 @@ def test_the_first_rows_of_a_stream_of_several_files_are_read_exactly_by_several
     worker whose files hold fewer rows than its share left --max_eval_samples short (8 of 10 rows here)."""
     from torch.utils.data import DataLoader
 
-    from hf_cakd.run_plan import _first_rows
+    from hf_cakd.run.plan import _first_rows
 
     streamed = load_image_dataset(str(uneven_files(workspace, tmp_path / "uneven")), streaming=True)
     loaded = load_image_dataset(str(workspace["data"]))

@@ -29,7 +29,7 @@ from hf_cakd.data import IMAGES_KEY, DeviceViews, DistillationCollator, ModelInp
 from hf_cakd.errors import InputError, UsageError
 from hf_cakd.methods import METHOD_STATE_NAME, METHODS, method_class, method_config
 from hf_cakd.modeling_distillation import DISTILLATION_CONFIG_NAME
-from hf_cakd.checkpointing import CHECKPOINT_COMPLETE_NAME, check_same_run
+from hf_cakd.training.checkpointing import CHECKPOINT_COMPLETE_NAME, check_same_run
 
 ASSISTANT_DIR = "assistant"  # FBT's AssistantModel, saved by its attribute name
 from tiny_models import IMAGE_SIZE, NUM_LABELS, build, small_heads

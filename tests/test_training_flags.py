@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from hf_cakd.cli import distill_main
 from hf_cakd.data import DistillationCollator
 from hf_cakd.errors import UsageError
-from hf_cakd.trainer import DistillationTrainer
+from hf_cakd.training.trainer import DistillationTrainer
 from test_distill_script import distill_args, workspace  # noqa: F401  (workspace: a fixture)
 from test_trainer import ImageBatches, distillation_args, make_trainer, state_of
 from tiny_models import build
@@ -107,7 +107,7 @@ def test_loader_defaults_on_an_accelerator(tmp_path, monkeypatch, caplog, accele
     monkeypatch.setattr(torch.accelerator, "is_available", lambda: accelerator)
     args = distillation_args(tmp_path, "kd", **{"use_cpu": False, "dataloader_num_workers": None, **flags})
     assert (args.dataloader_num_workers, args.dataloader_persistent_workers, args.dataloader_pin_memory) == expected
-    with caplog.at_level(logging.INFO, logger="hf_cakd.trainer"):
+    with caplog.at_level(logging.INFO, logger="hf_cakd.training.trainer"):
         make_trainer(tmp_path, "kd", **{"use_cpu": False, "dataloader_num_workers": None, **flags})
     logged = [r.getMessage() for r in caplog.records if r.getMessage().startswith("DataLoader on ")]
     defaults = accelerator and not flags

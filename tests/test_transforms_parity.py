@@ -21,7 +21,7 @@ from transformers import (
 )
 
 from hf_cakd.data import image_transforms, model_input_spec
-from hf_cakd.pipeline import _saved_processor
+from hf_cakd.run.pipeline import _saved_processor
 from test_device_views import cifar_images, in_pixels, photos
 
 

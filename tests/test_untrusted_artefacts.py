@@ -20,10 +20,10 @@ import torch
 import transformers.dynamic_module_utils
 from transformers.utils import WEIGHTS_NAME
 
-import hf_cakd.run_plan
+import hf_cakd.run.plan
 from hf_cakd.cli import distill_main
 from hf_cakd.errors import InputError, UsageError, run_cli
-from hf_cakd.hub import student_model_card
+from hf_cakd.run.hub import student_model_card
 from hf_cakd.model_specs import load_classifier
 from test_distill_script import distill_args, workspace  # noqa: F401  (workspace: a fixture)
 from test_hub import card_inputs
@@ -176,7 +176,7 @@ def test_a_checkpoint_file_that_cannot_be_read_safely_is_one_line_exit_3_before_
     run, marker = tmp_path / "run", tmp_path / "marker"
     shutil.copytree(checkpoints, run)
     plant(run / "checkpoint-2" / name, marker)
-    monkeypatch.setattr(hf_cakd.run_plan, "load_image_dataset", None)  # called, it would fail with a TypeError
+    monkeypatch.setattr(hf_cakd.run.plan, "load_image_dataset", None)  # called, it would fail with a TypeError
     code, line = one_line_exit(distill_args(workspace, "fbt", run, "--resume_from_checkpoint", "last"), capsys)
     assert code == 3 and not marker.exists()
     assert line.startswith(f"error: Cannot resume from {run / 'checkpoint-2'}: {run / 'checkpoint-2' / name} {TAMPERED[name]}")

@@ -53,7 +53,7 @@ table's seeds are on the test split, so a changed default is backed by three see
 (``--screen_seeds 0 1 2``). The table runs each method's default, which follows this screen
 (benchmarks/accuracy/experiments.md); the test split never chooses a setting.
 
-**Runs.** Each teacher is trained once by ``hf_cakd.pipeline.distill`` with ``method="none"``
+**Runs.** Each teacher is trained once by ``hf_cakd.run.pipeline.distill`` with ``method="none"``
 (``teacher_epochs``) into ``<output_dir>/teachers/<role>/`` and reused while its ``results.json``
 exists. Then, seed by seed (so an interrupted benchmark has whole seeds), every pair x method (every
 registered method, ``hf_cakd.methods.METHODS``: ``none``, ``kd``, ``feature_kd``, ``fitnet``, ``ofa``,

@@ -15,10 +15,10 @@ from pathlib import Path
 import torch
 
 from benchmarks.common import benchmark_methods, training_arguments
-from hf_cakd.checkpointing import last_complete_checkpoint
+from hf_cakd.training.checkpointing import last_complete_checkpoint
 from hf_cakd.data import load_image_dataset
 from hf_cakd.methods import method_class
-from hf_cakd.pipeline import DataArguments, ModelArguments, distill
+from hf_cakd.run.pipeline import DataArguments, ModelArguments, distill
 
 from .profiles import ABLATED_METHOD, TEACHER_METHOD, VALIDATION_FRACTION, Profile, committed_teacher, schedule
 

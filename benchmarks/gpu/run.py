@@ -85,9 +85,9 @@ from benchmarks.common import (
 from benchmarks.gpu.distill_cli import distill_recording_peak
 from benchmarks.gpu.prepare import DATA_DIR, DATASET_NAME
 from benchmarks.photos import make_photo_set
-from hf_cakd.checkpointing import CHECKPOINT_COMPLETE_NAME, CHECKPOINT_PREFIX
+from hf_cakd.training.checkpointing import CHECKPOINT_COMPLETE_NAME, CHECKPOINT_PREFIX
 from hf_cakd.data import load_image_dataset
-from hf_cakd.trainer import accelerator_loader_workers
+from hf_cakd.training.training_args import accelerator_loader_workers
 
 OUTPUT_DIR = REPO / "benchmarks" / "gpu"
 COMPILED_ROW = "kd, torch_compile"

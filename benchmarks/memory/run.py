@@ -3,7 +3,7 @@
     .venv/bin/python -m benchmarks.memory                      # demo data, fbt, ~940 steps
     .venv/bin/python -m benchmarks.memory --report_only        # chart/table/README again
 
-One :func:`hf_cakd.pipeline.distill` run (the demo's CNN teacher -> ViT student by default) with evaluation
+One :func:`hf_cakd.run.pipeline.distill` run (the demo's CNN teacher -> ViT student by default) with evaluation
 and a checkpoint every ``--every`` steps (``save_total_limit=2``, so old checkpoints are rotated
 away as in a real run). A ``TrainerCallback`` reads the process's resident set size (psutil) every
 ``--sample_every`` optimizer steps and right after each evaluation and save.
@@ -42,7 +42,7 @@ from benchmarks.common import (
     write_table,
 )
 from hf_cakd.cli import setup_logging
-from hf_cakd.pipeline import DataArguments, ModelArguments, distill
+from hf_cakd.run.pipeline import DataArguments, ModelArguments, distill
 
 README_REGION = "benchmark-memory"
 

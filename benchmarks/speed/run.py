@@ -10,7 +10,7 @@ What is measured
 32 px, ``demo_data/models/*-config``; any pair via ``--teacher``/``--student``, the specs of
 ``hf_cakd.load_classifier``). For each registered method (``hf_cakd.methods.METHODS``, at its
 default options; ``--kd_temperature`` for those with one) a :class:`~hf_cakd.DistillationTrainer`
-is built as :func:`hf_cakd.pipeline.distill` builds it (no teacher for ``none``) and one *step*
+is built as :func:`hf_cakd.run.pipeline.distill` builds it (no teacher for ``none``) and one *step*
 is the Trainer's own ``training_step(model, batch)`` (teacher forward without gradients, student
 forward, the method's losses, backward) followed by the Trainer's own optimizer
 (``create_optimizer``) step and ``zero_grad``, model and optimizer prepared by the Trainer's Accelerator as

@@ -227,7 +227,7 @@ class DistillationMethod(nn.Module):
     name: ClassVar[str]
     title: ClassVar[str]
     config_class: ClassVar[type[MethodConfig]] = MethodConfig
-    papers: ClassVar[tuple[str, ...]] = ()  # ids of hf_cakd.hub.PAPERS the student's card cites
+    papers: ClassVar[tuple[str, ...]] = ()  # ids of hf_cakd.run.hub.PAPERS the student's card cites
     requires_teacher: ClassVar[bool] = True
     # The names of the classifiers evaluation_logits returns (evaluated beside the student; none: skipped).
     evaluated_classifiers: ClassVar[tuple[str, ...]] = ()
@@ -250,7 +250,7 @@ class DistillationMethod(nn.Module):
 
     @classmethod
     def cited_papers(cls, changed_options: dict[str, Any]) -> tuple[str, ...]:
-        """Ids of hf_cakd.hub.PAPERS the card cites for a run whose options differ from the defaults as given."""
+        """Ids of hf_cakd.run.hub.PAPERS the card cites for a run whose options differ from the defaults as given."""
         return cls.papers
 
     def changed_options(self) -> dict[str, Any]:

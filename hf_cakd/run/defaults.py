@@ -32,11 +32,11 @@ from transformers import (
 )
 from transformers.image_utils import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 
-from .backbones.base import FAMILIES
-from .data.loading import LABEL_COLUMN_NAMES
-from .errors import UsageError
+from ..backbones.base import FAMILIES
+from ..data.loading import LABEL_COLUMN_NAMES
+from ..errors import UsageError
 from .hub import card_metadata
-from .model_specs import label_fields
+from ..model_specs import label_fields
 
 logger = logging.getLogger(__name__)
 

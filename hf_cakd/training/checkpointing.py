@@ -26,11 +26,11 @@ from transformers.trainer_utils import TrainOutput, rotate_checkpoints
 from transformers.utils import CONFIG_NAME, SAFE_WEIGHTS_NAME
 
 from .ema import EMA_DIR
-from .errors import InputError
-from .methods.base import BY_PAIR, option_text
-from .methods.renamed import REMOVED_HELP, saved_options_renamed
-from .modeling_distillation import DISTILLATION_CONFIG_NAME
-from .safe_loading import torch_file_problem
+from ..errors import InputError
+from ..methods.base import BY_PAIR, option_text
+from ..methods.renamed import REMOVED_HELP, saved_options_renamed
+from ..modeling_distillation import DISTILLATION_CONFIG_NAME
+from ..safe_loading import torch_file_problem
 
 logger = logging.getLogger(__name__)
 

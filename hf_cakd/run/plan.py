@@ -24,16 +24,16 @@ from timm.models import get_pretrained_cfg
 from transformers import PreTrainedModel, set_seed
 from transformers.trainer_utils import HubStrategy
 
-from .backbones import staged_view
-from .checkpointing import resume_point
-from .data import ImageClassificationData, load_image_dataset
-from .data.augment import AUGMENTATION_FLAGS, Augmentation
+from ..backbones import staged_view
+from ..training.checkpointing import resume_point
+from ..data import ImageClassificationData, load_image_dataset
+from ..data.augment import AUGMENTATION_FLAGS, Augmentation
 from .defaults import default_dataset, default_dataset_warning, dataset_labels, default_student_name
-from .ema import EMA_ROW
-from .errors import InputError, UsageError
-from .hub_errors import check_reachable
-from .model_specs import TIMM_PREFIX, load_classifier, load_config, missing_weights, refuse_folder_without_config
-from .trainer import DistillationTrainingArguments
+from ..training.ema import EMA_ROW
+from ..errors import InputError, UsageError
+from ..hub_errors import check_reachable
+from ..model_specs import TIMM_PREFIX, load_classifier, load_config, missing_weights, refuse_folder_without_config
+from ..training.training_args import DistillationTrainingArguments
 
 logger = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from transformers import TrainerCallback
 
-from .data.distillation import SKIPPED_IMAGES_KEY
+from ..data.distillation import SKIPPED_IMAGES_KEY
 
 
 def top_k_accuracy(logits: np.ndarray, labels: np.ndarray, k: int) -> float:

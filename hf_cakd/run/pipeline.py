@@ -1,6 +1,6 @@
 """The whole distillation run as one library call: ``hf_cakd.distill(model_args, data_args, training_args)``.
 
-Plans the run (:func:`~hf_cakd.run_plan.plan_run`: dataset, models, resolutions, label mapping,
+Plans the run (:func:`~hf_cakd.run.plan.plan_run`: dataset, models, resolutions, label mapping,
 default student), then loads the student, builds each model's transforms, trains with
 :class:`~hf_cakd.DistillationTrainer`, evaluates the teacher, the student and the method's own
 classifiers, and writes ``results.json`` and the model card beside the saved student (pushing
@@ -17,19 +17,19 @@ import os
 import time
 from dataclasses import dataclass, field
 
-from .backbones import staged_view
-from .backbones.registry import unwrap_timm
-from .checkpointing import writing_into
-from .data import DistillationCollator, DistillationTransform, image_processor_for, model_input_spec
-from .data.transforms import SMALL_IMAGE_SIDE
-from .data.augment import AUGMENTATION_FLAGS, POLICY_EXAMPLES, Augmentation
+from ..backbones import staged_view
+from ..backbones.registry import unwrap_timm
+from ..training.checkpointing import writing_into
+from ..data import DistillationCollator, DistillationTransform, image_processor_for, model_input_spec
+from ..data.transforms import SMALL_IMAGE_SIDE
+from ..data.augment import AUGMENTATION_FLAGS, POLICY_EXAMPLES, Augmentation
 from .defaults import default_image_processor, default_student
-from .errors import UsageError
+from ..errors import UsageError
 from .hub import CardInputs, default_license, framework_versions, make_timm_loadable, push_student, student_model_card
-from .model_specs import load_classifier, load_image_processor
-from .methods import AUTO_METHOD
-from .run_plan import RunPlan, plan_run, split_size
-from .trainer import DistillationTrainer, DistillationTrainingArguments
+from ..model_specs import load_classifier, load_image_processor
+from ..methods import AUTO_METHOD
+from .plan import RunPlan, plan_run, split_size
+from ..training.trainer import DistillationTrainer, DistillationTrainingArguments
 
 logger = logging.getLogger(__name__)
 

@@ -28,11 +28,11 @@ from huggingface_hub.errors import HfHubHTTPError, HTTPError
 from safetensors.torch import load_file, save_file
 from transformers.modelcard import make_markdown_table, parse_log_history
 
-from .errors import DistillationError
-from .hub_errors import error_summary
-from .methods import method_class
-from .model_specs import is_hub_id
-from .version import __version__
+from ..errors import DistillationError
+from ..hub_errors import error_summary
+from ..methods import method_class
+from ..model_specs import is_hub_id
+from ..version import __version__
 
 logger = logging.getLogger(__name__)
 
