@@ -244,7 +244,7 @@ def student_model_card(
         eval_results=_eval_results(inputs, dataset),
         teacher_model=teacher,
     )
-    papers = [PAPERS[name] for name in method_class(inputs.method).cited_papers(inputs.method_options)]
+    papers = [PAPERS[name] for name in method_class(inputs.method).cited_papers(inputs.method_options | inputs.pair_options)]
     student = public_name(inputs.student)
     # Names come from folders and data sets someone else may have named: the card shows them as text. Jinja
     # inserts values as they are, never as template code.
