@@ -10,6 +10,7 @@ import os
 import re
 import shutil
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -20,7 +21,7 @@ from transformers import AutoModelForImageClassification
 from hf_cakd.cli import main as hf_cakd_main
 from hf_cakd.cli import distill_main, parse_distill_args
 from hf_cakd.errors import UsageError
-from hf_cakd.run.pipeline import distill
+from hf_cakd.run.pipeline import _teacher_near_chance, distill
 from hf_cakd.methods import METHODS, method_class, method_config
 from test_distill_script import distill_args, workspace  # noqa: F401  (workspace: a fixture)
 
@@ -92,6 +93,14 @@ def test_a_teacher_without_trained_weights_is_refused_naming_what_is_missing(
     assert err.startswith(f"error: --teacher {spec!r}: {spec} {missing}")
     assert "so the teacher would be untrained (random weights) and teach noise" in err
     assert not (tmp_path / "out").exists()
+
+
+def test_a_teacher_near_chance_is_warned_of_by_the_main_process_only(caplog):
+    plan = SimpleNamespace(data=SimpleNamespace(num_labels=10), eval_split="test", teacher=SimpleNamespace(spec="t"))
+    with caplog.at_level(logging.WARNING, logger="hf_cakd"):
+        assert _teacher_near_chance(0.12, plan, warn=False) and not caplog.records  # another process: no repeat
+        assert _teacher_near_chance(0.12, plan) and "near chance (10.00% for 10 classes)" in caplog.text
+        assert not _teacher_near_chance(0.16, plan)  # over 1.5x chance
 
 
 def test_a_teacher_near_chance_is_warned_of_in_the_log_results_and_card(workspace, tmp_path, caplog):  # noqa: F811

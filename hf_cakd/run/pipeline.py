@@ -230,7 +230,7 @@ def _train_and_report(plan: RunPlan, trainer: DistillationTrainer, input_resolut
     if plan.teacher_model is not None and trainer.eval_dataset is not None:
         metrics["teacher"] = _rows(trainer.evaluate_teacher())["teacher"]
         _log_accuracy("teacher", metrics["teacher"], trainer.eval_dataset)
-        results["teacher_near_chance"] = _teacher_near_chance(metrics["teacher"]["top1"], plan)
+        results["teacher_near_chance"] = _teacher_near_chance(metrics["teacher"]["top1"], plan, trainer.is_world_process_zero())
     start = time.perf_counter()
     train_result = trainer.train(resume_from_checkpoint=plan.resume_from_checkpoint)
     results["train_seconds"] = round(time.perf_counter() - start, 1)
@@ -351,17 +351,19 @@ def _evaluate_student_and_parts(trainer: DistillationTrainer) -> dict[str, dict[
     return metrics
 
 
-def _teacher_near_chance(top1: float, plan: RunPlan) -> bool:
-    """Whether the teacher's top-1 on the eval rows is under :data:`NEAR_CHANCE` x chance; a WARNING says so."""
+def _teacher_near_chance(top1: float, plan: RunPlan, warn: bool = True) -> bool:
+    """Whether the teacher's top-1 on the eval rows is under :data:`NEAR_CHANCE` x chance; with ``warn`` (the main
+    process: the others would repeat it), a WARNING says so."""
     chance = 1 / plan.data.num_labels
     if top1 >= NEAR_CHANCE * chance:
         return False
-    logger.warning(
-        "The teacher's top-1 on the %s split is %.2f%%, near chance (%.2f%% for %d classes): it has little to teach. "
-        "Check that --teacher %s was trained on these classes (--teacher_label_mapping maps its labels to the "
-        "dataset's), and that its images are preprocessed as in its training.",
-        plan.eval_split, 100 * top1, 100 * chance, plan.data.num_labels, plan.teacher.spec,
-    )  # fmt: skip
+    if warn:
+        logger.warning(
+            "The teacher's top-1 on the %s split is %.2f%%, near chance (%.2f%% for %d classes): it has little to teach. "
+            "Check that --teacher %s was trained on these classes (--teacher_label_mapping maps its labels to the "
+            "dataset's), and that its images are preprocessed as in its training.",
+            plan.eval_split, 100 * top1, 100 * chance, plan.data.num_labels, plan.teacher.spec,
+        )  # fmt: skip
     return True
 
 
