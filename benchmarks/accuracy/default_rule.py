@@ -40,13 +40,17 @@ class Standing:
     gflops: float  # per step at the headline pair
 
 
-def family_results(profiles=PROFILES_READ) -> dict[str, dict[str, list[tuple[float, float]]]]:
+def profile_results() -> dict[str, dict]:
+    """Each read profile's committed results.json, read once."""
+    return {profile: json.loads((ACCURACY / profile / "results.json").read_text()) for profile in PROFILES_READ}
+
+
+def family_results(results: dict[str, dict]) -> dict[str, dict[str, list[tuple[float, float]]]]:
     """family -> method -> [(mean top-1 %, std) per pair with a student of that family]."""
     found: dict[str, dict[str, list[tuple[float, float]]]] = {}
-    for profile in profiles:
-        results = json.loads((ACCURACY / profile / "results.json").read_text())
-        for pair in results["pairs"].values():
-            family = results["models"][pair["student"]]["family"]
+    for record in results.values():
+        for pair in record["pairs"].values():
+            family = record["models"][pair["student"]]["family"]
             for method, measured in pair["methods"].items():
                 if measured.get("top1"):
                     found.setdefault(family, {}).setdefault(method, []).append(
@@ -82,27 +86,43 @@ def choose(rows: list[Standing]) -> tuple[Standing, Standing]:
     return leader, min(level, key=lambda row: row.gflops) if level else leader
 
 
-def best_methods() -> dict[str, str]:
+@dataclass(frozen=True)
+class Ranking:
+    """One student family's standings, its number of pairs, the leader and the method the rule picks."""
+
+    rows: list[Standing]
+    pairs: int
+    leader: Standing
+    chosen: Standing
+
+
+def rankings(results: dict[str, dict] | None = None) -> dict[str, Ranking]:
+    """The rule applied to every student family of ``results`` (default: the committed ones), by family name."""
     gflops = gflops_per_step()
-    return {family: choose(standings(methods, gflops))[1].method for family, methods in sorted(family_results().items())}
+    ranked = {}
+    for family, methods in sorted(family_results(results or profile_results()).items()):
+        rows = standings(methods, gflops)
+        ranked[family] = Ranking(rows, max(len(values) for values in methods.values()), *choose(rows))
+    return ranked
 
 
-def evidence_table() -> str:
+def best_methods(ranked: dict[str, Ranking] | None = None) -> dict[str, str]:
+    return {family: ranking.chosen.method for family, ranking in (ranked or rankings()).items()}
+
+
+def evidence_table(ranked: dict[str, Ranking] | None = None) -> str:
     """Per family, each method's score ± spread, cost and the choice, as a markdown table."""
-    gflops = gflops_per_step()
     lines = [
         "| student family (pairs) | method | top-1 (%), mean of pair means ± pooled std | GFLOP / step | `auto` |",
         "| --- | --- | ---: | ---: | --- |",
     ]
-    for family, methods in sorted(family_results().items()):
-        rows = standings(methods, gflops)
-        leader, chosen = choose(rows)
-        pairs = max(len(values) for values in methods.values())
-        for row in rows:
+    for family, ranking in (ranked or rankings()).items():
+        leader, chosen = ranking.leader, ranking.chosen
+        for row in ranking.rows:
             why = ""
             if row is chosen:
                 why = "**chosen**: the best score" if chosen is leader else f"**chosen**: within the spread of {leader.method}, cheaper"
-            lines.append(f"| {family} ({pairs}) | {row.method} | {row.score:.2f} ± {row.spread:.2f} | {row.gflops:.1f} | {why} |")
+            lines.append(f"| {family} ({ranking.pairs}) | {row.method} | {row.score:.2f} ± {row.spread:.2f} | {row.gflops:.1f} | {why} |")
     return "\n".join(lines) + "\n"
 
 
@@ -112,17 +132,15 @@ def _cell(measured: dict, bold: bool) -> str:
     return (f"**{text}**" if bold else text) + ("" if seeds == 3 else f" ({seeds} seed{'s' if seeds > 1 else ''})")
 
 
-def summary_table() -> str:
+def summary_table(results: dict[str, dict], chosen: dict[str, str]) -> str:
     """The README's table: per benchmark pair, the main methods' test-split top-1 and what ``auto`` runs."""
-    chosen = best_methods()
     lines = [
         "| profile: pair | student | " + " | ".join(f"`{m}`" for m in SUMMARY_METHODS) + " | `auto` runs |",
         "| --- | --- | " + "---: | " * len(SUMMARY_METHODS) + "--- |",
     ]
-    for profile in PROFILES_READ:
-        results = json.loads((ACCURACY / profile / "results.json").read_text())
-        for name, pair in results["pairs"].items():
-            student = results["models"][pair["student"]]
+    for profile, record in results.items():
+        for name, pair in record["pairs"].items():
+            student = record["models"][pair["student"]]
             means = {m: pair["methods"][m]["top1"] for m in SUMMARY_METHODS if pair["methods"].get(m, {}).get("top1")}
             best = max(means, key=lambda m: means[m]["mean"])
             cells = [_cell(pair["methods"][m], bold=m == best) if m in means else "-" for m in SUMMARY_METHODS]
@@ -133,9 +151,12 @@ def summary_table() -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--write", action="store_true", help="Put the tables into docs/method.md and README.md.")
-    table, summary = evidence_table(), summary_table()
+    write = parser.parse_args().write
+    results = profile_results()
+    ranked = rankings(results)
+    table, summary = evidence_table(ranked), summary_table(results, best_methods(ranked))
     print(table + "\n" + summary)
-    if parser.parse_args().write:
+    if write:
         update_readme(DOCS, table, DOCS_REGION)
         update_readme(README, summary, README_REGION)
 
