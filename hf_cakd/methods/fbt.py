@@ -42,8 +42,7 @@ from .base import (
     option,
     register_method,
 )
-from .kd import KDLossOptions
-from .ofa import OFALossOptions
+from .ofa import LogitLossOptions
 from .rsd import RSDLossOptions
 
 
@@ -84,7 +83,7 @@ class FBTExperimentalOptions(MethodConfig):
 
 
 @dataclass
-class FBTConfig(FBTExperimentalOptions, RSDLossOptions, OFALossOptions, KDLossOptions):
+class FBTConfig(FBTExperimentalOptions, RSDLossOptions, LogitLossOptions):
     """FBT's options: the paper's recipe, its logit losses' (OFA's, Hinton's), RSD's feature loss and the experimental ones."""
 
     stage_split: StageSplit = option("ofa", STAGE_SPLIT_HELP)
@@ -247,10 +246,7 @@ class FuseBeforeTransfer(DistillationMethod):
         return cls.papers + (("rsd",) if changed_options.get("fbt_feature_loss") == "rsd" else ())
 
     def _logit_loss(self, learner_logits, teacher_logits, labels):
-        config = self.config
-        if config.fbt_logit_loss == "kd":
-            return config.kd_logit_loss(learner_logits, teacher_logits)
-        return config.ofa_logit_loss(learner_logits, teacher_logits, labels)
+        return self.config.logit_loss(self.config.fbt_logit_loss, learner_logits, teacher_logits, labels)
 
     def _assistant_output(self, student, teacher):
         prefix_output = teacher if self.prefix_role == "teacher" else student

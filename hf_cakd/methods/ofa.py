@@ -25,8 +25,9 @@ from torch import nn
 
 from ..losses import LogitBranch, ofa_loss
 from .base import DistillationMethod, MethodConfig, Stage, num_labels_of, option, register_method
+from .kd import KDLossOptions
 
-__all__ = ["LogitBranch", "OFAConfig", "OFALossOptions", "OneForAll"]
+__all__ = ["LogitBranch", "LogitLossOptions", "OFAConfig", "OFALossOptions", "OneForAll"]
 
 
 @dataclass
@@ -45,6 +46,17 @@ class OFALossOptions(MethodConfig):
 
     def ofa_logit_loss(self, learner_logits, teacher_logits, labels):
         return ofa_loss(learner_logits, teacher_logits, labels, self.ofa_gamma, self.ofa_temperature)
+
+
+@dataclass
+class LogitLossOptions(OFALossOptions, KDLossOptions):
+    """The two logit losses a method may choose between by name (``fbt_logit_loss``, ``rsd_logit_loss``)."""
+
+    def logit_loss(self, kind: str, learner_logits, teacher_logits, labels):
+        """The ``kind`` ("kd" or "ofa") logit loss of ``learner_logits`` against ``teacher_logits``."""
+        if kind == "kd":
+            return self.kd_logit_loss(learner_logits, teacher_logits)
+        return self.ofa_logit_loss(learner_logits, teacher_logits, labels)
 
 
 @dataclass

@@ -15,10 +15,9 @@ from typing import Literal
 import torch
 
 from ..backbones import StagedBackbone, StagedOutput
-from ..losses import RSDProjector, redundancy_suppression_loss, spatial_smooth
+from ..losses import RSDProjector, redundancy_suppression_loss, smoothed_dim, spatial_smooth
 from .base import DistillationMethod, MethodConfig, option, register_method
-from .kd import KDLossOptions
-from .ofa import OFALossOptions
+from .ofa import LogitLossOptions
 
 RSDFeature = Literal["pre_logits", "stage4"]
 
@@ -50,7 +49,7 @@ class RSDLossOptions(MethodConfig):
 
 
 @dataclass
-class RSDConfig(RSDLossOptions, OFALossOptions, KDLossOptions):
+class RSDConfig(RSDLossOptions, LogitLossOptions):
     rsd_feature: RSDFeature = option(
         "pre_logits",
         "The features RSD aligns: 'pre_logits' (the pooled vector each classifier reads: the paper's) or 'stage4' "
@@ -84,7 +83,7 @@ class RedundancySuppression(DistillationMethod):
                 view.capture_pre_logits = True
             dims = student.pre_logits_dim(), teacher.pre_logits_dim()
         else:
-            dims = student.stage_infos[3].channels, teacher.stage_infos[3].channels
+            dims = smoothed_dim(student.stage_infos[3]), smoothed_dim(teacher.stage_infos[3])
         self.projector = config.rsd_projector(*dims)
 
     def forward(self, student, teacher, labels):
@@ -95,8 +94,7 @@ class RedundancySuppression(DistillationMethod):
             "ce": self.supervised_loss(student.logits, labels),
             "rsd": config.rsd_term(self.projector, student_feature, teacher_feature.detach()),
         }
-        if config.rsd_logit_loss == "kd":
-            losses["kd"] = config.rsd_logit_weight * config.kd_logit_loss(student.logits, teacher.logits)
-        elif config.rsd_logit_loss == "ofa":
-            losses["ofa"] = config.rsd_logit_weight * config.ofa_logit_loss(student.logits, teacher.logits, labels)
+        if config.rsd_logit_loss != "none":
+            logit_loss = config.logit_loss(config.rsd_logit_loss, student.logits, teacher.logits, labels)
+            losses[config.rsd_logit_loss] = config.rsd_logit_weight * logit_loss
         return losses
