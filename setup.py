@@ -22,6 +22,7 @@ setup(
         "timm>=1.0.15",
         "huggingface_hub>=1.0",
         "Pillow>=10",
+        "requests>=2.28",
         "Jinja2>=3.1",
         "numpy>=1.24",
     ],
