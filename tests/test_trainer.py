@@ -29,7 +29,7 @@ from hf_cakd.data import IMAGES_KEY, DeviceViews, DistillationCollator, ModelInp
 from hf_cakd.errors import InputError, UsageError
 from hf_cakd.methods import METHOD_STATE_NAME, METHODS, method_class, method_config
 from hf_cakd.modeling_distillation import DISTILLATION_CONFIG_NAME
-from hf_cakd.training.checkpointing import CHECKPOINT_COMPLETE_NAME, check_same_run
+from hf_cakd.training.checkpointing import CHECKPOINT_COMPLETE_NAME, CheckpointIO, check_same_run
 
 ASSISTANT_DIR = "assistant"  # FBT's AssistantModel, saved by its attribute name
 from tiny_models import IMAGE_SIZE, NUM_LABELS, build, small_heads
@@ -268,12 +268,13 @@ def test_the_teacher_and_fbts_assistant_are_evaluated_on_their_own_logits(tmp_pa
     assert make_trainer(tmp_path / "kd", "kd", max_steps=1, eval_dataset=data).evaluate_method_parts() == {}
 
 
-PRIVATE_TRAINER_METHODS = ("_save", "_save_checkpoint", "_load_from_checkpoint", "_load_best_model")
+PRIVATE_TRAINER_METHODS = ("_load_from_checkpoint", "_load_best_model")
 
 
 def test_every_private_trainer_method_overridden_is_documented_and_still_called(tmp_path, monkeypatch):
     """docs/architecture.md lists each private Trainer method DistillationTrainer overrides, with the reason; a
-    transformers release that stops calling one (or renames it) fails here instead of skipping our save or load."""
+    transformers release that stops calling one (or renames it), or stops starting each checkpoint with save_model
+    and ending it with on_save, fails here instead of skipping our save, completion marker or load."""
     overridden = {name for name in vars(DistillationTrainer) if name.startswith("_") and not name.startswith("__")}
     assert overridden & set(dir(Trainer)) == set(PRIVATE_TRAINER_METHODS)
     section = (ROOT / "docs" / "architecture.md").read_text().split("## What the trainer overrides", 1)[1].split("\n## ")[0]
@@ -282,20 +283,20 @@ def test_every_private_trainer_method_overridden_is_documented_and_still_called(
     assert "_internal_call" in inspect.signature(Trainer.save_model).parameters  # distill()'s final save
 
     calls = []
-    for name in PRIVATE_TRAINER_METHODS:
-        original = getattr(DistillationTrainer, name)
-        monkeypatch.setattr(
-            DistillationTrainer, name, lambda self, *a, _n=name, _f=original, **k: calls.append(_n) or _f(self, *a, **k)
-        )
+    spied = [(DistillationTrainer, name) for name in (*PRIVATE_TRAINER_METHODS, "save_model")] + [(CheckpointIO, "on_save")]
+    for owner, name in spied:
+        original = getattr(owner, name)
+        monkeypatch.setattr(owner, name, lambda self, *a, _n=name, _f=original, **k: calls.append(_n) or _f(self, *a, **k))
     run = dict(
         method="kd", eval_dataset=ImageBatches(8, seed=5), save_strategy="steps", save_steps=1, eval_strategy="steps",
         eval_steps=1, load_best_model_at_end=True, metric_for_best_model="top1",
     )  # fmt: skip
     make_trainer(tmp_path, max_steps=2, **run).train()
-    assert calls.count("_save_checkpoint") == 2 and calls.count("_save") == 2 and calls[-1] == "_load_best_model"
+    assert calls == ["save_model", "on_save", "save_model", "on_save", "_load_best_model"]
+    assert len(list(tmp_path.glob("checkpoint-*/" + CHECKPOINT_COMPLETE_NAME))) == 2
     calls.clear()
     make_trainer(tmp_path, max_steps=3, **run).train(resume_from_checkpoint=True)
-    assert calls[0] == "_load_from_checkpoint" and "_save_checkpoint" in calls
+    assert calls[:3] == ["_load_from_checkpoint", "save_model", "on_save"]
 
 
 def test_device_views_give_the_models_the_views_made_by_hand(tmp_path):

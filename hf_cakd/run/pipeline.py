@@ -1,7 +1,7 @@
 """The whole distillation run as one library call: ``hf_cakd.distill(model_args, data_args, training_args)``.
 
-Plans the run (:func:`~hf_cakd.run.plan.plan_run`: dataset, models, resolutions, label mapping,
-default student), then loads the student, builds each model's transforms, trains with
+Plans the run (:func:`~hf_cakd.run.plan.plan_run`: dataset, both models, resolutions, label mapping,
+default student), then builds each model's transforms, trains with
 :class:`~hf_cakd.DistillationTrainer`, evaluates the teacher, the student and the method's own
 classifiers, and writes ``results.json`` and the model card beside the saved student (pushing
 both when asked). The arguments are read, never changed. ``scripts/distill.py`` and ``hf-cakd distill`` parse flags into these
@@ -17,16 +17,15 @@ import os
 import time
 from dataclasses import dataclass, field
 
-from ..backbones import staged_view
 from ..backbones.registry import unwrap_timm
 from ..training.checkpointing import writing_into
 from ..data import DistillationCollator, DistillationTransform, image_processor_for, model_input_spec
 from ..data.transforms import SMALL_IMAGE_SIDE
 from ..data.augment import AUGMENTATION_FLAGS, POLICY_EXAMPLES, Augmentation
-from .defaults import default_image_processor, default_student
+from .defaults import default_image_processor
 from ..errors import UsageError
 from .hub import CardInputs, default_license, framework_versions, make_timm_loadable, push_student, student_model_card
-from ..model_specs import load_classifier, load_image_processor
+from ..model_specs import load_image_processor
 from ..methods import AUTO_METHOD
 from .plan import RunPlan, plan_run, split_size
 from ..training.trainer import DistillationTrainer, DistillationTrainingArguments
@@ -259,8 +258,8 @@ def _train_and_report(plan: RunPlan, trainer: DistillationTrainer, input_resolut
 
 
 def _build_trainer(plan: RunPlan, callbacks) -> tuple[DistillationTrainer, dict]:
-    """Load the student, build both models' transforms and the trainer; each model's input resolution and source."""
-    student, student_processor = _load_student(plan)
+    """Build both models' transforms and the trainer; each model's input resolution and source."""
+    student, student_processor = plan.student_model, _student_processor(plan)
     teacher = plan.teacher_model
     teacher_processor = load_image_processor(plan.teacher.spec) if plan.teacher else None
 
@@ -312,21 +311,11 @@ def _build_trainer(plan: RunPlan, callbacks) -> tuple[DistillationTrainer, dict]
     return trainer, resolutions
 
 
-def _load_student(plan: RunPlan):
-    """The student and its image processor: as the plan names it, or the default student built for the data."""
+def _student_processor(plan: RunPlan):
+    """The student's image processor: its own, or the default student's for the data."""
     if plan.student.is_default_student:
-        size = plan.student.default_student_size
-        student, description = default_student(staged_view(plan.teacher_model).family, size, plan.data.id2label)
-        logger.info("No --student: %s", description)
-        return student, default_image_processor(size)
-    student = load_classifier(
-        plan.student.spec,
-        plan.data.id2label,
-        role="student",
-        replace_head=plan.ignore_mismatched_sizes,
-        model_args=plan.student.model_args,
-    )
-    return student, load_image_processor(plan.student.spec)
+        return default_image_processor(plan.student.default_student_size)
+    return load_image_processor(plan.student.spec)
 
 
 def _saved_processor(student, processor, image_size: int | None, small_images: bool | None = None):

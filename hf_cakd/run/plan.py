@@ -6,7 +6,7 @@ label mapping and the default student into a frozen :class:`RunPlan`, without ch
 arguments it was given. It reads what those depend on: the teacher's config and card (the
 default dataset), the dataset's labels (the teacher's label space is checked before any image
 downloads), the dataset itself (the resolution of a model built for the data) and the teacher
-(its family chooses the default student). The log, ``results.json`` (``"plan"``) and the card
+(its family chooses the default student); it loads both models. The log, ``results.json`` (``"plan"``) and the card
 describe the run from the plan.
 """
 
@@ -28,7 +28,7 @@ from ..backbones import staged_view
 from ..training.checkpointing import resume_point
 from ..data import ImageClassificationData, load_image_dataset
 from ..data.augment import AUGMENTATION_FLAGS, Augmentation
-from .defaults import default_dataset, default_dataset_warning, dataset_labels, default_student_name
+from .defaults import default_dataset, default_dataset_warning, dataset_labels, default_student, default_student_name
 from ..training.ema import EMA_ROW
 from ..errors import InputError, UsageError
 from ..hub_errors import check_reachable
@@ -90,6 +90,7 @@ class RunPlan:
     # Read while planning, handed on rather than read twice.
     data: ImageClassificationData = field(repr=False, compare=False)
     teacher_model: PreTrainedModel | None = field(repr=False, compare=False)
+    student_model: PreTrainedModel = field(repr=False, compare=False)
     training_args: DistillationTrainingArguments = field(repr=False, compare=False)
 
     def train_rows(self):
@@ -172,6 +173,7 @@ def plan_run(model_args, data_args, training_args: DistillationTrainingArguments
             default_student_size=requested or data.first_image_side,
             from_scratch=True,
         )
+    student_model = _load_student(student, teacher_model, data.id2label, model_args.ignore_mismatched_sizes)
     plan = RunPlan(
         method=training_args.method, dataset=dataset, dataset_source=dataset_source,
         dataset_config=data_args.dataset_config, train_split=data_args.train_split, eval_split=data.eval_split,
@@ -183,7 +185,7 @@ def plan_run(model_args, data_args, training_args: DistillationTrainingArguments
         streaming=data_args.streaming, license=model_args.license,
         ignore_mismatched_sizes=model_args.ignore_mismatched_sizes,
         augmentation=data_args.augmentation(data.num_labels, training_args.label_smoothing_factor),
-        data=data, teacher_model=teacher_model,
+        data=data, teacher_model=teacher_model, student_model=student_model,
         training_args=_trainer_arguments(training_args, student, teacher),
     )  # fmt: skip
     plan.log()
@@ -301,6 +303,15 @@ def _check_writable(output_dir: str) -> None:
 
 def _load_teacher(spec: str, label_mapping, id2label: dict) -> PreTrainedModel:
     return load_classifier(spec, id2label, role="teacher", label_mapping=label_mapping)
+
+
+def _load_student(student: ModelPlan, teacher_model, id2label: dict, replace_head: bool) -> PreTrainedModel:
+    """The student as the plan names it, or the default student built for the data (for the teacher's family)."""
+    if student.is_default_student:
+        model, description = default_student(staged_view(teacher_model).family, student.default_student_size, id2label)
+        logger.info("No --student: %s", description)
+        return model
+    return load_classifier(student.spec, id2label, role="student", replace_head=replace_head, model_args=student.model_args)
 
 
 def _load_teacher_and_data(model_args, data_args, training_args, dataset: str):

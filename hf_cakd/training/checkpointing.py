@@ -1,7 +1,8 @@
 """A DistillationTrainer's checkpoint I/O: every part saved once, complete checkpoints, resume checks, a full disk.
 
-:class:`CheckpointIO` is what the trainer's overrides of the Trainer's private save and load
-methods delegate to (docs/architecture.md, "What the trainer overrides", says why each remains).
+:class:`CheckpointIO` is what the trainer's ``save_model`` and its overrides of the Trainer's two private load
+methods delegate to, and the callback that completes each checkpoint (docs/architecture.md, "What the trainer
+overrides").
 A checkpoint holds the student as a plain transformers model at the top, the method's parts once,
 ``distillation_config.json``, the Trainer's own files, and ``checkpoint_complete``, written last.
 """
@@ -20,7 +21,7 @@ from pathlib import Path
 
 import torch
 from safetensors import SafetensorError, safe_open
-from transformers import PreTrainedModel, TrainerState
+from transformers import PreTrainedModel, TrainerCallback, TrainerState
 from transformers.trainer import OPTIMIZER_NAME, SCALER_NAME, SCHEDULER_NAME, TRAINER_STATE_NAME
 from transformers.trainer_utils import TrainOutput, rotate_checkpoints
 from transformers.utils import CONFIG_NAME, SAFE_WEIGHTS_NAME
@@ -290,8 +291,9 @@ def _first_names(id2label: dict, shown: int = 5) -> str:
     return ", ".join(names[:shown]) + (", ..." if len(names) > shown else "")
 
 
-class CheckpointIO:
-    """Saving and loading one :class:`~hf_cakd.DistillationTrainer`'s ``DistillationModel``.
+class CheckpointIO(TrainerCallback):
+    """Saving and loading one :class:`~hf_cakd.DistillationTrainer`'s ``DistillationModel``, and (as its callback)
+    completing each checkpoint the Trainer writes.
 
     ``trainer`` gives the model (unwrapped through its accelerator), the arguments, the processing
     class and the optimizer (whose state sizes a checkpoint before the first one exists).
@@ -299,6 +301,8 @@ class CheckpointIO:
 
     def __init__(self, trainer):
         self.trainer = trainer
+        self.writing: str | None = None  # the checkpoint the Trainer is writing, from save_model to on_save
+        self._holding_save_total_limit, self._save_total_limit = False, None
 
     @property
     def args(self):
@@ -368,38 +372,62 @@ class CheckpointIO:
             )
         self.trainer.ema.module.load_state_dict(_saved_student_state(self.trainer.ema.module, ema_dir))
 
-    @contextlib.contextmanager
-    def writing_checkpoint(self, run_dir: str, step: int):
-        """Around the Trainer's checkpoint save: mark it complete once every rank has written, then rotate.
+    def begin_checkpoint(self, checkpoint_dir: str) -> None:
+        """The Trainer starts writing ``checkpoint_dir`` (its ``save_model``): incomplete until :meth:`on_save`.
 
-        The Trainer deletes old checkpoints (``save_total_limit``) at the end of its save; a process
-        killed between that and the marker would leave no complete checkpoint, so rotation waits
-        for the marker. A full disk removes the half-written checkpoint (:meth:`reporting_a_full_disk`).
+        The Trainer rotates old checkpoints away (``save_total_limit``) at the end of its write, before
+        ``on_save``; a process killed between the two would leave no complete checkpoint, so the limit is
+        held back until the marker is written.
         """
-        checkpoint_dir = os.path.join(run_dir, f"{CHECKPOINT_PREFIX}{step}")
+        self.writing = checkpoint_dir
         marker_path = os.path.join(checkpoint_dir, CHECKPOINT_COMPLETE_NAME)
         if self.args.should_save and os.path.isfile(marker_path):
             os.remove(marker_path)  # a checkpoint written again is incomplete until marked again
-        save_total_limit, self.args.save_total_limit = self.args.save_total_limit, None
+        if not self._holding_save_total_limit:
+            self._save_total_limit, self.args.save_total_limit = self.args.save_total_limit, None
+            self._holding_save_total_limit = True
+
+    def _release_save_total_limit(self) -> int | None:
+        if self._holding_save_total_limit:
+            self.args.save_total_limit, self._holding_save_total_limit = self._save_total_limit, False
+        return self.args.save_total_limit
+
+    def on_save(self, args, state, control, **kwargs):
+        """Mark the checkpoint complete once every process has written it, then rotate the old ones."""
+        if self.writing is None:
+            return
+        checkpoint_dir, self.writing = self.writing, None
         skipped = self.trainer.skipped.totals(self.trainer.accelerator)  # every process: summed over them
-        try:
-            with self.reporting_a_full_disk(checkpoint_dir, partial=True):
-                yield
-                if self.args.should_save:
-                    self.trainer.skipped.save(checkpoint_dir, skipped)
-                self.trainer.accelerator.wait_for_everyone()  # the marker says every rank has finished writing
-                if self.args.should_save:
-                    with open(marker_path, "w") as marker:
-                        marker.write(f"step {step}\n")
-        finally:
-            self.args.save_total_limit = save_total_limit
-        if self.args.should_save:
+        with self.reporting_a_full_disk(checkpoint_dir, partial=True):
+            if args.should_save:
+                self.trainer.skipped.save(checkpoint_dir, skipped)
+            self.trainer.accelerator.wait_for_everyone()  # the marker says every rank has finished writing
+            if args.should_save:
+                with open(os.path.join(checkpoint_dir, CHECKPOINT_COMPLETE_NAME), "w") as marker:
+                    marker.write(f"step {state.global_step}\n")
+        save_total_limit = self._release_save_total_limit()
+        if args.should_save:
             rotate_checkpoints(
-                output_dir=run_dir,
+                output_dir=os.path.dirname(checkpoint_dir),
                 save_total_limit=save_total_limit,
-                best_model_checkpoint=self.trainer.state.best_model_checkpoint,
+                best_model_checkpoint=state.best_model_checkpoint,
                 use_mtime=True,
             )
+
+    @contextlib.contextmanager
+    def completing_checkpoints(self):
+        """Around ``Trainer.train``: a save that fails between ``save_model`` and ``on_save`` (a callback never sees
+        it) on a full disk removes the half-written checkpoint (:meth:`reporting_a_full_disk`)."""
+        try:
+            yield
+        except BaseException:
+            writing, self.writing = self.writing, None
+            if writing is None:
+                raise
+            with self.reporting_a_full_disk(writing, partial=True):
+                raise
+        finally:
+            self._release_save_total_limit()
 
     def _checkpoint_bytes(self) -> tuple[int, str]:
         """What a checkpoint takes: the newest complete one's size, else the model's and optimizer's tensors."""

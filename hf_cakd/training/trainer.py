@@ -57,8 +57,7 @@ class DistillationTrainer(Trainer):
         (student), ``teacher_pixel_values`` (teacher; falls back to ``pixel_values``) and ``labels``,
         or ``images`` and ``labels`` with ``device_views``.
 
-    Gradient accumulation, and why InfoNCE's negatives come from the micro-batch: docs/architecture.md, "One
-    training step".
+    Gradient accumulation, and why InfoNCE's negatives come from the micro-batch: docs/architecture.md.
     """
 
     loss_is_scaled_for_ga = False
@@ -94,7 +93,7 @@ class DistillationTrainer(Trainer):
         self.checkpoint_io = CheckpointIO(self)
         self.skipped, self.preemption = SkippedImageCounts(), PreemptionCallback()
         self.ema = StudentEMA(self.student, args.model_ema_decay) if args.model_ema_decay else None
-        for callback in filter(None, (self.skipped, self.preemption, self.ema)):
+        for callback in filter(None, (self.skipped, self.preemption, self.ema, self.checkpoint_io)):
             self.add_callback(callback)
 
     @property
@@ -182,7 +181,7 @@ class DistillationTrainer(Trainer):
         resume_from_checkpoint = resume_point(resume_from_checkpoint, self.args.output_dir)
         if finished := self.checkpoint_io.restore_finished_run(resume_from_checkpoint):
             return finished
-        with self.preemption.restoring_handlers():
+        with self.preemption.restoring_handlers(), self.checkpoint_io.completing_checkpoints():
             result = super().train(resume_from_checkpoint=resume_from_checkpoint, **kwargs)
         if (step := self.preemption.stopped_at_step) is not None:
             raise Preempted(
@@ -191,15 +190,17 @@ class DistillationTrainer(Trainer):
             )
         return result
 
-    # ---- private Trainer methods overridden: the reason for each is in docs/architecture.md ("What the
-    # trainer overrides"), and tests/test_trainer.py fails when the Trainer stops calling one ----
+    def save_model(self, output_dir: str | None = None, _internal_call: bool = False) -> None:
+        """The student as a plain transformers model and the method's parts once (``CheckpointIO.save``); a
+        checkpoint's write starts here and ends in ``CheckpointIO.on_save`` (docs/architecture.md)."""
+        output_dir = output_dir or self.args.output_dir
+        if _internal_call and os.path.basename(os.path.normpath(output_dir)) == f"{CHECKPOINT_PREFIX}{self.state.global_step}":
+            self.checkpoint_io.begin_checkpoint(output_dir)  # the Trainer's _save_checkpoint
+        self.checkpoint_io.save(output_dir, self.accelerator.get_state_dict(self.model_wrapped))
+        if self.args.push_to_hub and not _internal_call:
+            self.push_to_hub(commit_message="Model save", revision=self.args.hub_revision)
 
-    def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
-        self.checkpoint_io.save(output_dir or self.args.output_dir, state_dict)
-
-    def _save_checkpoint(self, model, trial) -> None:
-        with self.checkpoint_io.writing_checkpoint(self._get_output_dir(trial), self.state.global_step):
-            super()._save_checkpoint(model, trial)
+    # ---- private Trainer methods overridden: why, in docs/architecture.md ("What the trainer overrides") ----
 
     def _load_from_checkpoint(self, resume_from_checkpoint: str, model: nn.Module | None = None) -> None:
         self.checkpoint_io.load(resume_from_checkpoint, resuming=True)
