@@ -12,6 +12,10 @@ each teacher is built from its config at seed 0 and saved first (random weights 
 when any logged loss term differs from the snapshot by more than ``--atol`` (the log rounds to 4
 decimals, so equal runs agree exactly); a method the snapshot lacks is named, and ``--add_missing`` adds
 its runs to the snapshot once every other run agrees.
+
+The values depend on the CPU as well as the code: on another machine the committed snapshot can drift by more
+than 1e-4 after a few steps even at the commit that wrote it (seen on 2026-12-07, from step 3 on). There, write a
+snapshot from the commit before the change (a ``git worktree``) to a file of its own and ``--check`` against that.
 """
 
 from __future__ import annotations
