@@ -153,22 +153,22 @@ def test_timm_model_args_of_values_the_architecture_cannot_build_are_a_usage_err
 
 @pytest.mark.parametrize("suffix", [".yaml", ".json"])
 def test_a_config_file_is_the_only_argument(workspace, tmp_path, suffix):  # noqa: F811
-    flags = distill_args(workspace, "fbt", tmp_path / "out") + ["--fbt_infonce_weight", "0.5"]
+    flags = distill_args(workspace, "fbt", tmp_path / "out") + ["--fbt_logit_weight", "0.5"]
     keys = {}
     for flag, value in zip(flags, flags[1:] + [None]):
         if flag.startswith("--"):
             keys[flag[2:]] = True if value is None or value.startswith("--") else value
     for number in ("max_steps", "per_device_train_batch_size", "per_device_eval_batch_size", "logging_steps", "seed", "fbt_projector_dim"):
         keys[number] = int(keys[number])
-    keys["fbt_infonce_weight"] = 0.5
+    keys["fbt_logit_weight"] = 0.5
     config = tmp_path / f"run{suffix}"
     config.write_text(yaml.safe_dump(keys) if suffix == ".yaml" else json.dumps(keys))
     results = distill_main([str(config)])
-    assert results["method_config"]["fbt_infonce_weight"] == 0.5 and results["method_config"]["fbt_projector_dim"] == 16
+    assert results["method_config"]["fbt_logit_weight"] == 0.5 and results["method_config"]["fbt_projector_dim"] == 16
     card = (tmp_path / "out" / "README.md").read_text(encoding="utf-8")  # the options set, not every option
-    auto = "(`auto`: follows the pair)"  # a CNN teacher, a ViT student: the paper's settings
+    auto = "(`auto`: follows the pair)"  # a CNN teacher, a ViT student: RSD's loss on the paper's paths
     assert (
-        f"- fbt_infonce_weight: `0.5`\n- fbt_projector_dim: `16`\n"
+        f"- fbt_logit_weight: `0.5`\n- fbt_projector_dim: `16`\n- fbt_feature_loss: `rsd` {auto}\n"
         f"- fbt_bridge_type: `attention` {auto}\n- fbt_bridge_upsample: `False` {auto}\n"
         f"- fbt_transfer_paths: `teacher_student,teacher_assistant,assistant_student` {auto}\n"
         f"- fbt_deep_supervision: `''` {auto}\n- fbt_bridge_downsample: `1` {auto}\n- other options: `fbt`'s defaults"

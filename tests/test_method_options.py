@@ -31,7 +31,7 @@ from hf_cakd.methods.renamed import REMOVED_OPTIONS, RENAMED_OPTIONS
 from hf_cakd.modeling_distillation import DistillationModel
 from hf_cakd.methods.kd import KDConfig, KDLossOptions
 from hf_cakd.methods.ofa import OFAConfig, OFALossOptions
-from test_trainer import LOSS_TERMS, PAIRS, TEMPERATURES, make_trainer, training_logs
+from test_trainer import INFONCE, LOSS_TERMS, PAIRS, TEMPERATURES, make_trainer, training_logs
 from tiny_models import IMAGE_SIZE, NUM_LABELS, TINY_MODELS, build, small_heads
 
 B = 6
@@ -99,17 +99,19 @@ def test_the_log_names_the_options_the_pair_set(caplog):
     with caplog.at_level("INFO", logger="hf_cakd"):
         built = DistillationModel.build(build("hf-resnet"), build("hf-vit"), "fbt", {"fbt_bridge_downsample": 1}, IMAGE_SIZE, IMAGE_SIZE)
     assert built.method.options_set_by_pair == {
-        "fbt_bridge_type": "attention", "fbt_bridge_upsample": True,
+        "fbt_feature_loss": "infonce", "fbt_bridge_type": "attention", "fbt_bridge_upsample": True,
         "fbt_transfer_paths": ["teacher_student", "teacher_assistant"], "fbt_deep_supervision": [1, 2, 3],
     }  # fbt_bridge_downsample was given
     assert (
-        "--method fbt, cnn student and attention teacher: --fbt_bridge_type attention, --fbt_bridge_upsample true, "
-        "--fbt_transfer_paths teacher_student,teacher_assistant, --fbt_deep_supervision 1,2,3 ('auto': follows the "
-        "pair; docs/method.md)"
+        "--method fbt, cnn student and attention teacher: --fbt_feature_loss infonce, --fbt_bridge_type attention, "
+        "--fbt_bridge_upsample true, --fbt_transfer_paths teacher_student,teacher_assistant, --fbt_deep_supervision "
+        "1,2,3 ('auto': follows the pair; docs/method.md)"
     ) in caplog.text
     with caplog.at_level("INFO", logger="hf_cakd"):
         to_vit = DistillationModel.build(build("hf-vit"), build("hf-resnet"), "fbt", None, IMAGE_SIZE, IMAGE_SIZE)
     assert to_vit.method.options_set_by_pair["fbt_deep_supervision"] == []
+    assert to_vit.method.options_set_by_pair["fbt_feature_loss"] == "rsd"  # RSD's loss across families, InfoNCE above
+    assert "attention student and cnn teacher: --fbt_feature_loss rsd, --fbt_bridge_type attention, " in caplog.text
     assert "--fbt_bridge_upsample false, --fbt_transfer_paths teacher_student,teacher_assistant,assistant_student, " in caplog.text
     assert "--fbt_deep_supervision '', --fbt_bridge_downsample 1 ('auto'" in caplog.text
 
@@ -163,7 +165,8 @@ def test_options_that_follow_the_pair_default_to_auto_and_say_so_in_one_form():
             by_pair += [option.name] if follows else []
     assert BY_PAIR_HELP == "'auto': follows the pair (docs/method.md)."
     assert sorted(by_pair) == [
-        "fbt_bridge_downsample", "fbt_bridge_type", "fbt_bridge_upsample", "fbt_deep_supervision", "fbt_transfer_paths"
+        "fbt_bridge_downsample", "fbt_bridge_type", "fbt_bridge_upsample", "fbt_deep_supervision", "fbt_feature_loss",
+        "fbt_transfer_paths",
     ]  # fmt: skip
 
 
@@ -292,16 +295,17 @@ def test_stage_lists_are_tuples_of_stage_numbers_from_text_or_lists(given):
 
 # ---- fbt ----------------------------------------------------------------------------------------
 
-FBT_DEFAULT_TERMS = LOSS_TERMS["fbt"]
-# The paper's settings of the options whose default follows the pair (a CNN student of a ViT teacher has others).
+FBT_INFONCE_TERMS = LOSS_TERMS["fbt"]
+# The paper's paths, branches and grid, whose defaults follow the pair (a CNN student of a ViT teacher has others).
 FBT_PAPER = dict(fbt_transfer_paths=",".join(PAIRS), fbt_deep_supervision="", fbt_bridge_downsample=1)
 
 
 def fbt_terms(config) -> set[str]:
-    """The loss terms an fbt config logs: both cross-entropies, InfoNCE and the logit loss per transferring
-    path, one term per deep-supervision branch."""
+    """The loss terms an fbt config logs: both cross-entropies, the feature loss (InfoNCE or RSD) and the logit
+    loss per transferring path, one term per deep-supervision branch."""
     paths = [f"{source}_{learner}" for source, learner in config.transfer_pairs]
-    return {"ce", "ce_assistant", *(f"infonce_{p}" for p in paths), *(f"ofa_{p}" for p in paths)} | {
+    feature = config.fbt_feature_loss
+    return {"ce", "ce_assistant", *(f"{feature}_{p}" for p in paths), *(f"ofa_{p}" for p in paths)} | {
         f"deep_supervision_stage{k}" for k in config.fbt_deep_supervision
     }
 
@@ -309,18 +313,26 @@ def fbt_terms(config) -> set[str]:
 def test_fbt_defaults_are_the_paper_recipe_where_the_student_is_not_a_cnn():
     config = method_config("fbt")
     assert (config.fbt_deep_supervision, config.fbt_transfer_paths, config.fbt_bridge_downsample) == ("auto",) * 3
+    assert config.fbt_feature_loss == "auto"
     assert config.fbt_assistant_warmup_steps == 0 and config.fbt_deep_supervision_weight == 1.0
     assert config.fbt_infonce_feature == "stage4" and config.fbt_infonce_mask_same_label is False
-    method = build_method("fbt")  # a ResNet teacher, a ViT student
+    method = build_method("fbt")  # a ResNet teacher, a ViT student: the paper's paths, each learnt with RSD's loss
     resolved = method.config
     assert (resolved.fbt_deep_supervision, resolved.fbt_transfer_paths, resolved.fbt_bridge_downsample) == ((), PAIRS, 1)
+    assert resolved.fbt_feature_loss == "rsd" and set(method.rsd_projectors) == set(PAIRS)
+    assert not method.projectors and not method.temperatures
     assert len(method.deep_branches) == 0 and not method.student_view.capture_pre_logits
     losses, *_ = run(method)
-    assert set(losses) == FBT_DEFAULT_TERMS == fbt_terms(resolved)
-    assert set(method.log_values()) == TEMPERATURES["fbt"]
+    assert set(losses) == fbt_terms(resolved) == {"ce", "ce_assistant"} | {f"{kind}_{p}" for kind in ("rsd", "ofa") for p in PAIRS}
+    assert method.log_values() == {}
     assert method.changed_options() == small_heads("fbt")  # the card lists what was given, not what the pair chose
     mixer = build_method("fbt", teacher="hf-vit", student="timm-mixer")  # F ends in the student's stage: the paper's
-    assert (mixer.config.fbt_deep_supervision, mixer.config.fbt_transfer_paths) == ((), PAIRS)
+    assert (mixer.config.fbt_deep_supervision, mixer.config.fbt_transfer_paths, mixer.config.fbt_feature_loss) == (
+        (), PAIRS, "infonce"
+    )
+    one_family = build_method("fbt", teacher="hf-deit", student="hf-vit")  # the paper's InfoNCE, its temperatures
+    assert one_family.config.fbt_feature_loss == "infonce" and set(run(one_family)[0]) == FBT_INFONCE_TERMS
+    assert set(one_family.log_values()) == TEMPERATURES["fbt"]
 
 
 def test_fbt_for_a_cnn_student_of_a_vit_teacher_adds_ofas_branches_drops_f_to_s_and_halves_the_grid():
@@ -378,7 +390,7 @@ def test_fbt_bridge_downsample_shrinks_the_grid_of_fs_last_stage():
     halved = build_method("fbt", teacher="hf-vit", student="hf-resnet", **FBT_PAPER | dict(fbt_bridge_downsample=2))
     assert from_vit.final_infos["assistant"].grid == (8, 8) and halved.final_infos["assistant"].grid == (4, 4)
     losses, student, teacher, _ = run(halved)
-    assert set(losses) == FBT_DEFAULT_TERMS
+    assert set(losses) == FBT_INFONCE_TERMS
     fused = halved._assistant_output(student, teacher)
     prefix_tokens = teacher.features[3].shape[1] - 64
     assert fused.last_hidden_state.shape[1] == prefix_tokens + 16  # a quarter of the ViT's 64 patch tokens
@@ -389,9 +401,9 @@ def test_fbt_bridge_downsample_shrinks_the_grid_of_fs_last_stage():
 
 
 def test_fbt_deep_supervision_branches_learn_the_teachers_logits():
-    method = build_method("fbt", fbt_deep_supervision="1,3", fbt_deep_supervision_weight=0.1)
+    method = build_method("fbt", fbt_feature_loss="infonce", fbt_deep_supervision="1,3", fbt_deep_supervision_weight=0.1)
     losses, student, teacher, _ = run(method, grad=True)
-    assert set(losses) == FBT_DEFAULT_TERMS | {"deep_supervision_stage1", "deep_supervision_stage3"}
+    assert set(losses) == FBT_INFONCE_TERMS | {"deep_supervision_stage1", "deep_supervision_stage3"}
     for stage, branch in zip((1, 3), method.deep_branches):
         expected = 0.1 * soft_ce(branch(student.features[stage - 1]), teacher.logits)
         torch.testing.assert_close(losses[f"deep_supervision_stage{stage}"], expected)
@@ -426,13 +438,13 @@ def test_fbt_assistant_teaches_the_student_detached_as_a_teacher_would(feature_l
 
 
 def test_fbt_assistant_warmup_ramps_the_assistant_to_student_terms():
-    method = build_method("fbt", fbt_assistant_warmup_steps=10)
-    full, *_ = run(build_method("fbt"))
+    method = build_method("fbt", fbt_feature_loss="infonce", fbt_assistant_warmup_steps=10)
+    full, *_ = run(build_method("fbt", fbt_feature_loss="infonce"))
     for step, ramp in ((0, 0.0), (5, 0.5), (10, 1.0), (25, 1.0)):
         method.set_progress(step, 100)
         losses, *_ = run(method)
         assert method.log_values()["ramp_assistant_student"] == ramp
-        for term in FBT_DEFAULT_TERMS:
+        for term in FBT_INFONCE_TERMS:
             expected = ramp * full[term] if term in ASSISTANT_TERMS else full[term]
             torch.testing.assert_close(losses[term], expected, msg=f"{term} at step {step}")
 
@@ -441,7 +453,7 @@ def test_fbt_assistant_warmup_ramps_the_assistant_to_student_terms():
     "teacher, student", [("hf-resnet", "hf-vit"), ("hf-vit", "hf-mobilenetv2"), ("timm-convnext", "timm-deit-distilled")]
 )
 def test_fbt_infonce_on_pre_logits(teacher, student):
-    method = build_method("fbt", teacher=teacher, student=student, fbt_infonce_feature="pre_logits")
+    method = build_method("fbt", teacher=teacher, student=student, fbt_feature_loss="infonce", fbt_infonce_feature="pre_logits")
     assert method.student_view.capture_pre_logits and method.teacher_view.capture_pre_logits
     losses, student_out, teacher_out, labels = run(method, grad=True)
     assert set(losses) == fbt_terms(method.config)
@@ -466,6 +478,21 @@ def test_fbt_pre_logits_refuses_pooling_options():
         method_config("fbt", {"fbt_infonce_feature": "stage3"})
 
 
+def test_an_option_of_the_feature_loss_the_run_does_not_use_is_refused_naming_the_fix():
+    """With fbt_feature_loss auto the pair picks the loss: an option of the other one would silently do nothing."""
+    with pytest.raises(UsageError, match=(
+        r"^--fbt_infonce_weight applies to fbt_feature_loss infonce, but this run's is rsd \(auto, for this attention "
+        r"student and cnn teacher\): pass --fbt_feature_loss infonce to use it, or drop --fbt_infonce_weight\.$"
+    )):  # fmt: skip
+        build_method("fbt", fbt_infonce_weight=0.5)
+    with pytest.raises(UsageError, match=r"^--rsd_kappa applies to fbt_feature_loss rsd, but this run's is infonce \(given\)"):
+        build_method("fbt", fbt_feature_loss="infonce", rsd_kappa=0.1, fbt_infonce_weight=0.5)
+    with pytest.raises(UsageError, match=r"but this run's is infonce \(auto, for this cnn student and attention teacher\)"):
+        build_method("fbt", teacher="hf-vit", student="hf-resnet", rsd_weight=0.2)
+    assert build_method("fbt", fbt_feature_loss="infonce", fbt_infonce_weight=0.5).config.fbt_infonce_weight == 0.5
+    assert build_method("fbt", rsd_weight=0.2).config.rsd_weight == 0.2  # the pair's rsd reads it
+
+
 @pytest.mark.parametrize("teacher, student", [("hf-resnet", "hf-vit"), ("hf-vit", "hf-swin"), ("hf-vit", "timm-mixer")])
 def test_fbt_infonce_use_cls_is_refused_where_a_model_has_no_class_token(teacher, student):
     with pytest.raises(UsageError, match=r"^--fbt_infonce_use_cls contrasts class tokens, but this pair's .*: leave"):
@@ -480,7 +507,7 @@ def test_fbt_infonce_use_cls_contrasts_the_class_tokens_of_two_vits():
 
 
 def test_fbt_infonce_mask_same_label():
-    method = build_method("fbt", fbt_infonce_mask_same_label=True)
+    method = build_method("fbt", fbt_feature_loss="infonce", fbt_infonce_mask_same_label=True)
     losses, student, teacher, labels = run(method)
     fused = method._assistant_output(student, teacher)
     features = {"teacher": teacher.features[3], "student": student.features[3], "assistant": fused.last_hidden_state}
@@ -501,16 +528,16 @@ OPTION_RUNS = {
     "ofa-no-final-logits": ("ofa", dict(ofa_final_logits=False), {"ce", "ofa_stage1", "ofa_stage2", "ofa_stage3"}, set()),
     "fbt-deep-supervision": (
         "fbt",
-        dict(fbt_deep_supervision="1,2,3"),
-        FBT_DEFAULT_TERMS | {f"deep_supervision_stage{k}" for k in (1, 2, 3)},
+        INFONCE | dict(fbt_deep_supervision="1,2,3"),
+        FBT_INFONCE_TERMS | {f"deep_supervision_stage{k}" for k in (1, 2, 3)},
         set(),
     ),
-    "fbt-warmup": ("fbt", dict(fbt_assistant_warmup_steps=2), FBT_DEFAULT_TERMS, {"ramp_assistant_student"}),
-    "fbt-pre-logits": ("fbt", dict(fbt_infonce_feature="pre_logits"), FBT_DEFAULT_TERMS, set()),
-    "fbt-mask-same-label": ("fbt", dict(fbt_infonce_mask_same_label=True), FBT_DEFAULT_TERMS, set()),
-    "fbt-bridge-keeps-the-grid": ("fbt", dict(fbt_bridge_upsample="false"), FBT_DEFAULT_TERMS, set()),
-    "fbt-bridge-upsamples": ("fbt", dict(fbt_bridge_upsample="true"), FBT_DEFAULT_TERMS, set()),
-    "fbt-bridge-downsamples": ("fbt", dict(fbt_bridge_downsample=2), FBT_DEFAULT_TERMS, set()),
+    "fbt-warmup": ("fbt", INFONCE | dict(fbt_assistant_warmup_steps=2), FBT_INFONCE_TERMS, {"ramp_assistant_student"}),
+    "fbt-pre-logits": ("fbt", INFONCE | dict(fbt_infonce_feature="pre_logits"), FBT_INFONCE_TERMS, set()),
+    "fbt-mask-same-label": ("fbt", INFONCE | dict(fbt_infonce_mask_same_label=True), FBT_INFONCE_TERMS, set()),
+    "fbt-bridge-keeps-the-grid": ("fbt", INFONCE | dict(fbt_bridge_upsample="false"), FBT_INFONCE_TERMS, set()),
+    "fbt-bridge-upsamples": ("fbt", INFONCE | dict(fbt_bridge_upsample="true"), FBT_INFONCE_TERMS, set()),
+    "fbt-bridge-downsamples": ("fbt", INFONCE | dict(fbt_bridge_downsample=2), FBT_INFONCE_TERMS, set()),
 }
 
 
@@ -534,7 +561,7 @@ def test_every_option_trains_one_step_and_logs_its_terms(tmp_path, run_id):
 
 
 def test_trainer_reports_progress_to_the_method_before_each_step(tmp_path):
-    trainer = make_trainer(tmp_path, "fbt", max_steps=3, fbt_assistant_warmup_steps=2)
+    trainer = make_trainer(tmp_path, "fbt", max_steps=3, fbt_feature_loss="infonce", fbt_assistant_warmup_steps=2)
     seen = []
     method = trainer.model.method
     original = method.set_progress
@@ -554,7 +581,7 @@ def test_fbt_transfer_paths_drop_their_terms_and_parts(dropped):
     """The paper's ablation: a dropped path has no terms, temperature or unused projector, and every
     parameter left still gets a gradient (nothing DDP would wait for)."""
     kept = [path for path in PAIRS if path not in dropped.split(",")]
-    method = build_method("fbt", fbt_transfer_paths=",".join(kept))
+    method = build_method("fbt", fbt_feature_loss="infonce", fbt_transfer_paths=",".join(kept))
     method.train()
     losses, *_ = run(method, grad=True)
     expected = {"ce", "ce_assistant", *(f"{kind}_{path}" for path in kept for kind in ("infonce", "ofa"))}

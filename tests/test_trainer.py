@@ -37,7 +37,9 @@ from tiny_models import IMAGE_SIZE, NUM_LABELS, build, small_heads
 ROOT = Path(__file__).resolve().parents[1]
 
 PAIRS = ("teacher_student", "teacher_assistant", "assistant_student")
-# The named loss terms each method logs (as loss_<term>), and the temperatures fbt logs beside them.
+# The named loss terms each method logs (as loss_<term>), and the temperatures fbt logs beside them; fbt's are
+# InfoNCE's, which INFONCE pins where the tests' pair (a ResNet teacher, a ViT student) would give fbt RSD's loss.
+INFONCE = {"fbt_feature_loss": "infonce"}
 LOSS_TERMS = {
     "none": {"ce"},
     "kd": {"ce", "kd"},
@@ -133,7 +135,7 @@ def training_logs(trainer) -> list[dict]:
 @pytest.mark.parametrize("method", sorted(METHODS))
 def test_every_loss_term_is_logged_and_they_sum_to_the_loss(tmp_path, method):
     assert method in LOSS_TERMS, f"a registered method needs its expected loss terms in LOSS_TERMS: {method}"
-    trainer = make_trainer(tmp_path, method)
+    trainer = make_trainer(tmp_path, method, **(INFONCE if method == "fbt" else {}))
     trainer.train()
     logs = training_logs(trainer)
     assert [entry["step"] for entry in logs] == [1, 2, 3]
@@ -169,7 +171,7 @@ def test_every_method_saves_and_reloads_everything_it_trains(tmp_path, method):
 def test_teacher_stays_frozen_while_student_and_method_parts_train(tmp_path, given):
     teacher = build("hf-resnet", seed=1).train()  # handed over in training mode: the trainer must freeze it
     teacher_before = state_of(teacher)  # buffers too: BatchNorm statistics must not move
-    args = distillation_args(tmp_path, "fbt", weight_decay=0.1)
+    args = distillation_args(tmp_path, "fbt", weight_decay=0.1, **INFONCE)
     model = build("hf-vit", seed=2)
     if given == "distillation_model":
         model = DistillationModel.build(model, teacher, args.method, args.method_config, IMAGE_SIZE, IMAGE_SIZE)
@@ -474,7 +476,7 @@ def one_sgd_step(output_dir, method, batch_size, accumulation, **overrides):
 
 @pytest.mark.parametrize(
     "method, overrides",
-    [("kd", {}), ("ofa", {}), ("fbt", {"fbt_infonce_weight": 0.0})],
+    [("kd", {}), ("ofa", {}), ("fbt", INFONCE | {"fbt_infonce_weight": 0.0})],
     ids=["kd", "ofa", "fbt-without-infonce"],
 )
 def test_accumulating_two_half_batches_equals_one_full_batch(tmp_path, method, overrides):
@@ -490,7 +492,7 @@ def test_accumulated_infonce_is_the_mean_of_the_micro_batch_losses(tmp_path):
     """InfoNCE contrasts the images of one batch: a micro-batch of B has B - 1 negatives, a batch
     of 2B has 2B - 1, so accumulation is not the doubled batch. What holds is the scaling: the
     step follows the mean of the micro-batch losses, each divided once by the accumulation steps."""
-    trainer, initial = one_sgd_step(tmp_path, "fbt", 4, 2)
+    trainer, initial = one_sgd_step(tmp_path, "fbt", 4, 2, **INFONCE)
     data = trainer.train_dataset
     micro_batches = [data.batch(range(0, 4)), data.batch(range(4, 8))]
 
@@ -604,6 +606,7 @@ def test_distill_script_under_accelerate_launch_keeps_processes_in_sync(tmp_path
         "--teacher", str(tmp_path / "teacher"), "--student", str(student), "--dataset", str(data),
         "--method", "fbt", "--output_dir", str(output_dir), "--max_steps", "2",
         "--per_device_train_batch_size", "4", "--per_device_eval_batch_size", "4", "--fbt_projector_dim", "16",
+        "--fbt_feature_loss", "infonce",
         "--eval_strategy", "no", "--save_strategy", "no", "--logging_steps", "1", "--seed", "0",
         "--use_cpu", "--report_to", "none", "--disable_tqdm", "true",
     ])  # fmt: skip

@@ -22,7 +22,7 @@ PAIRS = {  # pair -> (teacher role, student role)
 }
 # The paper's ablation (one seed, the profile's first): fbt with one part switched off.
 ABLATIONS = {
-    "without InfoNCE": {"fbt_infonce_weight": 0.0},
+    "without InfoNCE": {"fbt_feature_loss": "infonce", "fbt_infonce_weight": 0.0},  # no feature term, whichever loss
     "without the logit loss": {"fbt_logit_weight": 0.0},
     "without T -> F": {"fbt_transfer_paths": "teacher_student,assistant_student"},
     "without F -> S": {"fbt_transfer_paths": "teacher_student,teacher_assistant"},

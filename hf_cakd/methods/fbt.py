@@ -56,6 +56,17 @@ class ClassTokenError(UsageError, ValueError):
     """``fbt_infonce_use_cls`` asked of a pair where a model that InfoNCE contrasts has no class token (exit code 2)."""
 
 
+class FeatureLossOptionError(UsageError, ValueError):
+    """An option of the feature loss this run does not use (InfoNCE's with RSD's loss, or the reverse; exit code 2)."""
+
+
+# The options that only one feature loss reads (the features they align, fbt_infonce_feature/pooling/use_cls, are both's).
+FEATURE_LOSS_OPTIONS = {
+    "infonce": ("fbt_infonce_weight", "fbt_infonce_temperature", "fbt_infonce_mask_same_label", "fbt_gather_negatives"),
+    "rsd": ("rsd_weight", "rsd_kappa", "rsd_projector_expansion"),
+}
+
+
 @dataclass
 class FBTExperimentalOptions(MethodConfig):
     """FBT's options beyond the paper: off by default, under evaluation (docs/method.md, "Experimental options")."""
@@ -91,8 +102,8 @@ class FBTConfig(FBTExperimentalOptions, RSDLossOptions, LogitLossOptions):
         "ofa", "FBT's logit loss: 'ofa' (its options: --ofa_gamma, --ofa_temperature) or 'kd' (--kd_temperature)."
     )
     fbt_logit_weight: float = option(1.0, "Weight of each of FBT's three logit terms.")
-    fbt_feature_loss: Literal["infonce", "rsd"] = option(
-        "infonce",
+    fbt_feature_loss: Literal["infonce", "rsd"] | ByPair = option(
+        BY_PAIR,
         "FBT's feature loss on each path: 'infonce' (the paper's: --fbt_infonce_*) or 'rsd' (RSD's redundancy suppression "
         "of the learner's projected features against the source's: --rsd_weight, --rsd_kappa, --rsd_projector_expansion).",
     )
@@ -152,12 +163,14 @@ class FBTConfig(FBTExperimentalOptions, RSDLossOptions, LogitLossOptions):
         bridge as the assistant picks it for the pair; where F ends in the teacher's last stage (a CNN student, a
         teacher of another family) F -> S does not transfer, the student's stages 1-3 get OFA's logit branches, and
         the bridge halves the teacher's grid where its last stage runs on any grid; elsewhere the paper's three
-        paths, no branches, the full grid."""
+        paths, no branches, the full grid. An attention student of another family's teacher learns each path with
+        RSD's loss, every other student with the paper's InfoNCE (docs/method.md)."""
         cnn_student = student.family == "cnn" and teacher.family != "cnn"
         by_pair = {f"fbt_{name}": value for name, value in bridge_for_pair(teacher, student).items()} | {
             "fbt_transfer_paths": PATH_NAMES[:2] if cnn_student else PATH_NAMES,
             "fbt_deep_supervision": (1, 2, 3) if cnn_student else (),
             "fbt_bridge_downsample": 2 if cnn_student and teacher.runs_on_any_grid else 1,
+            "fbt_feature_loss": "rsd" if student.family == "attention" != teacher.family else "infonce",
         }
         return replace(self, **{name: value for name, value in by_pair.items() if getattr(self, name) == BY_PAIR})
 
@@ -204,6 +217,7 @@ class FuseBeforeTransfer(DistillationMethod):
                     f"({teacher.family} teacher, {student.family} student) end in a CNN map or in tokens without "
                     "a class token: leave --fbt_infonce_use_cls off for this pair."
                 )
+        self._refuse_options_of_the_other_feature_loss(config)
         if config.fbt_infonce_feature == "pre_logits":
             for view in (teacher, student):  # F's suffix is one of them
                 view.capture_pre_logits = True
@@ -236,6 +250,19 @@ class FuseBeforeTransfer(DistillationMethod):
             for stage in config.fbt_deep_supervision
         )
         self._assistant_ramp: float | None = None
+
+    def _refuse_options_of_the_other_feature_loss(self, config: FBTConfig) -> None:
+        """A silently ignored option would be a wrong run: with ``auto`` the pair may have picked the other loss."""
+        used = config.fbt_feature_loss
+        other = next(loss for loss in FEATURE_LOSS_OPTIONS if loss != used)
+        given = [name for name in FEATURE_LOSS_OPTIONS[other] if name in config.changed_options()]
+        if given:
+            pair = f"auto, for this {self.student_view.family} student and {self.teacher_view.family} teacher"
+            how = pair if "fbt_feature_loss" in self.options_set_by_pair else "given"
+            raise FeatureLossOptionError(
+                f"--{given[0]} applies to fbt_feature_loss {other}, but this run's is {used} ({how}): pass "
+                f"--fbt_feature_loss {other} to use it, or drop --{' --'.join(given)}."
+            )
 
     @property
     def uses_infonce(self) -> bool:
