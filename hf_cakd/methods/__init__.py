@@ -14,7 +14,7 @@ from .base import (
 from . import fbt, feature_kd, fitnet, kd, none, ofa, rsd  # noqa: E402,F401  isort: skip
 
 AUTO_METHOD = "auto"
-BEST_METHOD_FOR_STUDENT = {"cnn": "ofa", "attention": "fbt", "mlp": "fbt"}
+BEST_METHOD_FOR_STUDENT = {"cnn": "ofa", "attention": "rsd", "mlp": "rsd"}
 """What ``--method auto`` (the default) distils with, by the student's family: the method the accuracy benchmark
 measured best for students of that family (docs/method.md, "Which method by default")."""
 

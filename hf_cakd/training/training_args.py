@@ -13,7 +13,7 @@ from transformers import TrainingArguments
 from transformers.training_args import trainer_log_levels
 
 from ..errors import UsageError
-from ..methods import AUTO_METHOD, METHODS, method_config
+from ..methods import AUTO_METHOD, BEST_METHOD_FOR_STUDENT, METHODS, method_config
 
 
 @dataclass
@@ -31,7 +31,7 @@ class DistillationTrainingArguments(TrainingArguments):
         default=AUTO_METHOD,
         metadata={
             "help": "The distillation method. 'auto': follows the pair (docs/method.md): the best measured for the "
-            "student's family, fbt for attention and MLP students, ofa for CNN students.",
+            "student's family, " + ", ".join(f"{m} for {family} students" for family, m in BEST_METHOD_FOR_STUDENT.items()) + ".",
             "choices": [AUTO_METHOD, *sorted(METHODS)],
         },
     )
