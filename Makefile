@@ -18,8 +18,9 @@ $(STAMP): setup.py constraints.txt
 demo: $(STAMP)
 	$(BIN)/python scripts/demo.py
 
+# Two workers (pytest-xdist): one per core of a 2-core machine; the slow tests, which start processes of their own, run one at a time.
 test: $(STAMP)
-	$(BIN)/python -m pytest -q tests
+	$(BIN)/python -m pytest -q -n 2 tests
 
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -q tests -m slow
