@@ -255,7 +255,8 @@ class FuseBeforeTransfer(DistillationMethod):
         """A silently ignored option would be a wrong run: with ``auto`` the pair may have picked the other loss."""
         used = config.fbt_feature_loss
         other = next(loss for loss in FEATURE_LOSS_OPTIONS if loss != used)
-        given = [name for name in FEATURE_LOSS_OPTIONS[other] if name in config.changed_options()]
+        changed = config.changed_options()
+        given = [name for name in FEATURE_LOSS_OPTIONS[other] if name in changed]
         if given:
             pair = f"auto, for this {self.student_view.family} student and {self.teacher_view.family} teacher"
             how = pair if "fbt_feature_loss" in self.options_set_by_pair else "given"
